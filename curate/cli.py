@@ -1,0 +1,82 @@
+"""The `curate` command line: a thin Typer layer over the Python API.
+
+Each command lives in curate/commands/<name>.py and exposes `register(app)`. This module only builds
+the app and is the one error boundary: CurateError -> one line + exit code, Ctrl-C -> 130.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from curate import __version__
+from curate.commands import common
+from curate.errors import EXIT_INTERRUPTED, EXIT_USAGE, CurateError
+
+app = typer.Typer(
+    name="curate",
+    help="Turn raw image collections into clean, trustworthy training sets.\n\n"
+    "Examples:\n\n"
+    "  curate demo                                  # offline end-to-end demo\n\n"
+    "  curate openimages --classes person,animal,gun --out data/oi\n\n"
+    "  curate dedupe data/oi --dry-run",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"curate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the final summary."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail; tracebacks on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    common.STATE.quiet = quiet
+    common.STATE.verbose = verbose
+
+
+def _register_commands() -> None:
+    import curate.commands as pkg
+
+    mods = [m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "common"]
+    loaded = [importlib.import_module(f"curate.commands.{name}") for name in mods]
+    for mod in sorted(loaded, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
+        mod.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point. Typer handles usage errors (exit 2) and Ctrl-C (130); commands end with
+    `raise typer.Exit(code)`; CurateError and anything unexpected become one line here."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="curate")
+    except CurateError as e:
+        common.err(str(e))
+        if common.STATE.verbose:
+            raise
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        common.err("interrupted; re-run the same command to resume")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:
+        if common.STATE.verbose:
+            raise
+        common.err(f"unexpected {type(e).__name__}: {e} (re-run with --verbose for the traceback)")
+        sys.exit(EXIT_USAGE if isinstance(e, OSError) else 1)

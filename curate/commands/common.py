@@ -1,0 +1,44 @@
+"""Options and output helpers shared by every command."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import typer
+from rich.console import Console
+
+
+@dataclass
+class State:
+    quiet: bool = False
+    verbose: bool = False
+
+
+STATE = State()
+out = Console(highlight=False)  # results and summaries (stdout)
+_err = Console(stderr=True, highlight=False)
+
+
+def err(message: str) -> None:
+    _err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    _err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+
+
+def info(message: str) -> None:
+    if not STATE.quiet:
+        _err.print(message, soft_wrap=True)
+
+
+def workers_option(default=None):
+    return typer.Option(default, "--workers", "-j", help="Worker processes (default: CPU count).", min=1)
+
+
+def seed_option(default: int = 0):
+    return typer.Option(default, "--seed", help="Seed; same inputs + seed give identical outputs.")
+
+
+def engine_option():
+    return typer.Option("local", "--engine", help="Executor: local (process pool) or ray.")

@@ -1,0 +1,180 @@
+"""Decode images by content into RGB uint8 arrays, whatever their mode, orientation or size.
+
+Handles EXIF orientation, grayscale, 16-bit, palette, alpha (composited on white) and CMYK.
+Unreadable inputs raise `UnreadableImage(reason)` with reason one of REASONS; callers record it and go on.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from curate.errors import UnreadableImage
+
+# A 12-megapixel photo is 12e6 pixels; anything above this is treated as a decompression bomb.
+DEFAULT_MAX_PIXELS = 150_000_000
+REASONS = ("empty", "not-an-image", "truncated", "corrupt", "too-large", "missing")
+
+# We enforce our own pixel limit (configurable), so Pillow's global one must not fire first.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+_TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
+
+
+@dataclass(frozen=True)
+class Decoded:
+    pixels: np.ndarray  # H x W x 3 uint8, upright
+    width: int  # upright size of the full-resolution image
+    height: int
+    scale: float  # pixels.shape / full size (1.0, or 1/2, 1/4, 1/8 after reduced JPEG decoding)
+    format: str
+    mode: str
+
+
+def read_bytes(src: str | Path | bytes) -> bytes:
+    if isinstance(src, bytes | bytearray | memoryview):
+        data = bytes(src)
+    else:
+        try:
+            data = Path(src).read_bytes()
+        except FileNotFoundError as e:
+            raise UnreadableImage("missing", str(src)) from e
+        except IsADirectoryError as e:
+            raise UnreadableImage("not-an-image", "is a directory") from e
+    if not data:
+        raise UnreadableImage("empty", "zero bytes")
+    return data
+
+
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as e:
+        raise UnreadableImage("not-an-image", "unknown format") from e
+    except Image.DecompressionBombError as e:
+        raise UnreadableImage("too-large", str(e)) from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise UnreadableImage("corrupt", str(e)) from e
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise UnreadableImage("corrupt", "zero-sized image")
+    if max_pixels and w * h > max_pixels:
+        raise UnreadableImage("too-large", f"{w}x{h} is over the {max_pixels:,}-pixel limit")
+    return im
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:  # malformed EXIF never makes an image unreadable
+        return 1
+
+
+def to_rgb_array(im: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to an H x W x 3 uint8 array (alpha composited on white)."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im).astype(np.float64)
+        hi = 65535.0 if mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+        g = np.clip(np.rint(a * (255.0 / hi)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if mode == "P":
+        im = im.convert("RGBA") if "transparency" in im.info else im.convert("RGB")
+        mode = im.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba).convert("RGB")
+    elif mode != "RGB":
+        im = im.convert("RGB")  # L, 1, CMYK (Adobe-inverted handled by Pillow), YCbCr, LAB, HSV
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def decode(
+    src: str | Path | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_scale: float = 1.0,
+) -> Decoded:
+    """Decode an image upright as RGB.
+
+    `min_scale` < 1 allows reduced-size JPEG decoding (DCT scaling by 1/2, 1/4 or 1/8): the result is
+    at least `min_scale` times the full size in each dimension, which is all a caller that shrinks
+    anyway needs, at a fraction of the decode cost.
+    """
+    data = read_bytes(src)
+    im = _open(data, max_pixels)
+    fmt = im.format or "?"
+    mode = im.mode
+    full_w, full_h = im.size
+    orient = _orientation(im)
+    if min_scale < 1.0 and fmt == "JPEG":
+        want = (max(1, math.ceil(full_w * min_scale)), max(1, math.ceil(full_h * min_scale)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im.draft("RGB", want)
+    try:
+        im.load()
+    except Image.DecompressionBombError as e:
+        raise UnreadableImage("too-large", str(e)) from e
+    except OSError as e:
+        msg = str(e)
+        reason = "truncated" if "truncated" in msg or "image file is" in msg else "corrupt"
+        raise UnreadableImage(reason, msg) from e
+    except (SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
+        raise UnreadableImage("corrupt", str(e)) from e
+    scale = im.size[0] / full_w
+    if orient != 1:
+        im = ImageOps.exif_transpose(im)
+    if orient in _TRANSPOSED:
+        full_w, full_h = full_h, full_w
+    try:
+        pixels = to_rgb_array(im)
+    except (OSError, ValueError) as e:
+        raise UnreadableImage("corrupt", str(e)) from e
+    return Decoded(pixels, full_w, full_h, scale, fmt, mode)
+
+
+@dataclass(frozen=True)
+class Probe:
+    width: int
+    height: int
+    format: str
+    mode: str
+
+
+def probe(src: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, verify: bool = True) -> Probe:
+    """Size (upright), format and mode; with `verify`, the whole image is decoded to catch truncation."""
+    if verify:
+        d = decode(src, max_pixels=max_pixels)
+        return Probe(d.width, d.height, d.format, d.mode)
+    im = _open(read_bytes(src), max_pixels)
+    w, h = im.size
+    if _orientation(im) in _TRANSPOSED:
+        w, h = h, w
+    return Probe(w, h, im.format or "?", im.mode)
+
+
+EXTENSIONS = {
+    "JPEG": {".jpg", ".jpeg", ".jpe", ".jfif"},
+    "PNG": {".png"},
+    "GIF": {".gif"},
+    "BMP": {".bmp"},
+    "WEBP": {".webp"},
+    "TIFF": {".tif", ".tiff"},
+    "PPM": {".ppm", ".pgm", ".pbm", ".pnm"},
+    "MPO": {".jpg", ".jpeg", ".mpo"},
+}
+
+
+def extension_matches(path: str | Path, fmt: str) -> bool:
+    """True when a file's extension fits the format its bytes say it is."""
+    return Path(path).suffix.lower() in EXTENSIONS.get(fmt, {"." + fmt.lower()})

@@ -1,0 +1,311 @@
+"""The on-disk curate tree: split folders, class folders, atomic writes and the move journal.
+
+A tree is either a root holding split folders (train/ val/ test/, also valid/ validation/ …) of class
+folders, or a single split root of class folders. Nothing but class folders goes inside a split root;
+curate's own state lives in `state_dir(root)`, outside every split root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curate.errors import InputError
+
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+}
+SPLIT_ORDER = ("train", "val", "test")
+IMAGE_EXTS = {
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
+    ".ppm", ".pgm", ".pbm", ".pnm",
+}
+MANIFEST_NAME = "manifest.parquet"
+INFO_NAME = "curate.json"
+
+
+def canonical_split(name: str) -> str | None:
+    return SPLIT_ALIASES.get(name.lower())
+
+
+def is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_EXTS
+
+
+@dataclass(frozen=True)
+class TreeFile:
+    path: str  # relative to the tree root, POSIX separators
+    split: str  # canonical split name (train/val/test, or the folder name, or "all")
+    label: str  # class folder name
+
+
+@dataclass
+class Tree:
+    root: Path
+    split_dirs: dict[str, str]  # canonical split -> folder name on disk ("" for a single split root)
+    files: list[TreeFile] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)  # non-image files inside split roots
+    empty_labels: list[tuple[str, str]] = field(default_factory=list)  # (split, label) with no images
+
+    @property
+    def single(self) -> bool:
+        return list(self.split_dirs.values()) == [""]
+
+    def split_path(self, split: str) -> Path:
+        folder = self.split_dirs.get(split)
+        if folder is None:
+            folder = split
+        return self.root / folder if folder else self.root
+
+    def labels(self) -> list[str]:
+        return sorted({f.label for f in self.files} | {lab for _, lab in self.empty_labels})
+
+
+def _visible_dirs(p: Path) -> list[Path]:
+    return sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def detect_splits(root: Path) -> dict[str, str]:
+    """Map canonical split name -> folder name; {"<name>": ""} for a single split root."""
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder", "pass the root of an image tree")
+    found: dict[str, str] = {}
+    for d in _visible_dirs(root):
+        canon = canonical_split(d.name)
+        if canon is None:
+            continue
+        if canon in found:
+            raise InputError(
+                f"{root} has two folders for split '{canon}': {found[canon]}/ and {d.name}/",
+                "merge or rename one of them",
+            )
+        found[canon] = d.name
+    if found:
+        return dict(sorted(found.items(), key=lambda kv: _split_rank(kv[0])))
+    name = canonical_split(root.name) or "all"
+    return {name: ""}
+
+
+def _split_rank(split: str) -> tuple[int, str]:
+    return (SPLIT_ORDER.index(split), split) if split in SPLIT_ORDER else (len(SPLIT_ORDER), split)
+
+
+def scan_tree(root: str | Path) -> Tree:
+    """List every image of a tree, sorted by path. Class folders may nest (ImageFolder walks them)."""
+    root = Path(root)
+    tree = Tree(root=root, split_dirs=detect_splits(root))
+    for split, folder in tree.split_dirs.items():
+        sroot = root / folder if folder else root
+        for cdir in _visible_dirs(sroot):
+            if not folder and canonical_split(cdir.name):
+                continue
+            n = 0
+            for dirpath, dirnames, filenames in os.walk(cdir):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(filenames):
+                    if fn.startswith("."):
+                        continue
+                    rel = Path(dirpath, fn).relative_to(root).as_posix()
+                    if is_image_name(fn):
+                        tree.files.append(TreeFile(rel, split, cdir.name))
+                        n += 1
+                    else:
+                        tree.other.append(rel)
+            if n == 0:
+                tree.empty_labels.append((split, cdir.name))
+    tree.files.sort(key=lambda f: f.path)
+    return tree
+
+
+def state_dir(root: str | Path) -> Path:
+    """Where curate keeps caches and journals for a tree: ROOT/.curate (hidden, outside split roots).
+
+    ImageFolder skips nothing, so for a single split root (class folders directly under ROOT) the state
+    goes beside it instead, as ROOT.curate/.
+    """
+    root = Path(root).resolve()
+    if list(detect_splits(root).values()) == [""]:
+        return root.parent / f".{root.name}.curate"
+    return root / ".curate"
+
+
+def default_quarantine(root: str | Path) -> Path:
+    root = Path(root).resolve()
+    return root.parent / f"{root.name}.quarantine"
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- journaled moves
+
+
+class Journal:
+    """Moves files with a JSON-lines journal written (and fsynced) before each move.
+
+    `undo_journal` replays it backwards, checking each file's sha256, so a move is always recoverable.
+    """
+
+    def __init__(self, root: str | Path, op: str):
+        self.root = Path(root).resolve()
+        jdir = state_dir(self.root) / "journal"
+        jdir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.path = jdir / f"{stamp}-{op}.jsonl"
+        i = 1
+        while self.path.exists():
+            i += 1
+            self.path = jdir / f"{stamp}-{op}-{i}.jsonl"
+        self._f = open(self.path, "a", encoding="utf-8")
+        self._write({"op": op, "root": str(self.root), "created": time.time()})
+        self.moved = 0
+
+    def _write(self, obj) -> None:
+        self._f.write(json.dumps(obj, sort_keys=True) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def move(self, src: str | Path, dst: str | Path, sha256: str | None = None) -> None:
+        src, dst = Path(src).resolve(), Path(dst).resolve()
+        if dst.exists():
+            raise InputError(f"refusing to overwrite {dst}", "a previous run left it; check the journal")
+        sha = sha256 or file_sha256(src)
+        self._write({"from": str(src), "to": str(dst), "sha256": sha})
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _move(src, dst)
+        self.moved += 1
+
+    def close(self) -> None:
+        self._write({"done": True})
+        self._f.close()
+        if self.moved == 0:
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if not self._f.closed:
+            self.close()
+
+
+def _move(src: Path, dst: Path) -> None:
+    try:
+        os.replace(src, dst)
+    except OSError:  # another filesystem: copy to a temp name, then rename, then remove the source
+        tmp = dst.with_name(f".{dst.name}.partial")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+        src.unlink()
+
+
+def journals(root: str | Path, op: str | None = None) -> list[Path]:
+    """Journals not yet undone, newest last."""
+    jdir = state_dir(root) / "journal"
+    if not jdir.is_dir():
+        return []
+    pats = sorted(jdir.glob(f"*-{op}*.jsonl" if op else "*.jsonl"))
+    return [p for p in pats if not p.name.endswith(".undone.jsonl")]
+
+
+def _entries(path: Path) -> Iterator[dict]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from a crash: the move after it never happened
+            if "from" in obj:
+                yield obj
+
+
+@dataclass
+class UndoResult:
+    restored: int = 0
+    missing: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def undo_journal(path: str | Path) -> UndoResult:
+    """Move every file of a journal back, newest move first, verifying bytes by sha256."""
+    path = Path(path)
+    res = UndoResult()
+    for e in reversed(list(_entries(path))):
+        src, dst = Path(e["from"]), Path(e["to"])
+        if not dst.exists():
+            if src.exists() and file_sha256(src) == e["sha256"]:
+                continue  # the move never happened (crash between journal line and move)
+            res.missing.append(str(dst))
+            continue
+        if src.exists():
+            res.conflicts.append(str(src))
+            continue
+        if file_sha256(dst) != e["sha256"]:
+            res.conflicts.append(str(dst))
+            continue
+        src.parent.mkdir(parents=True, exist_ok=True)
+        _move(dst, src)
+        res.restored += 1
+    if not res.missing and not res.conflicts:
+        os.replace(path, path.with_name(path.name[: -len(".jsonl")] + ".undone.jsonl"))
+    return res
+
+
+def prune_empty_dirs(paths: Iterable[Path], stop: Path) -> None:
+    """Remove folders left empty by moves, walking up but never past `stop`."""
+    stop = stop.resolve()
+    for p in sorted({Path(x).resolve() for x in paths}, key=lambda x: -len(x.parts)):
+        while p != stop and stop in p.parents:
+            try:
+                p.rmdir()
+            except OSError:
+                break
+            p = p.parent
