@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,13 +103,14 @@ def decode(
     src: str | Path | bytes,
     *,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-    min_scale: float = 1.0,
+    min_scale: float | Callable[[int, int], float] = 1.0,
 ) -> Decoded:
     """Decode an image upright as RGB.
 
     `min_scale` < 1 allows reduced-size JPEG decoding (DCT scaling by 1/2, 1/4 or 1/8): the result is
     at least `min_scale` times the full size in each dimension, which is all a caller that shrinks
-    anyway needs, at a fraction of the decode cost.
+    anyway needs, at a fraction of the decode cost. It may be a function of the upright full size
+    (width, height), read from the header before any pixel is decoded.
     """
     data = read_bytes(src)
     im = _open(data, max_pixels)
@@ -116,6 +118,9 @@ def decode(
     mode = im.mode
     full_w, full_h = im.size
     orient = _orientation(im)
+    if callable(min_scale):
+        up_w, up_h = (full_h, full_w) if orient in _TRANSPOSED else (full_w, full_h)
+        min_scale = float(min_scale(up_w, up_h))
     if min_scale < 1.0 and fmt == "JPEG":
         want = (max(1, math.ceil(full_w * min_scale)), max(1, math.ceil(full_h * min_scale)))
         with warnings.catch_warnings():

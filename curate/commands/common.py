@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import dataclass
 
 import typer
@@ -42,3 +44,19 @@ def seed_option(default: int = 0):
 
 def engine_option():
     return typer.Option("local", "--engine", help="Executor: local (process pool) or ray.")
+
+
+def command_line(drop: tuple[str, ...] = ("--workers", "-j", "--engine", "--ray-address")) -> str:
+    """The command as typed, minus options that cannot change the output (so it is reproducible)."""
+    args, skip = [], False
+    for a in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if a in drop:
+            skip = True
+            continue
+        if a.split("=", 1)[0] in drop:
+            continue
+        args.append(shlex.quote(a))
+    return " ".join(["curate", *args])

@@ -1,0 +1,313 @@
+"""Box records -> ImageFolder tree + manifest, in idempotent shards run by the executor.
+
+reader (records of boxes, grouped by source image) -> crop stage (decode once per image, letterbox
+every box) -> writer (a shard writes into a staging folder that is renamed when complete, then its
+files are moved into OUT/<split>/<label>/). A re-run skips complete shards and yields the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from curate import crop as C
+from curate.errors import InputError, UnreadableImage
+from curate.executor import make_executor
+from curate.images import DEFAULT_MAX_PIXELS, decode
+from curate.manifest import read_info, update_info, write_manifest
+from curate.storage import read_bytes
+from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, atomic_write_text
+
+STATE = ".curate"
+FLAG_FIELDS = {"IsGroupOf": "is_group_of", "IsDepiction": "is_depiction", "IsTruncated": "is_truncated",
+               "IsOccluded": "is_occluded", "IsInside": "is_inside"}
+
+
+@dataclass(frozen=True)
+class BuildParams:
+    size: int = 224
+    min_size: int = 32
+    margin: float = 0.0
+    seed: int = 0
+    format: str = "jpg"
+    quality: int = 95
+    val_ratio: float = 0.2
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    shard_size: int = 2000  # boxes per shard
+
+    def crop_params(self) -> C.CropParams:
+        return C.CropParams(self.size, self.min_size, self.margin, self.seed)
+
+
+# ---------------------------------------------------------------- split planning
+
+
+def plan_splits(boxes: pd.DataFrame, val_ratio: float, seed: int) -> dict[str, str]:
+    """Image -> split, grouped by source image and stratified by each image's main label.
+
+    An image's main label is the label with most of its boxes (ties: name order). Within each main label,
+    images are ordered by a seeded hash and the first round(n * val_ratio) go to val.
+    """
+    if not 0 <= val_ratio < 1:
+        raise InputError(f"--val-ratio {val_ratio} is out of range", "use a value in [0, 1)")
+    counts = boxes.groupby(["ImageID", "label"]).size().reset_index(name="n")
+    counts = counts.sort_values(["ImageID", "n", "label"], ascending=[True, False, True])
+    main = counts.drop_duplicates("ImageID")[["ImageID", "label"]]
+    split: dict[str, str] = {}
+    for _, g in main.groupby("label", sort=True):
+        ids = sorted(g.ImageID, key=lambda i: hashlib.sha256(f"split\x00{seed}\x00{i}".encode()).digest())
+        n_val = int(round(len(ids) * val_ratio))
+        if val_ratio > 0 and n_val == 0 and len(ids) >= 2:
+            n_val = 1  # every label gets at least one val image when it has two or more
+        for k, i in enumerate(ids):
+            split[i] = "val" if k < n_val else "train"
+    return split
+
+
+# ---------------------------------------------------------------- shards
+
+
+@dataclass
+class ImageTask:
+    image_id: str
+    path: str
+    boxes: list[dict]  # box_index, label, split, source_class, source_mid, XMin.., flags, ambiguous…
+
+
+@dataclass
+class Shard:
+    name: str
+    images: list[ImageTask]
+    out: str
+    params: BuildParams
+
+    @property
+    def n_boxes(self) -> int:
+        return sum(len(t.boxes) for t in self.images)
+
+
+@dataclass
+class ShardResult:
+    name: str
+    records: list[dict] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # image_id / box_index, reason
+    reused: bool = False
+
+
+def make_shards(tasks: list[ImageTask], out: Path, params: BuildParams) -> list[Shard]:
+    shards, cur, n = [], [], 0
+    for t in tasks:
+        cur.append(t)
+        n += len(t.boxes)
+        if n >= params.shard_size:
+            shards.append(cur)
+            cur, n = [], 0
+    if cur:
+        shards.append(cur)
+    return [Shard(f"shard-{i:05d}", imgs, str(out), params) for i, imgs in enumerate(shards)]
+
+
+def _shard_dirs(shard: Shard) -> tuple[Path, Path]:
+    base = Path(shard.out) / STATE / "shards"
+    return base / shard.name, base / f"{shard.name}.tmp"
+
+
+def crop_image(task: ImageTask, params: BuildParams) -> tuple[list[tuple[str, bytes, dict]], list[dict]]:
+    """Decode one source image once and make every crop of it: ([(relpath, bytes, record)], skipped)."""
+    cp = params.crop_params()
+    ext = "png" if params.format == "png" else "jpg"
+
+    def want(w: int, h: int) -> float:
+        return max(C.needed_scale(C.pixel_box(b["XMin"], b["XMax"], b["YMin"], b["YMax"], w, h, cp.margin),
+                                  cp.size) for b in task.boxes)
+
+    try:
+        img = decode(read_bytes(task.path) if "://" in task.path else task.path,
+                     max_pixels=params.max_pixels, min_scale=want)
+    except UnreadableImage as e:
+        return [], [{"image_id": task.image_id, "box_index": None, "reason": e.reason,
+                     "boxes": len(task.boxes), "detail": e.detail[:200]}]
+    except FileNotFoundError:
+        return [], [{"image_id": task.image_id, "box_index": None, "reason": "missing",
+                     "boxes": len(task.boxes), "detail": task.path}]
+    outs, skipped = [], []
+    for b in task.boxes:
+        tight = C.pixel_box(b["XMin"], b["XMax"], b["YMin"], b["YMax"], img.width, img.height)
+        if min(tight.w, tight.h) < cp.min_size:
+            skipped.append({"image_id": task.image_id, "box_index": b["box_index"], "reason": "too-small",
+                            "boxes": 1, "detail": f"{tight.w}x{tight.h}"})
+            continue
+        box = C.pixel_box(b["XMin"], b["XMax"], b["YMin"], b["YMax"], img.width, img.height, cp.margin)
+        region = C.cut(img.pixels, box, img.scale)
+        lb = C.letterbox(region, box.w, box.h, cp.size, C.seed_key(cp.seed, task.image_id, b["box_index"]))
+        data = C.encode(lb.canvas, ext, params.quality)
+        rel = f"{b['split']}/{b['label']}/{task.image_id}_{b['box_index']:02d}.{ext}"
+        rec = {
+            "path": rel, "split": b["split"], "label": b["label"], "sha256": hashlib.sha256(data).hexdigest(),
+            "width": cp.size, "height": cp.size, "source": "openimages", "source_id": task.image_id,
+            "status": "kept", "box_index": int(b["box_index"]), "source_class": b["source_class"],
+            "source_mid": b["LabelName"], "xmin": float(b["XMin"]), "xmax": float(b["XMax"]),
+            "ymin": float(b["YMin"]), "ymax": float(b["YMax"]), "source_width": img.width,
+            "source_height": img.height, "crop_w": box.w, "crop_h": box.h, "out_w": lb.out_w, "out_h": lb.out_h,
+            "offset_x": lb.offset_x, "offset_y": lb.offset_y, "scale": lb.out_w / box.w if box.w else 0.0,
+            "decode_scale": img.scale, "fill_r": lb.fill[0], "fill_g": lb.fill[1], "fill_b": lb.fill[2],
+            "ambiguous": bool(b["ambiguous"]), "ambiguous_with": b["ambiguous_with"], "merged": int(b["merged"]),
+        }
+        rec["scale"] = max(lb.out_w, lb.out_h) / max(box.w, box.h)
+        for col, name in FLAG_FIELDS.items():
+            rec[name] = bool(b[col] > 0)
+        outs.append((rel, data, rec))
+    return outs, skipped
+
+
+def run_shard(shard: Shard) -> ShardResult:
+    """Idempotent: a complete shard (its folder renamed from .tmp) is reused, not recomputed."""
+    done, tmp = _shard_dirs(shard)
+    if (done / "records.json").exists():
+        res = ShardResult(shard.name, reused=True, **json.loads((done / "records.json").read_text()))
+        return res
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    res = ShardResult(shard.name)
+    for task in shard.images:
+        outs, skipped = crop_image(task, shard.params)
+        res.skipped += skipped
+        for rel, data, rec in outs:
+            p = tmp / "files" / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+            res.records.append(rec)
+    atomic_write_text(tmp / "records.json", json.dumps({"records": res.records, "skipped": res.skipped}))
+    if done.exists():
+        shutil.rmtree(done)
+    os.replace(tmp, done)
+    return res
+
+
+def publish(shard_name: str, out: Path, records: list[dict]) -> list[str]:
+    """Move a complete shard's files into the tree. Returns paths that are neither staged nor in place."""
+    staged = out / STATE / "shards" / shard_name / "files"
+    lost = []
+    for rec in records:
+        src, dst = staged / rec["path"], out / rec["path"]
+        if src.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dst)
+        elif not dst.exists():
+            lost.append(rec["path"])
+    return lost
+
+
+# ---------------------------------------------------------------- the whole build
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    manifest: pd.DataFrame
+    skipped: list[dict]
+    counts: dict[str, dict[str, int]]
+    skips_by_reason: dict[str, int]
+    reused_shards: int
+    problems: int  # unreadable or missing images (exit code 1)
+
+
+def fingerprint(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prepare_out(out: Path, fp: str, overwrite: bool) -> None:
+    """Refuse to mix runs: OUT must be empty, or a curate build with the same fingerprint."""
+    state = out / STATE
+    fp_file = state / "build.json"
+    if out.exists() and any(out.iterdir()):
+        made_by_us = (out / INFO_NAME).exists() or fp_file.exists()
+        if not made_by_us:
+            raise InputError(f"{out} is not empty and was not made by curate",
+                             "choose a new --out; curate never writes into other folders")
+        old = json.loads(fp_file.read_text()).get("fingerprint") if fp_file.exists() else None
+        if overwrite or old != fp:
+            if not overwrite:
+                raise InputError(f"{out} holds a build with other inputs or parameters",
+                                 "pass --overwrite to start over, or choose another --out")
+            _clear_build(out)
+    state.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(fp_file, {"fingerprint": fp})
+
+
+def _clear_build(out: Path) -> None:
+    """Remove only what a curate build writes: split folders listed in curate.json, manifest, state."""
+    info = read_info(out)
+    for split in (info.get("counts") or {}) or ("train", "val", "test"):
+        p = out / split
+        if p.is_dir():
+            shutil.rmtree(p)
+    for name in (MANIFEST_NAME, INFO_NAME):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / STATE, ignore_errors=True)
+
+
+def build_tree(
+    boxes: pd.DataFrame,
+    image_path,
+    out: str | Path,
+    params: BuildParams,
+    *,
+    fingerprint_data: dict,
+    info: dict,
+    workers: int | None = None,
+    engine: str = "local",
+    quiet: bool = False,
+    overwrite: bool = False,
+) -> BuildResult:
+    """`boxes`: one row per crop (ImageID, box_index, label, LabelName, source_class, XMin..YMax, flags,
+    ambiguous, ambiguous_with, merged). `image_path(image_id)` gives each source image's path."""
+    out = Path(out)
+    fp = fingerprint({"data": fingerprint_data, "params": asdict(params)})
+    prepare_out(out, fp, overwrite)
+    split_of = plan_splits(boxes, params.val_ratio, params.seed) if len(boxes) else {}
+    boxes = boxes.assign(split=boxes.ImageID.map(split_of))
+    tasks = []
+    cols = ["box_index", "label", "split", "source_class", "LabelName", "XMin", "XMax", "YMin", "YMax",
+            "ambiguous", "ambiguous_with", "merged", *FLAG_FIELDS]
+    for image_id, g in boxes.groupby("ImageID", sort=True):
+        recs = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+                for r in g[cols].to_dict("records")]
+        tasks.append(ImageTask(str(image_id), str(image_path(image_id)), recs))
+    shards = make_shards(tasks, out, params)
+    ex = make_executor(engine, workers=workers, quiet=quiet)
+    records, skipped, reused, lost = [], [], 0, []
+    for res in ex.map(run_shard, shards, desc="cropping", units=lambda s: s.n_boxes, unit="boxes"):
+        lost += publish(res.name, out, res.records)
+        records += res.records
+        skipped += res.skipped
+        reused += res.reused
+    if lost:
+        raise InputError(f"{len(lost)} files of a finished run are gone from {out} (e.g. {lost[0]})",
+                         "re-run with --overwrite to rebuild")
+    manifest = pd.DataFrame(records) if records else pd.DataFrame(columns=["path", "split", "label"])
+    write_manifest(out, manifest)
+    counts: dict[str, dict[str, int]] = {}
+    for r in records:
+        counts.setdefault(r["split"], Counter())[r["label"]] += 1
+    counts = {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
+    by_reason = Counter()
+    for s in skipped:
+        by_reason[s["reason"]] += s["boxes"]
+    problems = sum(1 for s in skipped if s["reason"] != "too-small")
+    update_info(out, "openimages", {**info, "params": asdict(params), "counts": counts,
+                                    "skipped_boxes_by_reason": dict(sorted(by_reason.items())),
+                                    "skipped_images": sorted({s["image_id"] for s in skipped
+                                                              if s["box_index"] is None})},
+                counts=counts, seed=params.seed)
+    atomic_write_json(out / STATE / "skipped.json", skipped)
+    return BuildResult(out, manifest, skipped, counts, dict(by_reason), reused, problems)

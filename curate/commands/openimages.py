@@ -1,0 +1,154 @@
+"""`curate openimages`: Open Images V7 detections -> letterboxed object crops in an ImageFolder tree."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from curate.commands import common
+
+ORDER = 10
+
+HELP = """Crop every usable Open Images V7 box of the chosen classes into an ImageFolder tree.
+
+Each item of --classes is a display name (case-insensitive), an alias from
+manifests/openimages-aliases.yaml (gun = Handgun+Rifle+Shotgun), or a group label=ClassA+ClassB;
+classes with children take every descendant (animal = 110 animal classes).
+
+Examples:
+
+  curate openimages --classes person,animal,gun --out data/oi --max-per-label 5000
+
+  curate openimages --classes person,animal --source ~/fiftyone/open-images-v7 --split validation --out data/oi-val
+
+  curate openimages --classes animal --dry-run            # per-label table, nothing downloaded
+
+  curate openimages --list-classes gun                    # what exists, what an item expands to
+"""
+
+
+class Fmt(str, Enum):
+    jpg = "jpg"
+    png = "png"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("openimages", help=HELP, no_args_is_help=False)(openimages)
+
+
+def openimages(
+    pattern: str = typer.Argument(None, help="With --list-classes: only classes containing this text."),
+    classes: str = typer.Option(None, "--classes", "-c", help="Comma list: names, aliases, label=A+B groups."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output tree (created; must be new or a curate build)."),
+    source: Path = typer.Option(None, "--source", help="Local copy in FiftyOne's layout (no download)."),
+    split: str = typer.Option("train", "--split", help="Open Images split to read: train|validation|test."),
+    download_dir: Path = typer.Option(None, "--download-dir", help="Download cache (default: user cache dir)."),
+    max_samples: int = typer.Option(None, "--max-samples", min=1, help="At most this many source images."),
+    max_per_label: int = typer.Option(None, "--max-per-label", min=1, help="At most this many boxes per label."),
+    size: int = typer.Option(224, "--size", min=8, max=4096, help="Output canvas side in pixels."),
+    min_size: int = typer.Option(32, "--min-size", min=1, help="Skip boxes whose shorter side is below this (px)."),
+    margin: float = typer.Option(0.0, "--margin", min=0.0, max=1.0, help="Grow each box side by this fraction."),
+    val_ratio: float = typer.Option(0.2, "--val-ratio", min=0.0, max=0.95, help="Share of images for val/."),
+    fmt: Fmt = typer.Option(Fmt.jpg, "--format", help="Output format."),
+    quality: int = typer.Option(95, "--quality", min=1, max=100, help="JPEG quality."),
+    include_group: bool = typer.Option(False, "--include-group/--no-group", help="Group-of boxes (crowds)."),
+    include_depiction: bool = typer.Option(True, "--include-depiction/--no-depiction", help="Drawings, toys."),
+    include_truncated: bool = typer.Option(True, "--include-truncated/--no-truncated", help="Cut by the frame."),
+    include_occluded: bool = typer.Option(True, "--include-occluded/--no-occluded", help="Partly hidden."),
+    include_inside: bool = typer.Option(True, "--include-inside/--no-inside", help="Seen from inside."),
+    ambiguous_iou: float = typer.Option(0.7, "--ambiguous-iou", min=0.0, max=1.0,
+                                        help="Flag crops overlapping another label's box this much."),
+    max_pixels: int = typer.Option(150_000_000, "--max-pixels", help="Skip images larger than this (bombs)."),
+    seed: int = common.seed_option(),
+    workers: int = common.workers_option(),
+    engine: str = common.engine_option(),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the per-label plan; write and fetch nothing."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an existing curate --out."),
+    list_classes: bool = typer.Option(False, "--list-classes", help="List classes (matching PATTERN) and exit."),
+) -> None:
+    from curate.sources import openimages as oi
+
+    if list_classes:
+        _list(oi, pattern or "", classes, source, split, download_dir)
+        return
+    if pattern:
+        raise typer.BadParameter(f"unexpected argument '{pattern}' (PATTERN goes with --list-classes)")
+    if not classes:
+        raise typer.BadParameter("--classes is required, e.g. --classes person,animal,gun")
+    if out is None and not dry_run:
+        raise typer.BadParameter("--out is required (or use --dry-run)")
+    include = {"group": include_group, "depiction": include_depiction, "truncated": include_truncated,
+               "occluded": include_occluded, "inside": include_inside}
+    prep = oi.prepare(classes, source=source, split=split, download_dir=download_dir, include=include,
+                      max_per_label=max_per_label, max_samples=max_samples, ambiguous_iou=ambiguous_iou,
+                      seed=seed)
+    _print_plan(prep, dry_run)
+    if dry_run:
+        return
+    if prep.chosen.boxes.empty:
+        common.err("no box matches the classes and filters; nothing to crop")
+        raise typer.Exit(1)
+    from curate.build import BuildParams
+
+    params = BuildParams(size=size, min_size=min_size, margin=margin, seed=seed, format=fmt.value,
+                         quality=quality, val_ratio=val_ratio, max_pixels=max_pixels)
+    command = common.command_line()
+    res = oi.build(prep, out, params, workers=workers, engine=engine, quiet=common.STATE.quiet,
+                   overwrite=overwrite, command=command)
+    _print_result(res)
+    raise typer.Exit(1 if res.problems else 0)
+
+
+def _list(oi, pattern, classes, source, split, download_dir) -> None:
+    from curate.classes import resolve
+
+    layout, _ = oi.open_source(source, split, download_dir)
+    index = layout.class_index()
+    if classes:
+        sel = resolve(classes, index)
+        for label, names in sel.expansion(index).items():
+            roots = ", ".join(index.name(m) for m in sel.items[label])
+            common.out.print(f"[bold]{label}[/] ({roots}) -> {len(names)} classes: {', '.join(names)}")
+        return
+    t = Table("class", "MID", "subclasses", "parts", title=f"Open Images classes matching '{pattern}'")
+    for mid in index.search(pattern):
+        t.add_row(index.name(mid), mid, str(len(index.descendants(mid)) - 1), str(len(index.parts.get(mid, []))))
+    common.out.print(t)
+
+
+def _print_plan(prep, dry_run: bool) -> None:
+    if common.STATE.quiet and not dry_run:
+        return
+    sel = prep.chosen
+    t = Table("label", "classes", "boxes available", "images available", "boxes selected", "images selected",
+              title=f"Open Images {prep.layout.split}: plan" + (" (dry run)" if dry_run else ""))
+    exp = prep.selection.expansion(prep.index)
+    for label, row in sel.table.iterrows():
+        t.add_row(label, str(len(exp[label])), f"{row.boxes_available:,}", f"{row.images_available:,}",
+                  f"{row.boxes_selected:,}", f"{row.images_selected:,}")
+    common.out.print(t)
+    n_img = sel.boxes.ImageID.nunique()
+    if not prep.local:
+        missing = sum(1 for i in sel.boxes.ImageID.unique() if not prep.layout.image_path(i).exists())
+        common.out.print(f"images to download: {missing:,} of {n_img:,} (cache: {prep.layout.split_dir})")
+    filt = ", ".join(f"{k} {v:,}" for k, v in sel.filtered.items()) or "none"
+    common.out.print(f"boxes filtered out: {filt}; merged duplicates (IoU>=0.9): {sel.merged:,}; "
+                     f"ambiguous (flagged): {int(sel.boxes.ambiguous.sum()):,}")
+
+
+def _print_result(res) -> None:
+    t = Table("split", "label", "crops", title=f"wrote {res.out}")
+    for split, labels in res.counts.items():
+        for label, n in labels.items():
+            t.add_row(split, label, f"{n:,}")
+    common.out.print(t)
+    if res.skips_by_reason:
+        common.out.print("skipped boxes: " + ", ".join(f"{k} {v:,}" for k, v in res.skips_by_reason.items()))
+    bad = sorted({s["image_id"] for s in res.skipped if s["box_index"] is None})
+    if bad:
+        common.warn(f"{len(bad)} source images unreadable or missing (e.g. {bad[0]}); "
+                    f"listed in {res.out}/.curate/skipped.json")
+    common.out.print(f"manifest: {res.out / 'manifest.parquet'}  ({len(res.manifest):,} rows)")

@@ -1,0 +1,175 @@
+"""All pairs of binary codes within a Hamming distance, without comparing all pairs in Python.
+
+Codes are packed as (n, W) uint64 arrays. Two exact methods, chosen by a cost estimate:
+- brute: vectorised XOR + popcount over the upper triangle, in blocks (small sets);
+- mih: multi-index hashing. The bits are cut into m chunks; by pigeonhole two codes within distance t
+  agree to within floor(t/m) bits on at least one chunk, so probing every chunk bucket within that
+  radius (direct-addressed tables, chunks of at most MAX_CHUNK_BITS bits) finds every pair, and each
+  candidate is then checked on the full code.
+Both return the same pairs (i < j), sorted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from math import comb
+
+import numpy as np
+
+MAX_CHUNK_BITS = 22
+BATCH = 4_000_000  # candidate pairs handled at once (bounds memory)
+
+
+def pack(hexes: Sequence[str], bits: int | None = None) -> np.ndarray:
+    """Hex hash strings (as imagehash prints them) -> (n, W) uint64, big-endian bit order, zero padded."""
+    if bits is None:
+        bits = 4 * max((len(h) for h in hexes), default=16)
+    nbytes = (bits + 7) // 8
+    words = max(1, (nbytes + 7) // 8)
+    buf = np.zeros((len(hexes), words * 8), dtype=np.uint8)
+    if len(hexes):
+        raw = b"".join(bytes.fromhex(h.rjust(nbytes * 2, "0")) for h in hexes)
+        buf[:, :nbytes] = np.frombuffer(raw, dtype=np.uint8).reshape(len(hexes), nbytes)
+    return buf.view(">u8").astype(np.uint64)
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise Hamming distance of two (n, W) code arrays."""
+    return np.bitwise_count(a ^ b).sum(axis=-1, dtype=np.int64)
+
+
+def _empty() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    z = np.zeros(0, dtype=np.int64)
+    return z, z.copy(), z.copy()
+
+
+def _finish(i: np.ndarray, j: np.ndarray, d: np.ndarray):
+    order = np.lexsort((j, i))
+    return i[order], j[order], d[order]
+
+
+def brute_pairs(codes: np.ndarray, threshold: int):
+    n = len(codes)
+    if n < 2:
+        return _empty()
+    block = max(1, min(n, 4_000_000 // max(1, n * codes.shape[1])))
+    out_i, out_j, out_d = [], [], []
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        d = np.bitwise_count(codes[s:e, None, :] ^ codes[None, s:, :]).sum(axis=-1, dtype=np.int64)
+        ii, jj = np.nonzero(d <= threshold)
+        keep = jj > ii  # row r is code s + r and column c is code s + c
+        ii, jj = ii[keep], jj[keep]
+        out_i.append(ii + s)
+        out_j.append(jj + s)
+        out_d.append(d[ii, jj])
+    return _finish(np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_d))
+
+
+def _bits(codes: np.ndarray) -> np.ndarray:
+    """(n, W*64) bool, most significant bit of word 0 first."""
+    return np.unpackbits(codes.astype(">u8").view(np.uint8).reshape(len(codes), -1), axis=1)
+
+
+def _chunks(nbits: int, m: int) -> list[tuple[int, int]]:
+    edges = [round(k * nbits / m) for k in range(m + 1)]
+    return [(edges[k], edges[k + 1]) for k in range(m)]
+
+
+def _flips(width: int, radius: int) -> np.ndarray:
+    masks = [0]
+    for r in range(1, radius + 1):
+        for pos in combinations(range(width), r):
+            masks.append(sum(1 << p for p in pos))
+    return np.array(masks, dtype=np.int64)
+
+
+def mih_cost(n: int, nbits: int, threshold: int, m: int) -> float:
+    """Rough seconds for mih with m chunks on n uniform codes (for choosing m and the method)."""
+    width = -(-nbits // m)
+    if width > MAX_CHUNK_BITS:
+        return float("inf")
+    probes = m * sum(comb(width, r) for r in range(threshold // m + 1))
+    candidates = probes * n * (n / 2.0**width)
+    return probes * (n * 3e-8 + 8e-5) + candidates * 1.6e-8 + m * (1 << width) * 2e-9
+
+
+def brute_cost(n: int, words: int) -> float:
+    return n * n / 2 * words * 5e-9
+
+
+def choose(n: int, nbits: int, threshold: int) -> tuple[str, int]:
+    """('brute', 0) or ('mih', m), whichever the cost model says is faster."""
+    best = ("brute", 0, brute_cost(n, -(-nbits // 64)))
+    for m in range(max(1, -(-nbits // MAX_CHUNK_BITS)), min(nbits, threshold + 1) + 1):
+        c = mih_cost(n, nbits, threshold, m)
+        if c < best[2]:
+            best = ("mih", m, c)
+    return best[0], best[1]
+
+
+def mih_pairs(codes: np.ndarray, threshold: int, m: int, nbits: int | None = None):
+    n = len(codes)
+    if n < 2:
+        return _empty()
+    nbits = nbits or codes.shape[1] * 64
+    bits = _bits(codes)[:, :nbits]
+    radius = threshold // m
+    idx = np.arange(n, dtype=np.int64)
+    found: list[np.ndarray] = []
+    dists: list[np.ndarray] = []
+    for lo, hi in _chunks(nbits, m):
+        width = hi - lo
+        weights = (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
+        key = bits[:, lo:hi].astype(np.int64) @ weights
+        order = np.argsort(key, kind="stable")
+        cnt = np.bincount(key, minlength=1 << width)
+        start = np.concatenate(([0], np.cumsum(cnt)[:-1]))
+        for f in _flips(width, radius):
+            q = key ^ f
+            c = cnt[q]
+            s = start[q]
+            cum = np.cumsum(c)
+            if cum[-1] == 0:
+                continue
+            b0 = 0  # queries in slices of at most BATCH candidates; each pair kept from its smaller end
+            while b0 < n:
+                b1 = int(np.searchsorted(cum, (cum[b0 - 1] if b0 else 0) + BATCH, side="right"))
+                b1 = max(b1, b0 + 1)
+                cc = c[b0:b1]
+                tot = int(cc.sum())
+                if tot:
+                    ii = np.repeat(idx[b0:b1], cc)
+                    offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(cc) - cc, cc)
+                    jj = order[np.repeat(s[b0:b1], cc) + offs]
+                    keep = ii < jj
+                    ii, jj = ii[keep], jj[keep]
+                    d = distances(codes[ii], codes[jj])
+                    ok = d <= threshold
+                    found.append(ii[ok] * n + jj[ok])
+                    dists.append(d[ok])
+                b0 = b1
+    if not found:
+        return _empty()
+    keys = np.concatenate(found)
+    d = np.concatenate(dists)
+    keys, first = np.unique(keys, return_index=True)
+    return keys // n, keys % n, d[first]
+
+
+def hamming_pairs(codes: np.ndarray, threshold: int, nbits: int | None = None, method: str = "auto"):
+    """All (i, j, distance) with i < j and distance <= threshold, sorted by (i, j)."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint64)
+    if codes.ndim == 1:
+        codes = codes[:, None]
+    nbits = nbits or codes.shape[1] * 64
+    if method == "auto":
+        method, m = choose(len(codes), nbits, threshold)
+    else:
+        m = choose(len(codes), nbits, threshold)[1] if method == "mih" else 0
+        if method == "mih" and m == 0:
+            m = max(1, -(-nbits // MAX_CHUNK_BITS), min(threshold + 1, 4))
+    if method == "brute":
+        return brute_pairs(codes, threshold)
+    return mih_pairs(codes, threshold, m, nbits)

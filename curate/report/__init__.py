@@ -1,0 +1,87 @@
+"""Dataset QA reports: `build_report(root)` writes report.json and a self-contained report.html.
+
+Modules: measure (per-image measures, runs in workers), stats (cached measures of a tree), checks/
+(one class per issue, registered by name), build (assembles everything), jsonout, html, charts, thumbs.
+Heavy modules are imported inside build_report, so importing curate.report stays cheap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curate.errors import InputError
+
+
+@dataclass
+class ReportResult:
+    html_path: Path
+    json_path: Path
+    fired_rules: list[str]  # --fail-on rules that found something (non-empty => exit 1)
+    fired: list[str] = field(default_factory=list)  # every check that found something
+    images: int = 0
+    unreadable: int = 0
+    report: dict = field(default_factory=dict, repr=False)  # the report.json document
+
+
+def output_paths(root: Path, out: str | Path | None) -> tuple[Path, Path]:
+    """(html, json): OUT/report.html + OUT/report.json, or OUT.html + OUT.json when OUT ends in .html."""
+    from curate.tree import detect_splits, state_dir
+
+    if out is None:
+        folder = state_dir(root) / "report"
+        return folder / "report.html", folder / "report.json"
+    out = Path(out).resolve()
+    html_path, json_path = ((out, out.with_suffix(".json")) if out.suffix.lower() in (".html", ".htm")
+                            else (out / "report.html", out / "report.json"))
+    root = root.resolve()
+    for folder in detect_splits(root).values():
+        split_root = root / folder if folder else root
+        if html_path.parent == split_root or split_root in html_path.parents:
+            raise InputError(f"--out {out} is inside the tree's split folder {split_root}",
+                             "write the report outside split folders (the default is ROOT/.curate/report)")
+    if html_path.parent.exists() and not html_path.parent.is_dir():
+        raise InputError(f"--out {html_path.parent} is not a folder", "pass a folder or a .html path")
+    return html_path, json_path
+
+
+def build_report(
+    root: str | Path,
+    out: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    engine: str = "local",
+    quiet: bool = False,
+    fail_on=(),
+    thresholds: list[str] | dict | None = None,
+    duplicates: bool = True,
+    per_label: int = 12,
+    seed: int = 0,
+) -> ReportResult:
+    """Analyse the tree at `root` and write report.html + report.json; nothing in the tree changes.
+
+    `fail_on`: check names (or "all") whose findings count as failures -> `fired_rules`.
+    `thresholds`: overrides such as ["blurry=10", "small-class.min_images=20"].
+    """
+    from curate.report.build import analyse
+    from curate.report.checks import parse_overrides, parse_rules
+    from curate.report.html import render, wanted_thumbnails
+    from curate.report.jsonout import build_json
+    from curate.report.thumbs import thumbnails
+    from curate.tree import atomic_write_text
+
+    root = Path(root)
+    rules = parse_rules(fail_on)
+    params = parse_overrides(thresholds)
+    if not root.is_dir():
+        raise InputError(f"{root} is not a folder", "pass the root of an image tree")
+    html_path, json_path = output_paths(root, out)
+    a = analyse(root, workers=workers, engine=engine, quiet=quiet, params=params, duplicates=duplicates)
+    doc = build_json(a, rules, per_label=per_label, seed=seed)
+    thumbs = thumbnails(root, wanted_thumbnails(a, doc), workers=workers, engine=engine, quiet=quiet)
+    page = render(a, doc, thumbs)
+    atomic_write_text(json_path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    atomic_write_text(html_path, page)
+    return ReportResult(html_path, json_path, doc["failed"], doc["fired"], doc["summary"]["images"],
+                        doc["summary"]["unreadable"], doc)

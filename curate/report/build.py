@@ -1,0 +1,114 @@
+"""Assemble a report: scan the tree, measure every image, join the manifest, find duplicates, run checks."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from curate.errors import InputError
+from curate.manifest import CORE_COLUMNS, read_manifest
+from curate.report.checks import Check, Context, all_checks
+from curate.report.stats import image_stats
+from curate.tree import SPLIT_ORDER, scan_tree
+
+
+@dataclass
+class Analysis:
+    ctx: Context
+    results: dict[str, tuple[Check, list[dict]]]  # check name -> (check, findings); applicable checks only
+    duplicates_source: str  # "curate.dedupe" or "sha256" (exact duplicates only)
+    skipped: list[str] = field(default_factory=list)  # checks that do not apply to this tree
+
+
+def kept_manifest(root: Path) -> pd.DataFrame | None:
+    """manifest.parquet without rows for files no longer in the tree (status set and not 'kept')."""
+    m = read_manifest(root)
+    if m is None:
+        return None
+    if "status" in m.columns:
+        st = m["status"].astype("string")
+        m = m[st.isna() | (st == "kept")]
+    return m.drop_duplicates("path").reset_index(drop=True)
+
+
+def join_manifest(images: pd.DataFrame, manifest: pd.DataFrame | None) -> pd.DataFrame:
+    """Add the manifest's non-core columns (source, crop geometry, flags ...) to the per-image table."""
+    if manifest is None:
+        return images
+    extra = [c for c in manifest.columns if c not in images.columns and c not in CORE_COLUMNS]
+    keep = manifest[["path", *extra, *[c for c in ("source", "source_id") if c in manifest.columns]]]
+    return images.merge(keep.loc[:, ~keep.columns.duplicated()], on="path", how="left")
+
+
+def exact_clusters(images: pd.DataFrame) -> list[dict]:
+    """Groups of byte-identical readable files, shaped like curate.dedupe's Cluster."""
+    df = images[images["error"].isna() & images["sha256"].notna()]
+    rank = {s: i for i, s in enumerate(SPLIT_ORDER)}
+    out = []
+    for _sha, g in sorted(df.groupby("sha256"), key=lambda kv: sorted(kv[1]["path"])[0]):
+        if len(g) < 2:
+            continue
+        g = g.sort_values("path")
+        keep = min(g.itertuples(index=False), key=lambda r: (rank.get(r.split, 99), r.path)).path
+        splits, labels = sorted(set(g["split"])), sorted(set(g["label"]))
+        out.append({"id": len(out), "kind": "exact", "members": g["path"].tolist(), "keep": keep,
+                    "splits": splits, "labels": labels, "cross_split": len(splits) > 1,
+                    "label_conflict": len(labels) > 1, "max_distance": 0})
+    return out
+
+
+def find_clusters(root: Path, images: pd.DataFrame, *, workers, engine, quiet) -> tuple[list[dict], str]:
+    try:
+        from curate.dedupe import find_duplicates
+    except ImportError:
+        return exact_clusters(images), "sha256"
+    res = find_duplicates(root, workers=workers, engine=engine, quiet=quiet)
+    clusters = [asdict(c) if not isinstance(c, dict) else dict(c) for c in res.clusters]
+    return clusters, "curate.dedupe"
+
+
+def sample_paths(images: pd.DataFrame, per_label: int, seed: int = 0) -> dict[str, list[str]]:
+    """A deterministic sample of readable files per label (same tree + seed -> same sample)."""
+    df = images[images["error"].isna()]
+    out = {}
+    for label, g in df.groupby("label", sort=True):
+        key = sorted(g["path"], key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest())
+        out[str(label)] = sorted(key[:per_label])
+    return out
+
+
+def analyse(
+    root: str | Path,
+    *,
+    workers: int | None = None,
+    engine: str = "local",
+    quiet: bool = False,
+    params: dict[str, dict[str, float]] | None = None,
+    duplicates: bool = True,
+) -> Analysis:
+    root = Path(root)
+    if not root.exists():
+        raise InputError(f"{root} does not exist", "pass the root of an image tree")
+    tree = scan_tree(root)
+    if not tree.files and not tree.empty_labels:
+        raise InputError(f"no images found under {root}",
+                         "expected ROOT/<split>/<label>/<image> or ROOT/<label>/<image>")
+    images = image_stats(root, tree.files, workers=workers, engine=engine, quiet=quiet)
+    manifest = kept_manifest(root)
+    images = join_manifest(images, manifest)
+    if duplicates:
+        clusters, source = find_clusters(root, images, workers=workers, engine=engine, quiet=quiet)
+    else:
+        clusters, source = [], "off"
+    ctx = Context(str(root.resolve()), tree, images, manifest, clusters, params or {})
+    results, skipped = {}, []
+    for name, cls in sorted(all_checks().items()):
+        check = cls(ctx.params.get(name))
+        if (cls.group == "duplicates" and not duplicates) or not check.applies(ctx):
+            skipped.append(name)
+            continue
+        results[name] = (check, check.run(ctx))
+    return Analysis(ctx, results, source, skipped)

@@ -1,0 +1,69 @@
+"""Charts for the HTML report: matplotlib figures (no pyplot, no GUI) as PNG data URIs."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+
+COLORS = {"train": "#4C72B0", "val": "#DD8452", "test": "#55A868"}
+MAX_BARS = 40
+
+
+def _png(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(w: float, h: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(w, h), layout="constrained")
+
+
+def counts_chart(counts: dict[str, dict[str, int]], labels: list[str]) -> str:
+    """Horizontal bars per label, one bar per split (the MAX_BARS largest labels)."""
+    totals = {lab: sum(c.get(lab, 0) for c in counts.values()) for lab in labels}
+    shown = sorted(sorted(labels, key=lambda lab: -totals[lab])[:MAX_BARS])
+    splits = list(counts)
+    fig = _figure(8, 0.6 + 0.28 * len(shown) * max(1, len(splits)) ** 0.5)
+    ax = fig.subplots()
+    y = np.arange(len(shown))
+    hgt = 0.8 / max(1, len(splits))
+    for i, s in enumerate(splits):
+        ax.barh(y + i * hgt, [counts[s].get(lab, 0) for lab in shown], height=hgt, label=s,
+                color=COLORS.get(s, f"C{i + 3}"))
+    ax.set_yticks(y + hgt * (len(splits) - 1) / 2, shown)
+    ax.invert_yaxis()
+    ax.set_xlabel("images")
+    ax.legend(loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def histograms(panels: list[dict], cols: int = 3) -> str:
+    """Small histograms; each panel: values, title, log (x on log scale), threshold (vertical line)."""
+    rows = (len(panels) + cols - 1) // cols
+    fig = _figure(3.2 * cols, 2.4 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax, p in zip(axes, panels, strict=False):
+        v = np.asarray(p["values"], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        if p.get("log"):
+            v = v[v > 0]
+        if v.size:
+            if p.get("log") and v.min() < v.max():
+                bins = np.geomspace(v.min(), v.max(), 30)
+                ax.set_xscale("log")
+            else:
+                bins = 30
+            ax.hist(v, bins=bins, color="#4C72B0")
+        for t in np.atleast_1d(p.get("threshold", [])):
+            ax.axvline(t, color="#C44E52", linestyle="--", linewidth=1)
+        ax.set_title(p["title"], fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    return _png(fig)

@@ -1,0 +1,263 @@
+"""report.html: one self-contained page (inline CSS, charts and thumbnails as data: URIs, no scripts)."""
+
+from __future__ import annotations
+
+from html import escape
+
+import numpy as np
+
+from curate.report import charts
+from curate.report.build import Analysis
+from curate.report.checks.crops import fill_share
+
+WORST = 12  # thumbnails shown per issue
+MAX_CLUSTERS = 40  # duplicate clusters shown (leakage and conflicts first)
+MAX_ROWS = 200  # rows of a findings table
+CLUSTER_THUMBS = 8  # members shown per cluster
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#24292f;color:#fff;padding:16px 28px}header h1{margin:0 0 4px;font-size:22px}
+header p{margin:0;color:#c9d1d9}nav{margin-top:8px}nav a{color:#9ecbff;margin-right:14px;text-decoration:none}
+main{padding:8px 28px 40px;max-width:1400px}section{margin:26px 0}h2{border-bottom:2px solid #ddd;padding-bottom:4px}
+h3{margin:18px 0 4px}table{border-collapse:collapse;margin:8px 0;background:#fff}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f0f0f0}
+td.n{text-align:right;font-variant-numeric:tabular-nums}td.zero{background:#fde2e1}td.low{background:#fff3cd}
+.fired{color:#b42318;font-weight:600}.ok{color:#137333}.gate{background:#b42318;color:#fff;border-radius:3px;
+padding:0 5px;font-size:12px}.muted{color:#666}.desc{color:#444;margin:2px 0 6px}
+.grid{display:flex;flex-wrap:wrap;gap:8px;margin:6px 0}figure{margin:0;width:136px;background:#fff;
+border:1px solid #ddd;padding:3px;font-size:11px}figure img{display:block;margin:auto;max-width:128px;max-height:128px}
+figcaption{word-break:break-all;color:#444}.cluster{border:1px solid #ddd;background:#fff;padding:6px;margin:8px 0}
+.tag{display:inline-block;border-radius:3px;padding:0 6px;font-size:12px;margin-right:6px;background:#eee}
+.tag.bad{background:#fde2e1;color:#b42318}.missing{width:128px;height:96px;display:flex;align-items:center;
+justify-content:center;background:#eee;color:#888}img.chart{max-width:100%;background:#fff;border:1px solid #ddd}
+"""
+
+
+def _e(v) -> str:
+    return escape(str(v), quote=True)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return ", ".join(map(str, v))
+    return str(v)
+
+
+def figure(path: str, uri: str | None, caption: str = "") -> str:
+    img = (f'<img src="{uri}" alt="{_e(path)}" title="{_e(path)}">' if uri
+           else '<div class="missing">unreadable</div>')
+    cap = f"<figcaption>{_e(caption or path)}</figcaption>"
+    return f"<figure>{img}{cap}</figure>"
+
+
+def table(rows: list[dict], cols: list[str] | None = None, limit: int = MAX_ROWS) -> str:
+    if not rows:
+        return '<p class="muted">none</p>'
+    cols = cols or list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr>" + "".join(
+            f'<td class="n">{_e(_fmt(r.get(c, "")))}</td>' if isinstance(r.get(c), int | float)
+            else f"<td>{_e(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
+        for r in rows[:limit])
+    more = f'<p class="muted">… and {len(rows) - limit} more in report.json</p>' if len(rows) > limit else ""
+    return f"<table><tr>{head}</tr>{body}</table>{more}"
+
+
+def wanted_thumbnails(a: Analysis, doc: dict) -> list[str]:
+    """Every path the page shows as a thumbnail."""
+    paths = [p for ps in doc["samples"].values() for p in ps]
+    for name, (check, findings) in a.results.items():
+        if check.group in ("quality", "crops"):
+            paths += [f["path"] for f in findings[:WORST]]
+    for c in _shown_clusters(doc):
+        paths += c["members"][:CLUSTER_THUMBS]
+    return paths
+
+
+def _shown_clusters(doc: dict) -> list[dict]:
+    cl = doc["duplicates"]["clusters"]
+    return sorted(cl, key=lambda c: (not c["cross_split"], not c["label_conflict"], -len(c["members"]),
+                                     c["members"][0]))[:MAX_CLUSTERS]
+
+
+def _section(id_: str, title: str, body: str) -> str:
+    return f'<section id="{id_}"><h2>{_e(title)}</h2>{body}</section>'
+
+
+def _rules(doc: dict) -> str:
+    rows = []
+    for name, c in doc["checks"].items():
+        state = f'<span class="fired">{c["count"]}</span>' if c["fired"] else '<span class="ok">0</span>'
+        gate = ' <span class="gate">fail-on</span>' if name in doc["fail_on"] else ""
+        rows.append(f'<tr><td><a href="#check-{_e(name)}">{_e(name)}</a>{gate}</td><td>{_e(c["title"])}</td>'
+                    f'<td class="n">{state}</td><td>{_e(c["description"])}</td></tr>')
+    skipped = (f'<p class="muted">Not applicable here: {_e(", ".join(doc["skipped_checks"]))}</p>'
+               if doc["skipped_checks"] else "")
+    return ("<table><tr><th>check</th><th>issue</th><th>found</th><th>rule</th></tr>" + "".join(rows)
+            + "</table>" + skipped)
+
+
+def _counts(doc: dict) -> str:
+    labels, counts, splits = doc["labels"], doc["counts"], doc["splits"]
+    small = doc["checks"].get("small-class", {}).get("params", {}).get("min_images", 0)
+    head = "<tr><th>label</th>" + "".join(f"<th>{_e(s)}</th>" for s in counts) + "<th>total</th></tr>"
+    body = []
+    for lab in labels:
+        cells = []
+        for s in counts:
+            n = counts[s].get(lab, 0)
+            cls = "n zero" if n == 0 else ("n low" if s != "train" and n < small else "n")
+            cells.append(f'<td class="{cls}">{n}</td>')
+        total = sum(counts[s].get(lab, 0) for s in counts)
+        body.append(f"<tr><td>{_e(lab)}</td>{''.join(cells)}<td class='n'>{total}</td></tr>")
+    foot = ("<tr><th>images</th>" + "".join(f"<th>{splits[s]['images']}</th>" for s in counts) + "<th></th></tr>"
+            "<tr><th>imbalance (max/min)</th>"
+            + "".join(f"<th>{_fmt(splits[s]['imbalance_ratio'] or '-')}</th>" for s in counts) + "<th></th></tr>")
+    chart = f'<p><img class="chart" alt="images per label and split" src="{charts.counts_chart(counts, labels)}"></p>'
+    if len(labels) > charts.MAX_BARS:
+        chart += f'<p class="muted">Chart shows the {charts.MAX_BARS} largest of {len(labels)} labels.</p>'
+    return f"<table>{head}{''.join(body)}{foot}</table>{chart}"
+
+
+def _files(a: Analysis, doc: dict) -> str:
+    df = a.ctx.readable
+    d = doc["distributions"]
+    w, h = df["width"].astype("float64").to_numpy(), df["height"].astype("float64").to_numpy()
+    img = charts.histograms([
+        {"values": w, "title": "width (px)", "log": True},
+        {"values": h, "title": "height (px)", "log": True},
+        {"values": w / np.maximum(h, 1), "title": "aspect ratio (w/h)", "log": True},
+        {"values": a.ctx.images["size"].astype("float64").to_numpy() / 1024, "title": "file size (KiB)", "log": True},
+    ], cols=4)
+    summ = [{"measure": k, **v} for k in ("width", "height", "aspect_ratio", "megapixels", "file_size")
+            if (v := d[k])]
+    fm = [{"format": k, "images": v} for k, v in d["formats"].items()]
+    md = [{"mode": k, "images": v} for k, v in d["modes"].items()]
+    return (f'<p><img class="chart" alt="size distributions" src="{img}"></p>{table(summ)}'
+            f'<div class="grid"><div>{table(fm)}</div><div>{table(md)}</div></div>')
+
+
+def _cluster(c: dict, thumbs: dict) -> str:
+    tags = [f'<span class="tag">{_e(c["kind"])}</span>']
+    if c["cross_split"]:
+        tags.append(f'<span class="tag bad">leakage: {_e(", ".join(c["splits"]))}</span>')
+    if c["label_conflict"]:
+        tags.append(f'<span class="tag bad">labels: {_e(", ".join(c["labels"]))}</span>')
+    tags.append(f'<span class="tag">max distance {c["max_distance"]}</span>')
+    figs = "".join(figure(p, thumbs.get(p), p + (" (keep)" if p == c["keep"] else ""))
+                   for p in c["members"][:CLUSTER_THUMBS])
+    more = (f'<p class="muted">+{len(c["members"]) - CLUSTER_THUMBS} more</p>'
+            if len(c["members"]) > CLUSTER_THUMBS else "")
+    return f'<div class="cluster">{"".join(tags)}<div class="grid">{figs}</div>{more}</div>'
+
+
+def _check_block(name: str, c: dict, body: str) -> str:
+    head = f'<h3 id="check-{_e(name)}">{_e(c["title"])} <span class="muted">({_e(name)})</span>: '
+    head += f'<span class="{"fired" if c["fired"] else "ok"}">{c["count"]}</span></h3>'
+    return f'{head}<p class="desc">{_e(c["description"])}</p>{body}'
+
+
+def _worst(findings: list[dict], thumbs: dict) -> str:
+    if not findings:
+        return '<p class="muted">none</p>'
+    figs = "".join(figure(f["path"], thumbs.get(f["path"]), f"{f['path']} · {_fmt(f['score'])}")
+                   for f in findings[:WORST])
+    more = f'<p class="muted">worst {WORST} of {len(findings)} shown</p>' if len(findings) > WORST else ""
+    return f'<div class="grid">{figs}</div>{more}'
+
+
+def _quality(a: Analysis, doc: dict, thumbs: dict) -> str:
+    df = a.ctx.readable
+    p = {n: doc["checks"][n]["params"] for n in doc["checks"]}
+
+    def first(name):
+        return next(iter(p[name].values())) if name in p else []
+
+    img = charts.histograms([
+        {"values": df["dark_p99"], "title": "luma 99th percentile (dark)", "threshold": first("dark")},
+        {"values": df["bright_p5"], "title": "luma 5th percentile (bright)", "threshold": first("bright")},
+        {"values": df["contrast"], "title": "luma std (near-constant)", "threshold": first("near-constant")},
+        {"values": df["entropy"], "title": "entropy, bits (low-info)", "threshold": first("low-info")},
+        {"values": df["sharpness"], "title": "Laplacian variance (blurry)", "log": True,
+         "threshold": first("blurry")},
+        {"values": df["colorfulness"], "title": "colour spread (grayscale)", "threshold": first("grayscale")},
+    ])
+    blocks = [f'<p><img class="chart" alt="quality measures" src="{img}"></p>'
+              '<p class="muted">Red dashed lines are the thresholds.</p>']
+    for name, c in doc["checks"].items():
+        if c["group"] == "quality":
+            blocks.append(_check_block(name, c, _worst(c["findings"], thumbs)))
+    return "".join(blocks)
+
+
+def _crops(a: Analysis, doc: dict, thumbs: dict) -> str:
+    cr = doc["crops"]
+    df = a.ctx.readable
+    df = df[df["scale"].notna()]
+    side = np.minimum(df["crop_w"].astype("float64"), df["crop_h"].astype("float64"))
+    img = charts.histograms([
+        {"values": side, "title": "crop shorter side (source px)", "log": True,
+         "threshold": doc["checks"].get("tiny-crop", {}).get("params", {}).get("min_side", [])},
+        {"values": df["scale"].astype("float64"), "title": "scale (output/source px)", "log": True,
+         "threshold": [1.0]},
+        {"values": fill_share(df), "title": "letterbox fill share"},
+    ])
+    lines = (f"<p>{cr['crops']} crops · upscaled (scale &gt; 1): <b>{cr['upscaled_share']:.1%}</b> · "
+             f"letterboxed: <b>{cr['letterboxed_share']:.1%}</b> · mean fill share: "
+             f"<b>{(cr['fill_share'] or {}).get('mean', 0):.1%}</b></p>")
+    per = [{"label": k, **v} for k, v in cr["per_label"].items()]
+    blocks = [lines, f'<p><img class="chart" alt="crop distributions" src="{img}"></p>', table(per)]
+    for name, c in doc["checks"].items():
+        if c["group"] == "crops":
+            blocks.append(_check_block(name, c, _worst(c["findings"], thumbs)))
+    return "".join(blocks)
+
+
+def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
+    s = doc["summary"]
+    checks = doc["checks"]
+    sections = [_section("checks", "Checks", _rules(doc)), _section("counts", "Images per split and label",
+                                                                    _counts(doc))]
+    split_checks = "".join(_check_block(n, checks[n], table(checks[n]["findings"]))
+                           for n in ("empty-class", "missing-label", "small-class", "imbalance") if n in checks)
+    sections.append(_section("balance", "Class balance", split_checks))
+    file_checks = "".join(_check_block(n, checks[n], table(checks[n]["findings"]))
+                          for n in ("corrupt", "ext-mismatch", "manifest-drift") if n in checks)
+    sections.append(_section("files", "Sizes, formats and unreadable files", _files(a, doc) + file_checks))
+    dup = doc["duplicates"]
+    if dup["source"] != "off":
+        note = ("" if dup["source"] == "curate.dedupe"
+                else '<p class="muted">Exact duplicates only (sha256); curate.dedupe was not available.</p>')
+        head = (f"<p>{dup['exact_clusters']} exact and {dup['near_clusters']} near-duplicate clusters, "
+                f"{dup['redundant_files']} redundant files.</p>{note}")
+        blocks = "".join(_check_block(n, checks[n], "") for n in ("leakage", "label-conflict", "duplicates")
+                         if n in checks)
+        shown = _shown_clusters(doc)
+        cl = "".join(_cluster(c, thumbs) for c in shown)
+        if len(dup["clusters"]) > len(shown):
+            cl += f'<p class="muted">{len(shown)} of {len(dup["clusters"])} clusters shown; all are in report.json.</p>'
+        sections.append(_section("duplicates", "Duplicates", head + blocks + cl))
+    sections.append(_section("quality", "Image quality", _quality(a, doc, thumbs)))
+    if doc["crops"]:
+        sections.append(_section("crops", "Crops", _crops(a, doc, thumbs)))
+    grid = "".join(f'<h3>{_e(lab)}</h3><div class="grid">'
+                   + "".join(figure(p, thumbs.get(p), p.rsplit("/", 1)[-1]) for p in ps) + "</div>"
+                   for lab, ps in doc["samples"].items())
+    sections.append(_section("samples", "Samples per label", grid or '<p class="muted">none</p>'))
+    nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
+        ("checks", "Checks"), ("counts", "Counts"), ("balance", "Balance"), ("files", "Files"),
+        ("duplicates", "Duplicates"), ("quality", "Quality"), ("crops", "Crops"), ("samples", "Samples"))
+        if i != "crops" or doc["crops"])
+    fired = ", ".join(doc["fired"]) or "none"
+    header = (f"<header><h1>curate report: {_e(s.get('name') or doc['root'])}</h1>"
+              f"<p>{s['images']} images ({s['unreadable']} unreadable) · {s['labels']} labels · splits: "
+              f"{_e(', '.join(s['splits']))} · manifest: {'yes' if s['manifest'] else 'no'} · "
+              f"issues found: {_e(fired)}</p><nav>{nav}</nav></header>")
+    return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>curate report: {_e(doc['root'])}</title><style>{CSS}</style></head>"
+            f"<body>{header}<main>{''.join(sections)}</main></body></html>\n")

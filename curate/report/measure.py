@@ -1,0 +1,101 @@
+"""Per-image measurements for the report: a pure function of a file's bytes.
+
+Runs inside executor workers, so it imports only numpy, OpenCV and curate.images (no pandas).
+All measures are taken on a copy whose longest side is at most MEASURE_SIDE pixels, so they do not
+depend on resolution and large JPEGs decode at reduced size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from curate.errors import UnreadableImage
+from curate.images import decode, read_bytes
+
+MEASURE_VERSION = 1  # bump when a measure changes: invalidates the stats cache
+MEASURE_SIDE = 256  # longest side (px) that brightness, blur, entropy, ... are measured at
+
+# Columns produced for every file (None where the file is unreadable).
+FIELDS = (
+    "size", "sha256", "width", "height", "format", "mode", "error",
+    "brightness", "dark_p99", "bright_p5", "contrast", "entropy", "sharpness", "colorfulness",
+)
+
+
+def _luma_stats(gray: np.ndarray) -> dict:
+    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
+    n = hist.sum()
+    cdf = np.cumsum(hist) / n
+    levels = np.arange(256, dtype=np.float64)
+    mean = float((hist * levels).sum() / n)
+    var = float((hist * (levels - mean) ** 2).sum() / n)
+    p = hist[hist > 0] / n
+    return {
+        "brightness": round(mean / 255.0, 5),
+        "dark_p99": round(int(np.searchsorted(cdf, 0.99)) / 255.0, 5),
+        "bright_p5": round(int(np.searchsorted(cdf, 0.05)) / 255.0, 5),
+        "contrast": round(var**0.5 / 255.0, 5),
+        "entropy": round(float(-(p * np.log2(p)).sum()), 5),
+    }
+
+
+def measure_pixels(rgb: np.ndarray) -> dict:
+    """Quality measures of an RGB uint8 image (any size; shrunk to MEASURE_SIDE first)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    f = MEASURE_SIDE / max(h, w)
+    if f < 1.0:
+        size = (max(1, round(w * f)), max(1, round(h * f)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    stats = _luma_stats(gray)
+    lap = cv2.Laplacian(gray, cv2.CV_64F, ksize=1) if min(gray.shape) >= 3 else np.zeros(1)
+    stats["sharpness"] = round(float(lap.var()), 3)
+    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+    stats["colorfulness"] = round(float(spread.mean()) / 255.0, 5)
+    return stats
+
+
+def measure_file(path: str | Path) -> dict:
+    """All FIELDS for one file; an unreadable file gets its reason in `error`."""
+    row: dict = dict.fromkeys(FIELDS)
+    try:
+        try:
+            data = read_bytes(path)
+        except OSError as e:  # permission denied, I/O error: the file cannot be read at all
+            raise UnreadableImage("unreadable", str(e)) from e
+        row["size"] = len(data)
+        row["sha256"] = hashlib.sha256(data).hexdigest()
+        try:
+            with Image.open(io.BytesIO(data)) as im:  # header only: picks the reduced JPEG decode size
+                big = max(im.size)
+        except Exception:  # decode() below names the problem
+            big = MEASURE_SIDE
+        d = decode(data, min_scale=min(1.0, MEASURE_SIDE / max(1, big)))
+    except UnreadableImage as e:
+        row["error"] = e.reason
+        if row["size"] is None:
+            try:
+                row["size"] = os.path.getsize(path)
+            except OSError:
+                pass
+        return row
+    row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
+    row.update(measure_pixels(d.pixels))
+    return row
+
+
+def measure_chunk(job: tuple[str, list[str]]) -> list[dict]:
+    """Executor task: (root, [relative paths]) -> one row per path, in order."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    root, paths = job
+    return [measure_file(Path(root) / p) for p in paths]

@@ -1,0 +1,569 @@
+"""Kaggle image datasets (class folders, e.g. the world-coins set) -> a verified curate tree.
+
+`import_dataset` takes a Kaggle id, a preset name from manifests/datasets.yaml, a downloaded archive
+or a folder; finds the split folders wherever they sit; copies every file unchanged to
+OUT/<train|val|test>/<class>/<file>; verifies each image; and writes manifest.parquet, classes.json
+and curate.json. The `kaggle` package is imported only to download (it authenticates at import).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curate.errors import CredentialsError, CurateError, InputError, NetworkError, UnreadableImage
+from curate.images import extension_matches, probe
+from curate.tree import (
+    INFO_NAME,
+    SPLIT_ORDER,
+    atomic_write_json,
+    canonical_split,
+    default_quarantine,
+    is_image_name,
+)
+
+PRESETS_FILE = Path(__file__).resolve().parents[2] / "manifests" / "datasets.yaml"
+DATASET_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(/\d+)?$")
+NAMES_FILE = "cat_to_name.json"
+SOURCE_HINT = "or download the archive yourself and pass --source ZIP|DIR"
+MAX_DEPTH = 6
+
+
+# ---------------------------------------------------------------- presets
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str  # preset name, or the Kaggle id
+    kaggle: str  # OWNER/DATASET
+    names_file: str = NAMES_FILE
+    expected: dict[str, int] = field(default_factory=dict)  # split -> images, plus "classes"
+    title: str = ""
+
+
+def load_presets(path: str | Path = PRESETS_FILE) -> dict[str, DatasetSpec]:
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f"{path} is not valid YAML: {e}", "fix the preset table") from e
+    out = {}
+    for name, entry in (raw.get("datasets") or {}).items():
+        if not isinstance(entry, dict) or "kaggle" not in entry:
+            raise InputError(f"{path}: preset '{name}' needs a 'kaggle: OWNER/DATASET' entry", "fix the preset table")
+        exp = {k: int(v) for k, v in (entry.get("expected") or {}).items()}
+        out[name] = DatasetSpec(name, entry["kaggle"], entry.get("names", NAMES_FILE), exp, entry.get("title", ""))
+    return out
+
+
+def resolve_dataset(spec: str) -> DatasetSpec:
+    presets = load_presets()
+    if spec in presets:
+        return presets[spec]
+    for p in presets.values():
+        if p.kaggle == spec:
+            return p
+    if DATASET_RE.match(spec):
+        return DatasetSpec(spec, spec)
+    choices = ", ".join(sorted(presets)) or "none"
+    raise InputError(f"unknown dataset '{spec}'", f"use OWNER/DATASET as on kaggle.com, or a preset: {choices}")
+
+
+# ---------------------------------------------------------------- credentials and download
+
+
+def _config_dir() -> Path:
+    env = os.environ.get("KAGGLE_CONFIG_DIR")
+    if env:
+        return Path(env)
+    home = Path.home() / ".kaggle"
+    if home.exists():
+        return home
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "kaggle"
+
+
+CREDENTIALS_HINT = (
+    "set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save kaggle.json from "
+    "kaggle.com/settings/api to ~/.kaggle/kaggle.json (or a token to ~/.kaggle/access_token); " + SOURCE_HINT
+)
+
+
+def find_credentials() -> str | None:
+    """Where the kaggle package would find credentials (without importing it), or None."""
+    env = os.environ
+    if env.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY"
+    cfg = _config_dir() / "kaggle.json"
+    if cfg.is_file():
+        try:
+            data = json.loads(cfg.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CredentialsError(f"{cfg} is not valid JSON: {e}", "download a fresh kaggle.json from kaggle.com/settings/api") from e
+        if isinstance(data, dict) and data.get("username") and data.get("key"):
+            return str(cfg)
+        raise CredentialsError(f"{cfg} lacks 'username' and 'key'", "download a fresh kaggle.json from kaggle.com/settings/api")
+    home = Path.home() / ".kaggle"
+    for name in ("access_token", "access_token.txt", "credentials.json"):
+        if (home / name).is_file():
+            return str(home / name)
+    return None
+
+
+def _kaggle_api():
+    """Import the kaggle package (it authenticates at import) and return an authenticated api."""
+    where = find_credentials()
+    if where is None:
+        raise CredentialsError("no Kaggle credentials found", CREDENTIALS_HINT)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            import kaggle  # noqa: PLC0415  (authenticates on import; may print and exit)
+
+            api = kaggle.api
+            api.authenticate()
+    except ImportError as e:
+        raise InputError("downloading from Kaggle needs the kaggle package", "pip install 'curate[kaggle]', " + SOURCE_HINT) from e
+    except SystemExit as e:
+        raise CredentialsError(f"Kaggle rejected the credentials from {where}", CREDENTIALS_HINT) from e
+    except Exception as e:  # noqa: BLE001  (the package raises many kinds)
+        raise _convert(e, "authenticate with Kaggle") from e
+    return api
+
+
+def _convert(e: BaseException, doing: str) -> CurateError:
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if status in (401, 403):
+        return CredentialsError(f"Kaggle refused to {doing} (HTTP {status})",
+                                "check the credentials and accept the dataset's terms on kaggle.com; " + SOURCE_HINT)
+    if status == 404:
+        return InputError(f"Kaggle could not {doing}: not found (HTTP 404)", "check OWNER/DATASET on kaggle.com")
+    return NetworkError(f"could not {doing}: {type(e).__name__}: {e}", "check the network, " + SOURCE_HINT)
+
+
+def download(dataset: str, dest: str | Path, *, quiet: bool = False) -> Path:
+    """Download a Kaggle dataset's zip into `dest` (resumes; skips when already complete)."""
+    dest = Path(dest)
+    api = _kaggle_api()
+    dest.mkdir(parents=True, exist_ok=True)
+    sink = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(sink if quiet else sys.stderr):
+            api.dataset_download_files(dataset, path=str(dest), quiet=quiet, unzip=False)
+    except SystemExit as e:
+        raise CredentialsError("Kaggle rejected the credentials", CREDENTIALS_HINT) from e
+    except Exception as e:  # noqa: BLE001
+        raise _convert(e, f"download {dataset}") from e
+    slug = dataset.split("/")[1]
+    zpath = dest / f"{slug}.zip"
+    if not zpath.is_file():
+        found = sorted(dest.glob("*.zip"))
+        if len(found) != 1:
+            raise NetworkError(f"the download of {dataset} left no zip in {dest}", SOURCE_HINT)
+        zpath = found[0]
+    return zpath
+
+
+def default_download_dir(dataset: str) -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("curate")) / "kaggle" / dataset.replace("/", "__")
+
+
+# ---------------------------------------------------------------- layout
+
+
+@dataclass
+class Layout:
+    root: Path  # folder holding the split folders (or the class folders)
+    splits: dict[str, Path]  # canonical split -> folder
+    single: bool  # a single folder of class folders (goes to train/)
+
+
+def _class_dirs(p: Path) -> list[Path]:
+    return sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith(".") and not d.is_symlink())
+
+
+def _count_images(p: Path) -> int:
+    return sum(1 for _, _, files in os.walk(p) for f in files if is_image_name(f) and not f.startswith("."))
+
+
+def _walk_dirs(root: Path):
+    for dirpath, dirnames, _ in os.walk(root):
+        depth = len(Path(dirpath).relative_to(root).parts)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        if depth >= MAX_DEPTH:
+            dirnames[:] = []
+        yield Path(dirpath), depth
+
+
+def find_layout(root: str | Path) -> Layout:
+    """Find the split folders (train/valid/validation/test…) of class folders wherever they sit."""
+    root = Path(root)
+    best: tuple[int, int, Layout] | None = None
+    for d, depth in _walk_dirs(root):
+        splits: dict[str, Path] = {}
+        for sub in _class_dirs(d):
+            canon = canonical_split(sub.name)
+            if canon and _class_dirs(sub):
+                if canon in splits:
+                    raise InputError(f"{d} has two folders for split '{canon}': {splits[canon].name}/ and {sub.name}/",
+                                     "remove or rename one of them")
+                splits[canon] = sub
+        if splits:
+            n = sum(_count_images(s) for s in splits.values())
+            cand = (-n, depth, Layout(d, splits, False))
+            if n and (best is None or cand[:2] < best[:2]):
+                best = cand
+    if best:
+        return best[2]
+    for d, depth in _walk_dirs(root):
+        classes = _class_dirs(d)
+        n = sum(1 for c in classes for f in c.iterdir() if f.is_file() and is_image_name(f.name))
+        if n and (best is None or (-n, depth) < best[:2]):
+            best = (-n, depth, Layout(d, {"train": d}, True))
+    if best:
+        return best[2]
+    raise InputError(f"found no class folders of images under {root}", "expect SPLIT/CLASS/*.jpg or CLASS/*.jpg")
+
+
+def find_names(root: Path, layout: Layout, name: str = NAMES_FILE) -> Path | None:
+    """The class-name file nearest to the layout root (same folder, then parents, then anywhere)."""
+    for d in [layout.root, *layout.root.parents]:
+        if (d / name).is_file():
+            return d / name
+        if d == root:
+            break
+    hits = sorted(root.rglob(name), key=lambda p: (len(p.parts), str(p)))
+    return hits[0] if hits else None
+
+
+# ---------------------------------------------------------------- class names
+
+
+def load_names(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise InputError(f"names file {path} does not exist", "pass --names FILE with a JSON object id -> name") from e
+    except (OSError, ValueError) as e:
+        raise InputError(f"names file {path} is not valid JSON: {e}", "expect a JSON object id -> name") from e
+    if isinstance(data, list):
+        data = {str(i): v for i, v in enumerate(data)}
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise InputError(f"names file {path} is not a JSON object of id -> name strings", "e.g. {\"1\": \"1 Cent,Australian dollar,australia\"}")
+    return {str(k): v.strip() for k, v in data.items()}
+
+
+def parse_name(full: str) -> dict[str, str]:
+    """'1 Cent,Australian dollar,australia' -> denomination, currency, country (when it has 3 parts)."""
+    parts = [p.strip() for p in full.split(",")]
+    if len(parts) == 3 and all(parts):
+        return {"denomination": parts[0], "currency": parts[1], "country": parts[2].replace("_", " ")}
+    return {}
+
+
+def slug(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+
+
+def folder_names(ids: list[str], names: dict[str, str], readable: bool) -> dict[str, str]:
+    """Class folder for each id: the id itself, or a readable, filesystem-safe, unique name."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for cid in ids:
+        name = cid
+        if readable and cid in names:
+            f = parse_name(names[cid])
+            name = slug(f"{f['country']} {f['denomination']}") if f else slug(names[cid])
+            name = name[:80].rstrip("_") or slug(cid) or "class"
+            if name in used:
+                name = f"{name}_{slug(cid) or len(used)}"
+        used.add(name)
+        out[cid] = name
+    return out
+
+
+def _id_key(cid: str) -> tuple:
+    return (0, int(cid), "") if cid.isdigit() else (1, 0, cid)
+
+
+# ---------------------------------------------------------------- per-file work (runs in workers)
+
+
+def ingest_batch(batch: list[tuple[str, str, str, bool]]) -> list[dict[str, Any]]:
+    """Copy (or hard-link) each (src, dst, quarantine, link) unchanged and verify it."""
+    return [_ingest(*item) for item in batch]
+
+
+def _ingest(src: str, dst: str, quarantine: str, link: bool) -> dict[str, Any]:
+    data = Path(src).read_bytes()
+    row: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    try:
+        p = probe(data)
+        row.update(width=p.width, height=p.height, format=p.format, status="kept")
+        row["problem"] = None if extension_matches(dst, p.format) else f"extension-mismatch: {p.format} bytes"
+        target = Path(dst)
+    except UnreadableImage as e:
+        row.update(width=None, height=None, format=None, status="unreadable", problem=f"unreadable: {e.reason}")
+        target = Path(quarantine)
+    _place(Path(src), target, data, link)
+    return row
+
+
+def _place(src: Path, target: Path, data: bytes, link: bool) -> None:
+    if target.is_file() and target.stat().st_size == len(data) and _same(target, data):
+        return  # resumed
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        if link:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                tmp.write_bytes(data)
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _same(path: Path, data: bytes) -> bool:
+    return hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
+
+
+# ---------------------------------------------------------------- import
+
+
+@dataclass
+class KaggleResult:
+    out: Path
+    dataset: str
+    counts: dict[str, int]  # split -> files found
+    classes: int
+    problems: list[str]  # one line each: unreadable files, mismatches, unknown ids, count mismatches
+    unknown_ids: list[str] = field(default_factory=list)
+    unmapped_names: list[str] = field(default_factory=list)
+    up_to_date: bool = False
+    layout_root: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.problems else 0
+
+
+def _fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_file():
+        st = path.stat()
+        h.update(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        return h.hexdigest()
+    for dirpath, dirnames, files in os.walk(path):
+        dirnames.sort()
+        for f in sorted(files):
+            p = Path(dirpath, f)
+            st = p.stat()
+            h.update(f"{p.relative_to(path).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _check_out(out: Path, source: Path | None) -> dict[str, Any]:
+    """OUT must be new, empty, or a previous `curate kaggle` build. Returns that build's record."""
+    out_r = out.resolve()
+    if source is not None:
+        src_r = source.resolve()
+        if out_r == src_r or src_r in out_r.parents or (out_r in src_r.parents and source.is_dir()):
+            raise InputError(f"--out {out} and --source {source} overlap", "write the tree to a separate folder")
+    if not out.exists():
+        return {}
+    if not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder", "choose another --out")
+    info_p = out / INFO_NAME
+    record: dict[str, Any] = {}
+    if info_p.is_file():
+        try:
+            record = json.loads(info_p.read_text(encoding="utf-8")).get("steps", {}).get("kaggle", {})
+        except (OSError, ValueError):
+            record = {}
+    if not record and any(p.name != ".curate" for p in out.iterdir()):
+        raise InputError(f"--out {out} is not empty and was not made by `curate kaggle`", "choose a new or empty folder")
+    return record
+
+
+def import_dataset(
+    dataset: str,
+    out: str | Path,
+    *,
+    source: str | Path | None = None,
+    names: str | Path | None = None,
+    label_names: bool = False,
+    download_dir: str | Path | None = None,
+    workers: int | None = None,
+    quiet: bool = False,
+    check_counts: bool = True,
+) -> KaggleResult:
+    """Download (or take `source`), extract safely, normalise and verify into the tree `out`."""
+    import pandas as pd
+
+    from curate.archive import is_archive, safe_extract
+    from curate.executor import make_executor
+    from curate.manifest import update_info, write_manifest
+
+    spec = resolve_dataset(dataset)
+    out = Path(out)
+    src = Path(source) if source is not None else None
+    if src is not None and not src.exists():
+        raise InputError(f"--source {src} does not exist", "pass the downloaded .zip or its extracted folder")
+    previous = _check_out(out, src)
+    names_path = Path(names) if names else None
+    if names_path is not None and not names_path.is_file():
+        raise InputError(f"--names {names_path} does not exist", "pass a JSON file mapping class id -> name")
+
+    if src is None:
+        src = download(spec.kaggle, Path(download_dir) if download_dir else default_download_dir(spec.kaggle), quiet=quiet)
+    options = {"label_names": label_names, "names": str(names_path) if names_path else None}
+    fp = _fingerprint(src)
+    if previous.get("state") == "complete" and previous.get("fingerprint") == fp and previous.get("options") == options and _tree_complete(out):
+        res = KaggleResult(out, spec.kaggle, previous.get("counts", {}), previous.get("classes", 0),
+                           list(previous.get("problems", [])), up_to_date=True, layout_root=previous.get("layout_root", ""))
+        return res
+
+    extract_dir = None
+    if src.is_file():
+        if not is_archive(src):
+            raise InputError(f"--source {src} is not a zip or tar archive", "pass the downloaded .zip or a folder")
+        extract_dir = out / ".curate" / "extract" / src.name
+        safe_extract(src, extract_dir, quiet=quiet)
+        base, link = extract_dir, True
+    else:
+        base, link = src, False
+
+    layout = find_layout(base)
+    names_path = names_path or find_names(base, layout, spec.names_file)
+    id_names = load_names(names_path) if names_path else {}
+
+    problems: list[str] = []
+    items: list[tuple[str, str, str, str]] = []  # split, class id, file path, source id
+    for split, sdir in layout.splits.items():
+        for f in sorted(sdir.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                problems.append(f"{f.relative_to(base).as_posix()}: file outside any class folder, not imported")
+        for cdir in _class_dirs(sdir):
+            if layout.single and canonical_split(cdir.name):
+                continue
+            for dirpath, dirnames, files in os.walk(cdir):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(files):
+                    p = Path(dirpath, fn)
+                    rel = p.relative_to(base).as_posix()
+                    if fn.startswith("."):
+                        continue
+                    if p.is_symlink():
+                        problems.append(f"{rel}: symbolic link, not imported")
+                    elif not is_image_name(fn):
+                        problems.append(f"{rel}: not an image file name, not imported")
+                    else:
+                        items.append((split, cdir.name, p.relative_to(cdir).as_posix(), rel))
+    if not items:
+        raise InputError(f"found no images under {layout.root}", "expect SPLIT/CLASS/*.jpg or CLASS/*.jpg")
+
+    ids = sorted({cid for _, cid, _, _ in items}, key=_id_key)
+    folders = folder_names(ids, id_names, label_names)
+    unknown = [cid for cid in ids if id_names and cid not in id_names]
+    unmapped = sorted((k for k in id_names if k not in set(ids)), key=_id_key)
+    if label_names and not id_names:
+        raise InputError(f"--label-names needs class names, but no {spec.names_file} was found under {base}",
+                         "pass --names FILE (JSON id -> name)")
+    if unknown and label_names:
+        problems.append(f"{len(unknown)} class ids have no name and keep their id as folder: {', '.join(unknown[:10])}")
+    old = previous.get("folders")
+    if old and old != folders:
+        raise InputError(f"--out {out} was built with other class folder names", "choose a new --out, or repeat the earlier --label-names choice")
+
+    update_info(out, "kaggle", {"dataset": spec.kaggle, "state": "incomplete", "folders": folders}, source="kaggle")
+    quarantine = default_quarantine(out) / "unreadable"
+    work = []
+    for split, cid, inner, rel in items:
+        dst = out / split / folders[cid] / inner
+        work.append((str(base / rel), str(dst), str(quarantine / split / folders[cid] / inner), link))
+    batches = [work[i:i + 64] for i in range(0, len(work), 64)]
+    ex = make_executor("local", workers=workers, quiet=quiet)
+    results = [r for batch in ex.map(ingest_batch, batches, desc="verifying", units=len, unit="images") for r in batch]
+
+    rows = []
+    for (split, cid, inner, rel), r in zip(items, results, strict=True):
+        path = f"{split}/{folders[cid]}/{inner}"
+        if r["problem"]:
+            where = f" (copied to {quarantine}/, not into the tree)" if r["status"] != "kept" else ""
+            problems.append(f"{rel}: {r['problem']}{where}")
+        rows.append({
+            "path": path, "split": split, "label": folders[cid], "sha256": r["sha256"],
+            "width": r["width"], "height": r["height"], "source": "kaggle", "source_id": rel,
+            "status": r["status"], "class_id": cid, "class_name": id_names.get(cid), "format": r["format"],
+            "problem": r["problem"], "bytes": r["bytes"],
+        })
+    df = pd.DataFrame(rows)
+    counts = {s: int((df["split"] == s).sum()) for s in SPLIT_ORDER if (df["split"] == s).any()}
+    if check_counts and spec.expected:
+        for key, want in spec.expected.items():
+            got = len(ids) if key == "classes" else counts.get(key, 0)
+            if got != want:
+                problems.append(f"expected {want} {'classes' if key == 'classes' else key + ' images'} for {spec.name}, found {got}")
+
+    classes = []
+    for cid in ids:
+        sub = df[df["class_id"] == cid]
+        entry = {"id": cid, "folder": folders[cid], "name": id_names.get(cid),
+                 "counts": {s: int((sub["split"] == s).sum()) for s in counts}}
+        entry.update(parse_name(id_names.get(cid, "")))
+        classes.append(entry)
+    write_manifest(out, df)
+    atomic_write_json(out / "classes.json", {"dataset": spec.kaggle, "classes": classes,
+                                             "unknown_ids": unknown, "unmapped_names": unmapped})
+    record = {
+        "dataset": spec.kaggle, "preset": spec.name if spec.name != spec.kaggle else None,
+        "source": str(src), "fingerprint": fp, "options": options, "layout_root": layout.root.relative_to(base).as_posix() or ".",
+        "names_file": str(names_path) if names_path else None, "counts": counts, "classes": len(ids),
+        "folders": folders, "problems": problems, "files": len(rows), "state": "complete",
+    }
+    update_info(out, "kaggle", record, source="kaggle")
+    if extract_dir is not None:
+        shutil.rmtree(extract_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            extract_dir.parent.rmdir()
+    return KaggleResult(out, spec.kaggle, counts, len(ids), problems, unknown, unmapped,
+                        layout_root=record["layout_root"])
+
+
+def _tree_complete(out: Path) -> bool:
+    from curate.manifest import read_manifest
+
+    try:
+        df = read_manifest(out)
+    except InputError:
+        return False
+    if df is None or not (out / "classes.json").is_file():
+        return False
+    kept = df[df["status"] == "kept"]
+    return all((out / p).is_file() for p in kept["path"])
+

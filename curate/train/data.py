@@ -1,0 +1,258 @@
+"""The torch half of the input pipeline.
+
+Curated crops are small (224 px: about 150 kB decoded), so the default is a decoded uint8 tensor cache
+(N x 3 x S x S), decoded once by the executor's worker processes and kept on the device when it fits
+(else in pinned host memory). Augmentation (flip, ColorJitter, random resized crop) then runs as
+batched tensor ops on the device, with per-image random parameters drawn from a seeded CPU generator,
+so the same seed gives the same batches on any device and with any number of workers.
+Sets larger than the cache limit stream through a DataLoader (pinned memory, persistent workers)
+that feeds the same device-side augmentation.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from curate.executor import make_executor
+from curate.train.prep import Split, load_chunk, load_square
+
+CHUNK = 32  # files per executor task
+
+
+def available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+@dataclass
+class Cached:
+    """A decoded split: uint8 images N x 3 x S x S and int64 targets, on `images.device`."""
+
+    name: str
+    images: torch.Tensor
+    targets: torch.Tensor
+    paths: list[str]
+    unreadable: list[tuple[str, str]]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def decode_split(split: Split, size: int, *, workers: int | None, quiet: bool) -> Cached:
+    """Decode every file of a split once (in parallel, results in file order)."""
+    paths = [str(p) for p in split.paths]
+    jobs = [(paths[i : i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
+    ex = make_executor("local", workers=workers if len(paths) > 2 * CHUNK else 1, quiet=quiet)
+    arrays, reasons = [], []
+    for arr, why in ex.map(load_chunk, jobs, desc=f"decode {split.name}", units=lambda j: len(j[0]), unit="images"):
+        arrays.append(arr)
+        reasons.extend(why)
+    images = np.concatenate(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+    ok = np.array([not r for r in reasons], dtype=bool)
+    bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r]
+    t = torch.from_numpy(images[ok]).permute(0, 3, 1, 2).contiguous()
+    targets = torch.tensor(split.targets, dtype=torch.int64)[torch.from_numpy(ok)]
+    return Cached(split.name, t, targets, [p for p, k in zip(paths, ok, strict=True) if k], bad)
+
+
+def place(cached: Cached, device: torch.device, budget: int) -> tuple[Cached, int]:
+    """Move a cache onto the device if it fits in `budget` bytes, else pin it in host memory."""
+    nbytes = cached.images.numel()
+    if device.type != "cpu" and nbytes <= budget:
+        cached.images = cached.images.to(device)
+        return cached, budget - nbytes
+    if device.type == "cuda":
+        cached.images = cached.images.pin_memory()
+    return cached, budget
+
+
+class FileImages(torch.utils.data.Dataset):
+    """Streaming fallback: decode on the fly in DataLoader workers (unreadable files get target -1)."""
+
+    def __init__(self, split: Split, size: int):
+        self.paths = [str(p) for p in split.paths]
+        self.targets = list(split.targets)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from curate.errors import UnreadableImage
+
+        try:
+            arr = load_square(self.paths[i], self.size)
+            return torch.from_numpy(arr).permute(2, 0, 1), self.targets[i]
+        except UnreadableImage:
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), -1
+
+
+class Batches:
+    """Yields (uint8 images, targets) on the device, shuffled by a per-epoch seeded generator."""
+
+    def __init__(self, source: Cached | FileImages, batch_size: int, device: torch.device, workers: int = 0):
+        self.source, self.batch_size, self.device, self.workers = source, batch_size, device, workers
+        self._loader = None
+
+    def __len__(self) -> int:
+        n = len(self.source.targets)
+        return math.ceil(n / self.batch_size)
+
+    def num_images(self) -> int:
+        return len(self.source.targets)
+
+    def __call__(self, order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if isinstance(self.source, Cached):
+            yield from self._from_cache(order)
+        else:
+            yield from self._from_files(order)
+
+    def _from_cache(self, order):
+        src = self.source
+        n = len(src)
+        idx = order if order is not None else torch.arange(n)
+        nb = self.device.type == "cuda"
+        for i in range(0, n, self.batch_size):
+            j = idx[i : i + self.batch_size]
+            x = src.images[j.to(src.images.device)] if src.images.device.type != "cpu" else src.images[j]
+            yield x.to(self.device, non_blocking=nb), src.targets[j].to(self.device, non_blocking=nb)
+
+    def _from_files(self, order):
+        if self._loader is None:
+            self._sampler = _OrderSampler()
+            self._loader = torch.utils.data.DataLoader(
+                self.source, batch_size=self.batch_size, sampler=self._sampler, num_workers=self.workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0,
+                prefetch_factor=4 if self.workers else None,
+            )
+        self._sampler.order = (order if order is not None else torch.arange(len(self.source))).tolist()
+        for x, y in self._loader:
+            keep = y >= 0
+            if not bool(keep.all()):
+                x, y = x[keep], y[keep]
+            if len(y):
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+class _OrderSampler(torch.utils.data.Sampler):
+    """Yields the order set for the current epoch (the DataLoader and its workers persist)."""
+
+    def __init__(self):
+        self.order: list[int] = []
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+# ------------------------------------------------------------------ device-side augmentation
+
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    return (0.2989 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).unsqueeze(1)
+
+
+def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g)
+
+
+class Augment:
+    """Batched train-time augmentation with independent random parameters per image.
+
+    crop: RandomResizedCrop(scale=(0.35, 1), ratio=(3/4, 4/3)) by an affine grid; flip: p=0.5;
+    jitter: ColorJitter(brightness, contrast, saturation, hue) applied in that fixed order, hue as a
+    rotation of the YIQ chroma plane.
+    """
+
+    def __init__(self, kinds: list[str], jitter=(0.2, 0.2, 0.2, 0.1), mean=(0.485, 0.456, 0.406),
+                 std=(0.229, 0.224, 0.225), channels_last: bool = False):
+        self.kinds = set(kinds)
+        self.jitter = tuple(float(j) for j in jitter)
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self.channels_last = channels_last
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 N x 3 x H x W -> normalised float32 (the eval/predict path)."""
+        x = x.float().div_(255)
+        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        n, dev = x.shape[0], x.device
+        x = x.float().div_(255)
+        if "crop" in self.kinds:
+            x = self._crop(x, g)
+        if "flip" in self.kinds:
+            m = (torch.rand(n, generator=g) < 0.5).to(dev).view(n, 1, 1, 1)
+            x = torch.where(m, x.flip(3), x)
+        if "jitter" in self.kinds:
+            x = self._jitter(x, g)
+        x = (x - self.mean.to(dev)) / self.std.to(dev)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _crop(self, x, g):
+        n, dev = x.shape[0], x.device
+        area = _uniform(g, n, 0.35, 1.0)
+        ratio = torch.exp(_uniform(g, n, math.log(3 / 4), math.log(4 / 3)))
+        w = torch.sqrt(area * ratio).clamp(max=1.0)
+        h = torch.sqrt(area / ratio).clamp(max=1.0)
+        cx = (torch.rand(n, generator=g) * 2 - 1) * (1 - w)
+        cy = (torch.rand(n, generator=g) * 2 - 1) * (1 - h)
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
+        grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    def _jitter(self, x, g):
+        n, dev = x.shape[0], x.device
+        b, c, s, h = self.jitter
+        view = (n, 1, 1, 1)
+        if b:
+            x = (x * _uniform(g, n, 1 - b, 1 + b).to(dev).view(view)).clamp_(0, 1)
+        if c:
+            f = _uniform(g, n, 1 - c, 1 + c).to(dev).view(view)
+            m = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+            x = (f * x + (1 - f) * m).clamp_(0, 1)
+        if s:
+            f = _uniform(g, n, 1 - s, 1 + s).to(dev).view(view)
+            x = (f * x + (1 - f) * _gray(x)).clamp_(0, 1)
+        if h:
+            a = _uniform(g, n, -h, h) * 2 * math.pi
+            cos, sin = torch.cos(a), torch.sin(a)
+            rot = torch.zeros(n, 3, 3)
+            rot[:, 0, 0] = 1
+            rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
+            m = torch.linalg.inv(_RGB2YIQ) @ rot @ _RGB2YIQ
+            x = torch.einsum("nij,njhw->nihw", m.to(dev), x).clamp_(0, 1)
+        return x
+
+
+def default_cache_budget() -> int:
+    return available_memory_bytes() // 2
+
+
+def loader_workers(workers: int | None) -> int:
+    if workers is not None:
+        return max(0, workers)
+    try:
+        return min(8, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return min(8, os.cpu_count() or 1)

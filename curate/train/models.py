@@ -1,0 +1,257 @@
+"""Any torchvision classification model by name: weights, a new head, and a per-family freeze rule.
+
+* Head: the model's last Linear (or SqueezeNet's final 1x1 conv) becomes Dropout(p) + a new layer
+  with one output per class; an existing Dropout right before it just gets the new p.
+* Freeze: `freeze_until=NAME` freezes every parameter registered before module NAME (torchvision
+  registers modules in forward order), so NAME onwards and the head train. "auto" picks the last
+  block of each family (resnet: layer4, densenet: features.denseblock4, vit: the last encoder
+  layer, ...); "head" trains only the new head; "none" trains everything.
+* requires_grad=False does not stop BatchNorm from updating running statistics in train mode, so
+  frozen norm layers are put back in eval mode by `train_mode()` every epoch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from curate.errors import InputError, NetworkError
+
+OFFLINE_ENV = "CURATE_OFFLINE"
+DOWNLOAD_TIMEOUT_S = 15
+
+
+def classification_models() -> list[str]:
+    import torchvision.models as tvm
+
+    return tvm.list_models(module=tvm)
+
+
+def _check_arch(arch: str) -> None:
+    names = classification_models()
+    if arch not in names:
+        near = [n for n in names if arch.split("_")[0] in n][:6] or ["resnet18", "resnet50", "mobilenet_v2"]
+        raise InputError(f"unknown architecture '{arch}'", f"torchvision classification models include {', '.join(near)}")
+
+
+# ------------------------------------------------------------------ weights
+
+
+def weights_file(arch: str) -> tuple[object, Path]:
+    """torchvision's default ImageNet weights for `arch` and where torch.hub caches their file."""
+    import torchvision.models as tvm
+
+    w = tvm.get_model_weights(arch).DEFAULT
+    return w, Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(w.url)
+
+
+def imagenet_state_dict(arch: str) -> dict:
+    """Load the cached ImageNet weights; download only when not offline, with a short socket timeout."""
+    w, path = weights_file(arch)
+    hint = (f"download {w.url} and place it at {path} (TORCH_HOME sets the cache folder), "
+            "or use --weights none")
+    if not path.is_file() and os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+        raise NetworkError(f"ImageNet weights for {arch} are not cached and {OFFLINE_ENV} is set", hint)
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    try:
+        return w.get_state_dict(progress=False, check_hash=True)
+    except (OSError, RuntimeError) as e:  # URLError, timeouts, DNS failures, truncated files
+        if path.is_file():
+            raise InputError(f"cannot load cached weights {path}: {e}", "delete the file and retry") from e
+        reason = getattr(e, "reason", e)
+        raise NetworkError(f"ImageNet weights for {arch} are not cached and could not be downloaded ({reason})",
+                           hint) from e
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A torch file as a dict; a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path} does not exist", "pass a best.pt written by curate train")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle errors, zip errors, unsupported globals
+        raise InputError(f"{path} is not a readable PyTorch checkpoint ({type(e).__name__})",
+                         "pass a best.pt written by curate train or a .pth state dict") from e
+    if not isinstance(obj, dict):
+        raise InputError(f"{path} holds a {type(obj).__name__}, not a state dict", "save model.state_dict()")
+    return obj
+
+
+# ------------------------------------------------------------------ head
+
+
+def _find_head(model: nn.Module) -> tuple[str, nn.Module]:
+    last = None
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            last = (name, m)
+    sq = getattr(model, "classifier", None)
+    if isinstance(sq, nn.Sequential) and any(isinstance(m, nn.Conv2d) for m in sq):  # SqueezeNet
+        i = max(i for i, m in enumerate(sq) if isinstance(m, nn.Conv2d))
+        return f"classifier.{i}", sq[i]
+    if last is None:
+        raise InputError(f"cannot find the classifier layer of {type(model).__name__}", "choose another --arch")
+    return last
+
+
+def _get_parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    parts = name.split(".")
+    parent = model
+    for p in parts[:-1]:
+        parent = getattr(parent, p) if not p.isdigit() else parent[int(p)]
+    return parent, parts[-1]
+
+
+def replace_head(model: nn.Module, num_classes: int, dropout: float) -> str:
+    """Put a fresh classifier with `num_classes` outputs in place; returns its module name."""
+    name, old = _find_head(model)
+    parent, attr = _get_parent(model, name)
+    if isinstance(old, nn.Conv2d):
+        new: nn.Module = nn.Conv2d(old.in_channels, num_classes, kernel_size=old.kernel_size)
+    else:
+        new = nn.Linear(old.in_features, num_classes)
+    prev = None
+    if isinstance(parent, nn.Sequential) and attr.isdigit() and int(attr) > 0:
+        prev = parent[int(attr) - 1]
+    if isinstance(prev, nn.Dropout):
+        prev.p = dropout
+    elif dropout > 0:
+        new = nn.Sequential(nn.Dropout(dropout), new)
+    if attr.isdigit():
+        parent[int(attr)] = new
+    else:
+        setattr(parent, attr, new)
+    return name
+
+
+# ------------------------------------------------------------------ freezing
+
+
+def _top_names(model: nn.Module, prefix: str) -> list[str]:
+    """Names of the children of module `prefix` that hold parameters."""
+    sub = model.get_submodule(prefix) if prefix else model
+    return [f"{prefix}.{n}" if prefix else n for n, m in sub.named_children() if any(True for _ in m.parameters())]
+
+
+def auto_freeze_point(arch: str, model: nn.Module) -> str:
+    """The first module of the last block for each torchvision family."""
+    if re.match(r"(resnet|resnext|wide_resnet)", arch):
+        return "layer4"
+    if arch.startswith("regnet"):
+        return "trunk_output.block4"
+    if arch.startswith("densenet"):
+        return "features.denseblock4"
+    if arch.startswith(("vgg", "alexnet")):
+        return "classifier"
+    if arch.startswith("vit"):
+        return _top_names(model, "encoder.layers")[-1]
+    if arch.startswith("maxvit"):
+        return _top_names(model, "blocks")[-1]
+    if arch.startswith("inception"):
+        return "Mixed_7a"
+    if arch.startswith("googlenet"):
+        return "inception5a"
+    if arch.startswith("shufflenet"):
+        return "stage4"
+    if arch.startswith("mnasnet"):
+        return _top_names(model, "layers")[-3]  # last inverted-residual stage + final conv
+    if hasattr(model, "features"):  # mobilenet, efficientnet, convnext, swin, squeezenet: last stage + tail
+        return _top_names(model, "features")[-2]
+    return "head"
+
+
+def freeze(model: nn.Module, arch: str, freeze_until: str, head: str) -> tuple[str, list[str]]:
+    """Freeze parameters before `freeze_until`; returns (resolved point, frozen norm-layer names)."""
+    point = auto_freeze_point(arch, model) if freeze_until == "auto" else freeze_until
+    names = [n for n, _ in model.named_parameters()]
+    if point == "none":
+        cut = 0
+    elif point == "head":
+        cut = next(i for i, n in enumerate(names) if n.startswith(head + "."))
+    else:
+        hits = [i for i, n in enumerate(names) if n.startswith(point + ".")]
+        if not hits:
+            tops = [n for n, _ in model.named_children()]
+            raise InputError(f"--freeze-until '{point}' is not a module with parameters in {arch}",
+                             f"use auto, head, none or a module name such as {', '.join(tops[-4:])}")
+        cut = hits[0]
+    for i, (n, p) in enumerate(model.named_parameters()):
+        p.requires_grad = i >= cut or n.startswith(head + ".")
+    frozen_norms = [
+        n for n, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        and all(not p.requires_grad for p in m.parameters(recurse=False))
+    ]
+    return point, frozen_norms
+
+
+def train_mode(model: nn.Module, frozen_norms: list[str]) -> None:
+    """model.train(), with frozen BatchNorm layers kept in eval mode (running stats untouched)."""
+    model.train()
+    for n in frozen_norms:
+        model.get_submodule(n).eval()
+
+
+# ------------------------------------------------------------------ building
+
+
+def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: float = 0.3,
+                freeze_until: str = "auto") -> tuple[nn.Module, dict]:
+    """A torchvision model with a new head; returns (model, info) with the freeze point, frozen norm
+    layers, the head name and parameter counts."""
+    import torchvision.models as tvm
+
+    _check_arch(arch)
+    kwargs = {"aux_logits": False, "init_weights": False} if arch in ("inception_v3", "googlenet") else {}
+    model = tvm.get_model(arch, weights=None, **kwargs)
+    ckpt_state = None
+    if weights == "imagenet":
+        state = imagenet_state_dict(arch)
+        state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.") and not k.startswith("aux")}
+        model.load_state_dict(state)
+    elif weights != "none":
+        state = read_checkpoint(weights)
+        if "model" in state and isinstance(state["model"], dict):  # a curate checkpoint
+            if state.get("arch") not in (None, arch):
+                raise InputError(f"{weights} holds a {state.get('arch')} checkpoint, not {arch}",
+                                 f"pass --arch {state.get('arch')} or another weights file")
+            ckpt_state = state["model"]
+        else:
+            try:
+                model.load_state_dict(state)
+            except RuntimeError as e:
+                raise InputError(f"{weights} does not match {arch}: {str(e).splitlines()[0]}",
+                                 "pass weights saved from the same architecture") from e
+    head = replace_head(model, num_classes, dropout)
+    if ckpt_state is not None:  # fine-tune from a curate run: keep the head only if the classes match
+        own = model.state_dict()
+        keep = {k: v for k, v in ckpt_state.items() if k in own and own[k].shape == v.shape}
+        missing = [k for k in own if k not in keep and not k.startswith(head + ".")]
+        if missing:
+            raise InputError(f"{weights} does not match {arch}: {len(missing)} tensors missing or of another shape",
+                             "pass a checkpoint of the same architecture")
+        model.load_state_dict(keep, strict=False)
+    point, frozen_norms = freeze(model, arch, freeze_until, head)
+    info = {
+        "arch": arch,
+        "head": head,
+        "freeze_until": point,
+        "frozen_norms": frozen_norms,
+        "params": sum(p.numel() for p in model.parameters()),
+        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+    return model, info
+
+
+def logits_of(out) -> torch.Tensor:
+    """Inception/GoogLeNet return named tuples in train mode; everything else a tensor."""
+    return out if isinstance(out, torch.Tensor) else out[0]
