@@ -136,7 +136,8 @@ def decode(
         raise UnreadableImage(reason, msg) from e
     except (SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
         raise UnreadableImage("corrupt", str(e)) from e
-    scale = im.size[0] / full_w
+    # JPEG DCT scaling divides by a power of two (sizes round up), so report that exact factor
+    scale = 1.0 / 2 ** round(math.log2(full_w / im.size[0])) if im.size[0] != full_w else 1.0
     if orient != 1:
         im = ImageOps.exif_transpose(im)
     if orient in _TRANSPOSED:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from curate.errors import InputError
+from curate.errors import CurateError, InputError
 from curate.manifest import CORE_COLUMNS, read_manifest
 from curate.report.checks import Check, Context, all_checks
 from curate.report.stats import image_stats
@@ -19,7 +19,8 @@ from curate.tree import SPLIT_ORDER, scan_tree
 class Analysis:
     ctx: Context
     results: dict[str, tuple[Check, list[dict]]]  # check name -> (check, findings); applicable checks only
-    duplicates_source: str  # "curate.dedupe" or "sha256" (exact duplicates only)
+    duplicates_source: str  # "curate.dedupe", "sha256" (exact duplicates only) or "off"
+    duplicates_warning: str = ""
     skipped: list[str] = field(default_factory=list)  # checks that do not apply to this tree
 
 
@@ -60,14 +61,21 @@ def exact_clusters(images: pd.DataFrame) -> list[dict]:
     return out
 
 
-def find_clusters(root: Path, images: pd.DataFrame, *, workers, engine, quiet) -> tuple[list[dict], str]:
+def find_clusters(root: Path, images: pd.DataFrame, *, workers, engine, quiet) -> tuple[list[dict], str, str]:
+    """(clusters, source, warning): curate.dedupe's exact + near clusters, or exact sha256 groups when
+    dedupe is missing or fails unexpectedly (a report still gets written; the warning says why)."""
     try:
         from curate.dedupe import find_duplicates
-    except ImportError:
-        return exact_clusters(images), "sha256"
-    res = find_duplicates(root, workers=workers, engine=engine, quiet=quiet)
+    except ImportError as e:
+        return exact_clusters(images), "sha256", f"curate.dedupe unavailable ({e}): exact duplicates only"
+    try:
+        res = find_duplicates(root, workers=workers, engine=engine, quiet=quiet)
+    except CurateError:
+        raise
+    except Exception as e:  # a dedupe bug must not cost the whole report
+        return exact_clusters(images), "sha256", f"duplicate search failed ({type(e).__name__}: {e}): exact only"
     clusters = [asdict(c) if not isinstance(c, dict) else dict(c) for c in res.clusters]
-    return clusters, "curate.dedupe"
+    return clusters, "curate.dedupe", ""
 
 
 def sample_paths(images: pd.DataFrame, per_label: int, seed: int = 0) -> dict[str, list[str]]:
@@ -100,9 +108,9 @@ def analyse(
     manifest = kept_manifest(root)
     images = join_manifest(images, manifest)
     if duplicates:
-        clusters, source = find_clusters(root, images, workers=workers, engine=engine, quiet=quiet)
+        clusters, source, warning = find_clusters(root, images, workers=workers, engine=engine, quiet=quiet)
     else:
-        clusters, source = [], "off"
+        clusters, source, warning = [], "off", ""
     ctx = Context(str(root.resolve()), tree, images, manifest, clusters, params or {})
     results, skipped = {}, []
     for name, cls in sorted(all_checks().items()):
@@ -111,4 +119,4 @@ def analyse(
             skipped.append(name)
             continue
         results[name] = (check, check.run(ctx))
-    return Analysis(ctx, results, source, skipped)
+    return Analysis(ctx, results, source, warning, skipped)

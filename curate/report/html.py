@@ -230,8 +230,7 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
     sections.append(_section("files", "Sizes, formats and unreadable files", _files(a, doc) + file_checks))
     dup = doc["duplicates"]
     if dup["source"] != "off":
-        note = ("" if dup["source"] == "curate.dedupe"
-                else '<p class="muted">Exact duplicates only (sha256); curate.dedupe was not available.</p>')
+        note = f'<p class="fired">{_e(dup["warning"])}</p>' if dup["warning"] else ""
         head = (f"<p>{dup['exact_clusters']} exact and {dup['near_clusters']} near-duplicate clusters, "
                 f"{dup['redundant_files']} redundant files.</p>{note}")
         blocks = "".join(_check_block(n, checks[n], "") for n in ("leakage", "label-conflict", "duplicates")

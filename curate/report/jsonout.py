@@ -133,12 +133,12 @@ def build_json(a: Analysis, fail_on: list[str], per_label: int = 12, seed: int =
             "manifest": ctx.manifest is not None,
             "crop_dataset": ctx.has_crops,
             "duplicates_source": a.duplicates_source,
-            "cached_stats": int(ctx.images["cached"].sum()),
         },
         **table,
         "distributions": distributions(a),
         "duplicates": {
             "source": a.duplicates_source,
+            "warning": a.duplicates_warning or None,
             "clusters": ctx.clusters,
             "exact_clusters": sum(1 for c in ctx.clusters if c["kind"] == "exact"),
             "near_clusters": sum(1 for c in ctx.clusters if c["kind"] != "exact"),

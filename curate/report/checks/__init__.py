@@ -66,10 +66,10 @@ def file_rows(df: pd.DataFrame, score: pd.Series, ascending: bool, extra: tuple[
     """Findings for the files of `df`, worst first (ties by path)."""
     if df.empty:
         return []
-    d = df.assign(_score=score.loc[df.index]).sort_values(["_score", "path"], ascending=[ascending, True])
+    d = df.assign(score_=score.loc[df.index]).sort_values(["score_", "path"], ascending=[ascending, True])
     out = []
     for r in d.itertuples(index=False):
-        row = {"path": r.path, "split": r.split, "label": r.label, "score": _num(r._score)}
+        row = {"path": r.path, "split": r.split, "label": r.label, "score": _num(r.score_)}
         for c in extra:
             row[c] = _num(getattr(r, c))
         out.append(row)

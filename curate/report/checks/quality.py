@@ -90,6 +90,7 @@ class Grayscale(Threshold):
     description = "Mean spread between the R, G and B channels below {max_colorfulness:g} (of 1): no colour."
     defaults = {"max_colorfulness": 0.01}
     column = "colorfulness"
+    excludes = ("near-constant",)
 
 
 @register

@@ -1,0 +1,75 @@
+"""`curate report`: a dataset QA report (report.json + self-contained report.html) of any curate tree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from curate.commands import common
+
+ORDER = 40
+
+HELP = """Write a QA report of an image tree: report.json (stable schema) and report.html (one file,
+opens offline). Reads only; nothing in the tree changes.
+
+Covers counts per split and label, imbalance, labels missing from a split, starved val/test classes,
+sizes and formats, unreadable files, exact and near duplicates (leakage across splits, label
+conflicts), image quality (dark, bright, blurry, low information, near-constant, odd size or aspect,
+grayscale) and, for crop datasets, crop sizes, upscaling and letterbox fill.
+
+Checks (each usable in --fail-on): empty-class, missing-label, small-class, imbalance, corrupt,
+ext-mismatch, manifest-drift, leakage, duplicates, label-conflict, dark, bright, blurry, low-info,
+near-constant, odd-size, odd-aspect, grayscale, tiny-crop, upscaled, mostly-fill; or all.
+
+Exit code: 0, or 1 when a --fail-on rule found something, 2 on bad input.
+
+Examples:
+
+  curate report data/oi
+
+  curate report data/oi --out reports/oi        # reports/oi/report.html + report.json
+
+  curate report data/oi --fail-on leakage,corrupt,empty-class   # in CI
+
+  curate report data/oi --threshold blurry=10 --threshold small-class=20
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report", help=HELP)(report)
+
+
+def report(
+    root: Path = typer.Argument(..., help="Root of the tree (split folders or class folders)."),
+    out: Path = typer.Option(None, "--out", "-o",
+                             help="Folder for report.html + report.json, or a .html path "
+                                  "(default: ROOT/.curate/report)."),
+    fail_on: list[str] = typer.Option([], "--fail-on",
+                                      help="Comma-separated checks that make the exit code 1 when they "
+                                           "find anything; 'all' for every check."),
+    threshold: list[str] = typer.Option([], "--threshold", "-t",
+                                        help="Override a check's threshold: CHECK=VALUE or "
+                                             "CHECK.PARAM=VALUE (repeatable)."),
+    no_duplicates: bool = typer.Option(False, "--no-duplicates", help="Skip duplicate search."),
+    per_label: int = typer.Option(12, "--samples", min=0, help="Thumbnails per label in the grid."),
+    workers: int = common.workers_option(),
+    engine: str = common.engine_option(),
+    seed: int = common.seed_option(),
+) -> None:
+    from curate.report import build_report
+
+    res = build_report(root, out, workers=workers, engine=engine, quiet=common.STATE.quiet,
+                       fail_on=fail_on, thresholds=threshold, duplicates=not no_duplicates,
+                       per_label=per_label, seed=seed)
+    if res.report["duplicates"]["warning"]:
+        common.warn(res.report["duplicates"]["warning"])
+    checks = res.report["checks"]
+    found = ", ".join(f"{n} ({checks[n]['count']})" for n in res.fired) or "none"
+    common.out.print(f"{res.images} images, {res.unreadable} unreadable; issues: {found}")
+    common.out.print(f"report: {res.html_path}")
+    common.out.print(f"json:   {res.json_path}")
+    if res.fired_rules:
+        common.err(f"--fail-on rule(s) fired: {', '.join(res.fired_rules)}")
+        raise typer.Exit(1)
+    raise typer.Exit(0)

@@ -1,0 +1,61 @@
+"""`curate run PIPELINE.yaml`: run a declarative pipeline of curate commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from curate.commands.common import STATE, err, info, out
+
+ORDER = 90
+
+HELP = """Run a pipeline file: a list of curate commands with their flags.
+
+Every step is checked against the command's own flags before anything runs (errors name file, line
+and field). Steps run in order on the same tree; each result is recorded in OUT/curate.json and a
+re-run skips steps whose inputs and parameters are unchanged. Exit code: the first failing step's.
+
+Examples:
+
+  curate run pipelines/coins.yaml --set source=~/Downloads/coin-images.zip
+
+  curate run pipelines/demo.yaml --set source=demo-src --set out=demo-out --dry-run
+
+  curate run pipelines/coins.yaml --from dedupe --until report
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", help=HELP)(run)
+
+
+def run(
+    pipeline: Path = typer.Argument(..., help="Pipeline YAML file (see pipelines/)."),
+    set_: list[str] = typer.Option(None, "--set", help="Override a variable: NAME=VALUE (repeatable)."),
+    from_step: str = typer.Option(None, "--from", help="Start at this step (name or number); it and later steps run."),
+    until_step: str = typer.Option(None, "--until", help="Stop after this step (name or number)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan; run nothing."),
+    force: bool = typer.Option(False, "--force", help="Run every selected step, even if unchanged."),
+) -> None:
+    from curate.pipeline import parse_set, run_pipeline
+
+    def on_step(step, res) -> None:
+        if res is None:
+            info(f"[bold]▶ {step.id}[/]: curate {step.command} {' '.join(step.argv)}")
+        elif res.status == "failed":
+            err(f"step {step.id} failed (exit {res.exit_code}){': ' + res.message if res.message else ''}")
+        elif res.exit_code:
+            info(f"step {step.id} finished with problems (exit {res.exit_code}); continuing")
+
+    result = run_pipeline(pipeline, variables=parse_set(set_), from_step=from_step, until_step=until_step,
+                          dry_run=dry_run, quiet=STATE.quiet, force=force, on_step=on_step)
+    width = max(len(s.id) for s in result.steps)
+    for i, s in enumerate(result.steps, 1):
+        code = "" if s.exit_code is None else f" exit {s.exit_code}"
+        took = f" {s.duration:.1f}s" if s.status in ("ran", "failed") else ""
+        line = f"{i}. {s.id:<{width}}  {s.status:<10}{code}{took}"
+        if dry_run or s.status in ("would-run",):
+            line += f"  curate {s.command} {' '.join(s.argv)}"
+        out.print(line, soft_wrap=True, markup=False)
+    raise typer.Exit(result.exit_code)

@@ -1,0 +1,348 @@
+"""Exact and near-duplicate clusters of a tree: a read-only analysis (`find_duplicates`).
+
+1. Exact: identical bytes (sha256), then identical decoded pixels (checked only where the perceptual
+   hash and size already agree). Certain and cheap.
+2. Near: exact groups whose perceptual hashes are within `threshold` bits (curate.dupsearch finds the
+   pairs without comparing all of them), then a verification pass: normalised cross-correlation of
+   96-pixel grayscale thumbnails, searched over small shifts and scales (crops), must reach VERIFY_MIN.
+   It rejects look-alikes the hash cannot tell apart (centred coins, letterboxed crops on one fill).
+3. Clusters are connected components of exact groups and verified pairs; the keep and leakage policies
+   decide which copy each cluster keeps. Label conflicts are reported and never resolved here.
+Moving files is curate.dedupe_apply's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from curate.errors import InputError, UnreadableImage
+from curate.hashing import check_params, decode_small, hash_files
+from curate.tree import SPLIT_ORDER
+
+DEFAULT_THRESHOLD = 10  # bits of a 64-bit hash; scaled with the hash length
+VERIFY_MIN = 0.87  # thumbnail correlation a near pair needs (docs/dedupe.md: how it was measured)
+VERIFY_SIDE = 96
+KEEP_POLICIES = ("largest", "bytes", "first")
+LEAKAGE_POLICIES = ("train", "report")
+STAR_ABOVE = 64  # larger groups of equal hashes are verified against their first member only
+
+
+@dataclass
+class Cluster:
+    id: int
+    kind: str  # "exact" (all copies identical) or "near"
+    members: list[str]  # tree-relative paths, sorted
+    keep: str
+    splits: list[str]
+    labels: list[str]
+    cross_split: bool
+    label_conflict: bool
+    max_distance: int
+    remove: list[str] = field(default_factory=list)  # what the keep/leakage policies move out
+    duplicate_of: dict[str, str] = field(default_factory=dict)  # removed path -> the copy it duplicates
+
+
+@dataclass
+class DedupeResult:
+    clusters: list[Cluster]
+    pairs: pd.DataFrame  # a, b, distance, kind, verified, similarity
+    files: pd.DataFrame  # hash_files output
+    unreadable: list[tuple[str, str]]  # (path, reason)
+    params: dict = field(default_factory=dict)
+
+    def removals(self) -> dict[str, str]:
+        """Every path the policies remove -> the kept copy it duplicates."""
+        return {p: k for c in self.clusters for p, k in c.duplicate_of.items()}
+
+    def to_json(self) -> dict:
+        return {
+            "params": self.params,
+            "clusters": [asdict(c) for c in self.clusters],
+            "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
+        }
+
+
+def default_threshold(hash_size: int) -> int:
+    return round(DEFAULT_THRESHOLD * hash_size * hash_size / 64)
+
+
+# ---------------------------------------------------------------- pixel checks (run in workers)
+
+
+def _pixel_digest(path: str) -> str | None:
+    from curate.images import decode
+
+    try:
+        d = decode(path)
+    except (UnreadableImage, OSError):
+        return None
+    return hashlib.sha256(d.pixels.tobytes()).hexdigest() + f":{d.pixels.shape}"
+
+
+def _digest_shard(paths: list[str]) -> list[str | None]:
+    return [_pixel_digest(p) for p in paths]
+
+
+def thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+
+    gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def _thumb(path: str) -> np.ndarray | None:
+    try:
+        data = Path(path).read_bytes()
+        return thumbnail(decode_small(data, 2 * VERIFY_SIDE).pixels, 2 * VERIFY_SIDE)
+    except (UnreadableImage, OSError):
+        return None
+
+
+def _thumb_shard(paths: list[str]) -> list[np.ndarray | None]:
+    return [_thumb(p) for p in paths]
+
+
+SCALES = (1.0, 1.04, 1.08, 1.12, 1.16)
+TEMPLATE = 0.8  # central share of the rescaled image matched against the other one
+
+
+def similarity(a: np.ndarray, b: np.ndarray, side: int = VERIFY_SIDE) -> float:
+    """Best normalised cross-correlation of two grayscale thumbnails over small shifts and zooms.
+
+    Each image in turn is zoomed by SCALES, its centre (TEMPLATE of the side) slid over the other:
+    crops of a few percent, re-encodes, resizes and brightness changes score near 1.
+    """
+    import cv2
+
+    best = -1.0
+    for x, y in ((a, b), (b, a)):
+        base = cv2.resize(x, (side, side), interpolation=cv2.INTER_AREA)
+        for s in SCALES:
+            n = round(side * s)
+            yb = cv2.resize(y, (n, n), interpolation=cv2.INTER_AREA)
+            t = round(side * TEMPLATE)
+            o = (n - t) // 2
+            templ = yb[o : o + t, o : o + t]
+            if float(templ.std()) < 1e-3:  # flat: equal only to an equally flat, equally bright image
+                flat = float(base.std()) < 1e-3 and abs(float(base.mean()) - float(templ.mean())) < 2
+                best = max(best, 1.0 if flat else 0.0)
+                continue
+            r = cv2.matchTemplate(base, templ, cv2.TM_CCOEFF_NORMED)
+            best = max(best, float(np.nanmax(r)))
+    return best
+
+
+def _sim_shard(task: tuple[list[str], list[tuple[int, int]]]) -> list[float]:
+    paths, pairs = task
+    thumbs = {}
+    out = []
+    for i, j in pairs:
+        for k in (i, j):
+            if k not in thumbs:
+                thumbs[k] = _thumb(paths[k])
+        a, b = thumbs[i], thumbs[j]
+        out.append(-1.0 if a is None or b is None else similarity(a, b))
+    return out
+
+
+# ---------------------------------------------------------------- union-find
+
+
+class _DSU:
+    def __init__(self, n: int):
+        self.p = list(range(n))
+
+    def find(self, x: int) -> int:
+        while self.p[x] != x:
+            self.p[x] = self.p[self.p[x]]
+            x = self.p[x]
+        return x
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.p[max(ra, rb)] = min(ra, rb)
+
+
+# ---------------------------------------------------------------- policies
+
+
+def _rank_split(split: str) -> int:
+    return SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER)
+
+
+def pick_keep(rows: pd.DataFrame, keep: str) -> str:
+    """The path a keep policy keeps among `rows` (hash_files rows); ties by path."""
+    if keep == "first":
+        return str(min(rows["path"]))
+    pixels = (rows["width"].astype("int64") * rows["height"].astype("int64")).tolist()
+    sizes = rows["size"].astype("int64").tolist()
+    paths = rows["path"].tolist()
+    if keep == "largest":
+        key = [(-px, -sz, p) for px, sz, p in zip(pixels, sizes, paths, strict=True)]
+    else:  # bytes
+        key = [(-sz, -px, p) for px, sz, p in zip(pixels, sizes, paths, strict=True)]
+    return min(key)[2]
+
+
+def _apply_policy(c: Cluster, rows: pd.DataFrame, keep: str, leakage: str) -> None:
+    splits = sorted(set(rows["split"]), key=lambda s: (_rank_split(s), s))
+    if c.label_conflict:  # reported, never resolved: nothing moves
+        c.keep = pick_keep(rows, keep)
+        return
+    if leakage == "train" or len(splits) == 1:
+        first = rows[rows["split"] == splits[0]]
+        c.keep = pick_keep(first, keep)
+        c.duplicate_of = {p: c.keep for p in rows["path"] if p != c.keep}
+    else:  # report: one copy kept per split, leakage only reported
+        keeps = {s: pick_keep(rows[rows["split"] == s], keep) for s in splits}
+        c.keep = keeps[splits[0]]
+        c.duplicate_of = {
+            p: keeps[s] for p, s in zip(rows["path"], rows["split"], strict=True) if p != keeps[s]
+        }
+    c.remove = sorted(c.duplicate_of)
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+def check_policies(keep: str, leakage: str) -> None:
+    if keep not in KEEP_POLICIES:
+        raise InputError(f"unknown keep policy '{keep}'", f"choose one of: {', '.join(KEEP_POLICIES)}")
+    if leakage not in LEAKAGE_POLICIES:
+        raise InputError(f"unknown leakage policy '{leakage}'", f"choose one of: {', '.join(LEAKAGE_POLICIES)}")
+
+
+def find_duplicates(
+    root: str | Path,
+    *,
+    hash_name: str = "phash",
+    hash_size: int = 8,
+    threshold: int | None = None,
+    verify: bool = True,
+    workers: int | None = None,
+    engine: str = "local",
+    quiet: bool = False,
+    keep: str = "largest",
+    leakage: str = "train",
+    min_similarity: float = VERIFY_MIN,
+) -> DedupeResult:
+    """Exact and near-duplicate clusters of the tree at `root`; reads files, moves nothing."""
+    from curate.dupsearch import hamming_pairs, pack
+    from curate.executor import make_executor
+
+    check_params(hash_name, hash_size)
+    check_policies(keep, leakage)
+    nbits = hash_size * hash_size
+    if threshold is None:
+        threshold = default_threshold(hash_size)
+    if not 0 <= threshold < nbits:
+        raise InputError(f"--threshold {threshold} is out of range", f"use 0 to {nbits - 1} bits")
+    root = Path(root)
+    files = hash_files(root, hash_name=hash_name, hash_size=hash_size, workers=workers, engine=engine,
+                       quiet=quiet)
+    unreadable = [(p, str(e)) for p, e in zip(files["path"], files["error"], strict=True) if e is not None]
+    ok = files[files["error"].isna()].reset_index(drop=True)
+    ex = make_executor(engine, workers, quiet)
+    paths = ok["path"].tolist()
+
+    # 1. exact groups: same bytes, then same pixels among same-hash, same-size byte groups
+    sha_first: dict[str, int] = {}
+    unit = np.empty(len(ok), dtype=np.int64)
+    for i, sha in enumerate(ok["sha256"]):
+        unit[i] = sha_first.setdefault(sha, i)
+    reps = np.unique(unit)
+    rep_df = ok.iloc[reps]
+    dsu = _DSU(len(ok))
+    for i in range(len(ok)):
+        dsu.union(i, int(unit[i]))
+    same = rep_df.groupby(["hash", "width", "height"], sort=True)["path"].transform("size") > 1
+    cand = rep_df.index[same.to_numpy()].tolist()
+    if cand:
+        shards = [cand[k : k + 16] for k in range(0, len(cand), 16)]
+        tasks = [[str(root / paths[i]) for i in s] for s in shards]
+        digests = [d for ds in ex.map(_digest_shard, tasks, desc="comparing pixels", units=len, unit="images")
+                   for d in ds]
+        first: dict[str, int] = {}
+        for i, d in zip(cand, digests, strict=True):
+            if d is not None:
+                dsu.union(i, first.setdefault(d, i))
+    exact = np.array([dsu.find(i) for i in range(len(ok))], dtype=np.int64)
+    groups = np.unique(exact)  # one representative (smallest index = first path) per exact group
+
+    pair_rows: list[dict] = []
+    for i in range(len(ok)):
+        if exact[i] != i:
+            pair_rows.append({"a": paths[int(exact[i])], "b": paths[i], "distance": 0, "kind": "exact",
+                              "verified": True, "similarity": 1.0})
+
+    # 2. near pairs between exact groups: equal hashes, then the Hamming search over distinct hashes
+    ghash = ok["hash"].to_numpy()[groups]
+    uniq, inv = np.unique(ghash, return_inverse=True)
+    members: list[list[int]] = [[] for _ in range(len(uniq))]
+    for g, u in enumerate(inv):
+        members[u].append(g)
+    near: list[tuple[int, int, int]] = []  # (group a, group b, distance)
+    for m in members:
+        if len(m) > STAR_ABOVE:
+            near += [(m[0], b, 0) for b in m[1:]]
+        else:
+            near += [(a, b, 0) for k, a in enumerate(m) for b in m[k + 1 :]]
+    if len(uniq) > 1 and threshold > 0:
+        ui, uj, ud = hamming_pairs(pack(list(uniq), nbits), threshold, nbits)
+        for a, b, d in zip(ui.tolist(), uj.tolist(), ud.tolist(), strict=True):
+            near += [(x, y, d) for x in members[a] for y in members[b]]
+    near.sort()
+
+    # 3. verification of near pairs on pixels
+    gpath = [paths[int(groups[g])] for g in range(len(groups))]
+    sims = [1.0] * len(near)
+    if verify and near:
+        tasks = []
+        for k in range(0, len(near), 64):
+            chunk = near[k : k + 64]
+            need = sorted({g for a, b, _ in chunk for g in (a, b)})
+            local = {g: n for n, g in enumerate(need)}
+            tasks.append(([str(root / gpath[g]) for g in need], [(local[a], local[b]) for a, b, _ in chunk]))
+        sims = [s for ss in ex.map(_sim_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
+                                   unit="pairs") for s in ss]
+    pair_dist: dict[int, int] = {}
+    for (a, b, d), s in zip(near, sims, strict=True):
+        ok_pair = (s >= min_similarity) if verify else True
+        pair_rows.append({"a": gpath[a], "b": gpath[b], "distance": int(d), "kind": "near",
+                          "verified": bool(ok_pair), "similarity": round(float(s), 4) if verify else None})
+        if ok_pair:
+            ra, rb = int(groups[a]), int(groups[b])
+            dsu.union(ra, rb)
+    for (a, _b, d), s in zip(near, sims, strict=True):
+        if (s >= min_similarity) or not verify:
+            r = dsu.find(int(groups[a]))
+            pair_dist[r] = max(pair_dist.get(r, 0), int(d))
+
+    # 4. clusters and policies
+    comp = np.array([dsu.find(i) for i in range(len(ok))], dtype=np.int64)
+    clusters: list[Cluster] = []
+    order = sorted(set(comp.tolist()))
+    for r in order:
+        idx = np.nonzero(comp == r)[0]
+        if len(idx) < 2:
+            continue
+        rows = ok.iloc[idx].sort_values("path")
+        splits = sorted(set(rows["split"]), key=lambda s: (_rank_split(s), s))
+        labels = sorted(set(rows["label"]))
+        kind = "exact" if len(set(exact[idx].tolist())) == 1 else "near"
+        c = Cluster(id=len(clusters), kind=kind, members=rows["path"].tolist(), keep="", splits=splits,
+                    labels=labels, cross_split=len(splits) > 1, label_conflict=len(labels) > 1,
+                    max_distance=pair_dist.get(int(r), 0))
+        _apply_policy(c, rows, keep, leakage)
+        clusters.append(c)
+    pairs = pd.DataFrame(pair_rows, columns=["a", "b", "distance", "kind", "verified", "similarity"])
+    pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
+    params = {"hash": hash_name, "hash_size": hash_size, "threshold": threshold, "verify": verify,
+              "min_similarity": min_similarity, "keep": keep, "leakage": leakage}
+    return DedupeResult(clusters, pairs, files, unreadable, params)

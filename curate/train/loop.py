@@ -1,0 +1,415 @@
+"""The training loop: one epoch, evaluation, early stopping, checkpoints, resume, final metrics.
+
+Plain on purpose, in the spirit of torchvision's references/classification/train.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from curate.errors import InputError
+from curate.executor import progress_bar
+from curate.train.config import TrainConfig, TrainResult
+from curate.train.data import (
+    Augment,
+    Batches,
+    Cached,
+    FileImages,
+    decode_split,
+    default_cache_budget,
+    loader_workers,
+    place,
+)
+from curate.train.losses import build_loss
+from curate.train.metrics import (
+    PeakMemory,
+    classification_metrics,
+    plot_confusion,
+    plot_curves,
+    time_inference,
+)
+from curate.train.models import build_model, logits_of, train_mode
+from curate.train.prep import Dataset, load_dataset
+from curate.tree import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+CHECKPOINT_FORMAT = "curate-classifier"
+HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
+
+
+# ------------------------------------------------------------------ devices and precision
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise InputError(f"unknown device '{name}'", "use auto, cpu, cuda or cuda:N") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA GPU is available", "use --device cpu or auto")
+    return dev
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:
+        return False
+
+
+@dataclass
+class Precision:
+    enabled: bool
+    dtype: torch.dtype | None
+    device_type: str
+
+    def autocast(self):
+        if not self.enabled:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    @property
+    def name(self) -> str:
+        return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, "fp32") if self.enabled else "fp32"
+
+
+def precision_for(device: torch.device, amp: bool | None) -> Precision:
+    """AMP: fp16 on CUDA (on by default), bf16 on CPU (opt-in with --amp)."""
+    if device.type == "cuda":
+        on = True if amp is None else amp
+        return Precision(on, torch.float16, "cuda")
+    if device.type == "cpu" and amp:
+        return Precision(True, torch.bfloat16, "cpu")
+    return Precision(False, None, device.type)
+
+
+# ------------------------------------------------------------------ data
+
+
+@dataclass
+class Prepared:
+    """A decoded tree, reusable across runs (compare trains several models on one decode)."""
+
+    dataset: Dataset
+    size: int
+    sources: dict[str, Cached | FileImages]
+    unreadable: list[tuple[str, str]]
+    streaming: bool
+    decode_seconds: float
+
+
+def prepare(root, cfg: TrainConfig, *, quiet: bool, log: Callable[[str], None]) -> Prepared:
+    ds = load_dataset(root, cfg.eval_split)
+    for w in ds.warnings:
+        log(f"warning: {w}")
+    total = sum(len(s.paths) for s in ds.splits.values())
+    need = total * 3 * cfg.size * cfg.size
+    limit = default_cache_budget() if cfg.cache_gb is None else int(cfg.cache_gb * 2**30)
+    t0 = time.perf_counter()
+    sources: dict[str, Cached | FileImages] = {}
+    bad: list[tuple[str, str]] = []
+    streaming = need > limit
+    if streaming:
+        log(f"{total} images need {need / 2**30:.1f} GiB decoded (limit {limit / 2**30:.1f} GiB): streaming from disk")
+        for name, split in ds.splits.items():
+            sources[name] = FileImages(split, cfg.size)
+    else:
+        for name, split in ds.splits.items():
+            sources[name] = decode_split(split, cfg.size, workers=cfg.workers, quiet=quiet)
+            bad += sources[name].unreadable
+        if bad:
+            log(f"warning: {len(bad)} unreadable image(s) left out, e.g. {bad[0][0]} ({bad[0][1]})")
+    return Prepared(ds, cfg.size, sources, bad, streaming, time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ output folder
+
+
+def resolve_out(out, root: Path, arch: str, resume: bool) -> Path:
+    if out is None:
+        if resume:
+            raise InputError("--resume needs --out, the folder of the run to continue", "e.g. --out runs/coins-resnet18")
+        base = Path("runs") / f"{root.resolve().name}-{arch}"
+        out, i = base, 1
+        while out.exists() and any(out.iterdir()):
+            i += 1
+            out = base.with_name(f"{base.name}-{i}")
+        return out
+    out = Path(out)
+    if resume and not (out / "last.pt").is_file():
+        raise InputError(f"{out / 'last.pt'} does not exist, so there is nothing to resume", "drop --resume")
+    if not resume and ((out / "last.pt").exists() or (out / "best.pt").exists()):
+        raise InputError(f"{out} already holds a training run", "pass --resume to continue it, or another --out")
+    return out
+
+
+def save_torch(obj, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for row in history:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items() if k in HISTORY_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------ one epoch
+
+
+def _mix(x, y, alpha: float, rng: np.random.Generator, g: torch.Generator):
+    lam = float(rng.beta(alpha, alpha))
+    perm = torch.randperm(len(y), generator=g).to(y.device)
+    return lam * x + (1 - lam) * x[perm], y[perm], lam
+
+
+def train_one_epoch(model, batches: Batches, augment: Augment, criterion, optimizer, scaler, prec: Precision,
+                    frozen_norms, *, seed: int, epoch: int, mixup: float, on_batch=None) -> dict:
+    train_mode(model, frozen_norms)
+    torch.manual_seed(seed * 1_000_003 + epoch)  # dropout: a pure function of (seed, epoch), so resume is exact
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    rng = np.random.default_rng([seed, epoch])
+    order = torch.randperm(batches.num_images(), generator=g)
+    total_loss, correct, n = 0.0, 0.0, 0
+    t0 = time.perf_counter()
+    for xb, yb in batches(order):
+        x = augment(xb, g)
+        y2, lam = None, 1.0
+        if mixup > 0:
+            x, y2, lam = _mix(x, yb, mixup, rng, g)
+        with prec.autocast():
+            logits = logits_of(model(x))
+        loss = criterion(logits, yb) if y2 is None else lam * criterion(logits, yb) + (1 - lam) * criterion(logits, y2)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        bs = len(yb)
+        pred = logits.detach().argmax(1)
+        hit = (pred == yb).float().sum()
+        if y2 is not None:
+            hit = lam * hit + (1 - lam) * (pred == y2).float().sum()
+        total_loss += float(loss.detach()) * bs
+        correct += float(hit)
+        n += bs
+        if on_batch:
+            on_batch()
+    if not math.isfinite(total_loss):
+        raise InputError(f"training diverged in epoch {epoch} (loss is {total_loss})", "lower --lr or turn off --amp")
+    secs = time.perf_counter() - t0
+    return {"loss": total_loss / max(n, 1), "acc": correct / max(n, 1), "seconds": secs, "images": n}
+
+
+@torch.inference_mode()
+def evaluate(model, batches: Batches, augment: Augment, criterion, prec: Precision) -> dict:
+    model.eval()
+    losses, probs, targets = 0.0, [], []
+    for xb, yb in batches():
+        with prec.autocast():
+            logits = logits_of(model(augment.normalise(xb)))
+        losses += float(criterion(logits, yb)) * len(yb)
+        probs.append(torch.softmax(logits.float(), 1).cpu())
+        targets.append(yb.cpu())
+    p = torch.cat(probs).numpy() if probs else np.zeros((0, 0))
+    y = torch.cat(targets).numpy() if targets else np.zeros(0, int)
+    n = max(len(y), 1)
+    return {"loss": losses / n, "acc": float((p.argmax(1) == y).mean()) if len(y) else 0.0, "probs": p, "targets": y}
+
+
+# ------------------------------------------------------------------ fit
+
+
+def _default_log(quiet: bool):
+    from curate.executor import _console  # the progress bar's console: lines print above the live bar
+
+    return (lambda msg: None) if quiet else (lambda msg: _console.print(msg, markup=False, highlight=False,
+                                                                         soft_wrap=True))
+
+
+def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, quiet: bool = False,
+        log: Callable[[str], None] | None = None, on_epoch_end=None, prepared: Prepared | None = None) -> TrainResult:
+    root = Path(root)
+    log = log or _default_log(quiet)
+    out_dir = resolve_out(out, root, cfg.arch, resume)
+    device = resolve_device(cfg.device)
+    prec = precision_for(device, cfg.amp)
+    if prec.dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_bf16():
+        log("warning: this CPU has no native bf16; --amp will be slower than fp32 here")
+    channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
+    prep = prepared or prepare(root, cfg, quiet=quiet, log=log)
+    ds = prep.dataset
+    n_cls = len(ds.classes)
+
+    torch.manual_seed(cfg.seed)
+    model, minfo = build_model(cfg.arch, n_cls, weights=cfg.weights, dropout=cfg.dropout,
+                               freeze_until=cfg.freeze_until)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    budget = int(torch.cuda.mem_get_info(device)[0] * 0.4) if device.type == "cuda" else 0
+    batches: dict[str, Batches] = {}
+    for name, src in prep.sources.items():
+        if isinstance(src, Cached):
+            src, budget = place(src, device, budget)
+        batches[name] = Batches(src, cfg.batch_size, device, loader_workers(cfg.workers) if prep.streaming else 0)
+    train_b, eval_b = batches["train"], batches[cfg.eval_split]
+    if train_b.num_images() == 0:
+        raise InputError("no readable training images", "check the tree with `curate report`")
+    counts = [int(c) for c in torch.bincount(train_b.source.targets if isinstance(train_b.source, Cached)
+                                             else torch.tensor(train_b.source.targets), minlength=n_cls)]
+    criterion = build_loss(cfg, counts).to(device)
+    augment = Augment(cfg.augment_list(), cfg.jitter, cfg.mean, cfg.std, channels_last)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs) \
+        if cfg.scheduler == "cosine" else None
+    scaler = torch.amp.GradScaler("cuda") if prec.enabled and prec.dtype == torch.float16 else None
+
+    meta = {
+        "format": CHECKPOINT_FORMAT, "version": 1, "arch": cfg.arch, "classes": ds.classes,
+        "display": ds.display, "size": cfg.size, "mean": list(cfg.mean), "std": list(cfg.std),
+        "resize": "shorter side to size (area filter), centre crop", "dropout": cfg.dropout,
+        "config": cfg.to_dict(),
+    }
+    history: list[dict] = []
+    best_loss, best_epoch, bad_epochs, start, train_seconds = math.inf, 0, 0, 1, 0.0
+    if resume:
+        last = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)
+        if last.get("arch") != cfg.arch or last.get("classes") != ds.classes:
+            raise InputError(f"{out_dir / 'last.pt'} was trained as {last.get('arch')} on other classes",
+                             "resume with the same tree and --arch, or start a new --out")
+        model.load_state_dict(last["model"])
+        optimizer.load_state_dict(last["optimizer"])
+        if scheduler is not None and last.get("scheduler"):
+            scheduler.load_state_dict(last["scheduler"])
+        if scaler is not None and last.get("scaler"):
+            scaler.load_state_dict(last["scaler"])
+        history = last["history"]
+        best_loss, best_epoch, bad_epochs = last["best_loss"], last["best_epoch"], last["bad_epochs"]
+        train_seconds = last.get("train_seconds", 0.0)
+        start = last["epoch"] + 1
+        log(f"resuming {out_dir} after epoch {last['epoch']}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"{cfg.arch}: {n_cls} classes, {train_b.num_images()} train / {eval_b.num_images()} {cfg.eval_split} images, "
+        f"{minfo['trainable_params']:,} of {minfo['params']:,} parameters trainable (from {minfo['freeze_until']}), "
+        f"{device.type} {prec.name}")
+
+    stopped_early = False
+    if start > 1 and cfg.patience and bad_epochs >= cfg.patience:
+        stopped_early = True
+        start = cfg.epochs + 1
+    with PeakMemory(device) as mem, progress_bar(quiet) as bar:
+        task = bar.add_task("train", total=len(train_b), unit="batches")
+        for epoch in range(start, cfg.epochs + 1):
+            bar.reset(task, total=len(train_b), description=f"epoch {epoch}/{cfg.epochs}")
+            lr = optimizer.param_groups[0]["lr"]
+            tr = train_one_epoch(model, train_b, augment, criterion, optimizer, scaler, prec, minfo["frozen_norms"],
+                                 seed=cfg.seed, epoch=epoch, mixup=cfg.mixup,
+                                 on_batch=lambda: bar.advance(task))
+            ev = evaluate(model, eval_b, augment, criterion, prec)
+            if scheduler is not None:
+                scheduler.step()
+            train_seconds += tr["seconds"]
+            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": ev["loss"],
+                   "val_acc": ev["acc"], "lr": lr, "seconds": tr["seconds"],
+                   "images_per_s": tr["images"] / tr["seconds"] if tr["seconds"] else 0.0}
+            history.append(row)
+            line = (f"[{epoch:02d}] train loss {tr['loss']:.3f} acc {tr['acc']:.3f} | {cfg.eval_split} loss "
+                    f"{ev['loss']:.3f} acc {ev['acc']:.3f} | {tr['seconds']:.1f} s, {row['images_per_s']:.0f} img/s")
+            improved = ev["loss"] < best_loss
+            if improved:
+                best_loss, best_epoch, bad_epochs = ev["loss"], epoch, 0
+                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                save_torch({**meta, "model": state, "epoch": epoch, "val_loss": ev["loss"]}, out_dir / "best.pt")
+                line += "  *best"
+            else:
+                bad_epochs += 1
+            log(line)
+            save_torch({**meta, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler else None,
+                        "scaler": scaler.state_dict() if scaler else None, "epoch": epoch, "history": history,
+                        "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                        "train_seconds": train_seconds}, out_dir / "last.pt")
+            write_history(out_dir / "history.csv", history)
+            if on_epoch_end:
+                on_epoch_end(epoch, row)
+            if cfg.patience and bad_epochs >= cfg.patience and epoch < cfg.epochs:
+                stopped_early = True
+                log(f"early stop: {cfg.eval_split} loss has not improved for {bad_epochs} epochs (best epoch {best_epoch})")
+                break
+
+    best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(best["model"])
+    metrics = final_metrics(model, batches, augment, criterion, prec, ds, cfg, out_dir, history, best_epoch)
+    metrics.update({
+        "arch": cfg.arch, "weights": cfg.weights, "device": str(device), "precision": prec.name,
+        "params": minfo["params"], "trainable_params": minfo["trainable_params"],
+        "freeze_until": minfo["freeze_until"], "classes": ds.classes, "best_epoch": best_epoch,
+        "epochs_run": len(history), "stopped_early": stopped_early, "train_seconds": train_seconds,
+        "decode_seconds": prep.decode_seconds, "unreadable": len(prep.unreadable),
+        "train_images": train_b.num_images(), "train_images_per_s": (
+            sum(h["images_per_s"] * h["seconds"] for h in history) / max(sum(h["seconds"] for h in history), 1e-9)),
+        "peak_memory_mb": mem.peak_mb, "peak_memory_kind": mem.kind, "config": cfg.to_dict(),
+    })
+    xb, _ = next(iter(eval_b()))
+    metrics.update(time_inference(model, augment.normalise(xb), device=device, autocast=prec.autocast))
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    plot_curves(history, out_dir / "curves.png", best_epoch)
+    log(f"best epoch {best_epoch}: {metrics['split']} top-1 {metrics['top1']:.3f}, macro-F1 {metrics['macro_f1']:.3f}; "
+        f"wrote {out_dir}")
+    return TrainResult(out_dir, metrics, history, best_epoch, stopped_early)
+
+
+def final_metrics(model, batches, augment, criterion, prec, ds: Dataset, cfg: TrainConfig, out_dir: Path,
+                  history, best_epoch) -> dict:
+    """Metrics of the best weights on every held-out split; the report and confusion matrix use test
+    when the tree has one, else the evaluation split."""
+    per_split = {}
+    for name, b in batches.items():
+        if name == "train" or b.num_images() == 0:
+            continue
+        ev = evaluate(model, b, augment, criterion, prec)
+        m = classification_metrics(ev["targets"], ev["probs"], ds.classes, ds.display)
+        m["loss"] = ev["loss"]
+        per_split[name] = m
+    final = "test" if "test" in per_split else cfg.eval_split
+    m = dict(per_split[final])
+    report = m.pop("report_text")
+    names = [ds.display.get(c, c) for c in ds.classes]
+    title = f"{cfg.arch} on {final} (best epoch {best_epoch}): top-1 {m['top1']:.3f}"
+    atomic_write_text(out_dir / "classification_report.txt", f"{title}\n\n{report}")
+    plot_confusion(np.array(m["confusion_matrix"]), names, out_dir / "confusion_matrix.png", title,
+                   m["top_confusions"])
+    for s in per_split.values():
+        s.pop("report_text", None)
+    m["split"] = final
+    m["splits"] = {k: {kk: vv for kk, vv in v.items() if kk not in ("per_class", "confusion_matrix")}
+                   for k, v in per_split.items()}
+    return m

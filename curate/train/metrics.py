@@ -1,0 +1,191 @@
+"""What people compare classifiers by: top-1/top-5, precision/recall/F1, confusion, speed, memory;
+plus the confusion-matrix and learning-curve figures (matplotlib, Agg backend, imported lazily)."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from curate.tree import atomic_write_bytes
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
+                           display: dict[str, str] | None = None, top_confusions: int = 10) -> dict:
+    from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
+
+    n_cls = len(classes)
+    labels = list(range(n_cls))
+    names = [display.get(c, c) if display else c for c in classes]
+    pred = probs.argmax(1)
+    k = min(5, n_cls)
+    topk = np.argsort(-probs, axis=1)[:, :k]
+    out: dict = {
+        "images": int(len(y_true)),
+        "top1": float((pred == y_true).mean()) if len(y_true) else 0.0,
+        "top5": float((topk == y_true[:, None]).any(1).mean()) if len(y_true) else 0.0,
+        "top5_k": k,
+    }
+    for avg in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, pred, labels=labels, average=avg, zero_division=0)
+        out[f"{avg}_precision"], out[f"{avg}_recall"], out[f"{avg}_f1"] = float(p), float(r), float(f)
+    rep = classification_report(y_true, pred, labels=labels, target_names=names, output_dict=True, zero_division=0)
+    out["per_class"] = {n: {k2: float(v) for k2, v in rep[n].items()} for n in names}
+    cm = confusion_matrix(y_true, pred, labels=labels)
+    out["confusion_matrix"] = cm.tolist()
+    out["top_confusions"] = top_confused(cm, names, top_confusions)
+    out["report_text"] = classification_report(y_true, pred, labels=labels, target_names=names, digits=3,
+                                               zero_division=0)
+    return out
+
+
+def top_confused(cm: np.ndarray, names: list[str], n: int = 10) -> list[dict]:
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    rows = cm.sum(1)
+    pairs = np.argwhere(off > 0)
+    ranked = sorted(pairs.tolist(), key=lambda ij: (-off[ij[0], ij[1]], ij[0], ij[1]))[:n]
+    return [{"true": names[i], "predicted": names[j], "count": int(off[i, j]),
+             "rate": float(off[i, j] / rows[i]) if rows[i] else 0.0} for i, j in ranked]
+
+
+def _save_fig(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str, top: list[dict]) -> None:
+    """Row-normalised, classes sorted by recall (worst first); values printed for up to 25 classes,
+    tick labels for up to 80; the top confusions listed beside the matrix."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, float), where=rows > 0)
+    order = sorted(range(n), key=lambda i: (norm[i, i], names[i]))
+    norm = norm[np.ix_(order, order)]
+    side = min(24.0, max(5.0, 0.22 * n + 3))
+    fig, (ax, tx) = plt.subplots(1, 2, figsize=(side + 5, side), gridspec_kw={"width_ratios": [side, 5]})
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="fraction of the true class")
+    if n <= 80:
+        fs = 9 if n <= 25 else max(4, int(9 - n / 15))
+        ax.set_xticks(range(n), [names[i] for i in order], rotation=90, fontsize=fs)
+        ax.set_yticks(range(n), [names[i] for i in order], fontsize=fs)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if n <= 25:
+        for i in range(n):
+            for j in range(n):
+                if norm[i, j] >= 0.005:
+                    ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (sorted by recall, worst first)")
+    ax.set_title(title)
+    tx.axis("off")
+    lines = ["Top confusions (true -> predicted):", ""]
+    lines += [f"{c['true'][:24]} -> {c['predicted'][:24]}: {c['count']} ({c['rate']:.0%})" for c in top] or ["none"]
+    tx.text(0, 1, "\n".join(lines), va="top", ha="left", fontsize=9, family="monospace")
+    _save_fig(fig, path)
+    plt.close(fig)
+
+
+def plot_curves(history: list[dict], path: Path, best_epoch: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key in zip(axes, ("loss", "acc"), strict=True):
+        ax.plot(ep, [h[f"train_{key}"] for h in history], "o-", label="train")
+        ax.plot(ep, [h[f"val_{key}"] for h in history], "o-", label="validation")
+        ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best (epoch {best_epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss" if key == "loss" else "accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("learning curves")
+    _save_fig(fig, path)
+    plt.close(fig)
+
+
+class PeakMemory:
+    """Peak memory during a block: CUDA allocated bytes, or this process's resident set on CPU
+    (sampled every 50 ms from /proc/self/statm; None where that file does not exist)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.peak_mb: float | None = None
+        self.kind = "cuda-allocated" if device.type == "cuda" else "cpu-rss"
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        self._peak, self._stop = _rss(), threading.Event()
+        self._t = threading.Thread(target=self._sample, daemon=True)
+        self._t.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.05):
+            r = _rss()
+            if r is not None and (self._peak is None or r > self._peak):
+                self._peak = r
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            import torch
+
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+        else:
+            self._stop.set()
+            self._t.join()
+            self.peak_mb = None if self._peak is None else self._peak / 2**20
+
+
+def _rss() -> int | None:
+    try:
+        import os
+
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def time_inference(model, x, *, device, autocast, min_seconds: float = 0.5, max_iters: int = 20) -> dict:
+    """Inference ms/image and images/s on one batch (after two warm-up passes)."""
+    import torch
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    model.eval()
+    with torch.inference_mode(), autocast():
+        for _ in range(2):
+            model(x)
+        sync()
+        t0, iters = time.perf_counter(), 0
+        while iters < max_iters and (iters < 3 or time.perf_counter() - t0 < min_seconds):
+            model(x)
+            sync()
+            iters += 1
+        dt = time.perf_counter() - t0
+    per = dt / (iters * x.shape[0])
+    return {"inference_ms_per_image": per * 1000, "inference_images_per_s": 1 / per,
+            "inference_batch_size": int(x.shape[0])}

@@ -1,0 +1,112 @@
+"""Decoding by content: unusual but valid inputs just work, bad inputs raise UnreadableImage(reason)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate.errors import UnreadableImage
+from curate.images import decode, extension_matches, probe
+from curate.samples import load_photo
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return load_photo("chelsea")  # 300 x 451 RGB
+
+
+def save(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def test_rgb_png_roundtrip_is_exact(photo):
+    d = decode(save(Image.fromarray(photo), "PNG"))
+    assert d.pixels.dtype == np.uint8 and d.pixels.shape == photo.shape
+    assert np.array_equal(d.pixels, photo)
+    assert (d.width, d.height, d.scale, d.format) == (451, 300, 1.0, "PNG")
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied(photo, orientation):
+    op = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = save(Image.fromarray(photo).transpose(op), "JPEG", quality=95, exif=exif)
+    d = decode(data)
+    assert d.pixels.shape == photo.shape and (d.width, d.height) == (451, 300)
+    assert np.abs(d.pixels.astype(int) - photo).mean() < 4  # upright again (JPEG noise only)
+    assert (probe(data, verify=False).width, probe(data, verify=False).height) == (451, 300)
+
+
+def test_cmyk_jpeg(photo):
+    d = decode(save(Image.fromarray(photo).convert("CMYK"), "JPEG", quality=95))
+    assert d.mode == "CMYK" and d.pixels.shape == photo.shape
+    assert np.abs(d.pixels.astype(int) - photo).mean() < 6
+
+
+def test_16bit_grayscale_png(photo):
+    gray = np.asarray(Image.fromarray(photo).convert("L"))
+    d = decode(save(Image.fromarray(gray.astype(np.uint16) * 257), "PNG"))
+    assert d.pixels.shape == (*gray.shape, 3)
+    assert np.array_equal(d.pixels[:, :, 0], gray)
+
+
+def test_palette_with_transparency_is_composited_on_white():
+    im = Image.new("P", (8, 8), 0)
+    im.putpalette([255, 0, 0] + [0, 0, 255] * 255)
+    im.info["transparency"] = 0
+    d = decode(save(im, "PNG", transparency=0))
+    assert (d.pixels == 255).all()
+
+
+def test_rgba_and_grayscale(photo):
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    assert np.array_equal(decode(save(Image.fromarray(rgba), "PNG")).pixels, photo)
+    g = decode(save(Image.fromarray(photo).convert("L"), "PNG")).pixels
+    assert (g[:, :, 0] == g[:, :, 1]).all()
+
+
+def test_decode_ignores_the_extension(tmp_path, photo):
+    p = tmp_path / "really_a_png.jpg"
+    p.write_bytes(save(Image.fromarray(photo), "PNG"))
+    d = decode(p)
+    assert d.format == "PNG" and not extension_matches(p, d.format)
+
+
+def test_reduced_decode_is_at_least_the_asked_scale(photo):
+    big = np.asarray(Image.fromarray(photo).resize((1804, 1200)))
+    data = save(Image.fromarray(big), "JPEG", quality=90)
+    d = decode(data, min_scale=0.3)
+    assert d.scale == 0.5 and d.pixels.shape == (600, 902, 3)
+    assert (d.width, d.height) == (1804, 1200)
+    d2 = decode(data, min_scale=lambda w, h: 100 / w)
+    assert d2.scale == 0.125
+
+
+@pytest.mark.parametrize("kind,reason", [("empty", "empty"), ("text", "not-an-image"),
+                                         ("truncated", "truncated"), ("missing", "missing")])
+def test_bad_inputs(tmp_path, photo, kind, reason):
+    p = tmp_path / "bad.jpg"
+    if kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "text":
+        p.write_text("<html>404 not found</html>")
+    elif kind == "truncated":
+        data = save(Image.fromarray(photo), "JPEG", quality=90)
+        p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UnreadableImage) as e:
+        decode(p)
+    assert e.value.reason == reason
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    data = save(Image.new("L", (4000, 4000)), "PNG")  # tiny file, 16 Mpx
+    with pytest.raises(UnreadableImage) as e:
+        decode(data, max_pixels=10_000_000)
+    assert e.value.reason == "too-large"
+    assert decode(data, max_pixels=20_000_000).width == 4000
