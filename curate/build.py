@@ -42,6 +42,7 @@ class BuildParams:
     val_ratio: float = 0.2
     max_pixels: int = DEFAULT_MAX_PIXELS
     shard_size: int = 2000  # boxes per shard
+    reduced_decode: bool = True  # JPEG DCT-domain downscaling when every box is far larger than `size`
 
     def crop_params(self) -> C.CropParams:
         return C.CropParams(self.size, self.min_size, self.margin, self.seed)
@@ -126,6 +127,8 @@ def crop_image(task: ImageTask, params: BuildParams) -> tuple[list[tuple[str, by
     ext = "png" if params.format == "png" else "jpg"
 
     def want(w: int, h: int) -> float:
+        if not params.reduced_decode:
+            return 1.0
         return max(C.needed_scale(C.pixel_box(b["XMin"], b["XMax"], b["YMin"], b["YMax"], w, h, cp.margin),
                                   cp.size) for b in task.boxes)
 
@@ -170,6 +173,9 @@ def crop_image(task: ImageTask, params: BuildParams) -> tuple[list[tuple[str, by
 
 def run_shard(shard: Shard) -> ShardResult:
     """Idempotent: a complete shard (its folder renamed from .tmp) is reused, not recomputed."""
+    import cv2
+
+    cv2.setNumThreads(1)  # parallelism comes from workers; one thread each keeps runs comparable
     done, tmp = _shard_dirs(shard)
     if (done / "records.json").exists():
         res = ShardResult(shard.name, reused=True, **json.loads((done / "records.json").read_text()))
@@ -279,10 +285,12 @@ def build_tree(
     tasks = []
     cols = ["box_index", "label", "split", "source_class", "LabelName", "XMin", "XMax", "YMin", "YMax",
             "ambiguous", "ambiguous_with", "merged", *FLAG_FIELDS]
-    for image_id, g in boxes.groupby("ImageID", sort=True):
-        recs = [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-                for r in g[cols].to_dict("records")]
-        tasks.append(ImageTask(str(image_id), str(image_path(image_id)), recs))
+    boxes = boxes.sort_values(["ImageID", "box_index"], kind="stable")
+    ids = boxes.ImageID.astype(str).to_numpy()
+    recs = boxes[cols].to_dict("records")  # one conversion for all rows: plain Python scalars
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else []
+    for s, e in zip(starts, [*starts[1:], len(ids)], strict=True):
+        tasks.append(ImageTask(ids[s], str(image_path(ids[s])), recs[s:e]))
     shards = make_shards(tasks, out, params)
     ex = make_executor(engine, workers=workers, quiet=quiet)
     records, skipped, reused, lost = [], [], 0, []

@@ -69,6 +69,8 @@ class LocalExecutor:
             return
         method = "forkserver" if sys.platform.startswith("linux") else "spawn"
         ctx = mp.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload([getattr(fn, "__module__", "curate")])  # workers fork pre-imported
         with ctx.Pool(min(self.workers, len(items)), initializer=_init_worker) as pool:
             yield from pool.imap(fn, items, chunksize=1)
 

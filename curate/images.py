@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
@@ -121,6 +122,8 @@ def decode(
     if callable(min_scale):
         up_w, up_h = (full_h, full_w) if orient in _TRANSPOSED else (full_w, full_h)
         min_scale = float(min_scale(up_w, up_h))
+    if fmt == "JPEG" and mode in ("RGB", "L") and _has_eoi(data):
+        return _decode_jpeg_cv2(data, full_w, full_h, orient, min_scale, fmt, mode)
     if min_scale < 1.0 and fmt == "JPEG":
         want = (max(1, math.ceil(full_w * min_scale)), max(1, math.ceil(full_h * min_scale)))
         with warnings.catch_warnings():
@@ -136,7 +139,6 @@ def decode(
         raise UnreadableImage(reason, msg) from e
     except (SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
         raise UnreadableImage("corrupt", str(e)) from e
-    # JPEG DCT scaling divides by a power of two (sizes round up), so report that exact factor
     scale = 1.0 / 2 ** round(math.log2(full_w / im.size[0])) if im.size[0] != full_w else 1.0
     if orient != 1:
         im = ImageOps.exif_transpose(im)
@@ -147,6 +149,31 @@ def decode(
     except (OSError, ValueError) as e:
         raise UnreadableImage("corrupt", str(e)) from e
     return Decoded(pixels, full_w, full_h, scale, fmt, mode)
+
+
+def _has_eoi(data: bytes) -> bool:
+    """A complete JPEG ends with the EOI marker (possibly followed by a little padding)."""
+    return b"\xff\xd9" in data[-1024:]
+
+
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+            8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def _decode_jpeg_cv2(data: bytes, full_w: int, full_h: int, orient: int, min_scale: float,
+                     fmt: str, mode: str) -> Decoded:
+    """libjpeg-turbo through OpenCV: the same pixels as Pillow, about twice as fast, and DCT-domain
+    downscaling by 2, 4 or 8. OpenCV applies the EXIF orientation itself."""
+    factor = 1
+    while factor < 8 and min_scale <= 1.0 / (factor * 2):
+        factor *= 2
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED[factor])
+    if arr is None:
+        raise UnreadableImage("corrupt", "JPEG data could not be decoded")
+    pixels = cv2.cvtColor(arr, cv2.COLOR_BGR2RGB)
+    if orient in _TRANSPOSED:
+        full_w, full_h = full_h, full_w
+    return Decoded(pixels, full_w, full_h, 1.0 / factor, fmt, mode)
 
 
 @dataclass(frozen=True)
