@@ -204,7 +204,7 @@ def test_same_seed_same_bytes_whatever_the_workers(demo_source, tmp_path):
 
 
 def test_interrupted_run_resumes_to_identical_output(demo_source, tmp_path, monkeypatch):
-    clean = build(demo_source, tmp_path / "clean", shard_size=3)
+    build(demo_source, tmp_path / "clean", shard_size=3)
     import curate.build as B
 
     calls = {"n": 0}
