@@ -114,3 +114,11 @@ def make_executor(engine: str = "local", workers: int | None = None, quiet: bool
         else:
             raise InputError(f"unknown engine '{engine}'", f"choose one of: {', '.join(ENGINES)}") from None
     return factory(workers=workers, quiet=quiet, **options)
+
+
+HEAVY_MODULES = ("torch", "torchvision", "kaggle", "fiftyone", "ray", "matplotlib")
+
+
+def loaded_heavy_modules(_=None) -> list[str]:
+    """Which heavy packages this process has imported (workers must have none)."""
+    return [m for m in HEAVY_MODULES if m in sys.modules]

@@ -22,11 +22,15 @@ _err = Console(stderr=True, highlight=False)
 
 
 def err(message: str) -> None:
-    _err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    from rich.markup import escape  # messages quote user text and hints like 'curate[train]'
+
+    _err.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    _err.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
+    from rich.markup import escape
+
+    _err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
@@ -42,8 +46,18 @@ def seed_option(default: int = 0):
     return typer.Option(default, "--seed", help="Seed; same inputs + seed give identical outputs.")
 
 
+ENGINE_NAMES = ("local", "ray")
+
+
+def _check_engine(value: str) -> str:
+    if value not in ENGINE_NAMES:
+        raise typer.BadParameter(f"'{value}' is not one of {', '.join(ENGINE_NAMES)}")
+    return value
+
+
 def engine_option():
-    return typer.Option("local", "--engine", help="Executor: local (process pool) or ray.")
+    return typer.Option("local", "--engine", callback=_check_engine,
+                        help="Executor: local (process pool) or ray (pip install 'curate[ray]').")
 
 
 def command_line(drop: tuple[str, ...] = ("--workers", "-j", "--engine", "--ray-address")) -> str:

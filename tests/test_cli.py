@@ -1,0 +1,58 @@
+"""The command line as a whole: fast help, version, examples everywhere, light workers, error boundary."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from curate.executor import loaded_heavy_modules, make_executor
+
+
+def run(*args, **kw):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, **kw)
+
+
+def test_version_and_module_entry():
+    r = run("-m", "curate", "--version")
+    assert r.returncode == 0 and r.stdout.startswith("curate ")
+
+
+def test_help_imports_no_heavy_package():
+    code = ("import sys, curate.cli; from curate.executor import HEAVY_MODULES; "
+            "print(','.join(m for m in HEAVY_MODULES if m in sys.modules))")
+    r = run("-c", code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ""
+
+
+def _commands():
+    from curate.cli import app
+
+    return sorted(c.name for c in app.registered_commands)
+
+
+@pytest.mark.parametrize("name", _commands())
+def test_every_command_has_help_with_examples(name):
+    r = run("-m", "curate", name, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "Example" in r.stdout, f"curate {name} --help has no examples"
+
+
+def test_workers_import_nothing_heavy():
+    import curate.classes  # noqa: F401  (the parent may have anything loaded)
+
+    results = list(make_executor("local", workers=2, quiet=True).map(loaded_heavy_modules, [1, 2, 3]))
+    assert results == [[], [], []]
+
+
+def test_unknown_engine_is_a_usage_error(demo_source):
+    r = run("-m", "curate", "openimages", "--classes", "cat", "--source", str(demo_source), "--engine", "spark",
+            "--dry-run")
+    assert r.returncode == 2 and "spark" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_executor_keeps_input_order():
+    out = list(make_executor("local", workers=2, quiet=True).map(abs, [-5, 3, -1, 0, -9]))
+    assert out == [5, 3, 1, 0, 9]
