@@ -84,7 +84,7 @@ def openimages(
                "occluded": include_occluded, "inside": include_inside}
     prep = oi.prepare(classes, source=source, split=split, download_dir=download_dir, include=include,
                       max_per_label=max_per_label, max_samples=max_samples, ambiguous_iou=ambiguous_iou,
-                      seed=seed)
+                      seed=seed, quiet=common.STATE.quiet)
     _print_plan(prep, dry_run)
     if dry_run:
         return

@@ -88,7 +88,8 @@ def find_layout(source: str | Path, split: str, *, need_labels: bool = True) -> 
     return layout
 
 
-def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20) -> pd.DataFrame:
+def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
+               quiet: bool = True) -> pd.DataFrame:
     """Stream detections.csv, keeping only the needed columns and (optionally) the selected classes.
 
     Memory stays at one block plus the kept rows, whatever the file size (train is ~2.3 GB).
@@ -99,17 +100,22 @@ def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: i
     types.update({"ImageID": pa.string(), "LabelName": pa.string()})
     conv = pacsv.ConvertOptions(column_types=types, include_columns=BOX_COLUMNS,
                                 include_missing_columns=True)
+    from curate.executor import progress_bar
+
     try:
-        reader = pacsv.open_csv(csv_path, read_options=pacsv.ReadOptions(block_size=block_size),
-                                convert_options=conv)
-        value_set = pa.array(sorted(mids), pa.string()) if mids is not None else None
-        batches = []
-        for batch in reader:
-            if value_set is not None:
-                batch = batch.filter(pc.is_in(batch.column("LabelName"), value_set=value_set))
-            if batch.num_rows:
-                batches.append(batch)
-        table = pa.Table.from_batches(batches, schema=reader.schema)
+        with open(csv_path, "rb") as raw, progress_bar(quiet) as bar:
+            task = bar.add_task(f"reading {csv_path.name}", total=csv_path.stat().st_size, unit="bytes")
+            reader = pacsv.open_csv(raw, read_options=pacsv.ReadOptions(block_size=block_size),
+                                    convert_options=conv)
+            value_set = pa.array(sorted(mids), pa.string()) if mids is not None else None
+            batches = []
+            for batch in reader:
+                if value_set is not None:
+                    batch = batch.filter(pc.is_in(batch.column("LabelName"), value_set=value_set))
+                if batch.num_rows:
+                    batches.append(batch)
+                bar.update(task, completed=raw.tell())
+            table = pa.Table.from_batches(batches, schema=reader.schema)
     except FileNotFoundError:
         raise InputError(f"{csv_path} not found", "is the local copy complete?") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as e:
@@ -341,14 +347,15 @@ def open_source(source: str | Path | None, split: str, download_dir: str | Path 
 
 
 def prepare(classes: str, *, source=None, split: str = "train", download_dir=None, include=None,
-            max_per_label=None, max_samples=None, ambiguous_iou: float = 0.7, seed: int = 0) -> Prepared:
+            max_per_label=None, max_samples=None, ambiguous_iou: float = 0.7, seed: int = 0,
+            quiet: bool = True) -> Prepared:
     """Resolve classes and choose boxes; nothing is written and no image is downloaded."""
     from curate.classes import resolve
 
     layout, local = open_source(source, split, download_dir)
     index = layout.class_index()
     selection = resolve(classes, index)
-    df = read_boxes(layout.detections_csv, set(selection.label_of))
+    df = read_boxes(layout.detections_csv, set(selection.label_of), quiet=quiet)
     chosen = select_boxes(df, selection, index, include=include, max_per_label=max_per_label,
                           max_samples=max_samples, ambiguous_iou=ambiguous_iou, seed=seed)
     return Prepared(layout, index, selection, chosen, len(df), local)
