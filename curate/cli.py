@@ -62,17 +62,29 @@ _register_commands()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point. Typer handles usage errors (exit 2) and Ctrl-C (130); commands end with
-    `raise typer.Exit(code)`; CurateError and anything unexpected become one line here."""
+    """Entry point and the one error boundary: every failure is one line on stderr and an exit code.
+
+    Commands end with `raise typer.Exit(code)`; usage errors exit 2; CurateError carries its own code.
+    """
+    from typer.exceptions import Abort, TyperException
+
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name="curate")
+        rv = app(args=args, prog_name="curate", standalone_mode=False)
+    except TyperException as e:  # usage errors from the (vendored) click layer
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()
+        else:
+            ctx = getattr(e, "ctx", None)
+            where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            common.err(f"{e.format_message()}{where}")
+        sys.exit(getattr(e, "exit_code", EXIT_USAGE))
     except CurateError as e:
         common.err(str(e))
         if common.STATE.verbose:
             raise
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Abort):
         common.err("interrupted; re-run the same command to resume")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as e:
@@ -80,3 +92,4 @@ def main(argv: list[str] | None = None) -> None:
             raise
         common.err(f"unexpected {type(e).__name__}: {e} (re-run with --verbose for the traceback)")
         sys.exit(EXIT_USAGE if isinstance(e, OSError) else 1)
+    sys.exit(rv if isinstance(rv, int) else 0)
