@@ -3,6 +3,8 @@
 reader (records of boxes, grouped by source image) -> crop stage (decode once per image, letterbox
 every box) -> writer (a shard writes into a staging folder that is renamed when complete, then its
 files are moved into OUT/<split>/<label>/). A re-run skips complete shards and yields the same bytes.
+OUT may be an object-store URL (s3://, gs://): there is no rename there, so a shard writes its files to
+their final keys and its completion marker (.curate/shards/<name>/records.json) last.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,10 +22,11 @@ import numpy as np
 import pandas as pd
 
 from curate import crop as C
+from curate import storage
 from curate.errors import InputError, UnreadableImage
 from curate.executor import make_executor
 from curate.images import DEFAULT_MAX_PIXELS, decode
-from curate.manifest import read_info, update_info, write_manifest
+from curate.manifest import read_info, to_parquet_bytes, update_info, write_manifest
 from curate.storage import read_bytes
 from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, atomic_write_text
 
@@ -176,6 +180,8 @@ def run_shard(shard: Shard) -> ShardResult:
     import cv2
 
     cv2.setNumThreads(1)  # parallelism comes from workers; one thread each keeps runs comparable
+    if storage.is_url(shard.out):
+        return _run_shard_store(shard)
     done, tmp = _shard_dirs(shard)
     if (done / "records.json").exists():
         res = ShardResult(shard.name, reused=True, **json.loads((done / "records.json").read_text()))
@@ -199,8 +205,31 @@ def run_shard(shard: Shard) -> ShardResult:
     return res
 
 
-def publish(shard_name: str, out: Path, records: list[dict]) -> list[str]:
+def _run_shard_store(shard: Shard, batch: int = 256) -> ShardResult:
+    """Object-store shard: files go straight to their final keys (same bytes on a rerun), then the
+    marker object with the records is written LAST; a shard with a marker is complete."""
+    marker = storage.join(shard.out, STATE, "shards", shard.name, "records.json")
+    if storage.exists(marker):
+        return ShardResult(shard.name, reused=True, **json.loads(storage.read_bytes(marker)))
+    res, files = ShardResult(shard.name), {}
+    for task in shard.images:
+        outs, skipped = crop_image(task, shard.params)
+        res.skipped += skipped
+        for rel, data, rec in outs:
+            files[storage.join(shard.out, *rel.split("/"))] = data
+            res.records.append(rec)
+        if len(files) >= batch:  # bounded memory; puts of one batch go out concurrently
+            storage.write_many(files)
+            files = {}
+    storage.write_many(files)
+    storage.write_bytes(marker, json.dumps({"records": res.records, "skipped": res.skipped}).encode())
+    return res
+
+
+def publish(shard_name: str, out: Path | str, records: list[dict]) -> list[str]:
     """Move a complete shard's files into the tree. Returns paths that are neither staged nor in place."""
+    if storage.is_url(out):
+        return []  # object-store shards write to final keys
     staged = out / STATE / "shards" / shard_name / "files"
     lost = []
     for rec in records:
@@ -218,7 +247,7 @@ def publish(shard_name: str, out: Path, records: list[dict]) -> list[str]:
 
 @dataclass
 class BuildResult:
-    out: Path
+    out: Path | str  # str for object-store URLs
     manifest: pd.DataFrame
     skipped: list[dict]
     counts: dict[str, dict[str, int]]
@@ -231,8 +260,10 @@ def fingerprint(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def prepare_out(out: Path, fp: str, overwrite: bool) -> None:
+def prepare_out(out: Path | str, fp: str, overwrite: bool) -> None:
     """Refuse to mix runs: OUT must be empty, or a curate build with the same fingerprint."""
+    if storage.is_url(out):
+        return _prepare_out_store(str(out), fp, overwrite)
     state = out / STATE
     fp_file = state / "build.json"
     if out.exists() and any(out.iterdir()):
@@ -262,6 +293,40 @@ def _clear_build(out: Path) -> None:
     shutil.rmtree(out / STATE, ignore_errors=True)
 
 
+def _json_bytes(obj) -> bytes:  # the bytes atomic_write_json writes
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+
+
+def _prepare_out_store(out: str, fp: str, overwrite: bool) -> None:
+    fp_url = storage.join(out, STATE, "build.json")
+    if storage.list_names(out):
+        info_url = storage.join(out, INFO_NAME)
+        if not (storage.exists(info_url) or storage.exists(fp_url)):
+            raise InputError(f"{out} is not empty and was not made by curate",
+                             "choose a new --out; curate never writes into other prefixes")
+        old = json.loads(storage.read_bytes(fp_url)).get("fingerprint") if storage.exists(fp_url) else None
+        if overwrite or old != fp:
+            if not overwrite:
+                raise InputError(f"{out} holds a build with other inputs or parameters",
+                                 "pass --overwrite to start over, or choose another --out")
+            info = json.loads(storage.read_bytes(info_url)) if storage.exists(info_url) else {}
+            for split in (info.get("counts") or {}) or ("train", "val", "test"):
+                storage.remove_tree(storage.join(out, split))
+            for name in (MANIFEST_NAME, INFO_NAME, STATE):
+                storage.remove_tree(storage.join(out, name))
+    storage.write_bytes(fp_url, _json_bytes({"fingerprint": fp}))
+
+
+def _update_info_store(out: str, step: str, record: dict, **top) -> None:
+    """update_info on a local copy of curate.json, then one put (same merge, same bytes)."""
+    url = storage.join(out, INFO_NAME)
+    with tempfile.TemporaryDirectory(prefix="curate-info-") as tmp:
+        if storage.exists(url):
+            storage.fetch(url, Path(tmp) / INFO_NAME)
+        update_info(tmp, step, record, **top)
+        storage.write_bytes(url, (Path(tmp) / INFO_NAME).read_bytes())
+
+
 def build_tree(
     boxes: pd.DataFrame,
     image_path,
@@ -274,10 +339,11 @@ def build_tree(
     engine: str = "local",
     quiet: bool = False,
     overwrite: bool = False,
+    ray_address: str | None = None,
 ) -> BuildResult:
     """`boxes`: one row per crop (ImageID, box_index, label, LabelName, source_class, XMin..YMax, flags,
     ambiguous, ambiguous_with, merged). `image_path(image_id)` gives each source image's path."""
-    out = Path(out)
+    out = storage.as_location(out)
     fp = fingerprint({"data": fingerprint_data, "params": asdict(params)})
     prepare_out(out, fp, overwrite)
     split_of = plan_splits(boxes, params.val_ratio, params.seed) if len(boxes) else {}
@@ -292,7 +358,7 @@ def build_tree(
     for s, e in zip(starts, [*starts[1:], len(ids)], strict=True):
         tasks.append(ImageTask(ids[s], str(image_path(ids[s])), recs[s:e]))
     shards = make_shards(tasks, out, params)
-    ex = make_executor(engine, workers=workers, quiet=quiet)
+    ex = make_executor(engine, workers=workers, quiet=quiet, ray_address=ray_address)
     records, skipped, reused, lost = [], [], 0, []
     for res in ex.map(run_shard, shards, desc="cropping", units=lambda s: s.n_boxes, unit="boxes"):
         lost += publish(res.name, out, res.records)
@@ -303,7 +369,9 @@ def build_tree(
         raise InputError(f"{len(lost)} files of a finished run are gone from {out} (e.g. {lost[0]})",
                          "re-run with --overwrite to rebuild")
     manifest = pd.DataFrame(records) if records else pd.DataFrame(columns=["path", "split", "label"])
-    write_manifest(out, manifest)
+    remote = storage.is_url(out)
+    if not remote:
+        write_manifest(out, manifest)
     counts: dict[str, dict[str, int]] = {}
     for r in records:
         counts.setdefault(r["split"], Counter())[r["label"]] += 1
@@ -312,10 +380,14 @@ def build_tree(
     for s in skipped:
         by_reason[s["reason"]] += s["boxes"]
     problems = sum(1 for s in skipped if s["reason"] != "too-small")
-    update_info(out, "openimages", {**info, "params": asdict(params), "counts": counts,
-                                    "skipped_boxes_by_reason": dict(sorted(by_reason.items())),
-                                    "skipped_images": sorted({s["image_id"] for s in skipped
-                                                              if s["box_index"] is None})},
-                counts=counts, seed=params.seed)
-    atomic_write_json(out / STATE / "skipped.json", skipped)
+    record = {**info, "params": asdict(params), "counts": counts,
+              "skipped_boxes_by_reason": dict(sorted(by_reason.items())),
+              "skipped_images": sorted({s["image_id"] for s in skipped if s["box_index"] is None})}
+    if remote:  # the manifest goes last: its presence means the build finished
+        storage.write_bytes(storage.join(out, STATE, "skipped.json"), _json_bytes(skipped))
+        _update_info_store(out, "openimages", record, counts=counts, seed=params.seed)
+        storage.write_bytes(storage.join(out, MANIFEST_NAME), to_parquet_bytes(manifest))
+    else:
+        update_info(out, "openimages", record, counts=counts, seed=params.seed)
+        atomic_write_json(out / STATE / "skipped.json", skipped)
     return BuildResult(out, manifest, skipped, counts, dict(by_reason), reused, problems)

@@ -8,6 +8,7 @@ Other engines (Ray) register themselves in ENGINES with the same `map` signature
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing as mp
 import os
 import signal
@@ -100,12 +101,16 @@ ENGINES: dict[str, Callable[..., Any]] = {"local": LocalExecutor}
 
 
 def make_executor(engine: str = "local", workers: int | None = None, quiet: bool = False, **options):
+    """`options` go to the engine; ray takes ray_address ("auto", "ray://HOST:PORT"; None: a local cluster)."""
+    if options.get("ray_address") is not None and engine != "ray":
+        raise InputError("--ray-address needs --engine ray", "add --engine ray, or drop --ray-address")
+    options = {k: v for k, v in options.items() if v is not None}
     try:
         factory = ENGINES[engine]
     except KeyError:
         if engine == "ray":
             try:
-                from curate import ray_engine  # noqa: F401  (registers "ray")
+                importlib.import_module("curate.ray_engine")  # registers "ray"
             except ImportError as e:
                 raise InputError(
                     "--engine ray needs Ray, which is not installed", "pip install 'curate[ray]'"

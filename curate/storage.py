@@ -1,16 +1,24 @@
 """Path I/O that works for local paths and object-store URLs (s3://, gs://, file://) alike.
 
-Local paths use plain file operations; URLs go through fsspec (installed with the `s3` extra).
-Stages read and write through these functions, so the same shard code runs on a laptop or on a cluster.
+Local paths (and file:// URLs) use plain file operations; other URLs go through fsspec (s3fs/gcsfs,
+installed with the `s3` extra). Endpoints and credentials come from the usual environment
+(AWS_PROFILE, AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS …), so Ray workers see the same
+settings as the driver. Object stores have no rename: single puts are atomic, and multi-object
+results are made safe by writing a completion marker object last (see curate/build.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from curate.errors import InputError
 from curate.tree import atomic_write_bytes
+
+STORE_HINT = "check the bucket exists and the credentials/endpoint (AWS_PROFILE, AWS_ENDPOINT_URL …)"
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -22,13 +30,43 @@ def local_path(path: str | os.PathLike) -> Path:
     return Path(s[len("file://"):]) if s.startswith("file://") else Path(s)
 
 
-def _fs(url: str):
+def as_location(path: str | os.PathLike) -> str | Path:
+    """A URL stays a string (pathlib would fold its '//'); anything else becomes a Path."""
+    return str(path).rstrip("/") if is_url(path) else local_path(path)
+
+
+def filesystem(url: str):
+    """(fsspec filesystem, path inside it) for an object-store URL."""
     try:
         import fsspec
     except ImportError as e:
         raise InputError(f"{url} needs fsspec", "pip install 'curate[s3]'") from e
-    fs, p = fsspec.core.url_to_fs(url)
-    return fs, p
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as e:  # e.g. s3fs or gcsfs missing for this protocol
+        raise InputError(f"{url}: {e}", "s3:// needs pip install 'curate[s3]'; gs:// needs gcsfs") from e
+    except ValueError as e:
+        raise InputError(f"{url}: {e}", "use s3://bucket/prefix, gs://bucket/prefix or file:///path") from e
+
+
+_fs = filesystem  # older name
+
+
+@contextlib.contextmanager
+def _store_errors(url: str, writing: bool = False) -> Iterator[None]:
+    """Object-store failures (no bucket, no credentials, refused) become one actionable line.
+    A missing object stays FileNotFoundError for readers; for writers it means a missing bucket."""
+    try:
+        yield
+    except InputError:
+        raise
+    except FileNotFoundError:
+        if not writing:
+            raise
+        raise InputError(f"cannot access {url}: no such bucket", STORE_HINT) from None
+    except Exception as e:  # botocore/aiohttp/google errors have no common base worth naming
+        msg = str(e).splitlines()[0][:200] if str(e) else ""
+        raise InputError(f"cannot access {url}: {type(e).__name__}: {msg}", STORE_HINT) from e
 
 
 def join(base: str | os.PathLike, *parts: str) -> str:
@@ -39,23 +77,111 @@ def join(base: str | os.PathLike, *parts: str) -> str:
 
 def read_bytes(path: str | os.PathLike) -> bytes:
     if is_url(path):
-        fs, p = _fs(str(path))
-        with fs.open(p, "rb") as f:
+        fs, p = filesystem(str(path))
+        with _store_errors(str(path)), fs.open(p, "rb") as f:
             return f.read()
     return local_path(path).read_bytes()
+
+
+@contextlib.contextmanager
+def open_read(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file object for streaming reads (e.g. a multi-GB CSV)."""
+    if is_url(path):
+        fs, p = filesystem(str(path))
+        with _store_errors(str(path)):
+            f = fs.open(p, "rb")
+        with f:  # errors while reading (e.g. a malformed CSV) stay the reader's own
+            yield f
+    else:
+        with open(local_path(path), "rb") as f:
+            yield f
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Atomic for local paths (temp file + rename); object stores make single puts atomic."""
     if is_url(path):
-        fs, p = _fs(str(path))
-        fs.pipe_file(p, data)
+        fs, p = filesystem(str(path))
+        with _store_errors(str(path), writing=True):
+            fs.pipe_file(p, data)
         return
     atomic_write_bytes(local_path(path), data)
 
 
+def write_many(files: dict[str, bytes]) -> None:
+    """Write several files; object-store puts go out concurrently (one batch per call)."""
+    urls = {k: v for k, v in files.items() if is_url(k)}
+    for k, v in files.items():
+        if not is_url(k):
+            atomic_write_bytes(local_path(k), v)
+    if urls:
+        first = next(iter(urls))
+        fs, _ = filesystem(first)
+        with _store_errors(first, writing=True):
+            fs.pipe({filesystem(k)[1]: v for k, v in urls.items()})
+
+
 def exists(path: str | os.PathLike) -> bool:
     if is_url(path):
-        fs, p = _fs(str(path))
-        return fs.exists(p)
+        fs, p = filesystem(str(path))
+        with _store_errors(str(path)):
+            fs.invalidate_cache(p)  # another process (a Ray worker) may have written it
+            return fs.exists(p)
     return local_path(path).exists()
+
+
+def is_dir(path: str | os.PathLike) -> bool:
+    """A folder, or an object-store prefix holding at least one object."""
+    if is_url(path):
+        fs, p = filesystem(str(path))
+        with _store_errors(str(path)):
+            fs.invalidate_cache(p)
+            return fs.isdir(p)
+    return local_path(path).is_dir()
+
+
+def list_names(path: str | os.PathLike) -> list[str]:
+    """Sorted names directly under a folder or prefix; [] when there is none."""
+    if is_url(path):
+        fs, p = filesystem(str(path))
+        with _store_errors(str(path)):
+            fs.invalidate_cache(p)
+            try:
+                entries = fs.ls(p, detail=False)
+            except FileNotFoundError:
+                return []
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries)
+    p = local_path(path)
+    return sorted(x.name for x in p.iterdir()) if p.is_dir() else []
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Delete a folder or every object under a prefix (missing is fine)."""
+    if is_url(path):
+        fs, p = filesystem(str(path))
+        with _store_errors(str(path)):
+            fs.invalidate_cache(p)
+            if fs.exists(p):
+                fs.rm(p, recursive=True)
+        return
+    import shutil
+
+    p = local_path(path)
+    if p.is_dir():
+        shutil.rmtree(p)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def fetch(path: str | os.PathLike, dest: str | Path) -> Path:
+    """Copy one file (local or remote) to a local path and return it."""
+    dest = Path(dest)
+    atomic_write_bytes(dest, read_bytes(path))
+    return dest
+
+
+def size(path: str | os.PathLike) -> int:
+    if is_url(path):
+        fs, p = filesystem(str(path))
+        with _store_errors(str(path)):
+            return int(fs.size(p))
+    return local_path(path).stat().st_size

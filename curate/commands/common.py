@@ -60,6 +60,11 @@ def engine_option():
                         help="Executor: local (process pool) or ray (pip install 'curate[ray]').")
 
 
+def ray_address_option():
+    return typer.Option(None, "--ray-address", metavar="auto|ray://HOST:PORT",
+                        help="With --engine ray: join this cluster (default: start a local one).")
+
+
 def command_line(drop: tuple[str, ...] = ("--workers", "-j", "--engine", "--ray-address")) -> str:
     """The command as typed, minus options that cannot change the output (so it is reproducible)."""
     args, skip = [], False

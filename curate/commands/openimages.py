@@ -27,6 +27,8 @@ Examples:
   curate openimages --classes animal --dry-run            # per-label table, nothing downloaded
 
   curate openimages --list-classes gun                    # what exists, what an item expands to
+
+  curate openimages --classes person --source s3://bucket/oi --out s3://bucket/crops --engine ray --ray-address auto
 """
 
 
@@ -42,8 +44,10 @@ def register(app: typer.Typer) -> None:
 def openimages(
     pattern: str = typer.Argument(None, help="With --list-classes: only classes containing this text."),
     classes: str = typer.Option(None, "--classes", "-c", help="Comma list: names, aliases, label=A+B groups."),
-    out: Path = typer.Option(None, "--out", "-o", help="Output tree (created; must be new or a curate build)."),
-    source: Path = typer.Option(None, "--source", help="Local copy in FiftyOne's layout (no download)."),
+    out: str = typer.Option(None, "--out", "-o", metavar="DIR|URL",
+                            help="Output tree (created; must be new or a curate build): a folder or s3://, gs:// URL."),
+    source: str = typer.Option(None, "--source", metavar="DIR|URL",
+                               help="Copy in FiftyOne's layout (no download): a folder or s3://, gs:// URL."),
     split: str = typer.Option("train", "--split", help="Open Images split to read: train|validation|test."),
     download_dir: Path = typer.Option(None, "--download-dir", help="Download cache (default: user cache dir)."),
     max_samples: int = typer.Option(None, "--max-samples", min=1, help="At most this many source images."),
@@ -65,6 +69,7 @@ def openimages(
     seed: int = common.seed_option(),
     workers: int = common.workers_option(),
     engine: str = common.engine_option(),
+    ray_address: str = common.ray_address_option(),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the per-label plan; write and fetch nothing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an existing curate --out."),
     list_classes: bool = typer.Option(False, "--list-classes", help="List classes (matching PATTERN) and exit."),
@@ -97,7 +102,7 @@ def openimages(
                          quality=quality, val_ratio=val_ratio, max_pixels=max_pixels)
     command = common.command_line()
     res = oi.build(prep, out, params, workers=workers, engine=engine, quiet=common.STATE.quiet,
-                   overwrite=overwrite, command=command)
+                   overwrite=overwrite, command=command, ray_address=ray_address)
     _print_result(res)
     raise typer.Exit(1 if res.problems else 0)
 
@@ -140,6 +145,8 @@ def _print_plan(prep, dry_run: bool) -> None:
 
 
 def _print_result(res) -> None:
+    from curate.storage import join
+
     t = Table("split", "label", "crops", title=f"wrote {res.out}")
     for split, labels in res.counts.items():
         for label, n in labels.items():
@@ -150,5 +157,5 @@ def _print_result(res) -> None:
     bad = sorted({s["image_id"] for s in res.skipped if s["box_index"] is None})
     if bad:
         common.warn(f"{len(bad)} source images unreadable or missing (e.g. {bad[0]}); "
-                    f"listed in {res.out}/.curate/skipped.json")
-    common.out.print(f"manifest: {res.out / 'manifest.parquet'}  ({len(res.manifest):,} rows)")
+                    f"listed in {join(res.out, '.curate', 'skipped.json')}")
+    common.out.print(f"manifest: {join(res.out, 'manifest.parquet')}  ({len(res.manifest):,} rows)")

@@ -9,7 +9,8 @@ Layout (what `fiftyone.utils.openimages.download_open_images_split(dataset_dir=<
     <root>/<split>/metadata/image_ids.csv     (optional here)
     <root>/<split>/data/<ImageID>.jpg
 
-`--source` may point at <root> or at <root>/<split> itself.
+`--source` may point at <root> or at <root>/<split> itself, locally or as an object-store URL
+(s3://bucket/oi, gs://…): then images are read by the workers straight from the store.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from curate import storage
 from curate.classes import ClassIndex, Selection
 from curate.errors import InputError, NetworkError
 
@@ -40,36 +42,51 @@ MERGE_IOU = 0.9  # same-label boxes at least this overlapping in one image becom
 
 @dataclass(frozen=True)
 class Layout:
-    split_dir: Path
+    split_dir: Path | str  # a str only for object-store URLs
     split: str
 
-    @property
-    def detections_csv(self) -> Path:
-        return self.split_dir / "labels" / "detections.csv"
+    def _at(self, *parts: str) -> Path | str:
+        if isinstance(self.split_dir, str):
+            return storage.join(self.split_dir, *parts)
+        return self.split_dir.joinpath(*parts)
 
     @property
-    def classes_csv(self) -> Path:
-        return self.split_dir / "metadata" / "classes.csv"
+    def detections_csv(self) -> Path | str:
+        return self._at("labels", "detections.csv")
 
     @property
-    def hierarchy_json(self) -> Path:
-        return self.split_dir / "metadata" / "hierarchy.json"
+    def classes_csv(self) -> Path | str:
+        return self._at("metadata", "classes.csv")
 
     @property
-    def data_dir(self) -> Path:
-        return self.split_dir / "data"
+    def hierarchy_json(self) -> Path | str:
+        return self._at("metadata", "hierarchy.json")
 
-    def image_path(self, image_id: str) -> Path:
-        return self.data_dir / f"{image_id}.jpg"
+    @property
+    def data_dir(self) -> Path | str:
+        return self._at("data")
+
+    def image_path(self, image_id: str) -> Path | str:
+        return self._at("data", f"{image_id}.jpg")
 
     def class_index(self) -> ClassIndex:
+        if isinstance(self.split_dir, str):  # small files: read from a local copy
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="curate-oi-") as tmp:
+                classes = storage.fetch(self.classes_csv, Path(tmp) / "classes.csv")
+                hier = storage.fetch(self.hierarchy_json, Path(tmp) / "hierarchy.json") \
+                    if storage.exists(self.hierarchy_json) else None
+                return ClassIndex.load(classes, hier)
         hier = self.hierarchy_json if self.hierarchy_json.exists() else None
         return ClassIndex.load(self.classes_csv, hier)
 
 
 def find_layout(source: str | Path, split: str, *, need_labels: bool = True) -> Layout:
     """Locate a split inside a local copy; errors say exactly which file is missing."""
-    source = Path(source).expanduser()
+    if storage.is_url(source):
+        return _find_layout_url(str(source).rstrip("/"), split, need_labels)
+    source = storage.local_path(source).expanduser()
     if not source.is_dir():
         raise InputError(f"--source {source} is not a folder",
                          "point it at a local Open Images copy in FiftyOne's layout (see docs/openimages.md)")
@@ -88,13 +105,32 @@ def find_layout(source: str | Path, split: str, *, need_labels: bool = True) -> 
     return layout
 
 
+def _find_layout_url(source: str, split: str, need_labels: bool) -> Layout:
+    if not storage.is_dir(source):
+        raise InputError(f"--source {source} holds no objects",
+                         "point it at a copy in FiftyOne's layout (docs/openimages.md, docs/scaling.md)")
+    cand = storage.join(source, split)
+    split_dir = cand if storage.is_dir(cand) else source
+    if not storage.is_dir(storage.join(split_dir, "metadata")) and not storage.is_dir(
+            storage.join(split_dir, "labels")):
+        present = [s for s in SPLITS if storage.is_dir(storage.join(source, s))]
+        hint = f"it has splits: {', '.join(present)}; pass --split" if present else \
+            "expected <split>/labels/detections.csv and <split>/metadata/classes.csv (docs/openimages.md)"
+        raise InputError(f"no Open Images '{split}' split under {source}", hint)
+    layout = Layout(split_dir, split)
+    for p in [layout.classes_csv] + ([layout.detections_csv] if need_labels else []):
+        if not storage.exists(p):
+            raise InputError(f"{p} is missing", "is the copy complete? (docs/openimages.md lists the layout)")
+    return layout
+
+
 def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
                quiet: bool = True) -> pd.DataFrame:
     """Stream detections.csv, keeping only the needed columns and (optionally) the selected classes.
 
     Memory stays at one block plus the kept rows, whatever the file size (train is ~2.3 GB).
     """
-    csv_path = Path(csv_path)
+    csv_path = storage.as_location(csv_path)
     types = {c: pa.float32() for c in ("XMin", "XMax", "YMin", "YMax")}
     types.update({c: pa.int8() for c in FLAG_COLUMNS})
     types.update({"ImageID": pa.string(), "LabelName": pa.string()})
@@ -103,8 +139,9 @@ def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: i
     from curate.executor import progress_bar
 
     try:
-        with open(csv_path, "rb") as raw, progress_bar(quiet) as bar:
-            task = bar.add_task(f"reading {csv_path.name}", total=csv_path.stat().st_size, unit="bytes")
+        with storage.open_read(csv_path) as raw, progress_bar(quiet) as bar:
+            task = bar.add_task(f"reading {Path(str(csv_path)).name}", total=storage.size(csv_path),
+                                unit="bytes")
             reader = pacsv.open_csv(raw, read_options=pacsv.ReadOptions(block_size=block_size),
                                     convert_options=conv)
             value_set = pa.array(sorted(mids), pa.string()) if mids is not None else None
@@ -362,7 +399,7 @@ def prepare(classes: str, *, source=None, split: str = "train", download_dir=Non
 
 
 def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=False, overwrite=False,
-          command: str = ""):
+          command: str = "", ray_address: str | None = None):
     from curate.build import build_tree
 
     ids = sorted(prep.chosen.boxes.ImageID.unique())
@@ -376,4 +413,5 @@ def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=Fa
             "classes": prep.selection.expansion(prep.index),
             "filtered_boxes": prep.chosen.filtered, "merged_boxes": prep.chosen.merged}
     return build_tree(boxes, prep.layout.image_path, out, params, fingerprint_data=fp_data, info=info,
-                      workers=workers, engine=engine, quiet=quiet, overwrite=overwrite)
+                      workers=workers, engine=engine, quiet=quiet, overwrite=overwrite,
+                      ray_address=ray_address)
