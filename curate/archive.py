@@ -9,11 +9,13 @@ member; a corrupt archive leaves nothing behind.
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -182,16 +184,21 @@ def safe_extract(archive: str | Path, dest: str | Path, *, quiet: bool = False, 
     try:
         with _open(archive) as (kind, a), progress_bar(quiet) as bar:
             task = bar.add_task("extracting", total=total, unit="bytes")
+            parents: dict[str, Path] = {}  # each folder resolved once (a link planted in dest cannot redirect)
             for m in members:
-                target = root / m.name
-                if root not in target.resolve().parents:
-                    raise InputError(f"{archive}: '{m.name}' resolves outside {root}", "refusing to extract it")
+                folder, _, fname = m.name.rpartition("/")
+                if folder not in parents:
+                    real = (root / folder).resolve()
+                    if real != root and root not in real.parents:
+                        raise InputError(f"{archive}: '{m.name}' resolves outside {root}", "refusing to extract it")
+                    parents[folder] = real
+                target = parents[folder] / fname
                 if target.is_file() and not target.is_symlink() and target.stat().st_size == m.size:
                     resumed += 1  # finished by an earlier, interrupted run
                 else:
                     _extract_one(a, kind, m, target, archive)
                 bar.advance(task, m.size)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, InputError) as e:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError, InputError) as e:
         _cleanup(dest, created, members)
         if isinstance(e, InputError):
             raise

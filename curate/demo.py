@@ -105,6 +105,9 @@ def build_source(root: str | Path, split: str = "train") -> Path:
     return root
 
 
+DEMO_PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+
+
 class DemoResult:
     def __init__(self):
         self.summary: list[str] = []
@@ -112,18 +115,22 @@ class DemoResult:
 
 
 def run_demo(out: str | Path, *, workers: int | None = None, seed: int = 0, quiet: bool = False) -> DemoResult:
-    """Build the source under OUT/source and the curated tree under OUT/tree."""
-    from curate.build import BuildParams
-    from curate.sources import openimages as oi
+    """Build the source under OUT/source, then run pipelines/demo.yaml: crop -> dedupe -> report -> train."""
+    from curate.pipeline import run_pipeline
 
     out = Path(out)
     res = DemoResult()
     source = build_source(out / "source")
-    tree = out / "tree"
-    prep = oi.prepare(DEMO_CLASSES, source=source, split="train", seed=seed)
-    built = oi.build(prep, tree, BuildParams(seed=seed), workers=workers, quiet=quiet, overwrite=True,
-                     command=f"curate openimages --classes {DEMO_CLASSES} --source {source} --out {tree}")
-    res.summary.append(f"source (Open Images layout): {source}")
-    res.summary.append(f"curated tree: {tree}  ({len(built.manifest)} crops, manifest.parquet, curate.json)")
-    res.exit_code = 1 if built.problems else 0
+    tree, runs = out / "tree", out / "runs"
+    variables = {"source": str(source), "out": str(tree), "runs": str(runs), "seed": seed,
+                 "workers": workers or 2}
+    result = run_pipeline(DEMO_PIPELINE, variables=variables, quiet=quiet, force=True)
+    res.summary += result.lines()
+    res.summary.append(f"source (Open Images layout, real photos): {source}")
+    res.summary.append(f"curated tree + manifest.parquet + curate.json: {tree}")
+    for p in sorted(tree.glob("**/report.html")):
+        res.summary.append(f"QA report: {p}")
+    for p in sorted(runs.glob("*/metrics.json")):
+        res.summary.append(f"training run: {p.parent}")
+    res.exit_code = result.exit_code
     return res

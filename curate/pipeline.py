@@ -80,6 +80,19 @@ class PipelineResult:
         failed = [s.exit_code for s in self.steps if s.status == "failed" and s.exit_code]
         return failed[0] if failed else (max(codes) if codes else 0)
 
+    def lines(self, commands: bool = False) -> list[str]:
+        """One line per step: number, name, status, exit code, duration (and the command line)."""
+        width = max(len(s.id) for s in self.steps)
+        out = []
+        for i, s in enumerate(self.steps, 1):
+            code = "" if s.exit_code is None else f" exit {s.exit_code}"
+            took = f" {s.duration:.1f}s" if s.status in ("ran", "failed") else ""
+            line = f"{i}. {s.id:<{width}}  {s.status:<10}{code}{took}"
+            if commands or s.status == "would-run":
+                line += f"  curate {s.command} {' '.join(s.argv)}"
+            out.append(line)
+        return out
+
 
 # ---------------------------------------------------------------- YAML with line numbers
 
@@ -158,6 +171,8 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
             parsed = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:
             parsed = value
+        if isinstance(parsed, str) and parsed.startswith("~"):
+            parsed = os.path.expanduser(parsed)
         out[name.strip()] = value if isinstance(parsed, dict | list) or parsed is None else parsed
     return out
 
@@ -299,6 +314,8 @@ def load_pipeline(path: str | Path, variables: dict[str, Any] | None = None, app
         return _substitute(value, resolved, lambda m, h: fail(key, m, h))
 
     out = sub(("out",), data.get("out"))
+    if isinstance(out, str) and out.startswith("~"):
+        out = os.path.expanduser(out)
     shared = {k: sub((k,), data.get(k)) for k in SHARED}
     steps_raw = data.get("steps")
     if not isinstance(steps_raw, list) or not steps_raw:
@@ -364,8 +381,8 @@ def _build_step(cmd, cname, opts, raw, key, out, shared, sub, fail, seen, lines)
         _, neg, val, fkey = given[p.name]
         toks = _to_args(p, neg, val, lambda m, h, fk=fkey: fail(fk, m, h))
         (positional if p.param_type_name == "argument" else argv).extend(toks)
-        if _is_path(p) and toks and not isinstance(val, bool | list | dict):
-            external.append(str(val))
+        if toks and isinstance(val, str | Path) and "://" not in str(val) and (_is_path(p) or "/" in str(val)):
+            external.append(str(val))  # an input path: its contents are part of the step's key
     if any(t.startswith("-") for t in positional):
         argv.append("--")
     argv.extend(positional)

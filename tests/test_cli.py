@@ -56,3 +56,19 @@ def test_unknown_engine_is_a_usage_error(demo_source):
 def test_executor_keeps_input_order():
     out = list(make_executor("local", workers=2, quiet=True).map(abs, [-5, 3, -1, 0, -9]))
     assert out == [5, 3, 1, 0, 9]
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    r = run("-m", "curate", "-q", "demo", "--out", str(tmp_path / "d"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    tree = tmp_path / "d" / "tree"
+    assert (tree / "manifest.parquet").exists() and (tree / "curate.json").exists()
+    assert "QA report:" in r.stdout and "training run:" in r.stdout
+    import pandas as pd
+
+    m = pd.read_parquet(tree / "manifest.parquet")
+    kept = m[m.status == "kept"]
+    assert set(kept.label) == {"person", "animal", "vehicle", "flag"}
+    assert (m.status == "removed").sum() >= 1, "the re-encoded copy of the cat photo is found by dedupe"
+    assert list((tmp_path / "d" / "runs").glob("*/metrics.json"))

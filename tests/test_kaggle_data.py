@@ -22,10 +22,10 @@ NAMES = {
 
 def single_coins() -> list[np.ndarray]:
     """The 24 coins of scikit-image's coins.png, each cut out by its connected component."""
+    from scipy import ndimage as ndi
     from skimage.filters import sobel, threshold_otsu
     from skimage.measure import label, regionprops
     from skimage.morphology import closing, disk
-    from scipy import ndimage as ndi
 
     gray = load_photo("coins")[:, :, 0]
     edges = sobel(gray)

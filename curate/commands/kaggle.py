@@ -12,12 +12,7 @@ ORDER = 20
 
 HELP = """Import a Kaggle image dataset of class folders into a verified curate tree.
 
-Downloads through the official `kaggle` package (credentials: KAGGLE_USERNAME + KAGGLE_KEY, or
-KAGGLE_API_TOKEN, or ~/.kaggle/kaggle.json), or takes an archive/folder you already have with --source.
-The archive is extracted safely, split folders are found wherever they sit (train/, valid/,
-validation/, test/ or a single folder of class folders) and copied byte-for-byte to
-OUT/train|val|test/CLASS/. Every image is verified; OUT/manifest.parquet, OUT/classes.json and
-OUT/curate.json record what was imported. Exit 1 when problems were found (all are listed).
+Downloads through the official `kaggle` package (credentials: KAGGLE_USERNAME + KAGGLE_KEY, or KAGGLE_API_TOKEN, or ~/.kaggle/kaggle.json), or takes an archive/folder you already have with --source. The archive is extracted safely, split folders are found wherever they sit (train/, valid/, validation/, test/ or a single folder of class folders) and copied byte-for-byte to OUT/train|val|test/CLASS/. Every image is verified; OUT/manifest.parquet, OUT/classes.json and OUT/curate.json record what was imported. Exit 1 when problems were found (all are listed).
 
 Examples:
 

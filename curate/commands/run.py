@@ -12,9 +12,7 @@ ORDER = 90
 
 HELP = """Run a pipeline file: a list of curate commands with their flags.
 
-Every step is checked against the command's own flags before anything runs (errors name file, line
-and field). Steps run in order on the same tree; each result is recorded in OUT/curate.json and a
-re-run skips steps whose inputs and parameters are unchanged. Exit code: the first failing step's.
+Every step is checked against the command's own flags before anything runs (errors name file, line and field). Steps run in order on the same tree; each result is recorded in OUT/curate.json and a re-run skips steps whose inputs and parameters are unchanged. Exit code: the first failing step's.
 
 Examples:
 
@@ -50,12 +48,6 @@ def run(
 
     result = run_pipeline(pipeline, variables=parse_set(set_), from_step=from_step, until_step=until_step,
                           dry_run=dry_run, quiet=STATE.quiet, force=force, on_step=on_step)
-    width = max(len(s.id) for s in result.steps)
-    for i, s in enumerate(result.steps, 1):
-        code = "" if s.exit_code is None else f" exit {s.exit_code}"
-        took = f" {s.duration:.1f}s" if s.status in ("ran", "failed") else ""
-        line = f"{i}. {s.id:<{width}}  {s.status:<10}{code}{took}"
-        if dry_run or s.status in ("would-run",):
-            line += f"  curate {s.command} {' '.join(s.argv)}"
+    for line in result.lines(commands=dry_run):
         out.print(line, soft_wrap=True, markup=False)
     raise typer.Exit(result.exit_code)

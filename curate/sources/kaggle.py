@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CredentialsError, CurateError, InputError, NetworkError, UnreadableImage
-from curate.images import extension_matches, probe
+from curate.images import decode, extension_matches
 from curate.tree import (
     INFO_NAME,
     SPLIT_ORDER,
@@ -154,7 +154,11 @@ def _convert(e: BaseException, doing: str) -> CurateError:
                                 "check the credentials and accept the dataset's terms on kaggle.com; " + SOURCE_HINT)
     if status == 404:
         return InputError(f"Kaggle could not {doing}: not found (HTTP 404)", "check OWNER/DATASET on kaggle.com")
-    return NetworkError(f"could not {doing}: {type(e).__name__}: {e}", "check the network, " + SOURCE_HINT)
+    kind = type(e).__name__
+    if "Connection" in kind or "Timeout" in kind or isinstance(e, OSError):
+        return NetworkError(f"cannot reach Kaggle to {doing} ({kind})", "check the network, " + SOURCE_HINT)
+    detail = " ".join(str(e).split())[:200]
+    return NetworkError(f"could not {doing}: {kind}: {detail}", "check the network, " + SOURCE_HINT)
 
 
 def download(dataset: str, dest: str | Path, *, quiet: bool = False) -> Path:
@@ -213,15 +217,17 @@ def _walk_dirs(root: Path):
         yield Path(dirpath), depth
 
 
-def find_layout(root: str | Path) -> Layout:
+def find_layout(root: str | Path, shown: str | Path | None = None) -> Layout:
     """Find the split folders (train/valid/validation/test…) of class folders wherever they sit."""
     root = Path(root)
+    shown = shown or root
     best: tuple[int, int, Layout] | None = None
     for d, depth in _walk_dirs(root):
         splits: dict[str, Path] = {}
         for sub in _class_dirs(d):
             canon = canonical_split(sub.name)
-            if canon and _class_dirs(sub):
+            classes = _class_dirs(sub) if canon else []
+            if classes and not all(canonical_split(c.name) for c in classes):  # not train/train/<class>
                 if canon in splits:
                     raise InputError(f"{d} has two folders for split '{canon}': {splits[canon].name}/ and {sub.name}/",
                                      "remove or rename one of them")
@@ -240,7 +246,7 @@ def find_layout(root: str | Path) -> Layout:
             best = (-n, depth, Layout(d, {"train": d}, True))
     if best:
         return best[2]
-    raise InputError(f"found no class folders of images under {root}", "expect SPLIT/CLASS/*.jpg or CLASS/*.jpg")
+    raise InputError(f"found no class folders of images in {shown}", "expect SPLIT/CLASS/*.jpg or CLASS/*.jpg")
 
 
 def find_names(root: Path, layout: Layout, name: str = NAMES_FILE) -> Path | None:
@@ -318,7 +324,8 @@ def _ingest(src: str, dst: str, quarantine: str, link: bool) -> dict[str, Any]:
     data = Path(src).read_bytes()
     row: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     try:
-        p = probe(data)
+        # every byte is entropy-decoded (truncation and corruption show), the IDCT at 1/8 scale only
+        p = decode(data, min_scale=0.125)
         row.update(width=p.width, height=p.height, format=p.format, status="kept")
         row["problem"] = None if extension_matches(dst, p.format) else f"extension-mismatch: {p.format} bytes"
         target = Path(dst)
@@ -410,6 +417,62 @@ def _check_out(out: Path, source: Path | None) -> dict[str, Any]:
     return record
 
 
+def _plan(base: Path, spec: DatasetSpec, names_path: Path | None, label_names: bool, previous: dict, out: Path,
+          shown: Path):
+    """Find the layout and names, list every file to import, and name the class folders."""
+    layout = find_layout(base, shown)
+    names_path = names_path or find_names(base, layout, spec.names_file)
+    id_names = load_names(names_path) if names_path else {}
+
+    problems: list[str] = []
+    items: list[tuple[str, str, str, str]] = []  # split, class id, file path, source id
+    for split, sdir in layout.splits.items():
+        for f in sorted(sdir.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                problems.append(f"{f.relative_to(base).as_posix()}: file outside any class folder, not imported")
+        for cdir in _class_dirs(sdir):
+            if layout.single and canonical_split(cdir.name):
+                continue
+            for dirpath, dirnames, files in os.walk(cdir):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for fn in sorted(files):
+                    p = Path(dirpath, fn)
+                    rel = p.relative_to(base).as_posix()
+                    if fn.startswith("."):
+                        continue
+                    if p.is_symlink():
+                        problems.append(f"{rel}: symbolic link, not imported")
+                    elif not is_image_name(fn):
+                        problems.append(f"{rel}: not an image file name, not imported")
+                    else:
+                        items.append((split, cdir.name, p.relative_to(cdir).as_posix(), rel))
+    if not items:
+        raise InputError(f"found no images in {shown}", "expect SPLIT/CLASS/*.jpg or CLASS/*.jpg")
+
+    ids = sorted({cid for _, cid, _, _ in items}, key=_id_key)
+    folders = folder_names(ids, id_names, label_names)
+    unknown = [cid for cid in ids if id_names and cid not in id_names]
+    unmapped = sorted((k for k in id_names if k not in set(ids)), key=_id_key)
+    if label_names and not id_names:
+        raise InputError(f"--label-names needs class names, but no {spec.names_file} was found in {shown}",
+                         "pass --names FILE (JSON id -> name)")
+    if unknown and label_names:
+        problems.append(f"{len(unknown)} class ids have no name and keep their id as folder: {', '.join(unknown[:10])}")
+    old = previous.get("folders")
+    if old and old != folders:
+        raise InputError(f"--out {out} was built with other class folder names", "choose a new --out, or repeat the earlier --label-names choice")
+
+    return layout, names_path, id_names, problems, items, ids, folders, unknown, unmapped
+
+
+def _discard(out: Path, created: bool, extract_dir: Path | None) -> None:
+    """After bad input: remove what this run wrote (the extraction, and OUT if this run made it)."""
+    if created:
+        shutil.rmtree(out, ignore_errors=True)
+    elif extract_dir is not None:
+        shutil.rmtree(extract_dir, ignore_errors=True)
+
+
 def import_dataset(
     dataset: str,
     out: str | Path,
@@ -449,57 +512,28 @@ def import_dataset(
         return res
 
     extract_dir = None
+    created = not out.exists()
     if src.is_file():
         if not is_archive(src):
+            if src.name.lower().endswith((".zip", ".tar", ".tgz", ".gz", ".xz", ".bz2")):
+                raise InputError(f"--source {src} is a corrupt or incomplete archive", "download it again")
             raise InputError(f"--source {src} is not a zip or tar archive", "pass the downloaded .zip or a folder")
         extract_dir = out / ".curate" / "extract" / src.name
-        safe_extract(src, extract_dir, quiet=quiet)
+        try:
+            safe_extract(src, extract_dir, quiet=quiet)
+        except CurateError:
+            _discard(out, created, extract_dir)
+            raise
         base, link = extract_dir, True
     else:
         base, link = src, False
 
-    layout = find_layout(base)
-    names_path = names_path or find_names(base, layout, spec.names_file)
-    id_names = load_names(names_path) if names_path else {}
-
-    problems: list[str] = []
-    items: list[tuple[str, str, str, str]] = []  # split, class id, file path, source id
-    for split, sdir in layout.splits.items():
-        for f in sorted(sdir.iterdir()):
-            if f.is_file() and not f.name.startswith("."):
-                problems.append(f"{f.relative_to(base).as_posix()}: file outside any class folder, not imported")
-        for cdir in _class_dirs(sdir):
-            if layout.single and canonical_split(cdir.name):
-                continue
-            for dirpath, dirnames, files in os.walk(cdir):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                for fn in sorted(files):
-                    p = Path(dirpath, fn)
-                    rel = p.relative_to(base).as_posix()
-                    if fn.startswith("."):
-                        continue
-                    if p.is_symlink():
-                        problems.append(f"{rel}: symbolic link, not imported")
-                    elif not is_image_name(fn):
-                        problems.append(f"{rel}: not an image file name, not imported")
-                    else:
-                        items.append((split, cdir.name, p.relative_to(cdir).as_posix(), rel))
-    if not items:
-        raise InputError(f"found no images under {layout.root}", "expect SPLIT/CLASS/*.jpg or CLASS/*.jpg")
-
-    ids = sorted({cid for _, cid, _, _ in items}, key=_id_key)
-    folders = folder_names(ids, id_names, label_names)
-    unknown = [cid for cid in ids if id_names and cid not in id_names]
-    unmapped = sorted((k for k in id_names if k not in set(ids)), key=_id_key)
-    if label_names and not id_names:
-        raise InputError(f"--label-names needs class names, but no {spec.names_file} was found under {base}",
-                         "pass --names FILE (JSON id -> name)")
-    if unknown and label_names:
-        problems.append(f"{len(unknown)} class ids have no name and keep their id as folder: {', '.join(unknown[:10])}")
-    old = previous.get("folders")
-    if old and old != folders:
-        raise InputError(f"--out {out} was built with other class folder names", "choose a new --out, or repeat the earlier --label-names choice")
-
+    try:
+        layout, names_path, id_names, problems, items, ids, folders, unknown, unmapped = _plan(
+            base, spec, names_path, label_names, previous, out, src)
+    except CurateError:
+        _discard(out, created, extract_dir)
+        raise
     update_info(out, "kaggle", {"dataset": spec.kaggle, "state": "incomplete", "folders": folders}, source="kaggle")
     quarantine = default_quarantine(out) / "unreadable"
     work = []
@@ -543,7 +577,7 @@ def import_dataset(
     record = {
         "dataset": spec.kaggle, "preset": spec.name if spec.name != spec.kaggle else None,
         "source": str(src), "fingerprint": fp, "options": options, "layout_root": layout.root.relative_to(base).as_posix() or ".",
-        "names_file": str(names_path) if names_path else None, "counts": counts, "classes": len(ids),
+        "names_file": _shown(names_path, base, src), "counts": counts, "classes": len(ids),
         "folders": folders, "problems": problems, "files": len(rows), "state": "complete",
     }
     update_info(out, "kaggle", record, source="kaggle")
@@ -553,6 +587,16 @@ def import_dataset(
             extract_dir.parent.rmdir()
     return KaggleResult(out, spec.kaggle, counts, len(ids), problems, unknown, unmapped,
                         layout_root=record["layout_root"])
+
+
+def _shown(path: Path | None, base: Path, src: Path) -> str | None:
+    """A path for records: inside the source it is named relative to the archive or folder."""
+    if path is None:
+        return None
+    try:
+        return f"{src}:{path.relative_to(base).as_posix()}" if src.is_file() else str(path)
+    except ValueError:
+        return str(path)
 
 
 def _tree_complete(out: Path) -> bool:

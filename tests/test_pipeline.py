@@ -1,0 +1,280 @@
+"""`curate run`: validation against the registered commands, in-process steps, records, skips."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+import yaml
+from test_kaggle_data import coin_files, write_zip
+
+from curate.cli import main
+from curate.errors import CurateError, InputError
+from curate.manifest import read_info
+from curate.pipeline import PipelineError, load_pipeline, parse_set, registered_commands, run_pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------- a tiny test-only app
+
+
+def make_app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root(quiet: bool = typer.Option(False, "-q"), verbose: bool = typer.Option(False, "-v")) -> None:
+        pass
+
+    @app.command("make")
+    def make(out: Path = typer.Option(..., "--out"), n: int = typer.Option(2, "--n", min=1, max=50),
+             tags: list[str] = typer.Option(None, "--tag"), big: bool = typer.Option(True, "--big/--small"),
+             src: Path = typer.Option(None, "--src")) -> None:
+        for i in range(n):
+            p = out / "train" / "a" / f"{i}.txt"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(f"{i} {tags} {big} {src.read_text() if src else ''}")
+
+    @app.command("count")
+    def count(root: Path = typer.Argument(...), fail_above: int = typer.Option(100, "--fail-above")) -> None:
+        n = len(list(root.rglob("*.txt")))
+        (root / "count.json").write_text(json.dumps(n))
+        raise typer.Exit(1 if n > fail_above else 0)
+
+    @app.command("boom")
+    def boom(root: Path = typer.Argument(...)) -> None:
+        raise InputError("it went boom", "a hint")
+
+    return app
+
+
+def write(path: Path, doc: str) -> Path:
+    path.write_text(doc)
+    return path
+
+
+PIPE = """\
+vars:
+  out: {out}
+  n: 3
+out: ${{out}}
+steps:
+  - make:
+      n: ${{n}}
+      tag: [x, y]
+      big: false
+  - count:
+      fail-above: 10
+"""
+
+
+def test_runs_in_order_records_and_skips(tmp_path):
+    app = make_app()
+    out = tmp_path / "tree"
+    p = write(tmp_path / "p.yaml", PIPE.format(out=out))
+    res = run_pipeline(p, app=app, quiet=True)
+    assert [(s.id, s.status, s.exit_code) for s in res.steps] == [("make", "ran", 0), ("count", "ran", 0)]
+    assert res.steps[0].argv == ["--out", str(out), "--n", "3", "--tag", "x", "--tag", "y", "--small"]
+    assert res.steps[1].argv == ["--fail-above", "10", str(out)]
+    assert json.loads((out / "count.json").read_text()) == 3
+    rec = read_info(out)["steps"]["run"]
+    assert set(rec["steps"]) == {"make", "count"}
+    assert rec["steps"]["make"]["exit_code"] == 0 and rec["steps"]["make"]["duration_s"] >= 0
+    assert len(rec["steps"]["count"]["params_hash"]) == 16
+    # unchanged: everything skipped
+    again = run_pipeline(p, app=app, quiet=True)
+    assert [s.status for s in again.steps] == ["skipped", "skipped"]
+    # a changed parameter reruns that step and every later one
+    changed = run_pipeline(p, app=app, quiet=True, variables={"n": 4})
+    assert [s.status for s in changed.steps] == ["ran", "ran"]
+    assert json.loads((out / "count.json").read_text()) == 4
+    # the tree changed outside the pipeline: nothing can be trusted
+    (out / "train" / "a" / "extra.txt").write_text("x")
+    assert [s.status for s in run_pipeline(p, app=app, quiet=True, variables={"n": 4}).steps] == ["ran", "ran"]
+    # --from forces from that step; --until stops after one
+    res = run_pipeline(p, app=app, quiet=True, variables={"n": 4}, from_step="count")
+    assert [s.status for s in res.steps] == ["not-run", "ran"]
+    res = run_pipeline(p, app=app, quiet=True, variables={"n": 4}, until_step="make", force=True)
+    assert [s.status for s in res.steps] == ["ran", "not-run"]
+
+
+def test_external_input_change_reruns(tmp_path):
+    app = make_app()
+    src = tmp_path / "src.txt"
+    src.write_text("v1")
+    p = write(tmp_path / "p.yaml", f"out: {tmp_path / 't'}\nsteps:\n  - make: {{src: {src}}}\n  - count\n")
+    assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["ran", "ran"]
+    assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["skipped", "skipped"]
+    src.write_text("version 2")
+    assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["ran", "ran"]
+
+
+def test_failure_stops_and_problems_policy(tmp_path):
+    app = make_app()
+    out = tmp_path / "t"
+    p = write(tmp_path / "p.yaml", f"out: {out}\nsteps:\n  - make\n  - boom\n  - count\n")
+    res = run_pipeline(p, app=app, quiet=True)
+    assert [s.status for s in res.steps] == ["ran", "failed", "not-run"]
+    assert res.exit_code == 2 and "it went boom" in res.steps[1].message
+    p = write(tmp_path / "q.yaml", f"out: {out}\nsteps:\n  - make\n  - count: {{fail-above: 1}}\n  - count: {{}}\n    name: again\n")
+    res = run_pipeline(p, app=app, quiet=True, force=True)
+    assert [s.status for s in res.steps] == ["ran", "failed", "not-run"] and res.exit_code == 1
+    p = write(tmp_path / "r.yaml", f"out: {out}\nsteps:\n  - make\n  - count: {{fail-above: 1}}\n"
+                                   "    continue-on-problems: true\n  - count: {}\n    name: again\n")
+    res = run_pipeline(p, app=app, quiet=True, force=True)
+    assert [s.status for s in res.steps] == ["ran", "ran", "ran"] and res.exit_code == 1
+    assert [s.id for s in res.steps] == ["make", "count", "again"]
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    p = write(tmp_path / "p.yaml", PIPE.format(out=tmp_path / "tree"))
+    res = run_pipeline(p, app=make_app(), dry_run=True)
+    assert [s.status for s in res.steps] == ["would-run", "would-run"] and res.exit_code == 0
+    assert not (tmp_path / "tree").exists()
+
+
+@pytest.mark.parametrize("doc, where, needle", [
+    ("out: o\nsteps:\n  - make:\n      nn: 3\n", ":4: steps[0].make.nn", "did you mean 'n'"),
+    ("out: o\nsteps:\n  - make:\n      n: lots\n", ":4: steps[0].make.n", "invalid value 'lots'"),
+    ("out: o\nsteps:\n  - make:\n      n: 99\n", ":4: steps[0].make.n", "less than or equal to 50"),
+    ("out: o\nsteps:\n  - make:\n      big: maybe\n", ":4: steps[0].make.big", "true or false"),
+    ("out: o\nsteps:\n  - make\n  - cuont: {}\n", ":4: steps[1].cuont", "did you mean 'count'"),
+    ("steps:\n  - count: {}\n", ":2: steps[0].count", "needs argument ROOT"),
+    ("out: ${nope}\nsteps:\n  - make\n", ":1: out", "unknown variable ${nope}"),
+    ("vars:\n  x: null\nout: o\nsteps:\n  - make\n", ":2: vars.x", "--set x=VALUE"),
+    ("out: o\nstep:\n  - make\n", ":2: step", "did you mean 'steps'"),
+    ("out: o\nsteps:\n  - make: {n: 1\n", ":4", "not valid YAML"),
+    ("out: o\nsteps:\n  - make: {}\n    count: {}\n", ":3: steps[0]", "give exactly one"),
+    ("out: o\nsteps:\n  - make: [1, 2]\n", ":3: steps[0].make", "mapping of flags"),
+    ("out: o\nsteps: []\n", ":2: steps", "non-empty list"),
+])
+def test_validation_errors_name_file_line_field(tmp_path, doc, where, needle):
+    p = write(tmp_path / "bad.yaml", doc)
+    with pytest.raises(PipelineError) as e:
+        load_pipeline(p, app=make_app())
+    assert f"{p}{where}" in str(e.value) and needle in str(e.value)
+
+
+def test_set_values_and_unknown_set(tmp_path):
+    assert parse_set(["n=3", "name=a=b", "flag=true", "s="]) == {"n": 3, "name": "a=b", "flag": True, "s": ""}
+    with pytest.raises(InputError):
+        parse_set(["novalue"])
+    p = write(tmp_path / "p.yaml", PIPE.format(out=tmp_path / "t"))
+    with pytest.raises(PipelineError, match="--set nn: unknown variable.*did you mean 'n'"):
+        load_pipeline(p, {"nn": 1}, app=make_app())
+    assert load_pipeline(p, {"n": 7}, app=make_app()).steps[0].argv[3] == "7"
+
+
+def test_cli_run_kaggle_pipeline(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kaggle", None)
+    src = write_zip(tmp_path / "coin-images.zip", coin_files())
+    out = tmp_path / "coins"
+    p = write(tmp_path / "k.yaml", f"""\
+vars: {{source: null, out: {out}}}
+out: ${{out}}
+workers: 1
+steps:
+  - kaggle: {{dataset: coins, source: "${{source}}", check-counts: false}}
+""")
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(p), "--set", f"source={src}", "--dry-run"])
+    assert e.value.code == 0 and "would-run" in capsys.readouterr().out and not out.exists()
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "run", str(p), "--set", f"source={src}"])
+    assert e.value.code == 0, capsys.readouterr().err
+    assert (out / "train" / "1").is_dir()
+    info = read_info(out)
+    assert info["steps"]["kaggle"]["state"] == "complete" and info["steps"]["run"]["steps"]["kaggle"]["exit_code"] == 0
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(p), "--set", f"source={src}"])
+    assert e.value.code == 0 and "skipped" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(tmp_path / "missing.yaml")])
+    assert e.value.code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_kaggle_step_validated_against_real_command(tmp_path):
+    p = write(tmp_path / "k.yaml", "out: o\nsteps:\n  - kaggle:\n      dataset: coins\n      lable-names: true\n")
+    with pytest.raises(PipelineError, match=r"k.yaml:5: steps\[0\].kaggle.lable-names: unknown option.*label-names"):
+        load_pipeline(p)
+    p = write(tmp_path / "k.yaml", "out: o\nsteps:\n  - kaggle:\n      label-names: true\n")
+    with pytest.raises(PipelineError, match="needs argument DATASET"):
+        load_pipeline(p)
+    p = write(tmp_path / "k.yaml", "out: o\nsteps:\n  - run: {}\n")
+    with pytest.raises(CurateError, match="cannot run inside a pipeline"):
+        load_pipeline(p)
+
+
+# ---------------------------------------------------------------- shipped pipelines
+
+
+def _commands_in(path: Path) -> list[str]:
+    doc = yaml.safe_load(path.read_text())
+    return [next(k for k in (s if isinstance(s, dict) else {s: None}) if k not in ("name", "continue-on-problems"))
+            for s in doc["steps"]]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "pipelines").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_pipelines_are_valid(path):
+    """Fails loudly on any wrong flag; skips only while a step's command has not landed yet."""
+    text = path.read_text()
+    assert text.startswith("#"), "each pipeline starts with a comment header saying what it reproduces"
+    missing = sorted(set(_commands_in(path)) - set(registered_commands()))
+    if missing:
+        pytest.skip(f"commands not registered yet: {', '.join(missing)}")
+    declared = yaml.safe_load(text).get("vars") or {}
+    needed = {k: "/tmp/somewhere" for k, v in declared.items() if v is None}
+    pipe = load_pipeline(path, needed)
+    assert pipe.out is not None and pipe.steps
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end(tmp_path, capsys, demo_source):
+    """`curate run pipelines/demo.yaml` on the demo's offline Open Images-layout source."""
+    path = ROOT / "pipelines" / "demo.yaml"
+    missing = sorted(set(_commands_in(path)) - set(registered_commands()))
+    if missing:
+        pytest.skip(f"commands not registered yet: {', '.join(missing)}")
+    pytest.importorskip("torch")
+    out = tmp_path / "tree"
+    args = ["-q", "run", str(path), "--set", f"source={demo_source}", "--set", f"out={out}"]
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    cap = capsys.readouterr()
+    assert e.value.code in (0, 1), cap.err
+    rec = read_info(out)["steps"]["run"]["steps"]
+    assert set(rec) == {"openimages", "dedupe", "report", "train"}
+    assert all(r["exit_code"] in (0, 1) for r in rec.values())
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert "skipped" in capsys.readouterr().out  # nothing changed: every step is skipped
+
+
+def test_string_options_holding_paths_are_inputs_too(tmp_path):
+    app = typer.Typer()
+
+    @app.callback()
+    def _root(quiet: bool = typer.Option(False, "-q")) -> None:
+        pass
+
+    @app.command("copy")
+    def copy(src: str = typer.Option(..., "--src"), out: Path = typer.Option(..., "--out"),
+             mode: str = typer.Option("train", "--mode")) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "copy.txt").write_text(Path(src).read_text())
+
+    @app.command("other")
+    def other() -> None:
+        pass
+
+    src = tmp_path / "in.txt"
+    src.write_text("a")
+    p = write(tmp_path / "p.yaml", f"out: {tmp_path / 't'}\nsteps:\n  - copy: {{src: {src}, mode: s3://x/y}}\n")
+    step = load_pipeline(p, app=app).steps[0]
+    assert sorted(step.external) == sorted([str(src), str(tmp_path / "t")])  # the tree is excluded when hashing
+    assert run_pipeline(p, app=app, quiet=True).steps[0].status == "ran"
+    assert run_pipeline(p, app=app, quiet=True).steps[0].status == "skipped"
+    src.write_text("bb")
+    assert run_pipeline(p, app=app, quiet=True).steps[0].status == "ran"
