@@ -9,34 +9,36 @@ from __future__ import annotations
 from curate.train.config import TrainConfig, TrainResult, require_torch
 
 
-def train(root, *, out=None, quiet: bool = False, log=None, on_epoch_end=None, **options) -> TrainResult:
+def train(root, *, out=None, resume: bool = False, overwrite: bool = False, quiet: bool = False, log=None,
+          on_epoch_end=None, **options) -> TrainResult:
     """Train a torchvision classifier on a curated tree; see TrainConfig for every option.
 
     Example: `train("data/coins", out="runs/coins", arch="resnet18", weights="none", epochs=1)`.
+    `resume` continues the run in `out` from its last.pt; `overwrite` replaces a finished run there.
     Returns a TrainResult with `.out_dir` and `.metrics` (the content of metrics.json).
     """
     require_torch()
     from curate.train.loop import fit
 
     cfg = TrainConfig.from_options(**options)
-    return fit(root, cfg, out=out, quiet=quiet, log=log, on_epoch_end=on_epoch_end)
+    return fit(root, cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet, log=log, on_epoch_end=on_epoch_end)
 
 
 def predict(checkpoint, inputs, *, top_k: int = 5, device: str = "auto", batch_size: int = 64,
             quiet: bool = False):
     """Top-k class names and probabilities for an image or a folder of images."""
     require_torch()
-    from curate.train.predict import predict as _predict
+    from curate.train.predictor import predict as _predict
 
     return _predict(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=quiet)
 
 
-def compare(root, archs, *, out=None, quiet: bool = False, log=None, **options):
+def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = False, log=None, **options):
     """Train each architecture with the same options and write one comparison table."""
     require_torch()
-    from curate.train.compare import compare as _compare
+    from curate.train.comparison import compare as _compare
 
-    return _compare(root, archs, out=out, quiet=quiet, log=log, **options)
+    return _compare(root, archs, out=out, overwrite=overwrite, quiet=quiet, log=log, **options)
 
 
 __all__ = ["TrainConfig", "TrainResult", "train", "predict", "compare"]

@@ -57,6 +57,7 @@ class TrainConfig:
     amp: bool | None = None  # None = auto (on for CUDA); on CPU it means bf16 autocast
     channels_last: bool | None = None  # None = auto (on for CUDA)
     workers: int | None = None  # decode processes
+    threads: int | None = None  # torch CPU threads (None: torch's default, one per core)
     seed: int = 0
     cache_gb: float | None = None  # decoded uint8 cache limit; None = half the free memory; 0 = stream
     mean: tuple[float, float, float] = IMAGENET_MEAN
@@ -94,6 +95,8 @@ class TrainConfig:
             bad("--epochs and --batch-size must be >= 1 and --size >= 16", "e.g. --epochs 10 --size 224")
         if self.lr < 0 or self.weight_decay < 0 or not 0 <= self.dropout < 1 or self.mixup < 0:
             bad("--lr, --weight-decay, --mixup must be >= 0 and --dropout in [0, 1)", "see curate train --help")
+        if self.threads is not None and self.threads < 1:
+            bad("--threads must be >= 1", "e.g. --threads 1 on a machine shared with other jobs")
         if self.patience < 0:
             bad("--patience must be >= 0", "0 disables early stopping")
         if self.scheduler not in ("cosine", "none"):

@@ -71,6 +71,8 @@ def decode_split(split: Split, size: int, *, workers: int | None, quiet: bool) -
 def place(cached: Cached, device: torch.device, budget: int) -> tuple[Cached, int]:
     """Move a cache onto the device if it fits in `budget` bytes, else pin it in host memory."""
     nbytes = cached.images.numel()
+    if cached.images.device.type != "cpu" or cached.images.is_pinned():  # placed by an earlier run (compare)
+        return cached, budget - (nbytes if cached.images.device.type != "cpu" else 0)
     if device.type != "cpu" and nbytes <= budget:
         cached.images = cached.images.to(device)
         return cached, budget - nbytes
@@ -122,10 +124,9 @@ class Batches:
 
     def _from_cache(self, order):
         src = self.source
-        n = len(src)
-        idx = order if order is not None else torch.arange(n)
+        idx = order if order is not None else torch.arange(len(src))
         nb = self.device.type == "cuda"
-        for i in range(0, n, self.batch_size):
+        for i in range(0, len(idx), self.batch_size):
             j = idx[i : i + self.batch_size]
             x = src.images[j.to(src.images.device)] if src.images.device.type != "cpu" else src.images[j]
             yield x.to(self.device, non_blocking=nb), src.targets[j].to(self.device, non_blocking=nb)
@@ -137,6 +138,7 @@ class Batches:
                 self.source, batch_size=self.batch_size, sampler=self._sampler, num_workers=self.workers,
                 pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0,
                 prefetch_factor=4 if self.workers else None,
+                generator=torch.Generator().manual_seed(0),  # never draw from the global RNG (dropout's)
             )
         self._sampler.order = (order if order is not None else torch.arange(len(self.source))).tolist()
         for x, y in self._loader:

@@ -115,8 +115,9 @@ class Prepared:
     decode_seconds: float
 
 
-def prepare(root, cfg: TrainConfig, *, quiet: bool, log: Callable[[str], None]) -> Prepared:
-    ds = load_dataset(root, cfg.eval_split)
+def prepare(root, cfg: TrainConfig, *, quiet: bool, log: Callable[[str], None], dataset: Dataset | None = None
+            ) -> Prepared:
+    ds = dataset or load_dataset(root, cfg.eval_split)
     for w in ds.warnings:
         log(f"warning: {w}")
     total = sum(len(s.paths) for s in ds.splits.values())
@@ -142,7 +143,7 @@ def prepare(root, cfg: TrainConfig, *, quiet: bool, log: Callable[[str], None]) 
 # ------------------------------------------------------------------ output folder
 
 
-def resolve_out(out, root: Path, arch: str, resume: bool) -> Path:
+def resolve_out(out, root: Path, arch: str, resume: bool, overwrite: bool = False) -> Path:
     if out is None:
         if resume:
             raise InputError("--resume needs --out, the folder of the run to continue", "e.g. --out runs/coins-resnet18")
@@ -155,8 +156,9 @@ def resolve_out(out, root: Path, arch: str, resume: bool) -> Path:
     out = Path(out)
     if resume and not (out / "last.pt").is_file():
         raise InputError(f"{out / 'last.pt'} does not exist, so there is nothing to resume", "drop --resume")
-    if not resume and ((out / "last.pt").exists() or (out / "best.pt").exists()):
-        raise InputError(f"{out} already holds a training run", "pass --resume to continue it, or another --out")
+    if not resume and not overwrite and ((out / "last.pt").exists() or (out / "best.pt").exists()):
+        raise InputError(f"{out} already holds a training run",
+                         "pass --resume to continue it, --overwrite to replace it, or another --out")
     return out
 
 
@@ -191,6 +193,8 @@ def train_one_epoch(model, batches: Batches, augment: Augment, criterion, optimi
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     rng = np.random.default_rng([seed, epoch])
     order = torch.randperm(batches.num_images(), generator=g)
+    if len(order) % batches.batch_size == 1 and len(order) > 1:
+        order = order[:-1]  # a lone last image breaks BatchNorm in train mode; another one sits out each epoch
     total_loss, correct, n = 0.0, 0.0, 0
     t0 = time.perf_counter()
     for xb, yb in batches(order):
@@ -251,23 +255,24 @@ def _default_log(quiet: bool):
                                                                          soft_wrap=True))
 
 
-def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, quiet: bool = False,
+def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bool = False, quiet: bool = False,
         log: Callable[[str], None] | None = None, on_epoch_end=None, prepared: Prepared | None = None) -> TrainResult:
     root = Path(root)
     log = log or _default_log(quiet)
-    out_dir = resolve_out(out, root, cfg.arch, resume)
+    out_dir = resolve_out(out, root, cfg.arch, resume, overwrite)
     device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     prec = precision_for(device, cfg.amp)
     if prec.dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_bf16():
         log("warning: this CPU has no native bf16; --amp will be slower than fp32 here")
     channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
-    prep = prepared or prepare(root, cfg, quiet=quiet, log=log)
-    ds = prep.dataset
+    ds = prepared.dataset if prepared else load_dataset(root, cfg.eval_split)
     n_cls = len(ds.classes)
-
     torch.manual_seed(cfg.seed)
     model, minfo = build_model(cfg.arch, n_cls, weights=cfg.weights, dropout=cfg.dropout,
-                               freeze_until=cfg.freeze_until)
+                               freeze_until=cfg.freeze_until)  # before decoding: bad weights fail fast
+    prep = prepared or prepare(root, cfg, quiet=quiet, log=log, dataset=ds)
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -318,16 +323,18 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, quiet: bool =
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"{cfg.arch}: {n_cls} classes, {train_b.num_images()} train / {eval_b.num_images()} {cfg.eval_split} images, "
         f"{minfo['trainable_params']:,} of {minfo['params']:,} parameters trainable (from {minfo['freeze_until']}), "
-        f"{device.type} {prec.name}")
+        f"{device.type} {prec.name}, writing to {out_dir}")
 
     stopped_early = False
     if start > 1 and cfg.patience and bad_epochs >= cfg.patience:
         stopped_early = True
         start = cfg.epochs + 1
+    n_train = train_b.num_images()
+    steps = math.ceil((n_train - (n_train % cfg.batch_size == 1 and n_train > 1)) / cfg.batch_size)
     with PeakMemory(device) as mem, progress_bar(quiet) as bar:
-        task = bar.add_task("train", total=len(train_b), unit="batches")
+        task = bar.add_task("train", total=steps, unit="batches")
         for epoch in range(start, cfg.epochs + 1):
-            bar.reset(task, total=len(train_b), description=f"epoch {epoch}/{cfg.epochs}")
+            bar.reset(task, total=steps, description=f"epoch {epoch}/{cfg.epochs}")
             lr = optimizer.param_groups[0]["lr"]
             tr = train_one_epoch(model, train_b, augment, criterion, optimizer, scaler, prec, minfo["frozen_norms"],
                                  seed=cfg.seed, epoch=epoch, mixup=cfg.mixup,

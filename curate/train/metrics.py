@@ -73,28 +73,35 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str, top
     norm = norm[np.ix_(order, order)]
     side = min(24.0, max(5.0, 0.22 * n + 3))
     fig, (ax, tx) = plt.subplots(1, 2, figsize=(side + 5, side), gridspec_kw={"width_ratios": [side, 5]})
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, interpolation="nearest")
+    from matplotlib.colors import PowerNorm
+
+    # Many classes: a square-root colour scale so that small confusions stay visible.
+    scale = PowerNorm(0.5, vmin=0, vmax=1) if n > 25 else None
+    im = ax.imshow(norm, cmap="Blues", norm=scale, vmin=None if scale else 0, vmax=None if scale else 1,
+                   interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="fraction of the true class")
     if n <= 80:
         fs = 9 if n <= 25 else max(4, int(9 - n / 15))
         ax.set_xticks(range(n), [names[i] for i in order], rotation=90, fontsize=fs)
         ax.set_yticks(range(n), [names[i] for i in order], fontsize=fs)
-    else:
+    else:  # too many names to print: index ticks; the names of the worst pairs are listed beside
         ax.set_xticks([])
         ax.set_yticks([])
+        ax.set_xlabel(f"predicted ({n} classes)")
     if n <= 25:
         for i in range(n):
             for j in range(n):
                 if norm[i, j] >= 0.005:
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
                             color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted")
+    if n <= 80:
+        ax.set_xlabel("predicted")
     ax.set_ylabel("true (sorted by recall, worst first)")
     ax.set_title(title)
     tx.axis("off")
     lines = ["Top confusions (true -> predicted):", ""]
     lines += [f"{c['true'][:24]} -> {c['predicted'][:24]}: {c['count']} ({c['rate']:.0%})" for c in top] or ["none"]
-    tx.text(0, 1, "\n".join(lines), va="top", ha="left", fontsize=9, family="monospace")
+    tx.text(0, 1, "\n".join(lines), va="top", ha="left", fontsize=9 if n <= 25 else 12, family="monospace")
     _save_fig(fig, path)
     plt.close(fig)
 
@@ -104,6 +111,7 @@ def plot_curves(history: list[dict], path: Path, best_epoch: int) -> None:
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -112,6 +120,7 @@ def plot_curves(history: list[dict], path: Path, best_epoch: int) -> None:
         ax.plot(ep, [h[f"val_{key}"] for h in history], "o-", label="validation")
         ax.axvline(best_epoch, color="gray", ls="--", lw=1, label=f"best (epoch {best_epoch})")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("loss" if key == "loss" else "accuracy")
         ax.grid(alpha=0.3)
         ax.legend()

@@ -33,9 +33,11 @@ def classification_models() -> list[str]:
 
 
 def _check_arch(arch: str) -> None:
+    import difflib
+
     names = classification_models()
     if arch not in names:
-        near = [n for n in names if arch.split("_")[0] in n][:6] or ["resnet18", "resnet50", "mobilenet_v2"]
+        near = difflib.get_close_matches(arch, names, n=5, cutoff=0.5) or ["resnet18", "resnet50", "mobilenet_v2"]
         raise InputError(f"unknown architecture '{arch}'", f"torchvision classification models include {', '.join(near)}")
 
 
@@ -60,8 +62,10 @@ def imagenet_state_dict(arch: str) -> dict:
     old = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
+        if not path.is_file():
+            _resolves(w.url)
         return w.get_state_dict(progress=False, check_hash=True)
-    except (OSError, RuntimeError) as e:  # URLError, timeouts, DNS failures, truncated files
+    except Exception as e:  # URLError, timeouts, DNS failures, truncated or foreign files
         if path.is_file():
             raise InputError(f"cannot load cached weights {path}: {e}", "delete the file and retry") from e
         reason = getattr(e, "reason", e)
@@ -69,6 +73,30 @@ def imagenet_state_dict(arch: str) -> dict:
                            hint) from e
     finally:
         socket.setdefaulttimeout(old)
+
+
+def _resolves(url: str, timeout: float = 5.0) -> None:
+    """Name lookup in a thread: socket timeouts do not cover DNS, which can stall offline."""
+    import threading
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname or ""
+    done: list = []
+
+    def look():
+        try:
+            socket.getaddrinfo(host, 443)
+            done.append(None)
+        except OSError as e:
+            done.append(e)
+
+    t = threading.Thread(target=look, daemon=True)
+    t.start()
+    t.join(timeout)
+    if not done:
+        raise OSError(f"no answer for {host} within {timeout:.0f} s")
+    if done[0] is not None:
+        raise done[0]
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -211,7 +239,9 @@ def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: 
     import torchvision.models as tvm
 
     _check_arch(arch)
-    kwargs = {"aux_logits": False, "init_weights": False} if arch in ("inception_v3", "googlenet") else {}
+    kwargs = {}
+    if arch in ("inception_v3", "googlenet"):  # no auxiliary heads; ImageNet weights expect transform_input
+        kwargs = {"aux_logits": False, "init_weights": False, "transform_input": weights == "imagenet"}
     model = tvm.get_model(arch, weights=None, **kwargs)
     ckpt_state = None
     if weights == "imagenet":

@@ -69,11 +69,11 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
     tree = scan_tree(root)
     if tree.single or "train" not in tree.split_dirs:
         raise InputError(f"{root} has no train/ split folder",
-                         "training needs ROOT/train/<label>/ and ROOT/val/<label>/ (run `curate split`)")
+                         "training needs ROOT/train/<label>/ and ROOT/val/<label>/ class folders")
     if eval_split not in tree.split_dirs:
         have = ", ".join(tree.split_dirs.values())
         raise InputError(f"{root} has no {eval_split} split (found: {have})",
-                         "run `curate split`, or pass --eval-split test")
+                         "add a val/ split of class folders, or pass --eval-split test")
     excluded = _excluded_by_manifest(root)
     ds = Dataset(root=root, classes=[], display=read_class_names(root))
     for split, label in tree.empty_labels:
@@ -93,10 +93,10 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
         unknown = sorted({f.label for f in rows} - set(index))
         if unknown:
             raise InputError(f"{split} has classes that train lacks: {', '.join(unknown[:5])}",
-                             "every class needs training images; re-split the tree")
+                             "every class needs training images; move some into train/")
         ds.splits[split] = Split(split, [root / f.path for f in rows], [index[f.label] for f in rows])
     if not ds.splits[eval_split].paths:
-        raise InputError(f"the {eval_split} split of {root} has no images", "run `curate split` first")
+        raise InputError(f"the {eval_split} split of {root} has no images", "put some images in its class folders")
     if excluded:
         ds.warnings.append(f"{len(excluded)} file(s) marked not kept in manifest.parquet were left out")
     return ds

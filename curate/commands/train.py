@@ -1,0 +1,146 @@
+"""`curate train` and `curate predict`: a thin layer over curate.train (torch is imported lazily)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from curate.commands.common import STATE, err, info, out, seed_option, workers_option
+from curate.errors import EXIT_INTERRUPTED, EXIT_OK
+
+ORDER = 80
+
+TRAIN_HELP = """Train a torchvision classifier on a curated tree and measure it.
+
+Defaults follow the reference recipe: ResNet18 with ImageNet weights, all blocks frozen but the last, dropout 0.3, focal loss (gamma 2, alpha 1), AdamW, cosine annealing, early stopping on validation loss (patience 3), ColorJitter + horizontal flip. Writes best.pt, last.pt, history.csv, metrics.json, classification_report.txt, confusion_matrix.png and curves.png to --out.
+
+Examples:
+
+  curate train data/coins --out runs/coins
+
+  curate train data/oi --arch resnet50 --epochs 20 --lr 1e-4 --alpha balanced
+
+  curate train data/coins --weights none --freeze-until none --mixup 0.2 --lr 1e-3
+
+  curate train data/coins --out runs/coins --resume
+
+  curate train data/coins --compare resnet18,mobilenet_v2,efficientnet_b0 --epochs 10
+"""
+
+PREDICT_HELP = """Predict classes of images with a best.pt written by `curate train`.
+
+Examples:
+
+  curate predict runs/coins/best.pt photo.jpg
+
+  curate predict runs/coins/best.pt data/new --top-k 3 --json > predictions.json
+"""
+
+
+def train_cmd(
+    root: Path = typer.Argument(..., help="Curated tree: ROOT/train/<label>/, ROOT/val/<label>/ (test/ optional)."),
+    arch: str = typer.Option("resnet18", "--arch", help="Any torchvision classification model (resnet50, mobilenet_v2, ...)."),
+    weights: str = typer.Option("imagenet", "--weights", help="imagenet (torchvision weights, cached under TORCH_HOME), none, or a .pt/.pth file."),
+    loss: str = typer.Option("focal", "--loss", help="focal or ce."),
+    gamma: float = typer.Option(2.0, "--gamma", help="Focal loss focusing parameter (0 = cross-entropy)."),
+    alpha: str = typer.Option("1", "--alpha", help="Focal loss alpha: a number, or balanced (per class, inverse frequency)."),
+    class_weights: str = typer.Option("none", "--class-weights", help="none or inverse-freq."),
+    epochs: int = typer.Option(50, "--epochs", help="Maximum epochs."),
+    batch_size: int = typer.Option(128, "--batch-size", "-b", help="Images per batch."),
+    lr: float = typer.Option(1e-5, "--lr", help="AdamW learning rate."),
+    weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay."),
+    freeze_until: str = typer.Option("auto", "--freeze-until", help="Freeze parameters before this module: auto (last block: layer4 for ResNets), head, none, or a name."),
+    dropout: float = typer.Option(0.3, "--dropout", help="Dropout before the final layer."),
+    patience: int = typer.Option(3, "--patience", help="Stop after this many epochs without a lower validation loss (0 = never)."),
+    scheduler: str = typer.Option("cosine", "--scheduler", help="cosine or none."),
+    augment: str = typer.Option("flip,jitter", "--augment", help="Comma list of flip, jitter, crop; or none."),
+    mixup: float = typer.Option(0.0, "--mixup", help="Mixup Beta(alpha, alpha); 0 = off."),
+    size: int = typer.Option(224, "--size", help="Input side in pixels."),
+    eval_split: str = typer.Option("val", "--eval-split", help="Split for validation loss and early stopping: val or test."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
+    amp: bool = typer.Option(None, "--amp/--no-amp", help="Mixed precision: fp16 on CUDA (default on), bf16 on CPU (opt-in)."),
+    cache_gb: float = typer.Option(None, "--cache-gb", help="Limit for the decoded image cache (default: half the free memory; 0 = stream from disk)."),
+    workers: int = workers_option(),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads (default: one per core; 1 helps on a machine shared with other jobs)."),
+    seed: int = seed_option(),
+    out_dir: Path = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<tree>-<arch>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last.pt."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out (default: refuse)."),
+    compare: str = typer.Option(None, "--compare", help="Comma list of architectures: train each, write compare.md/.csv."),
+) -> None:
+    from curate.train import compare as compare_api
+    from curate.train import train as train_api
+
+    opts = dict(weights=weights, loss=loss, gamma=gamma, alpha=alpha, class_weights=class_weights, epochs=epochs,
+                batch_size=batch_size, lr=lr, weight_decay=weight_decay, freeze_until=freeze_until, dropout=dropout,
+                patience=patience, scheduler=scheduler, augment=augment, mixup=mixup, size=size,
+                eval_split=eval_split, device=device, amp=amp, cache_gb=cache_gb, workers=workers, threads=threads,
+                seed=seed)
+    if compare:
+        if resume:
+            raise typer.BadParameter("--resume does not combine with --compare")
+        rows = compare_api(root, compare, out=out_dir, overwrite=overwrite, quiet=STATE.quiet, **opts)
+        from curate.train.comparison import COLUMNS, format_row
+
+        _table([h for _, h, _ in COLUMNS], [format_row(r) for r in rows], f"compare on {rows[0]['split']}")
+        info(f"wrote {Path(rows[0]['out_dir']).parent / 'compare.md'}")
+        raise typer.Exit(EXIT_OK)
+    if resume and overwrite:
+        raise typer.BadParameter("choose one of --resume and --overwrite")
+    try:
+        res = train_api(root, out=out_dir, arch=arch, quiet=STATE.quiet, resume=resume, overwrite=overwrite, **opts)
+    except KeyboardInterrupt:
+        where = f"--out {out_dir}" if out_dir else "--out RUN_FOLDER"
+        err(f"interrupted; every finished epoch is in last.pt: continue with `curate train {root} {where} --resume`")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    m = res.metrics
+    out.print(f"{m['arch']} on {m['split']}: top-1 {m['top1']:.3f}  top-{m['top5_k']} {m['top5']:.3f}  "
+              f"macro-F1 {m['macro_f1']:.3f}  ({m['epochs_run']} epoch{'s' if m['epochs_run'] > 1 else ''}, "
+              f"best {res.best_epoch}"
+              f"{', stopped early' if res.stopped_early else ''}; {m['inference_ms_per_image']:.2f} ms/image)", soft_wrap=True)
+    out.print(f"wrote {res.out_dir}")
+    raise typer.Exit(EXIT_OK)
+
+
+def predict_cmd(
+    checkpoint: Path = typer.Argument(..., help="best.pt written by curate train."),
+    inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    top_k: int = typer.Option(5, "--top-k", "-k", help="Classes to show per image."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per image) instead of a table."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
+) -> None:
+    from curate.train import predict as predict_api
+
+    preds = predict_api(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=STATE.quiet)
+    bad = [p for p in preds if p.error]
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in preds], indent=2))
+    else:
+        rows = []
+        for p in preds:
+            if p.error:
+                rows.append([p.path, f"unreadable ({p.error})", ""])
+                continue
+            for i, (_, name, prob) in enumerate(p.top):
+                rows.append([p.path if i == 0 else "", name, f"{prob:.3f}"])
+        _table(["image", "class", "probability"], rows, None)
+    raise typer.Exit(1 if bad else EXIT_OK)
+
+
+def _table(header: list[str], rows: list[list[str]], title: str | None) -> None:
+    from rich.table import Table
+
+    t = Table(title=title, show_lines=False)
+    for i, h in enumerate(header):
+        t.add_column(h, overflow="fold", no_wrap=i == 0)
+    for r in rows:
+        t.add_row(*r)
+    out.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help=TRAIN_HELP, no_args_is_help=True)(train_cmd)
+    app.command("predict", help=PREDICT_HELP, no_args_is_help=True)(predict_cmd)

@@ -1,0 +1,328 @@
+"""curate train / predict on tiny real-image trees (CPU, weights none, 32 px)."""
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+
+from curate import cli  # noqa: E402
+from curate.errors import InputError, NetworkError  # noqa: E402
+from curate.samples import load_photo  # noqa: E402
+from curate.train import compare, predict, train  # noqa: E402
+from curate.train.loop import resolve_out  # noqa: E402
+from curate.train.models import build_model, train_mode  # noqa: E402
+
+CLASSES = ("astronaut", "chelsea", "coffee")
+FULL_NAMES = {"astronaut": "Eileen Collins", "chelsea": "Chelsea the cat", "coffee": "Cup of coffee"}
+FAST = dict(weights="none", size=32, batch_size=12, lr=3e-3, freeze_until="none", workers=1, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two shared cores: OpenMP with two threads under load is far slower than one.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_tree(root: Path, classes=CLASSES, n_train=8, n_val=3, size=48, seed=0, names=True) -> Path:
+    """Random square crops of real photos, one photo per class."""
+    rng = np.random.default_rng(seed)
+    for c in classes:
+        img = load_photo(c)
+        h, w = img.shape[:2]
+        for split, n in (("train", n_train), ("val", n_val)):
+            d = root / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                s = int(rng.integers(min(h, w) // 2, min(h, w)))
+                y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+                Image.fromarray(img[y : y + s, x : x + s]).resize((size, size)).save(d / f"{c}_{i}.jpg")
+    if names:
+        rows = [{"id": i, "folder": c, "name": FULL_NAMES.get(c, c)} for i, c in enumerate(classes)]
+        (root / "classes.json").write_text(json.dumps(rows))
+    return root
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return make_tree(tmp_path_factory.mktemp("train") / "tree")
+
+
+@pytest.fixture(scope="module")
+def run(tree, tmp_path_factory):
+    torch.set_num_threads(1)
+    return train(tree, out=tmp_path_factory.mktemp("runs") / "a", epochs=3, patience=0, quiet=True, **FAST)
+
+
+def test_outputs_exist_and_parse(run):
+    out = run.out_dir
+    with open(out / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("top1", "top5", "macro_precision", "macro_recall", "macro_f1", "weighted_f1", "per_class",
+                "params", "trainable_params", "train_seconds", "inference_ms_per_image",
+                "inference_images_per_s", "confusion_matrix", "top_confusions"):
+        assert key in m, key
+    assert m["split"] == "val" and m["images"] == 9 and m["top5_k"] == 3 and m["top5"] == 1.0
+    assert set(m["per_class"]) == set(FULL_NAMES.values())
+    assert np.array(m["confusion_matrix"]).sum() == 9
+    assert 0 < m["trainable_params"] == m["params"]
+    assert "Chelsea the cat" in (out / "classification_report.txt").read_text()
+    for png in ("confusion_matrix.png", "curves.png"):
+        with Image.open(out / png) as im:
+            assert im.format == "PNG" and im.size[0] > 300
+    ck = torch.load(out / "best.pt", weights_only=True)
+    assert ck["classes"] == list(CLASSES) and ck["size"] == 32 and ck["arch"] == "resnet18"
+    assert ck["epoch"] == run.best_epoch
+
+
+def test_loss_decreases_on_learnable_set(tree, tmp_path):
+    opts = {**FAST, "loss": "ce", "augment": "none", "batch_size": 24, "lr": 1e-3, "scheduler": "none"}
+    res = train(tree, out=tmp_path / "learn", epochs=6, patience=0, quiet=True, **opts)
+    losses = [h["train_loss"] for h in res.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert res.history[-1]["train_acc"] > 0.9
+
+
+def test_resume_continues_exactly(tree, run, tmp_path):
+    out = tmp_path / "b"
+
+    def stop(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tree, out=out, epochs=3, patience=0, quiet=True, on_epoch_end=stop, **FAST)
+    assert (out / "last.pt").exists()
+    with pytest.raises(InputError, match="already holds"):
+        train(tree, out=out, epochs=3, patience=0, quiet=True, **FAST)
+    assert resolve_out(out, tree, "resnet18", resume=False, overwrite=True) == out
+    res = train(tree, out=out, epochs=3, patience=0, quiet=True, resume=True, **FAST)
+    assert [h["epoch"] for h in res.history] == [1, 2, 3]
+    for a, b in zip(run.history, res.history, strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
+
+
+def test_early_stopping(tree, tmp_path):
+    # Only the head trains, lr 0: validation loss never improves after epoch 1.
+    opts = {**FAST, "freeze_until": "head", "lr": 0.0, "dropout": 0.0}
+    res = train(tree, out=tmp_path / "es", epochs=10, patience=2, quiet=True, **opts)
+    assert res.stopped_early and len(res.history) == 3 and res.best_epoch == 1
+
+
+def test_streaming_matches_cache_with_all_augmentations(tree, tmp_path):
+    opts = {**FAST, "augment": "flip,jitter,crop", "mixup": 0.4, "epochs": 1, "quiet": True}
+    a = train(tree, out=tmp_path / "cache", **opts)
+    b = train(tree, out=tmp_path / "stream", cache_gb=0, **opts)
+    assert np.isfinite(a.history[0]["train_loss"])
+    assert a.history[0]["train_loss"] == pytest.approx(b.history[0]["train_loss"], rel=1e-5)
+    assert a.history[0]["val_loss"] == pytest.approx(b.history[0]["val_loss"], rel=1e-5)
+
+
+def test_freeze_keeps_frozen_batchnorm_still():
+    model, info = build_model("resnet18", 3, weights="none")
+    assert info["freeze_until"] == "layer4"
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith(("layer4.", "fc.")) for n in trainable)
+    assert any(n.startswith("fc.1.") for n in trainable)  # Dropout + new Linear
+    assert isinstance(model.fc[0], torch.nn.Dropout) and model.fc[0].p == 0.3
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running_mean" in k}
+    train_mode(model, info["frozen_norms"])
+    with torch.no_grad():
+        model(torch.randn(4, 3, 64, 64) * 3 + 1)
+    after = model.state_dict()
+    assert torch.equal(before["bn1.running_mean"], after["bn1.running_mean"])
+    assert torch.equal(before["layer3.1.bn2.running_mean"], after["layer3.1.bn2.running_mean"])
+    assert not torch.equal(before["layer4.1.bn2.running_mean"], after["layer4.1.bn2.running_mean"])
+
+
+@pytest.mark.parametrize("arch", ["mobilenet_v3_small", "efficientnet_b0", "squeezenet1_1", "shufflenet_v2_x0_5",
+                                  "densenet121"])
+def test_any_torchvision_model_gets_a_new_head(arch):
+    model, info = build_model(arch, 4, weights="none", dropout=0.2)
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 4)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert 0 < info["trainable_params"] < info["params"]
+    assert all(n.startswith((info["freeze_until"] + ".", info["head"] + ".")) or n > "" for n in trainable)
+    head_only, hinfo = build_model(arch, 4, weights="none", freeze_until="head")
+    assert all(n.startswith(hinfo["head"] + ".") for n, p in head_only.named_parameters() if p.requires_grad)
+
+
+def test_bad_freeze_point():
+    with pytest.raises(InputError, match="layer4"):
+        build_model("mobilenet_v2", 3, weights="none", freeze_until="layer4")
+
+
+def test_unknown_arch(tree, tmp_path):
+    with pytest.raises(InputError, match="unknown architecture"):
+        train(tree, out=tmp_path / "x", arch="resnet19", **{k: v for k, v in FAST.items()})
+
+
+def test_predict_round_trip(run, tree, tmp_path):
+    preds = predict(run.checkpoint, tree / "val", top_k=2, quiet=True)
+    assert len(preds) == 9
+    for p in preds:
+        assert len(p.top) == 2 and p.top[0][2] >= p.top[1][2] and p.top[0][1] in FULL_NAMES.values()
+    acc = np.mean([Path(p.path).parent.name == p.top[0][0] for p in preds])
+    assert acc == pytest.approx(run.metrics["top1"])
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"not an image")
+    [res] = predict(run.checkpoint, bad, quiet=True)
+    assert res.error == "not-an-image"
+
+
+def test_cli_train_and_predict(tree, tmp_path, capsys):
+    out = tmp_path / "cli"
+    with pytest.raises(SystemExit) as e:
+        # -b 23 with 24 images: the lone last image must not reach BatchNorm (layer4 is 1x1 at 32 px)
+        cli.main(["-q", "train", str(tree), "--weights", "none", "--size", "32", "-b", "23", "--epochs", "1",
+                  "-j", "1", "--out", str(out)])
+    assert e.value.code == 0
+    assert "top-1" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:
+        cli.main(["-q", "predict", str(out / "best.pt"), str(tree / "val" / "chelsea"), "--json", "-k", "1"])
+    assert e.value.code == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and rows[0]["predictions"][0]["name"] in FULL_NAMES.values()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["predict", str(tree / "val" / "chelsea" / "chelsea_0.jpg"), str(tree / "val")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "not a readable PyTorch checkpoint" in err and "Traceback" not in err
+
+
+def test_compare_writes_one_table(tree, tmp_path):
+    rows = compare(tree, "resnet18,mobilenet_v3_small", out=tmp_path / "cmp", epochs=1, quiet=True, **FAST)
+    assert [r["arch"] for r in rows] == ["resnet18", "mobilenet_v3_small"]
+    md = (tmp_path / "cmp" / "compare.md").read_text()
+    assert "mobilenet_v3_small" in md and "macro-F1" in md
+    assert rows[1]["params"] < rows[0]["params"]
+    assert all(r["inference_ms_per_image"] > 0 for r in rows)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_empty_class_folder(tmp_path):
+    root = make_tree(tmp_path / "t", n_train=2, n_val=1, names=False)
+    (root / "train" / "dog").mkdir()
+    with pytest.raises(InputError, match="dog has no images"):
+        train(root, out=tmp_path / "r", **FAST)
+
+
+def test_one_class_only(tmp_path):
+    root = make_tree(tmp_path / "t", classes=("coffee",), n_train=2, n_val=1, names=False)
+    with pytest.raises(InputError, match="at least 2 classes"):
+        train(root, out=tmp_path / "r", **FAST)
+
+
+def test_missing_val_split(tmp_path):
+    root = make_tree(tmp_path / "t", n_train=2, n_val=1, names=False)
+    (root / "val").rename(root / "test")
+    with pytest.raises(InputError, match="no val split"):
+        train(root, out=tmp_path / "r", **FAST)
+    assert not (tmp_path / "r").exists()
+
+
+def test_mismatched_checkpoint(run, tree, tmp_path):
+    with pytest.raises(InputError, match="holds a resnet18 checkpoint"):
+        train(tree, out=tmp_path / "r", **{**FAST, "arch": "mobilenet_v3_small", "weights": str(run.checkpoint)})
+    wrong = tmp_path / "wrong.pth"
+    torch.save(build_model("mobilenet_v3_small", 5, weights="none")[0].state_dict(), wrong)
+    with pytest.raises(InputError, match="does not match resnet18"):
+        train(tree, out=tmp_path / "r", **{**FAST, "weights": str(wrong)})
+    assert not (tmp_path / "r").exists()
+
+
+def test_weights_absent_offline_is_one_clear_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("CURATE_OFFLINE", "1")
+    with pytest.raises(NetworkError) as e:
+        build_model("resnet18", 3, weights="imagenet")
+    msg = str(e.value)
+    assert "resnet18-f37072fd.pth" in msg and str(tmp_path / "torch") in msg and "--weights none" in msg
+
+
+def test_cached_imagenet_weights_are_used(tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("CURATE_OFFLINE", "1")
+    ref = torchvision.models.resnet18()
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    ckpt.parent.mkdir(parents=True)
+    torch.save(ref.state_dict(), ckpt)
+    model, _ = build_model("resnet18", 3, weights="imagenet")
+    assert torch.equal(model.conv1.weight, ref.conv1.weight)
+    ckpt.write_bytes(b"truncated")
+    with pytest.raises(InputError, match="cannot load cached weights"):
+        build_model("resnet18", 3, weights="imagenet")
+
+
+def test_imports_stay_light():
+    import subprocess
+
+    code = "import sys, curate.cli, curate.train, curate.train.prep; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
+
+
+def test_without_torch_one_line(tree, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", str(tree)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "pip install 'curate[train]'" in err and "Traceback" not in err
+
+
+def test_dataset_aliases_manifest_and_class_names(tmp_path):
+    import pandas as pd
+
+    from curate.manifest import write_manifest
+    from curate.train.prep import load_dataset
+
+    root = make_tree(tmp_path / "t", n_train=3, n_val=2, names=False)
+    (root / "val").rename(root / "valid")
+    (root / "classes.json").write_text(json.dumps({"coffee": "Cup of coffee"}))
+    rows = [{"path": f"train/coffee/coffee_{i}.jpg", "split": "train", "label": "coffee",
+             "status": "removed" if i == 0 else "kept"} for i in range(3)]
+    write_manifest(root, pd.DataFrame(rows))
+    ds = load_dataset(root)
+    assert ds.classes == list(CLASSES) and set(ds.splits) == {"train", "val"}
+    assert ds.counts("train") == [3, 3, 2] and ds.counts("val") == [2, 2, 2]
+    assert ds.display == {"coffee": "Cup of coffee"}
+    assert any("not kept" in w for w in ds.warnings)
+    with pytest.raises(InputError, match="no test split"):
+        load_dataset(root, eval_split="test")
+
+
+def test_device_augmentation_is_per_image_and_seeded():
+    from curate.train.data import Augment
+
+    x = torch.from_numpy(np.stack([load_photo(c)[:64, :64] for c in CLASSES])).permute(0, 3, 1, 2).contiguous()
+    x = x.repeat(4, 1, 1, 1)  # 12 images
+    plain = Augment([]).normalise(x)
+    assert torch.equal(Augment([])(x, torch.Generator().manual_seed(0)), plain)
+    flipped = Augment(["flip"])(x, torch.Generator().manual_seed(1))
+    same = [torch.equal(flipped[i], plain[i]) for i in range(12)]
+    mirrored = [torch.equal(flipped[i], plain[i].flip(2)) for i in range(12)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True)) and any(same) and any(mirrored)
+    full = Augment(["crop", "flip", "jitter"])
+    a, b = full(x, torch.Generator().manual_seed(2)), full(x, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and a.shape == plain.shape and torch.isfinite(a).all()
+    assert not torch.allclose(a[0], a[3])  # same source image, different random parameters
+    lo, hi = Augment([]).normalise(torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 1, 1))
+    assert (a >= lo.view(1, 3, 1, 1) - 1e-5).all() and (a <= hi.view(1, 3, 1, 1) + 1e-5).all()
