@@ -10,34 +10,28 @@ from curate.commands import common
 
 ORDER = 40
 
-HELP = """Write a QA report of an image tree: report.json (stable schema) and report.html (one file,
-opens offline). Reads only; nothing in the tree changes.
-
-Covers counts per split and label, imbalance, labels missing from a split, starved val/test classes,
-sizes and formats, unreadable files, exact and near duplicates (leakage across splits, label
-conflicts), image quality (dark, bright, blurry, low information, near-constant, odd size or aspect,
-grayscale) and, for crop datasets, crop sizes, upscaling and letterbox fill.
-
-Checks (each usable in --fail-on): empty-class, missing-label, small-class, imbalance, corrupt,
-ext-mismatch, manifest-drift, leakage, duplicates, label-conflict, dark, bright, blurry, low-info,
-near-constant, odd-size, odd-aspect, grayscale, tiny-crop, upscaled, mostly-fill; or all.
-
-Exit code: 0, or 1 when a --fail-on rule found something, 2 on bad input.
-
-Examples:
-
-  curate report data/oi
-
-  curate report data/oi --out reports/oi        # reports/oi/report.html + report.json
-
-  curate report data/oi --fail-on leakage,corrupt,empty-class   # in CI
-
-  curate report data/oi --threshold blurry=10 --threshold small-class=20
-"""
+HELP = (
+    "Write a QA report of an image tree: report.json (stable schema, docs/report.md) and report.html "
+    "(one file, opens offline). Reads only; nothing in the tree changes.\n\n"
+    "Covers counts per split and label, imbalance, labels missing from a split, starved val/test classes, "
+    "sizes and formats, unreadable files, exact and near duplicates (leakage across splits, label "
+    "conflicts, mirrored copies), image quality (dark, bright, blurry, low information, near-constant, odd size or aspect, "
+    "grayscale) and, for crop datasets, crop sizes, upscaling and letterbox fill.\n\n"
+    "Checks (each usable in --fail-on): empty-class, missing-label, small-class, imbalance, corrupt, "
+    "ext-mismatch, manifest-drift, leakage, mirror-leakage, duplicates, label-conflict, dark, bright, blurry, "
+    "low-info, "
+    "near-constant, odd-size, odd-aspect, grayscale, tiny-crop, upscaled, mostly-fill; or all.\n\n"
+    "Exit code: 0, or 1 when a --fail-on rule found something, 2 on bad input.\n\n"
+    "Examples:\n\n"
+    "  curate report data/oi\n\n"
+    "  curate report data/oi --out reports/oi     # report.html + report.json\n\n"
+    "  curate report data/oi --fail-on leakage,corrupt,empty-class     # in CI\n\n"
+    "  curate report data/oi --threshold blurry=10 --threshold small-class=20"
+)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("report", help=HELP)(report)
+    app.command("report", help=HELP, short_help="Dataset QA report (HTML + JSON); --fail-on rules for CI.")(report)
 
 
 def report(

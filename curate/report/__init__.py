@@ -8,6 +8,7 @@ Heavy modules are imported inside build_report, so importing curate.report stays
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,14 @@ def output_paths(root: Path, out: str | Path | None) -> tuple[Path, Path]:
     return html_path, json_path
 
 
+def _shareable(*paths: Path) -> None:
+    """Temp files are created 0600; a report is meant to be read by others (umask decides, like open())."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for p in paths:
+        os.chmod(p, 0o666 & ~mask)
+
+
 def build_report(
     root: str | Path,
     out: str | Path | None = None,
@@ -69,7 +78,7 @@ def build_report(
     from curate.report.html import render, wanted_thumbnails
     from curate.report.jsonout import build_json
     from curate.report.thumbs import thumbnails
-    from curate.tree import atomic_write_text
+    from curate.tree import atomic_write_bytes, atomic_write_text
 
     root = Path(root)
     rules = parse_rules(fail_on)
@@ -82,6 +91,7 @@ def build_report(
     thumbs = thumbnails(root, wanted_thumbnails(a, doc), workers=workers, engine=engine, quiet=quiet)
     page = render(a, doc, thumbs)
     atomic_write_text(json_path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    atomic_write_text(html_path, page)
+    atomic_write_bytes(html_path, page.encode("utf-8", "backslashreplace"))  # odd bytes in file names
+    _shareable(json_path, html_path)
     return ReportResult(html_path, json_path, doc["failed"], doc["fired"], doc["summary"]["images"],
                         doc["summary"]["unreadable"], doc)

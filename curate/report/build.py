@@ -78,9 +78,17 @@ def find_clusters(root: Path, images: pd.DataFrame, *, workers, engine, quiet) -
     return clusters, "curate.dedupe", ""
 
 
+MAX_GRID = 1500  # thumbnails in the per-label grid at most (keeps report.html under ~10 MB)
+
+
 def sample_paths(images: pd.DataFrame, per_label: int, seed: int = 0) -> dict[str, list[str]]:
-    """A deterministic sample of readable files per label (same tree + seed -> same sample)."""
+    """A deterministic sample of readable files per label (same tree + seed -> same sample).
+
+    With many labels each gets fewer (at least 2) so the grid stays under MAX_GRID thumbnails."""
     df = images[images["error"].isna()]
+    labels = df["label"].nunique()
+    if labels:
+        per_label = min(per_label, max(2, MAX_GRID // labels))
     out = {}
     for label, g in df.groupby("label", sort=True):
         key = sorted(g["path"], key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).hexdigest())

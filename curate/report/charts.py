@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 
 import numpy as np
 
@@ -13,14 +14,16 @@ MAX_BARS = 40
 
 def _png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight", metadata={"Software": None})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # layout complaints on degenerate data are not the user's problem
+        fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _figure(w: float, h: float):
+def _figure(w: float, h: float, layout: str | None = None):
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(w, h), layout="constrained")
+    return Figure(figsize=(w, h), layout=layout)
 
 
 def counts_chart(counts: dict[str, dict[str, int]], labels: list[str]) -> str:
@@ -28,7 +31,7 @@ def counts_chart(counts: dict[str, dict[str, int]], labels: list[str]) -> str:
     totals = {lab: sum(c.get(lab, 0) for c in counts.values()) for lab in labels}
     shown = sorted(sorted(labels, key=lambda lab: -totals[lab])[:MAX_BARS])
     splits = list(counts)
-    fig = _figure(8, 0.6 + 0.28 * len(shown) * max(1, len(splits)) ** 0.5)
+    fig = _figure(8, 0.6 + 0.28 * len(shown) * max(1, len(splits)) ** 0.5, layout="tight")  # long labels
     ax = fig.subplots()
     y = np.arange(len(shown))
     hgt = 0.8 / max(1, len(splits))
@@ -38,7 +41,7 @@ def counts_chart(counts: dict[str, dict[str, int]], labels: list[str]) -> str:
     ax.set_yticks(y + hgt * (len(splits) - 1) / 2, shown)
     ax.invert_yaxis()
     ax.set_xlabel("images")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.grid(axis="x", alpha=0.3)
     return _png(fig)
 
@@ -47,19 +50,25 @@ def histograms(panels: list[dict], cols: int = 3) -> str:
     """Small histograms; each panel: values, title, log (x on log scale), threshold (vertical line)."""
     rows = (len(panels) + cols - 1) // cols
     fig = _figure(3.2 * cols, 2.4 * rows)
+    fig.subplots_adjust(left=0.05, right=0.98, bottom=0.12 / rows, top=1 - 0.12 / rows, wspace=0.25,
+                        hspace=0.5)  # fixed margins: a layout engine costs more than the drawing
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
     for ax, p in zip(axes, panels, strict=False):
         v = np.asarray(p["values"], dtype=np.float64)
         v = v[np.isfinite(v)]
         if p.get("log"):
             v = v[v > 0]
-        if v.size:
-            if p.get("log") and v.min() < v.max():
-                bins = np.geomspace(v.min(), v.max(), 30)
-                ax.set_xscale("log")
-            else:
-                bins = 30
-            ax.hist(v, bins=bins, color="#4C72B0")
+        ax.ticklabel_format(axis="x", useOffset=False, style="plain")  # 960, not 0.0 + 9.6e2
+        if v.size and p.get("log") and v.max() > 10 * v.min():  # log only where the range spans a decade
+            from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))  # plain numbers: no mathtext, faster
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.hist(v, bins=np.geomspace(v.min(), v.max(), 30), color="#4C72B0")
+        elif v.size:
+            one = v.min() == v.max()  # a single value: one bar around it
+            ax.hist(v, bins=[v[0] * 0.9 - 0.5, v[0] * 1.1 + 0.5] if one else 30, color="#4C72B0")
         for t in np.atleast_1d(p.get("threshold", [])):
             ax.axvline(t, color="#C44E52", linestyle="--", linewidth=1)
         ax.set_title(p["title"], fontsize=9)

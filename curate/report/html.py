@@ -30,7 +30,7 @@ border:1px solid #ddd;padding:3px;font-size:11px}figure img{display:block;margin
 figcaption{word-break:break-all;color:#444}.cluster{border:1px solid #ddd;background:#fff;padding:6px;margin:8px 0}
 .tag{display:inline-block;border-radius:3px;padding:0 6px;font-size:12px;margin-right:6px;background:#eee}
 .tag.bad{background:#fde2e1;color:#b42318}.missing{width:128px;height:96px;display:flex;align-items:center;
-justify-content:center;background:#eee;color:#888}img.chart{max-width:100%;background:#fff;border:1px solid #ddd}
+justify-content:center;background:#eee;color:#888}.scroll{overflow-x:auto;max-width:100%}img.chart{max-width:100%;background:#fff;border:1px solid #ddd}
 """
 
 
@@ -40,10 +40,16 @@ def _e(v) -> str:
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:,.0f}" if abs(v) >= 10000 else f"{v:.4g}"
     if isinstance(v, list):
         return ", ".join(map(str, v))
     return str(v)
+
+
+def _short(path: str) -> str:
+    """split folder / file name: the label is the heading already."""
+    parts = path.split("/")
+    return "/".join([parts[0], parts[-1]]) if len(parts) > 2 else parts[-1]
 
 
 def figure(path: str, uri: str | None, caption: str = "") -> str:
@@ -64,17 +70,19 @@ def table(rows: list[dict], cols: list[str] | None = None, limit: int = MAX_ROWS
             else f"<td>{_e(_fmt(r.get(c, '')))}</td>" for c in cols) + "</tr>"
         for r in rows[:limit])
     more = f'<p class="muted">… and {len(rows) - limit} more in report.json</p>' if len(rows) > limit else ""
-    return f"<table><tr>{head}</tr>{body}</table>{more}"
+    return f'<div class="scroll"><table><tr>{head}</tr>{body}</table></div>{more}'
 
 
 def wanted_thumbnails(a: Analysis, doc: dict) -> list[str]:
     """Every path the page shows as a thumbnail."""
     paths = [p for ps in doc["samples"].values() for p in ps]
-    for name, (check, findings) in a.results.items():
+    for check, findings in a.results.values():
         if check.group in ("quality", "crops"):
             paths += [f["path"] for f in findings[:WORST]]
     for c in _shown_clusters(doc):
         paths += c["members"][:CLUSTER_THUMBS]
+    for f in doc["checks"].get("mirror-leakage", {}).get("findings", [])[:MAX_CLUSTERS]:
+        paths += f["members"]
     return paths
 
 
@@ -117,7 +125,8 @@ def _counts(doc: dict) -> str:
     foot = ("<tr><th>images</th>" + "".join(f"<th>{splits[s]['images']}</th>" for s in counts) + "<th></th></tr>"
             "<tr><th>imbalance (max/min)</th>"
             + "".join(f"<th>{_fmt(splits[s]['imbalance_ratio'] or '-')}</th>" for s in counts) + "<th></th></tr>")
-    chart = f'<p><img class="chart" alt="images per label and split" src="{charts.counts_chart(counts, labels)}"></p>'
+    chart = (f'<p><img class="chart" alt="images per label and split" src="{charts.counts_chart(counts, labels)}"></p>'
+             if labels else "")
     if len(labels) > charts.MAX_BARS:
         chart += f'<p class="muted">Chart shows the {charts.MAX_BARS} largest of {len(labels)} labels.</p>'
     return f"<table>{head}{''.join(body)}{foot}</table>{chart}"
@@ -155,6 +164,20 @@ def _cluster(c: dict, thumbs: dict) -> str:
     return f'<div class="cluster">{"".join(tags)}<div class="grid">{figs}</div>{more}</div>'
 
 
+def _mirrors(findings: list[dict], thumbs: dict) -> str:
+    rows = []
+    for f in findings[:MAX_CLUSTERS]:
+        tags = [f'<span class="tag bad">mirrored: {_e(", ".join(f["splits"]))}</span>']
+        if f["label_conflict"]:
+            tags.append(f'<span class="tag bad">labels: {_e(", ".join(f["labels"]))}</span>')
+        tags.append(f'<span class="tag">distance {f["distance"]} · similarity {_fmt(f["similarity"])}</span>')
+        figs = "".join(figure(p, thumbs.get(p)) for p in f["members"])
+        rows.append(f'<div class="cluster">{"".join(tags)}<div class="grid">{figs}</div></div>')
+    if len(findings) > MAX_CLUSTERS:
+        rows.append(f'<p class="muted">{MAX_CLUSTERS} of {len(findings)} pairs shown; all are in report.json.</p>')
+    return "".join(rows)
+
+
 def _check_block(name: str, c: dict, body: str) -> str:
     head = f'<h3 id="check-{_e(name)}">{_e(c["title"])} <span class="muted">({_e(name)})</span>: '
     head += f'<span class="{"fired" if c["fired"] else "ok"}">{c["count"]}</span></h3>'
@@ -168,6 +191,21 @@ def _worst(findings: list[dict], thumbs: dict) -> str:
                    for f in findings[:WORST])
     more = f'<p class="muted">worst {WORST} of {len(findings)} shown</p>' if len(findings) > WORST else ""
     return f'<div class="grid">{figs}</div>{more}'
+
+
+def _per_label(doc: dict) -> str:
+    """Label profiles and issue counts side by side: a property that differs by class is a shortcut."""
+    issues = doc["issues_per_label"]
+    names = sorted({n for row in issues.values() for n in row})
+    rows = []
+    for label, prof in doc["label_profile"].items():
+        row = {"label": label, **{k: v for k, v in prof.items() if k != "formats"},
+               "formats": ", ".join(f"{k} {v}" for k, v in prof["formats"].items())}
+        row.update({n: issues.get(label, {}).get(n, 0) for n in names})
+        rows.append(row)
+    return ('<h3>Per label</h3><p class="desc">Size, format, tone and issues per label. A property that '
+            "differs between labels (all of one class grayscale, or PNG, or small) is a shortcut a model "
+            "can learn instead of the content.</p>" + table(rows))
 
 
 def _quality(a: Analysis, doc: dict, thumbs: dict) -> str:
@@ -187,7 +225,7 @@ def _quality(a: Analysis, doc: dict, thumbs: dict) -> str:
         {"values": df["colorfulness"], "title": "colour spread (grayscale)", "threshold": first("grayscale")},
     ])
     blocks = [f'<p><img class="chart" alt="quality measures" src="{img}"></p>'
-              '<p class="muted">Red dashed lines are the thresholds.</p>']
+              '<p class="muted">Red dashed lines are the thresholds.</p>', _per_label(doc)]
     for name, c in doc["checks"].items():
         if c["group"] == "quality":
             blocks.append(_check_block(name, c, _worst(c["findings"], thumbs)))
@@ -209,7 +247,8 @@ def _crops(a: Analysis, doc: dict, thumbs: dict) -> str:
     lines = (f"<p>{cr['crops']} crops · upscaled (scale &gt; 1): <b>{cr['upscaled_share']:.1%}</b> · "
              f"letterboxed: <b>{cr['letterboxed_share']:.1%}</b> · mean fill share: "
              f"<b>{(cr['fill_share'] or {}).get('mean', 0):.1%}</b></p>")
-    per = [{"label": k, **v} for k, v in cr["per_label"].items()]
+    per = [{"label": k, **{c: (", ".join(f"{n} ({m})" for n, m in x.items()) if isinstance(x, dict) else x)
+                          for c, x in v.items()}} for k, v in cr["per_label"].items()]
     blocks = [lines, f'<p><img class="chart" alt="crop distributions" src="{img}"></p>', table(per)]
     for name, c in doc["checks"].items():
         if c["group"] == "crops":
@@ -236,15 +275,18 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
         blocks = "".join(_check_block(n, checks[n], "") for n in ("leakage", "label-conflict", "duplicates")
                          if n in checks)
         shown = _shown_clusters(doc)
-        cl = "".join(_cluster(c, thumbs) for c in shown)
+        cl = "<h3>Clusters</h3>" + ("".join(_cluster(c, thumbs) for c in shown) or '<p class="muted">none</p>')
         if len(dup["clusters"]) > len(shown):
             cl += f'<p class="muted">{len(shown)} of {len(dup["clusters"])} clusters shown; all are in report.json.</p>'
+        if "mirror-leakage" in checks:
+            cl += _check_block("mirror-leakage", checks["mirror-leakage"],
+                               _mirrors(checks["mirror-leakage"]["findings"], thumbs))
         sections.append(_section("duplicates", "Duplicates", head + blocks + cl))
     sections.append(_section("quality", "Image quality", _quality(a, doc, thumbs)))
     if doc["crops"]:
         sections.append(_section("crops", "Crops", _crops(a, doc, thumbs)))
     grid = "".join(f'<h3>{_e(lab)}</h3><div class="grid">'
-                   + "".join(figure(p, thumbs.get(p), p.rsplit("/", 1)[-1]) for p in ps) + "</div>"
+                   + "".join(figure(p, thumbs.get(p), _short(p)) for p in ps) + "</div>"
                    for lab, ps in doc["samples"].items())
     sections.append(_section("samples", "Samples per label", grid or '<p class="muted">none</p>'))
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (

@@ -60,6 +60,38 @@ def distributions(a: Analysis) -> dict:
     }
 
 
+def label_profile(a: Analysis) -> dict:
+    """Per label: what a model could use as a shortcut instead of content (size, format, tone)."""
+    df = a.ctx.readable
+    out = {}
+    for label, g in df.groupby("label", sort=True):
+        fmts = g["format"].value_counts()
+        out[str(label)] = {
+            "images": int(len(g)),
+            "median_width": float(g["width"].astype("float64").median()),
+            "median_height": float(g["height"].astype("float64").median()),
+            "median_file_size": float(g["size"].astype("float64").median()),
+            "formats": {str(k): int(v) for k, v in sorted(fmts.items())},
+            "mean_brightness": round(float(g["brightness"].mean()), 4),
+            "mean_sharpness": round(float(g["sharpness"].mean()), 2),
+            "grayscale_share": round(float((g["colorfulness"] < 0.01).mean()), 4),
+        }
+    return out
+
+
+def issues_per_label(a: Analysis) -> dict:
+    """{label: {check: files}} for the file-level checks: issues piled up in one class are a shortcut."""
+    out: dict[str, dict[str, int]] = {}
+    for name, (check, findings) in sorted(a.results.items()):
+        if check.group not in ("quality", "crops", "files"):
+            continue
+        for f in findings:
+            if "label" in f:
+                row = out.setdefault(str(f["label"]), {})
+                row[name] = row.get(name, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def crop_section(a: Analysis) -> dict | None:
     if not a.ctx.has_crops:
         return None
@@ -77,6 +109,9 @@ def crop_section(a: Analysis) -> dict | None:
             "upscaled_share": round(float((scale.loc[gi] > 1).mean()), 4),
             "mean_fill_share": round(float(fill.loc[gi].mean()), 4),
         }
+        if "source_class" in g.columns:
+            vc = g["source_class"].dropna().astype(str).value_counts()
+            row["source_classes"] = {k: int(v) for k, v in sorted(vc.items(), key=lambda kv: (-kv[1], kv[0]))}
         for col in ATTRIBUTES:
             if col in g.columns:
                 row[f"{col}_share"] = round(float(pd.to_numeric(g[col], errors="coerce").fillna(0).astype(bool).mean()), 4)
@@ -136,6 +171,8 @@ def build_json(a: Analysis, fail_on: list[str], per_label: int = 12, seed: int =
         },
         **table,
         "distributions": distributions(a),
+        "label_profile": label_profile(a),
+        "issues_per_label": issues_per_label(a),
         "duplicates": {
             "source": a.duplicates_source,
             "warning": a.duplicates_warning or None,

@@ -18,14 +18,25 @@ from PIL import Image
 from curate.errors import UnreadableImage
 from curate.images import decode, read_bytes
 
-MEASURE_VERSION = 1  # bump when a measure changes: invalidates the stats cache
+MEASURE_VERSION = 2  # bump when a measure changes: invalidates the stats cache
 MEASURE_SIDE = 256  # longest side (px) that brightness, blur, entropy, ... are measured at
 
 # Columns produced for every file (None where the file is unreadable).
 FIELDS = (
     "size", "sha256", "width", "height", "format", "mode", "error",
     "brightness", "dark_p99", "bright_p5", "contrast", "entropy", "sharpness", "colorfulness",
+    "phash", "phash_mirror",
 )
+
+
+def dct_hash(gray: np.ndarray) -> str:
+    """64-bit DCT perceptual hash (like imagehash.phash: 32x32, low 8x8 coefficients vs their median), hex."""
+    import cv2
+
+    small = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8]
+    bits = (low > np.median(low)).ravel()
+    return f"{int(''.join('1' if b else '0' for b in bits), 2):016x}"
 
 
 def _luma_stats(gray: np.ndarray) -> dict:
@@ -60,6 +71,8 @@ def measure_pixels(rgb: np.ndarray) -> dict:
     stats["sharpness"] = round(float(lap.var()), 3)
     spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
     stats["colorfulness"] = round(float(spread.mean()) / 255.0, 5)
+    stats["phash"] = dct_hash(gray)
+    stats["phash_mirror"] = dct_hash(np.ascontiguousarray(gray[:, ::-1]))  # finds left-right mirrored copies
     return stats
 
 

@@ -20,6 +20,7 @@ from curate.tree import TreeFile, atomic_write_bytes, state_dir
 
 CACHE_NAME = "report-stats.parquet"
 CHUNK = 32  # files per executor task
+IN_PROCESS_BELOW = 64  # fewer files than this are measured in-process (no pool start-up)
 KEY = ["path", "size_on_disk", "mtime_ns", "version"]
 
 
@@ -75,7 +76,8 @@ def image_stats(
     todo = merged.loc[~hit, "path"].tolist()
     if todo:
         jobs = [(str(root), todo[i : i + CHUNK]) for i in range(0, len(todo), CHUNK)]
-        ex = make_executor(engine, workers=workers, quiet=quiet)
+        few = engine == "local" and len(todo) < IN_PROCESS_BELOW  # a pool costs more than it saves
+        ex = make_executor(engine, workers=1 if few else workers, quiet=quiet)
         rows = [r for chunk in ex.map(measure_chunk, jobs, desc="measuring", units=lambda j: len(j[1]),
                                        unit="images") for r in chunk]
         fresh = pd.DataFrame(rows, columns=list(FIELDS))
@@ -88,8 +90,8 @@ def image_stats(
     for c in ("brightness", "dark_p99", "bright_p5", "contrast", "entropy", "sharpness", "colorfulness"):
         out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
     if use_cache and todo:
-        readable = out[out["size_on_disk"] >= 0]
-        _write_cache(cpath, readable[KEY + list(FIELDS)])
+        present = out[out["size_on_disk"] >= 0]  # files that vanished mid-run are not cached
+        _write_cache(cpath, present[KEY + list(FIELDS)])
     meta = pd.DataFrame([(f.path, f.split, f.label) for f in files], columns=["path", "split", "label"])
     out = meta.merge(out.drop(columns=["size_on_disk", "mtime_ns", "version"]), on="path", how="left")
     return out.sort_values("path", kind="stable").reset_index(drop=True)

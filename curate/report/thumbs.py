@@ -11,6 +11,7 @@ from curate.executor import make_executor
 
 THUMB_SIDE = 128
 CHUNK = 16
+IN_PROCESS_BELOW = 32  # fewer thumbnails than this are made in-process (no pool start-up)
 
 
 def thumb_uri(path: str | Path, side: int = THUMB_SIDE) -> str | None:
@@ -42,7 +43,8 @@ def thumbnails(root, paths, *, workers=None, engine="local", quiet=False, side=T
     """{path: data URI or None} for the unique `paths` (relative to root), made through the executor."""
     paths = sorted(set(paths))
     jobs = [(str(root), paths[i : i + CHUNK], side) for i in range(0, len(paths), CHUNK)]
-    ex = make_executor(engine, workers=workers, quiet=quiet)
+    few = engine == "local" and len(paths) < IN_PROCESS_BELOW  # a pool costs more than it saves
+    ex = make_executor(engine, workers=1 if few else workers, quiet=quiet)
     uris = [u for chunk in ex.map(_thumb_chunk, jobs, desc="thumbnails", units=lambda j: len(j[1]),
                                   unit="images") for u in chunk]
     return dict(zip(paths, uris, strict=True))

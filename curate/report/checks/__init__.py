@@ -62,11 +62,14 @@ def register(cls: type[Check]) -> type[Check]:
     return cls
 
 
-def file_rows(df: pd.DataFrame, score: pd.Series, ascending: bool, extra: tuple[str, ...] = ()) -> list[dict]:
-    """Findings for the files of `df`, worst first (ties by path)."""
+def file_rows(df: pd.DataFrame, score: pd.Series, ascending: bool, extra: tuple[str, ...] = (),
+              key: pd.Series | None = None) -> list[dict]:
+    """Findings for the files of `df`, worst first by `key` (default: the score; ties by path)."""
     if df.empty:
         return []
-    d = df.assign(score_=score.loc[df.index]).sort_values(["score_", "path"], ascending=[ascending, True])
+    key = score if key is None else key
+    d = df.assign(score_=score.loc[df.index], key_=key.loc[df.index])
+    d = d.sort_values(["key_", "path"], ascending=[ascending, True])
     out = []
     for r in d.itertuples(index=False):
         row = {"path": r.path, "split": r.split, "label": r.label, "score": _num(r.score_)}

@@ -9,10 +9,15 @@ from curate.report.checks import Check, Context, file_rows, register
 
 
 def fill_share(df: pd.DataFrame) -> pd.Series:
-    """Share of each output image that is letterbox fill (0 = the crop fills it)."""
-    content = (df["crop_w"] * df["scale"]) * (df["crop_h"] * df["scale"])
+    """Share of each output image that is letterbox fill (0 = the crop fills it).
+
+    Content size is out_w x out_h when the manifest has them, else crop size x scale."""
+    if {"out_w", "out_h"} <= set(df.columns) and df["out_w"].notna().all():
+        content = df["out_w"].astype("float64") * df["out_h"].astype("float64")
+    else:
+        content = (df["crop_w"] * df["scale"]).astype("float64") * (df["crop_h"] * df["scale"]).astype("float64")
     area = (df["width"] * df["height"]).astype("float64")
-    return (1.0 - (content.astype("float64") / area)).clip(0.0, 1.0)
+    return (1.0 - content / area).clip(0.0, 1.0)
 
 
 class CropCheck(Check):

@@ -43,14 +43,14 @@ class ManifestDrift(Check):
         return ctx.manifest is not None
 
     def run(self, ctx: Context):
-        m = ctx.manifest.set_index("path")
-        disk = ctx.images.set_index("path")
-        rows = [{"path": p, "problem": "not in manifest"} for p in disk.index.difference(m.index)]
-        rows += [{"path": p, "problem": "missing on disk"} for p in m.index.difference(disk.index)]
-        both = disk.index.intersection(m.index)
-        for p in both:
-            for col in ("split", "label"):
-                mv = m.at[p, col]
-                if isinstance(mv, str) and mv != disk.at[p, col]:
-                    rows.append({"path": p, "problem": f"{col} is '{disk.at[p, col]}' on disk, '{mv}' in manifest"})
-        return sorted(rows, key=lambda r: r["path"])
+        m = ctx.manifest[["path", "split", "label"]]
+        disk = ctx.images[["path", "split", "label"]]
+        j = disk.merge(m, on="path", how="outer", suffixes=("", "_m"), indicator=True)
+        rows = [{"path": p, "problem": "not in manifest"} for p in j.loc[j["_merge"] == "left_only", "path"]]
+        rows += [{"path": p, "problem": "missing on disk"} for p in j.loc[j["_merge"] == "right_only", "path"]]
+        both = j[j["_merge"] == "both"]
+        for col in ("split", "label"):
+            bad = both[both[f"{col}_m"].notna() & (both[col] != both[f"{col}_m"])]
+            rows += [{"path": r.path, "problem": f"{col} is '{getattr(r, col)}' on disk, '{getattr(r, col + '_m')}' "
+                      "in manifest"} for r in bad.itertuples(index=False)]
+        return sorted(rows, key=lambda r: (r["path"], r["problem"]))

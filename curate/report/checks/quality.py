@@ -110,9 +110,9 @@ class OddSize(Check):
         ratio = area / float(np.median(area))
         r = self.params["max_area_ratio"]
         hit = (np.minimum(df["width"], df["height"]) < self.params["min_side"]) | (ratio > r) | (ratio < 1 / r)
-        # worst = furthest from the median on a log scale
-        return file_rows(df[hit.to_numpy(dtype=bool)], -np.abs(np.log(ratio)), ascending=True,
-                         extra=("width", "height"))
+        # score: area / median area; worst = furthest from 1 on a log scale
+        return file_rows(df[hit.to_numpy(dtype=bool)], ratio, ascending=False, extra=("width", "height"),
+                         key=np.abs(np.log(ratio)))
 
 
 @register

@@ -58,7 +58,7 @@ class SmallClass(Check):
 
     def run(self, ctx):
         c = counts(ctx)
-        rows = [{"split": s, "label": lab, "count": n} for s in c if s != "train"
+        rows = [{"split": s, "label": lab, "count": n} for s in c if s in ("val", "test")
                 for lab, n in c[s].items() if 0 < n < self.params["min_images"]]
         return sorted(rows, key=lambda r: (r["count"], r["split"], r["label"]))
 
