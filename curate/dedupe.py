@@ -1,7 +1,7 @@
 """Exact and near-duplicate clusters of a tree: a read-only analysis (`find_duplicates`).
 
 1. Exact: identical bytes (sha256), then identical decoded pixels (checked only where the perceptual
-   hash and size already agree). Certain and cheap.
+   hash, size and format already agree). Certain and cheap.
 2. Near: exact groups whose perceptual hashes are within `threshold` bits (curate.dupsearch finds the
    pairs without comparing all of them), then a verification pass: normalised cross-correlation of
    96-pixel grayscale thumbnails, searched over small shifts and scales (crops), must reach VERIFY_MIN.
@@ -24,9 +24,10 @@ from curate.errors import InputError, UnreadableImage
 from curate.hashing import check_params, decode_small, hash_files
 from curate.tree import SPLIT_ORDER
 
-DEFAULT_THRESHOLD = 10  # bits of a 64-bit hash; scaled with the hash length
-VERIFY_MIN = 0.87  # thumbnail correlation a near pair needs (docs/dedupe.md: how it was measured)
-VERIFY_SIDE = 96
+DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
+UNVERIFIED_THRESHOLD = 8  # without verification a looser threshold merges look-alikes (docs/dedupe.md)
+VERIFY_MIN = 0.88  # thumbnail correlation a near pair needs (docs/dedupe.md: how it was measured)
+VERIFY_SIDE = 96  # side at which thumbnails are compared
 KEEP_POLICIES = ("largest", "bytes", "first")
 LEAKAGE_POLICIES = ("train", "report")
 STAR_ABOVE = 64  # larger groups of equal hashes are verified against their first member only
@@ -67,8 +68,8 @@ class DedupeResult:
         }
 
 
-def default_threshold(hash_size: int) -> int:
-    return round(DEFAULT_THRESHOLD * hash_size * hash_size / 64)
+def default_threshold(hash_size: int, verify: bool = True) -> int:
+    return round((DEFAULT_THRESHOLD if verify else UNVERIFIED_THRESHOLD) * hash_size * hash_size / 64)
 
 
 # ---------------------------------------------------------------- pixel checks (run in workers)
@@ -88,17 +89,22 @@ def _digest_shard(paths: list[str]) -> list[str | None]:
     return [_pixel_digest(p) for p in paths]
 
 
-def thumbnail(pixels: np.ndarray, side: int) -> np.ndarray:
+SCALES = (1.0, 1.04, 1.08, 1.12, 1.16)
+TEMPLATE = 0.8  # central share of the rescaled image matched against the other one
+THUMB_SIDE = 128  # stored thumbnail (uint8): every zoom of SCALES is a downscale of it
+
+
+def thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
+    """Square grayscale uint8 thumbnail of an RGB array."""
     import cv2
 
     gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    return cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA)
 
 
 def _thumb(path: str) -> np.ndarray | None:
     try:
-        data = Path(path).read_bytes()
-        return thumbnail(decode_small(data, 2 * VERIFY_SIDE).pixels, 2 * VERIFY_SIDE)
+        return thumbnail(decode_small(Path(path).read_bytes(), 2 * THUMB_SIDE).pixels)
     except (UnreadableImage, OSError):
         return None
 
@@ -107,27 +113,35 @@ def _thumb_shard(paths: list[str]) -> list[np.ndarray | None]:
     return [_thumb(p) for p in paths]
 
 
-SCALES = (1.0, 1.04, 1.08, 1.12, 1.16)
-TEMPLATE = 0.8  # central share of the rescaled image matched against the other one
+def features(thumb: np.ndarray, side: int = VERIFY_SIDE) -> tuple[np.ndarray, list[np.ndarray | None]]:
+    """What `similarity` compares: the image at `side`, and its centre at every zoom of SCALES."""
+    import cv2
+
+    x = thumb.astype(np.float32)
+    base = cv2.resize(x, (side, side), interpolation=cv2.INTER_AREA)
+    t = round(side * TEMPLATE)
+    templates = []
+    for s in SCALES:
+        n = round(side * s)
+        z = cv2.resize(x, (n, n), interpolation=cv2.INTER_AREA if n <= x.shape[0] else cv2.INTER_LINEAR)
+        o = (n - t) // 2
+        templates.append(z[o : o + t, o : o + t])
+    return base, templates
 
 
-def similarity(a: np.ndarray, b: np.ndarray, side: int = VERIFY_SIDE) -> float:
-    """Best normalised cross-correlation of two grayscale thumbnails over small shifts and zooms.
+def similarity(a, b) -> float:
+    """Best normalised cross-correlation of two images (thumbnails or `features`) over shifts and zooms.
 
-    Each image in turn is zoomed by SCALES, its centre (TEMPLATE of the side) slid over the other:
-    crops of a few percent, re-encodes, resizes and brightness changes score near 1.
+    Each image in turn is zoomed by SCALES and its centre (TEMPLATE of the side) slid over the other:
+    re-encodes, resizes, brightness changes and crops of a few percent score near 1.
     """
     import cv2
 
+    fa = a if isinstance(a, tuple) else features(a)
+    fb = b if isinstance(b, tuple) else features(b)
     best = -1.0
-    for x, y in ((a, b), (b, a)):
-        base = cv2.resize(x, (side, side), interpolation=cv2.INTER_AREA)
-        for s in SCALES:
-            n = round(side * s)
-            yb = cv2.resize(y, (n, n), interpolation=cv2.INTER_AREA)
-            t = round(side * TEMPLATE)
-            o = (n - t) // 2
-            templ = yb[o : o + t, o : o + t]
+    for (base, _), (_, templates) in ((fa, fb), (fb, fa)):
+        for templ in templates:
             if float(templ.std()) < 1e-3:  # flat: equal only to an equally flat, equally bright image
                 flat = float(base.std()) < 1e-3 and abs(float(base.mean()) - float(templ.mean())) < 2
                 best = max(best, 1.0 if flat else 0.0)
@@ -137,16 +151,18 @@ def similarity(a: np.ndarray, b: np.ndarray, side: int = VERIFY_SIDE) -> float:
     return best
 
 
-def _sim_shard(task: tuple[list[str], list[tuple[int, int]]]) -> list[float]:
-    paths, pairs = task
-    thumbs = {}
+def _sim_shard(task: tuple[list[np.ndarray | None], list[tuple[int, int]]]) -> list[float]:
+    thumbs, pairs = task
+    feats: dict[int, tuple] = {}
     out = []
     for i, j in pairs:
+        if thumbs[i] is None or thumbs[j] is None:
+            out.append(-1.0)
+            continue
         for k in (i, j):
-            if k not in thumbs:
-                thumbs[k] = _thumb(paths[k])
-        a, b = thumbs[i], thumbs[j]
-        out.append(-1.0 if a is None or b is None else similarity(a, b))
+            if k not in feats:
+                feats[k] = features(thumbs[k])
+        out.append(similarity(feats[i], feats[j]))
     return out
 
 
@@ -240,7 +256,7 @@ def find_duplicates(
     check_policies(keep, leakage)
     nbits = hash_size * hash_size
     if threshold is None:
-        threshold = default_threshold(hash_size)
+        threshold = default_threshold(hash_size, verify)
     if not 0 <= threshold < nbits:
         raise InputError(f"--threshold {threshold} is out of range", f"use 0 to {nbits - 1} bits")
     root = Path(root)
@@ -261,7 +277,7 @@ def find_duplicates(
     dsu = _DSU(len(ok))
     for i in range(len(ok)):
         dsu.union(i, int(unit[i]))
-    same = rep_df.groupby(["hash", "width", "height"], sort=True)["path"].transform("size") > 1
+    same = rep_df.groupby(["hash", "width", "height", "format"], sort=True)["path"].transform("size") > 1
     cand = rep_df.index[same.to_numpy()].tolist()
     if cand:
         shards = [cand[k : k + 16] for k in range(0, len(cand), 16)]
@@ -303,12 +319,18 @@ def find_duplicates(
     gpath = [paths[int(groups[g])] for g in range(len(groups))]
     sims = [1.0] * len(near)
     if verify and near:
+        need = sorted({g for a, b, _ in near for g in (a, b)})
+        shards = [need[k : k + 32] for k in range(0, len(need), 32)]
+        thumbs = dict(zip(need, (t for ts in ex.map(_thumb_shard, [[str(root / gpath[g]) for g in sh]
+                                                                     for sh in shards],
+                                                    desc="thumbnails", units=len, unit="images") for t in ts),
+                          strict=True))
         tasks = []
-        for k in range(0, len(near), 64):
-            chunk = near[k : k + 64]
-            need = sorted({g for a, b, _ in chunk for g in (a, b)})
-            local = {g: n for n, g in enumerate(need)}
-            tasks.append(([str(root / gpath[g]) for g in need], [(local[a], local[b]) for a, b, _ in chunk]))
+        for k in range(0, len(near), 256):
+            chunk = near[k : k + 256]
+            ids = sorted({g for a, b, _ in chunk for g in (a, b)})
+            local = {g: n for n, g in enumerate(ids)}
+            tasks.append(([thumbs[g] for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
         sims = [s for ss in ex.map(_sim_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
                                    unit="pairs") for s in ss]
     pair_dist: dict[int, int] = {}
@@ -327,11 +349,12 @@ def find_duplicates(
     # 4. clusters and policies
     comp = np.array([dsu.find(i) for i in range(len(ok))], dtype=np.int64)
     clusters: list[Cluster] = []
-    order = sorted(set(comp.tolist()))
-    for r in order:
-        idx = np.nonzero(comp == r)[0]
-        if len(idx) < 2:
+    by_comp = np.argsort(comp, kind="stable")
+    roots, starts, counts = np.unique(comp[by_comp], return_index=True, return_counts=True)
+    for r, st, cnt in zip(roots.tolist(), starts.tolist(), counts.tolist(), strict=True):
+        if cnt < 2:
             continue
+        idx = by_comp[st : st + cnt]
         rows = ok.iloc[idx].sort_values("path")
         splits = sorted(set(rows["split"]), key=lambda s: (_rank_split(s), s))
         labels = sorted(set(rows["label"]))

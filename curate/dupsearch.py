@@ -4,8 +4,8 @@ Codes are packed as (n, W) uint64 arrays. Two exact methods, chosen by a cost es
 - brute: vectorised XOR + popcount over the upper triangle, in blocks (small sets);
 - mih: multi-index hashing. The bits are cut into m chunks; by pigeonhole two codes within distance t
   agree to within floor(t/m) bits on at least one chunk, so probing every chunk bucket within that
-  radius (direct-addressed tables, chunks of at most MAX_CHUNK_BITS bits) finds every pair, and each
-  candidate is then checked on the full code.
+  radius (direct-addressed tables for chunks of at most MAX_CHUNK_BITS bits, binary search above)
+  finds every pair, and each candidate is then checked on the full code.
 Both return the same pairs (i < j), sorted.
 """
 
@@ -124,12 +124,19 @@ def mih_pairs(codes: np.ndarray, threshold: int, m: int, nbits: int | None = Non
         weights = (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
         key = bits[:, lo:hi].astype(np.int64) @ weights
         order = np.argsort(key, kind="stable")
-        cnt = np.bincount(key, minlength=1 << width)
-        start = np.concatenate(([0], np.cumsum(cnt)[:-1]))
+        if width <= MAX_CHUNK_BITS:  # direct-addressed bucket table
+            cnt = np.bincount(key, minlength=1 << width)
+            start = np.concatenate(([0], np.cumsum(cnt)[:-1]))
+        else:
+            sk = key[order]
         for f in _flips(width, radius):
             q = key ^ f
-            c = cnt[q]
-            s = start[q]
+            if width <= MAX_CHUNK_BITS:
+                c = cnt[q]
+                s = start[q]
+            else:
+                s = np.searchsorted(sk, q, side="left")
+                c = np.searchsorted(sk, q, side="right") - s
             cum = np.cumsum(c)
             if cum[-1] == 0:
                 continue

@@ -1,0 +1,110 @@
+"""`curate dedupe`: exact and near-duplicate removal (quarantine + journal), leakage across splits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from curate.commands import common
+
+ORDER = 20
+
+HELP = """Find exact and near-duplicate images in a tree and move the extra copies to a quarantine.
+
+Exact duplicates (same bytes, then same decoded pixels) come first; near duplicates are images whose
+perceptual hashes differ by at most --threshold bits AND whose thumbnails still match pixel by pixel
+(the verification pass keeps look-alikes such as different coins apart). Copies form clusters.
+
+Per cluster one copy is kept (--keep: largest = most pixels, then bytes, then path; bytes; first).
+Clusters spanning splits are leakage: --leakage train keeps the copy in the earliest split (train,
+then val, then test) and removes the evaluation copies; --leakage report keeps one copy per split.
+Clusters with different labels are reported as label conflicts and never touched.
+
+Nothing is deleted: removed files are moved to a quarantine outside every split root (default
+DIR.quarantine beside DIR) with a journal; `curate dedupe --undo DIR` puts them back byte-identical.
+Writes DIR/dedupe.json, DIR/dedupe-pairs.csv and updates DIR/manifest.parquet.
+
+Exit code: 0; 1 when unreadable files or label conflicts were found (left in place); 2 on bad input.
+
+Examples:
+
+  curate dedupe data/coins --dry-run
+
+  curate dedupe data/coins --threshold 8 --keep first --workers 4
+
+  curate dedupe data/coins --leakage report --json /tmp/dupes.json --dry-run
+
+  curate dedupe --undo data/coins
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dedupe", help=HELP)(dedupe)
+
+
+def dedupe(
+    root: Path = typer.Argument(..., help="Root of the tree (split folders or class folders)."),
+    hash_name: str = typer.Option("phash", "--hash", help="Perceptual hash: phash, dhash, ahash, whash."),
+    hash_size: int = typer.Option(8, "--hash-size", help="Hash side: 8 gives 64 bits."),
+    threshold: int = typer.Option(None, "--threshold", "-t",
+                                  help="Max Hamming distance of near duplicates (default 12 per 64 bits; 8 with --no-verify)."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the pixel verification of near pairs."),
+    keep: str = typer.Option("largest", "--keep", help="Copy kept per cluster: largest, bytes, first."),
+    leakage: str = typer.Option("train", "--leakage", help="Across splits: train (remove eval copies) or report."),
+    quarantine: Path = typer.Option(None, "--quarantine", help="Where removed files go (default DIR.quarantine)."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report only; change nothing."),
+    json_path: Path = typer.Option(None, "--json", help="Also write the report (and -pairs.csv) here."),
+    undo: bool = typer.Option(False, "--undo", help="Put back the files the last dedupe moved."),
+    workers: int = common.workers_option(),
+    engine: str = common.engine_option(),
+) -> None:
+    if undo:
+        _undo(root)
+    from curate.dedupe_apply import dedupe as run
+
+    res = run(root, quarantine=quarantine, dry_run=dry_run, json_path=json_path, hash_name=hash_name,
+              hash_size=hash_size, threshold=threshold, verify=not no_verify, keep=keep, leakage=leakage,
+              workers=workers, engine=engine, quiet=common.STATE.quiet)
+    verb = "would remove" if dry_run else "removed"
+    for s in res.splits:
+        line = (f"{s['split']}: {s['files']} → {s['kept']} kept ({s['removed']} {verb} "
+                f"in {s['clusters']} clusters)")
+        if s["unreadable"]:
+            line += f", {s['unreadable']} unreadable"
+        common.out.print(line, soft_wrap=True)
+    r = res.result
+    exact = sum(c.kind == "exact" for c in r.clusters)
+    common.out.print(f"{len(r.clusters)} clusters ({exact} exact, {len(r.clusters) - exact} near); "
+                     f"leakage: {res.leakage} clusters span splits; label conflicts: {res.label_conflicts}",
+                     soft_wrap=True)
+    rejected = int((~r.pairs["verified"]).sum()) if len(r.pairs) else 0
+    if rejected:
+        common.out.print(f"{rejected} candidate pairs within the threshold failed verification (kept apart)",
+                         soft_wrap=True)
+    for p, reason in r.unreadable[:10]:
+        common.warn(f"unreadable ({reason}), left in place: {p}")
+    if len(r.unreadable) > 10:
+        common.warn(f"… and {len(r.unreadable) - 10} more unreadable files (see dedupe.json)")
+    for c in [c for c in r.clusters if c.label_conflict][:5]:
+        common.warn(f"label conflict ({', '.join(c.labels)}): {', '.join(c.members[:4])}")
+    if dry_run:
+        common.out.print("dry run: nothing moved or written", soft_wrap=True)
+    else:
+        common.out.print(f"moved {res.moved} files to {res.quarantine}; undo with: curate dedupe --undo {root}",
+                         soft_wrap=True)
+    raise typer.Exit(1 if r.unreadable or res.label_conflicts else 0)
+
+
+def _undo(root: Path) -> None:
+    from curate.dedupe_apply import undo_dedupe
+
+    rep = undo_dedupe(root)
+    common.out.print(f"restored {rep.restored} files from {rep.journal}", soft_wrap=True)
+    for p in rep.files_changed_since:
+        common.warn(f"{p} changed since dedupe; left as it is")
+    for p in rep.missing:
+        common.err(f"missing from the quarantine: {p}")
+    for p in rep.conflicts:
+        common.err(f"not restored (a file is in the way or its bytes changed): {p}")
+    raise typer.Exit(0 if rep.ok else 1)

@@ -1,0 +1,108 @@
+"""`curate resplit`: merge splits and deal them again, stratified and group-aware, undoable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from curate.commands import common
+
+ORDER = 21
+
+HELP = """Merge some splits and split them again: stratified per label, deterministic with --seed.
+
+Near-duplicate clusters (found on the fly with the dedupe hashes, or the manifest's `cluster`) and crops
+of one source image (manifest `source_id`) always land in one split. Evaluation splits get at least
+--min-per-class files per label; a label too small for that gets one file in train, then the
+evaluation splits in order up to the minimum, the rest in train (listed in the output).
+
+Split folders named valid/ or validation/ count as val and keep their names. Moves are journaled:
+`curate resplit --undo DIR` puts every file back byte-identical. manifest.parquet is updated.
+
+Examples:
+
+  curate resplit data/coins --merge val,test --ratios 0.5,0.5 --dry-run
+
+  curate resplit data/coins --ratios 0.8,0.1,0.1 --min-per-class 4 --seed 1
+
+  curate resplit data/coins --merge train,valid --into train,val,test --ratios 0.8,0.1,0.1
+
+  curate resplit --undo data/coins
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("resplit", help=HELP)(resplit)
+
+
+def resplit(
+    root: Path = typer.Argument(..., help="Root of a tree with split folders."),
+    ratios: str = typer.Option(None, "--ratios", "-r", help="One ratio per target split, e.g. 0.8,0.1,0.1."),
+    merge: str = typer.Option(None, "--merge", "-m", help="Splits to pool (default: all)."),
+    into: str = typer.Option(None, "--into", help="Target splits (default: the merged ones, or train,val,test)."),
+    min_per_class: int = typer.Option(0, "--min-per-class", help="Minimum files per label in each evaluation split."),
+    no_dedupe: bool = typer.Option(False, "--no-dedupe-groups",
+                                   help="Do not compute near-duplicate groups (manifest groups still apply)."),
+    threshold: int = typer.Option(None, "--threshold", "-t", help="Near-duplicate threshold for the groups."),
+    dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the before/after table; move nothing."),
+    undo: bool = typer.Option(False, "--undo", help="Put back the files the last resplit moved."),
+    seed: int = common.seed_option(),
+    workers: int = common.workers_option(),
+    engine: str = common.engine_option(),
+) -> None:
+    if undo:
+        _undo(root)
+    if ratios is None:
+        raise typer.BadParameter("--ratios is required (e.g. --ratios 0.8,0.1,0.1)", param_hint="--ratios")
+    from curate.split import apply_resplit, plan_resplit
+
+    plan = plan_resplit(root, ratios=ratios, merge=merge, into=into, min_per_class=min_per_class, seed=seed,
+                        dedupe_groups=not no_dedupe, threshold=threshold, workers=workers, engine=engine,
+                        quiet=common.STATE.quiet)
+    table = plan.table()
+    if dry_run or common.STATE.verbose:
+        _print_table(table)
+    totals = table.sum()
+    before = ", ".join(f"{c.split(':')[1]} {totals[c]}" for c in table.columns if c.startswith("before:"))
+    after = ", ".join(f"{c.split(':')[1]} {totals[c]}" for c in table.columns if c.startswith("after:"))
+    common.out.print(f"{', '.join(plan.pool)} → {', '.join(plan.targets)}: before {before}; after {after}",
+                     soft_wrap=True)
+    common.out.print(f"groups kept whole: {plan.group_source}; {len(plan.moves())} files change split",
+                     soft_wrap=True)
+    if plan.small_labels:
+        common.warn(f"{len(plan.small_labels)} labels too small for --min-per-class {min_per_class}, placed by "
+                    f"the fixed rule: {', '.join(plan.small_labels[:10])}{' …' if len(plan.small_labels) > 10 else ''}")
+    if plan.outside_groups:
+        common.warn(f"{plan.outside_groups} duplicate groups also have files in splits not merged: that "
+                    "leakage remains (run curate dedupe)")
+    if dry_run:
+        common.out.print("dry run: nothing moved", soft_wrap=True)
+        raise typer.Exit(0)
+    moved, journal = apply_resplit(plan)
+    if moved:
+        common.out.print(f"moved {moved} files; undo with: curate resplit --undo {root}", soft_wrap=True)
+    raise typer.Exit(0)
+
+
+def _print_table(table) -> None:
+    from rich.table import Table
+
+    t = Table("label", *[c for c in table.columns], show_edge=False)
+    for label, row in table.iterrows():
+        t.add_row(str(label), *[str(v) for v in row.tolist()])
+    total = table.sum()
+    t.add_row("[bold]total", *[f"[bold]{v}" for v in total.tolist()])
+    common.out.print(t)
+
+
+def _undo(root: Path) -> None:
+    from curate.split import undo_resplit
+
+    rep = undo_resplit(root)
+    common.out.print(f"restored {rep.restored} files from {rep.journal}", soft_wrap=True)
+    for p in rep.files_changed_since:
+        common.warn(f"{p} changed since resplit; left as it is")
+    for p in rep.missing + rep.conflicts:
+        common.err(f"not restored: {p}")
+    raise typer.Exit(0 if rep.ok else 1)

@@ -1,0 +1,165 @@
+"""`curate dedupe` as an action: quarantine what find_duplicates removes, journaled and undoable.
+
+Writes dedupe.json (policy, clusters, kept/removed) and dedupe-pairs.csv beside the manifest, updates
+manifest.parquet (status, cluster, duplicate_of, distance, phash) and curate.json. --dry-run writes none
+of them (only the hash cache in the state folder).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from curate.dedupe import DedupeResult, find_duplicates
+from curate.manifest import read_manifest, to_parquet_bytes, update_info
+from curate.relocate import Relocation, UndoReport, check_outside_splits, free_name, undo
+from curate.tree import INFO_NAME, MANIFEST_NAME, SPLIT_ORDER, atomic_write_bytes, default_quarantine
+
+REPORT_NAME = "dedupe.json"
+PAIRS_NAME = "dedupe-pairs.csv"
+
+
+@dataclass
+class DedupeOutcome:
+    result: DedupeResult
+    quarantine: Path
+    dry_run: bool
+    moved: int = 0
+    journal: Path | None = None
+    splits: list[dict] = field(default_factory=list)  # per split: files, kept, removed, clusters, unreadable
+
+    @property
+    def leakage(self) -> int:
+        return sum(c.cross_split for c in self.result.clusters)
+
+    @property
+    def label_conflicts(self) -> int:
+        return sum(c.label_conflict for c in self.result.clusters)
+
+
+def split_summary(result: DedupeResult) -> list[dict]:
+    files = result.files
+    removed = result.removals()
+    rows = []
+    splits = sorted(set(files["split"]), key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s))
+    for s in splits:
+        paths = set(files.loc[files["split"] == s, "path"])
+        gone = paths & set(removed)
+        clusters = {c.id for c in result.clusters if set(c.remove) & gone}
+        bad = sum(1 for p, _ in result.unreadable if p in paths)
+        rows.append({"split": s, "files": len(paths), "kept": len(paths) - len(gone), "removed": len(gone),
+                     "clusters": len(clusters), "unreadable": bad})
+    return rows
+
+
+def _hamming(a: str | None, b: str | None) -> int | None:
+    if not a or not b:
+        return None
+    return bin(int(a, 16) ^ int(b, 16)).count("1")
+
+
+def updated_manifest(root: Path, result: DedupeResult) -> pd.DataFrame:
+    """The manifest after dedupe: every tree file present, with status/cluster/duplicate_of/distance/phash."""
+    files = result.files
+    old = read_manifest(root)
+    base = pd.DataFrame({
+        "path": files["path"], "split": files["split"], "label": files["label"], "sha256": files["sha256"],
+        "width": files["width"], "height": files["height"], "source": "folder", "source_id": files["path"],
+        "status": "kept",
+    })
+    if old is None:
+        df = base
+    else:
+        df = old.copy()
+        new = base[~base["path"].isin(set(df["path"]))]
+        df = pd.concat([df, new], ignore_index=True) if len(new) else df
+    byhash = dict(zip(files["path"], files["hash"], strict=True))
+    removed = result.removals()
+    cluster_of = {m: c.id for c in result.clusters for m in c.members}
+    bad = dict(result.unreadable)
+    in_tree = df["path"].isin(set(files["path"])).tolist()
+    dist = {p: _hamming(byhash.get(p), byhash.get(k)) for p, k in removed.items()}
+    for col, values, dtype in (("phash", byhash, "string"), ("cluster", cluster_of, "Int64"),
+                               ("duplicate_of", removed, "string"), ("distance", dist, "Int64")):
+        prev = df[col].tolist() if col in df.columns else [None] * len(df)
+        df[col] = pd.array([values.get(p) if t else (None if pd.isna(o) else o)
+                            for p, t, o in zip(df["path"], in_tree, prev, strict=True)], dtype=dtype)
+    status = df["status"].astype("string").tolist()
+    for i, (p, t) in enumerate(zip(df["path"], in_tree, strict=True)):
+        if not t:
+            continue
+        status[i] = "removed" if p in removed else "unreadable" if p in bad else "kept"
+    df["status"] = status
+    return df
+
+
+def report_json(outcome: DedupeOutcome) -> dict:
+    res = outcome.result
+    return {**res.to_json(), "splits": outcome.splits, "quarantine": str(outcome.quarantine),
+            "leakage_clusters": outcome.leakage, "label_conflicts": outcome.label_conflicts,
+            "removed": res.removals()}
+
+
+def pairs_csv(result: DedupeResult) -> bytes:
+    buf = io.StringIO()
+    result.pairs.to_csv(buf, index=False)
+    return buf.getvalue().encode("utf-8")
+
+
+def dedupe(
+    root: str | Path,
+    *,
+    quarantine: str | Path | None = None,
+    dry_run: bool = False,
+    json_path: str | Path | None = None,
+    **find_kwargs,
+) -> DedupeOutcome:
+    """find_duplicates, then (unless dry_run) move every removed copy to the quarantine, journaled."""
+    root = Path(root).resolve()
+    qdir = Path(quarantine).resolve() if quarantine else default_quarantine(root)
+    check_outside_splits(root, qdir)
+    result = find_duplicates(root, **find_kwargs)
+    out = DedupeOutcome(result=result, quarantine=qdir, dry_run=dry_run, splits=split_summary(result))
+    if json_path:
+        from curate.tree import atomic_write_json
+
+        atomic_write_json(json_path, report_json(out))
+        atomic_write_bytes(Path(json_path).with_name(Path(json_path).stem + "-pairs.csv"), pairs_csv(result))
+    if dry_run:
+        return out
+    rel = Relocation(root, "dedupe")
+    sha = dict(zip(result.files["path"], result.files["sha256"], strict=True))
+    taken: set[Path] = set()
+    for p in sorted(result.removals()):
+        dst = free_name(qdir / p, taken)
+        taken.add(dst)
+        rel.move(root / p, dst, sha[p])
+    out.moved = len(rel.moved)
+    rel.write(root / MANIFEST_NAME, to_parquet_bytes(updated_manifest(root, result)))
+    rel.write(root / REPORT_NAME, _json_bytes(report_json(out)))
+    rel.write(root / PAIRS_NAME, pairs_csv(result))
+    info_path = root / INFO_NAME
+    before = info_path.read_bytes() if info_path.exists() else None
+    update_info(root, "dedupe", {**result.params, "removed": out.moved, "clusters": len(result.clusters),
+                                 "quarantine": str(qdir)})
+    after = info_path.read_bytes()
+    if before is None:  # record the rewrite for undo: put the old state back, then rewrite through rel
+        info_path.unlink()
+    else:
+        atomic_write_bytes(info_path, before)
+    rel.write(info_path, after)
+    out.journal = rel.close()
+    return out
+
+
+def _json_bytes(obj) -> bytes:
+    import json
+
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
+
+
+def undo_dedupe(root: str | Path) -> UndoReport:
+    return undo(root, "dedupe")

@@ -1,0 +1,298 @@
+"""Stratified, group-aware re-splitting of a tree (`curate resplit`).
+
+The files of the merged splits are pooled and dealt again, per label, into the target splits:
+- groups never straddle splits: near-duplicate clusters (curate.dedupe, computed on the fly or read from
+  the manifest's `cluster`) and crops of one source image (manifest `source_id`) move as one;
+- per label, each target split gets ratio x n files (largest remainder), and evaluation splits (every
+  target but train) at least --min-per-class;
+- a label too small for that (fewer than 1 + min x evaluation splits, when train is a target) is dealt
+  by a fixed rule: one file to train, then evaluation splits in order up to the minimum, the rest to
+  train; such labels are listed in the plan;
+- order comes from sha256(seed, group key), never from a global RNG: same seed, same split.
+Moves go through curate.relocate (journaled, `undo`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from curate.errors import InputError
+from curate.manifest import read_manifest, to_parquet_bytes, update_info
+from curate.relocate import Relocation, UndoReport, free_name, undo
+from curate.tree import INFO_NAME, MANIFEST_NAME, SPLIT_ORDER, atomic_write_bytes, canonical_split, scan_tree
+
+
+@dataclass
+class ResplitPlan:
+    root: Path
+    pool: list[str]  # canonical splits merged
+    targets: list[str]  # canonical splits dealt into
+    ratios: list[float]
+    seed: int
+    before: pd.DataFrame  # path, split, label, group
+    after: dict[str, str]  # path -> new split
+    small_labels: list[str] = field(default_factory=list)
+    outside_groups: int = 0  # groups with members outside the pool (that leakage stays)
+    group_source: str = ""
+
+    def moves(self) -> list[tuple[str, str, str]]:
+        """(path, old split, new split) for every file that changes split."""
+        b = self.before
+        return [(p, s, self.after[p]) for p, s in zip(b["path"], b["split"], strict=True)
+                if p in self.after and self.after[p] != s]
+
+    def table(self) -> pd.DataFrame:
+        """Counts per label: before and after, one column per split."""
+        b = self.before[self.before["split"].isin(self.pool)]
+        before = b.groupby(["label", "split"]).size().unstack(fill_value=0)
+        a = b.assign(split=[self.after[p] for p in b["path"]])
+        after = a.groupby(["label", "split"]).size().unstack(fill_value=0)
+        cols = [s for s in SPLIT_ORDER if s in set(before.columns) | set(after.columns)]
+        cols += sorted((set(before.columns) | set(after.columns)) - set(cols))
+        before = before.reindex(columns=cols, fill_value=0).add_prefix("before:")
+        after = after.reindex(columns=[c for c in cols if c in self.targets], fill_value=0).add_prefix("after:")
+        return before.join(after, how="outer").fillna(0).astype(int).sort_index()
+
+
+def parse_ratios(text: str | list[float]) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",")] if isinstance(text, str) else [float(x) for x in text]
+    except ValueError:
+        raise InputError(f"--ratios {text!r} is not a list of numbers", "e.g. --ratios 0.8,0.1,0.1") from None
+    if not vals or any(v < 0 for v in vals) or sum(vals) <= 0:
+        raise InputError(f"--ratios {text!r} must be non-negative and not all zero", "e.g. 0.8,0.1,0.1")
+    total = sum(vals)
+    return [v / total for v in vals]
+
+
+def _splits(names: str | list[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    items = names.split(",") if isinstance(names, str) else list(names)
+    out = []
+    for n in (x.strip() for x in items if x.strip()):
+        c = canonical_split(n)
+        if c is None:
+            raise InputError(f"'{n}' is not a split name", "use train, val (valid, validation) or test")
+        out.append(c)
+    if len(set(out)) != len(out):
+        raise InputError(f"split listed twice in {names!r}", "name each split once")
+    return out
+
+
+def quotas(n: int, ratios: list[float], targets: list[str], min_per_class: int) -> tuple[list[int], bool]:
+    """Files per target split for a label of n files; True when the label was too small (fixed rule)."""
+    evals = [k for k, s in enumerate(targets) if s != "train"]
+    has_train = "train" in targets
+    need = (1 if has_train else 0) + min_per_class * len(evals)
+    q = [0] * len(targets)
+    if min_per_class and n < need:
+        left = n
+        if has_train and left:
+            q[targets.index("train")] += 1
+            left -= 1
+        for k in evals:
+            take = min(min_per_class, left)
+            q[k] += take
+            left -= take
+        q[targets.index("train") if has_train else evals[0]] += left
+        return q, True
+    raw = [r * n for r in ratios]
+    q = [int(x) for x in raw]
+    for k in sorted(range(len(q)), key=lambda k: (-(raw[k] - q[k]), k))[: n - sum(q)]:
+        q[k] += 1
+    for k in evals:  # lift evaluation splits to the minimum, taking from the biggest other split
+        while q[k] < min_per_class:
+            donors = [d for d in range(len(q)) if d != k and q[d] > (min_per_class if d in evals else 1)]
+            if not donors:
+                break
+            d = max(donors, key=lambda d: (q[d], -d))
+            q[d] -= 1
+            q[k] += 1
+    return q, False
+
+
+def _key(seed: int, text: str) -> str:
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
+
+
+class _DSU:
+    def __init__(self):
+        self.p: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.p.setdefault(x, x)
+        while self.p[x] != x:
+            self.p[x] = self.p[self.p[x]]
+            x = self.p[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.p[max(ra, rb)] = min(ra, rb)
+
+
+def file_groups(root: Path, paths: list[str], *, dedupe_groups: bool, workers, engine, quiet,
+                threshold: int | None = None) -> tuple[dict[str, str], str]:
+    """path -> group id (the group's first path): near-duplicate clusters and shared source_id."""
+    dsu = _DSU()
+    for p in paths:
+        dsu.find(p)
+    used = []
+    man = read_manifest(root)
+    present = set(paths)
+    if man is not None:
+        live = man[man["path"].isin(present)]
+        for col in ("source_id", "cluster"):
+            if col in live.columns:
+                for _, g in live[live[col].notna()].groupby(col):
+                    ps = sorted(g["path"])
+                    for p in ps[1:]:
+                        dsu.union(ps[0], p)
+                used.append(f"manifest {col}")
+    if dedupe_groups:
+        from curate.dedupe import find_duplicates
+
+        res = find_duplicates(root, threshold=threshold, workers=workers, engine=engine, quiet=quiet)
+        for c in res.clusters:
+            for p in c.members[1:]:
+                if p in present and c.members[0] in present:
+                    dsu.union(c.members[0], p)
+        used.append("near-duplicate clusters")
+    return {p: dsu.find(p) for p in paths}, ", ".join(used) or "none"
+
+
+def plan_resplit(
+    root: str | Path,
+    *,
+    ratios: str | list[float],
+    merge: str | list[str] | None = None,
+    into: str | list[str] | None = None,
+    min_per_class: int = 0,
+    seed: int = 0,
+    dedupe_groups: bool = True,
+    threshold: int | None = None,
+    workers: int | None = None,
+    engine: str = "local",
+    quiet: bool = False,
+) -> ResplitPlan:
+    """Which split every pooled file goes to; reads only."""
+    root = Path(root).resolve()
+    tree = scan_tree(root)
+    if tree.single:
+        raise InputError(f"{root} has no split folders (train/ val/ test/)",
+                         "resplit moves files between split folders; create them first")
+    ratios = parse_ratios(ratios)
+    if min_per_class < 0:
+        raise InputError("--min-per-class must be 0 or more")
+    pool = _splits(merge) or [s for s in tree.split_dirs]
+    missing = [s for s in pool if s not in tree.split_dirs]
+    if missing:
+        raise InputError(f"no split folder for {', '.join(missing)} in {root}",
+                         f"splits here: {', '.join(tree.split_dirs)}")
+    targets = _splits(into)
+    if targets is None:
+        ordered = [s for s in SPLIT_ORDER if s in pool] + [s for s in pool if s not in SPLIT_ORDER]
+        grown = list(SPLIT_ORDER[: len(ratios)])  # more ratios than splits: add val, test
+        targets = ordered if len(ordered) == len(ratios) else grown if set(ordered) <= set(grown) else ordered
+    if len(targets) != len(ratios):
+        raise InputError(f"{len(ratios)} ratios for {len(targets)} target splits ({', '.join(targets)})",
+                         "give one ratio per split, or name the splits with --into")
+    outside = [s for s in targets if s not in pool]
+    if any(s in tree.split_dirs for s in outside):
+        raise InputError(f"target split {', '.join(outside)} is not merged",
+                         "add it to --merge so its files are dealt too")
+    files = pd.DataFrame([(f.path, f.split, f.label) for f in tree.files], columns=["path", "split", "label"])
+    groups, source = file_groups(root, files["path"].tolist(), dedupe_groups=dedupe_groups, workers=workers,
+                                 engine=engine, quiet=quiet, threshold=threshold)
+    files["group"] = [groups[p] for p in files["path"]]
+    in_pool = files["split"].isin(pool)
+    pooled = files[in_pool]
+    outside_groups = len(set(pooled["group"]) & set(files.loc[~in_pool, "group"]))
+
+    # a group belongs to its most common label (ties: label name), then deal per label
+    glabel: dict[str, str] = {}
+    gpaths: dict[str, list[str]] = {}
+    for g, sub in pooled.groupby("group", sort=True):
+        counts = sub["label"].value_counts()
+        glabel[g] = min(counts.index[counts == counts.max()])
+        gpaths[g] = sub["path"].tolist()
+    by_label: dict[str, list[str]] = {}
+    for g, lab in glabel.items():
+        by_label.setdefault(lab, []).append(g)
+    after: dict[str, str] = {}
+    small = []
+    for label in sorted(by_label):
+        gs = by_label[label]
+        n = sum(len(gpaths[g]) for g in gs)
+        q, too_small = quotas(n, ratios, targets, min_per_class)
+        if too_small:
+            small.append(label)
+        got = [0] * len(targets)
+        for g in sorted(gs, key=lambda g: (-len(gpaths[g]), _key(seed, g))):
+            k = max(range(len(targets)), key=lambda k: (q[k] - got[k], -k))
+            got[k] += len(gpaths[g])
+            for p in gpaths[g]:
+                after[p] = targets[k]
+    return ResplitPlan(root=root, pool=pool, targets=targets, ratios=ratios, seed=seed, before=files,
+                       after=after, small_labels=small, outside_groups=outside_groups, group_source=source)
+
+
+def _split_folder(root: Path, split: str) -> str:
+    tree_dirs = {canonical_split(d.name): d.name for d in root.iterdir() if d.is_dir() and canonical_split(d.name)}
+    return tree_dirs.get(split, split)
+
+
+def apply_resplit(plan: ResplitPlan) -> tuple[int, Path | None]:
+    """Move the files of a plan (journaled) and update manifest.parquet and curate.json."""
+    root = plan.root
+    moves = plan.moves()
+    folders = {s: _split_folder(root, s) for s in set(plan.targets) | set(plan.pool)}
+    rel = Relocation(root, "resplit")
+    new_path: dict[str, str] = {}
+    taken: set[Path] = set()
+    for p, old, new in moves:
+        inner = Path(p).relative_to(folders[old])
+        dst = free_name(root / folders[new] / inner, taken)
+        taken.add(dst)
+        rel.move(root / p, dst)
+        new_path[p] = dst.relative_to(root).as_posix()
+    if not moves:
+        return 0, None
+    rel.write(root / MANIFEST_NAME, to_parquet_bytes(_manifest(plan, new_path)))
+    info_path = root / INFO_NAME
+    before = info_path.read_bytes() if info_path.exists() else None
+    update_info(root, "resplit", {"merge": plan.pool, "into": plan.targets, "ratios": plan.ratios,
+                                  "seed": plan.seed, "moved": len(moves), "groups": plan.group_source})
+    after = info_path.read_bytes()
+    if before is None:
+        info_path.unlink()
+    else:
+        atomic_write_bytes(info_path, before)
+    rel.write(info_path, after)
+    return len(moves), rel.close()
+
+
+def _manifest(plan: ResplitPlan, new_path: dict[str, str]) -> pd.DataFrame:
+    b = plan.before
+    df = read_manifest(plan.root)
+    base = pd.DataFrame({"path": b["path"], "split": b["split"], "label": b["label"], "source": "folder",
+                         "source_id": b["path"], "status": "kept"})
+    if df is None:
+        df = base
+    else:
+        new = base[~base["path"].isin(set(df["path"]))]
+        df = pd.concat([df, new], ignore_index=True) if len(new) else df.copy()
+    moved = df["path"].isin(set(new_path))
+    df.loc[moved, "split"] = [plan.after[p] for p in df.loc[moved, "path"]]
+    df.loc[moved, "path"] = [new_path[p] for p in df.loc[moved, "path"]]
+    return df
+
+
+def undo_resplit(root: str | Path) -> UndoReport:
+    return undo(root, "resplit")

@@ -1,0 +1,223 @@
+"""find_duplicates, the quarantine action, undo and the `curate dedupe` command, on real photos."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from curate import dupsynth
+from curate.cli import main
+from curate.dedupe import VERIFY_MIN, find_duplicates, similarity, thumbnail
+from curate.dedupe_apply import dedupe, undo_dedupe
+from curate.errors import InputError
+from curate.manifest import read_manifest
+from curate.samples import load_photo
+
+
+def small(name: str, side: int = 200) -> np.ndarray:
+    return dupsynth.resize(load_photo(name), side / max(load_photo(name).shape[:2]))
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """sha256 of every file under root, except curate's state folder."""
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and ".curate" not in p.parts}
+
+
+@pytest.fixture()
+def tree(tmp_path) -> Path:
+    """train/val/test tree with known duplicates:
+    - chelsea: original, exact byte copy, q50 re-encode, 3 % crop (train) and a half-size copy in val (leakage)
+    - coffee: original (train/cup) and a brightened copy in test filed as 'cat' (label conflict + leakage)
+    - astronaut and its mirror image: look alike, must stay apart
+    - a zero-byte and a corrupt file
+    """
+    root = tmp_path / "data"
+    cat, coffee, astro = small("chelsea", 300), small("coffee"), small("astronaut")
+    files = {
+        "train/cat/chelsea.png": cat,
+        "train/cat/chelsea_q50.jpg": dupsynth.jpeg(cat, 50),
+        "train/cat/chelsea_crop.png": dupsynth.crop(cat, 0.03),
+        "val/cat/chelsea_half.jpg": dupsynth.resize(cat, 0.5),
+        "train/cup/coffee.png": coffee,
+        "test/cat/coffee_bright.jpg": dupsynth.brightness(coffee, 1.15),
+        "train/person/astronaut.png": astro,
+        "train/person/astronaut_mirror.png": dupsynth.flip(astro),
+        "val/person/grace.jpg": small("grace_hopper"),
+    }
+    for rel, a in files.items():
+        dupsynth.save(root / rel, a)
+    shutil.copy(root / "train/cat/chelsea.png", root / "train/cat/chelsea_copy.png")
+    (root / "train/cup/empty.jpg").write_bytes(b"")
+    (root / "val/person/broken.jpg").write_bytes((root / "val/person/grace.jpg").read_bytes()[:300])
+    return root
+
+
+def by_member(res, path):
+    return next(c for c in res.clusters if path in c.members)
+
+
+def test_clusters_leakage_conflicts_and_bad_files(tree):
+    res = find_duplicates(tree, workers=1, quiet=True)
+    cat = by_member(res, "train/cat/chelsea.png")
+    assert cat.members == ["train/cat/chelsea.png", "train/cat/chelsea_copy.png", "train/cat/chelsea_crop.png",
+                           "train/cat/chelsea_q50.jpg", "val/cat/chelsea_half.jpg"]
+    assert cat.kind == "near" and cat.cross_split and not cat.label_conflict
+    assert cat.splits == ["train", "val"]
+    # default keep: most pixels (the original and its byte copy tie: first path), leakage: eval copies go
+    assert cat.keep == "train/cat/chelsea.png"
+    assert set(cat.remove) == set(cat.members) - {cat.keep}
+    cup = by_member(res, "train/cup/coffee.png")
+    assert cup.members == ["test/cat/coffee_bright.jpg", "train/cup/coffee.png"]
+    assert cup.label_conflict and cup.cross_split and cup.remove == []  # reported, never resolved
+    assert not any("astronaut_mirror" in m for c in res.clusters for m in c.members)
+    assert not any("grace" in m for c in res.clusters for m in c.members)
+    assert len(res.clusters) == 2
+    exact = res.pairs[res.pairs["kind"] == "exact"]
+    assert exact[["a", "b"]].values.tolist() == [["train/cat/chelsea.png", "train/cat/chelsea_copy.png"]]
+    near = res.pairs[res.pairs["kind"] == "near"]
+    assert (near["distance"] <= res.params["threshold"]).all() and near["verified"].all()
+    bad = dict(res.unreadable)
+    assert bad.keys() == {"train/cup/empty.jpg", "val/person/broken.jpg"}
+    assert bad["train/cup/empty.jpg"] == "empty" and bad["val/person/broken.jpg"] in ("truncated", "corrupt")
+
+
+def test_leakage_report_keeps_one_copy_per_split(tree):
+    res = find_duplicates(tree, workers=1, quiet=True, leakage="report", keep="first")
+    cat = by_member(res, "train/cat/chelsea.png")
+    assert "val/cat/chelsea_half.jpg" not in cat.remove
+    assert cat.keep == "train/cat/chelsea.png"
+    assert cat.duplicate_of["train/cat/chelsea_q50.jpg"] == "train/cat/chelsea.png"
+
+
+def test_pixel_identical_files_are_exact(tmp_path):
+    root = tmp_path / "px"
+    a = small("rocket")
+    dupsynth.save(root / "train/r/a.png", a)
+    Image.fromarray(a).save(root / "train/r/b.png", compress_level=1)  # other bytes, same pixels
+    res = find_duplicates(root, workers=1, quiet=True)
+    assert [(c.kind, c.members) for c in res.clusters] == [("exact", ["train/r/a.png", "train/r/b.png"])]
+
+
+def test_verification_keeps_look_alike_coins_apart(tmp_path):
+    root = tmp_path / "coins"
+    coins = dupsynth.coins()
+    for i, c in enumerate(coins):
+        dupsynth.save(root / "train" / "coin" / f"{i:02d}.png", c)
+    dupsynth.save(root / "train/coin/00_q60.jpg", dupsynth.jpeg(coins[0], 60))
+    loose = find_duplicates(root, threshold=16, verify=False, workers=1, quiet=True)
+    assert any(len(c.members) > 2 or "00_q60" not in "".join(c.members) for c in loose.clusters)
+    res = find_duplicates(root, threshold=16, workers=1, quiet=True)
+    assert [c.members for c in res.clusters] == [["train/coin/00.png", "train/coin/00_q60.jpg"]]
+    assert (~res.pairs["verified"]).sum() > 0  # candidates were found, then rejected on pixels
+
+
+def test_similarity_scores():
+    a = small("chelsea", 256)
+    ta = thumbnail(a)
+    assert similarity(ta, thumbnail(dupsynth.jpeg(a, 40))) > 0.95
+    assert similarity(ta, thumbnail(dupsynth.crop(a, 0.04))) > VERIFY_MIN
+    assert similarity(ta, thumbnail(dupsynth.flip(a))) < VERIFY_MIN
+    flat = np.full((50, 50, 3), 114, np.uint8)
+    assert similarity(thumbnail(flat), thumbnail(flat)) == 1.0
+    assert similarity(thumbnail(flat), ta) == 0.0
+
+
+def test_apply_undo_restores_tree_byte_identical(tree):
+    before = snapshot(tree)
+    out = dedupe(tree, workers=1, quiet=True)
+    q = tree.parent / "data.quarantine"
+    removed = out.result.removals()
+    assert out.moved == len(removed) == 4
+    for p in removed:
+        assert not (tree / p).exists() and (q / p).exists()
+    assert (tree / "train/cup/empty.jpg").exists() and (tree / "val/person/broken.jpg").exists()
+    assert not (tree / "val/cat").exists()  # emptied by the move, pruned
+    man = read_manifest(tree)
+    rows = man.set_index("path")
+    assert set(man.loc[man["status"] == "removed", "path"]) == set(removed)
+    for p, k in removed.items():
+        assert rows.loc[p, "duplicate_of"] == k and rows.loc[k, "status"] == "kept"
+    assert rows.loc["train/cup/empty.jpg", "status"] == "unreadable"
+    assert rows.loc["val/cat/chelsea_half.jpg", "distance"] >= 0
+    assert set(man["path"]) == set(before) - {"manifest.parquet"}  # one row per file, no more
+    report = (tree / "dedupe.json").read_text()
+    assert "chelsea_half" in report and (tree / "dedupe-pairs.csv").exists()
+    pairs = pd.read_csv(tree / "dedupe-pairs.csv")
+    assert {"a", "b", "distance", "kind", "verified"} <= set(pairs.columns)
+    # a second run finds nothing more to remove
+    again = dedupe(tree, workers=1, quiet=True)
+    assert again.moved == 0
+    rep = undo_dedupe(tree)
+    assert rep.ok and rep.restored == 4
+    assert snapshot(tree) == before
+    with pytest.raises(InputError):
+        undo_dedupe(tree)
+
+
+def test_dry_run_changes_nothing(tree):
+    before = snapshot(tree)
+    out = dedupe(tree, dry_run=True, workers=1, quiet=True)
+    assert out.moved == 0 and len(out.result.removals()) == 4
+    assert snapshot(tree) == before
+    assert not (tree.parent / "data.quarantine").exists()
+
+
+def test_same_result_whatever_the_workers(tree):
+    a = find_duplicates(tree, workers=1, quiet=True)
+    b = find_duplicates(tree, workers=2, quiet=True)
+    assert [c.members for c in a.clusters] == [c.members for c in b.clusters]
+    assert a.pairs.equals(b.pairs)
+
+
+def test_cli(tree, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["dedupe", str(tree), "--dry-run", "-j", "1"])
+    assert e.value.code == 1  # unreadable files and a label conflict were found
+    out = capsys.readouterr().out
+    assert "train: 8 → 5 kept (3 would remove in 1 clusters), 1 unreadable" in out
+    assert "val: 3 → 2 kept (1 would remove in 1 clusters), 1 unreadable" in out
+    assert "label conflicts: 1" in out
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "dedupe", str(tree), "-j", "1"])
+    assert e.value.code == 1
+    with pytest.raises(SystemExit) as e:
+        main(["dedupe", "--undo", str(tree)])
+    assert e.value.code == 0
+    assert "restored 4 files" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args", [
+    ["dedupe", "/nonexistent/tree"],
+    ["dedupe", "{tree}", "--keep", "biggest"],
+    ["dedupe", "{tree}", "--hash", "md5"],
+    ["dedupe", "{tree}", "--threshold", "64"],
+    ["dedupe", "{tree}", "--quarantine", "{tree}/train/q"],
+    ["dedupe", "--undo", "{tree}"],
+])
+def test_cli_bad_input(tree, args, capsys):
+    before = snapshot(tree)
+    with pytest.raises(SystemExit) as e:
+        main([a.format(tree=tree) for a in args])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+    assert snapshot(tree) == before
+
+
+@pytest.mark.slow
+def test_real_entry_point(tree):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "curate", "-q", "dedupe", str(tree), "--dry-run", "-j", "2"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    assert "train: 8 → 5 kept" in run.stdout and "Traceback" not in run.stderr
+    assert "hashing" not in run.stderr  # -q: no progress bars

@@ -1,0 +1,148 @@
+"""hash_files (cache, bad files, reduced JPEG decoding) and the Hamming search of curate.dupsearch."""
+
+from __future__ import annotations
+
+import os
+from math import comb
+
+import imagehash
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate import hashing
+from curate.dupsearch import brute_pairs, choose, distances, hamming_pairs, mih_pairs, pack
+from curate.errors import InputError
+from curate.hashing import COLUMNS, cache_path, hash_files
+from curate.samples import load_photo
+
+
+@pytest.fixture()
+def tree(tmp_path):
+    root = tmp_path / "data"
+    for split, label, name, ext in [("train", "cat", "chelsea", ".png"), ("train", "cup", "coffee", ".jpg"),
+                                    ("val", "cat", "astronaut", ".jpg")]:
+        p = root / split / label / f"{name}{ext}"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(load_photo(name)).save(p)
+    (root / "val" / "cat" / "zero.jpg").write_bytes(b"")
+    (root / "train" / "cup" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return root
+
+
+def test_hash_files_rows_and_bad_files(tree):
+    df = hash_files(tree, workers=1, quiet=True)
+    assert list(df.columns) == COLUMNS
+    assert df["path"].tolist() == sorted(df["path"])
+    assert len(df) == 5
+    bad = dict(zip(df["path"], df["error"], strict=True))
+    assert bad["val/cat/zero.jpg"] == "empty"
+    assert bad["train/cup/broken.png"] in ("corrupt", "not-an-image", "truncated")
+    assert bad["train/cat/chelsea.png"] is None
+    ok = df[df["error"].isna()]
+    assert ok["hash"].str.len().eq(16).all()
+    row = df.set_index("path").loc["train/cat/chelsea.png"]
+    assert (row["split"], row["label"], row["width"], row["height"]) == ("train", "cat", 451, 300)
+    # a PNG is decoded at full size: the hash is exactly imagehash's
+    assert row["hash"] == str(imagehash.phash(Image.open(tree / "train/cat/chelsea.png")))
+    # files stay where they are
+    assert (tree / "val/cat/zero.jpg").exists()
+
+
+def test_reduced_jpeg_decoding_keeps_the_hash(tmp_path):
+    big = Image.fromarray(load_photo("china")).resize((2400, 1600), Image.BICUBIC)
+    p = tmp_path / "big.jpg"
+    big.save(p, quality=90)
+    ours = hashing.hash_file(p)["hash"]
+    ref = str(imagehash.phash(Image.open(p)))
+    assert bin(int(ours, 16) ^ int(ref, 16)).count("1") <= 2
+
+
+def test_cache_rehashes_only_changed_files(tree, monkeypatch):
+    hash_files(tree, workers=1, quiet=True)
+    assert cache_path(tree, "phash", 8).exists()
+    calls = []
+    real = hashing.hash_file
+    monkeypatch.setattr(hashing, "hash_file", lambda p, *a: calls.append(p) or real(p, *a))
+    again = hash_files(tree, workers=1, quiet=True)
+    assert calls == []
+    target = tree / "train/cat/chelsea.png"
+    Image.fromarray(load_photo("chelsea")[::2, ::2]).save(target)
+    os.utime(target, ns=(1, 1))
+    third = hash_files(tree, workers=1, quiet=True)
+    assert [os.path.basename(c) for c in calls] == ["chelsea.png"]
+    assert third.set_index("path").loc["train/cat/chelsea.png", "width"] == 226
+    assert again["hash"].tolist()[1:] == third["hash"].tolist()[1:]
+
+
+def test_other_hashes_and_bad_params(tree):
+    d = hash_files(tree, hash_name="dhash", hash_size=16, workers=1, quiet=True)
+    assert d.loc[d["error"].isna(), "hash"].str.len().eq(64).all()
+    with pytest.raises(InputError):
+        hash_files(tree, hash_name="md5")
+    with pytest.raises(InputError):
+        hash_files(tree, hash_name="whash", hash_size=6)
+    with pytest.raises(InputError):
+        hash_files(tree / "nope")
+
+
+def _planted(n, t, seed=0):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 2**63, size=n, dtype=np.int64).astype(np.uint64) * np.uint64(2)
+    codes ^= rng.integers(0, 2, size=n).astype(np.uint64)
+    pairs = set()
+    for a, b in rng.integers(0, n, size=(n // 20, 2)):
+        if a == b:
+            continue
+        c = int(codes[a])
+        for bit in rng.choice(64, int(rng.integers(0, t + 1)), replace=False):
+            c ^= 1 << int(bit)
+        codes[b] = np.uint64(c)
+        pairs.add((min(a, b), max(a, b)))
+    return codes[:, None], pairs
+
+
+def test_pack_matches_imagehash_hex():
+    hexes = ["ffffffffffffffff", "0000000000000001", "8000000000000000", "c2924c5532bddfc8"]
+    codes = pack(hexes)
+    assert codes.shape == (4, 1)
+    assert int(codes[3, 0]) == int(hexes[3], 16)
+    assert distances(codes[:1], codes[1:2])[0] == 63
+    wide = pack(["f" * 64, "0" * 63 + "1"])  # 256-bit hashes
+    assert wide.shape == (2, 4) and distances(wide[:1], wide[1:])[0] == 255
+
+
+@pytest.mark.parametrize("t", [0, 3, 8, 12])
+def test_brute_and_mih_find_the_same_pairs(t):
+    codes, planted = _planted(3000, t)
+    bi, bj, bd = brute_pairs(codes, t)
+    found = set(zip(bi.tolist(), bj.tolist(), strict=True))
+    for a, b in planted:  # a later plant may overwrite an earlier one, so check the real distance
+        if distances(codes[a : a + 1], codes[b : b + 1])[0] <= t:
+            assert (a, b) in found
+    assert (bd <= t).all() and (bi < bj).all()
+    for m in (2, 3, 4, 5):
+        if sum(comb(64 // m + 1, r) for r in range(t // m + 1)) > 5000:
+            continue  # too many probes to be a sensible choice (and slow)
+        mi, mj, md = mih_pairs(codes, t, m)
+        assert np.array_equal(mi, bi) and np.array_equal(mj, bj) and np.array_equal(md, bd)
+
+
+def test_auto_choice_scales():
+    assert choose(500, 64, 10)[0] == "brute"
+    assert choose(1_000_000, 64, 4)[0] == "mih"
+    i, j, d = hamming_pairs(np.zeros((0, 1), dtype=np.uint64), 4)
+    assert len(i) == len(j) == len(d) == 0
+
+
+def test_exif_rotated_jpeg_hashes_upright(tmp_path):
+    a = load_photo("rocket")  # 640 wide, 427 high
+    upright = tmp_path / "upright.jpg"
+    Image.fromarray(a).save(upright, quality=95)
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
+    Image.fromarray(a).transpose(Image.Transpose.ROTATE_90).save(rotated, quality=95, exif=exif)
+    r, u = hashing.hash_file(rotated), hashing.hash_file(upright)
+    assert (r["width"], r["height"]) == (u["width"], u["height"]) == (640, 427)
+    assert bin(int(r["hash"], 16) ^ int(u["hash"], 16)).count("1") <= 4

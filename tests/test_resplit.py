@@ -1,0 +1,166 @@
+"""resplit: stratification, group integrity, min-per-class rule, determinism, undo, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from curate import dupsynth
+from curate.cli import main
+from curate.errors import InputError
+from curate.manifest import read_manifest, write_manifest
+from curate.samples import load_photo
+from curate.split import apply_resplit, plan_resplit, quotas, undo_resplit
+from curate.tree import scan_tree
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file() and ".curate" not in p.parts}
+
+
+def tiles(name: str, n: int, side: int = 48) -> list:
+    a = load_photo(name)
+    h, w = a.shape[:2]
+    cols = w // side
+    return [a[(k // cols) * side : (k // cols + 1) * side, (k % cols) * side : (k % cols + 1) * side]
+            for k in range(n)]
+
+
+@pytest.fixture()
+def tree(tmp_path) -> Path:
+    """train/ valid/ test/ with labels cat (astronaut tiles), cup (coffee tiles), bird (3 files only).
+    val and test each hold 6 cat and 6 cup tiles; cat tile 0 sits in valid/ and a re-encode in test/."""
+    root = tmp_path / "data"
+    for label, photo in (("cat", "astronaut"), ("cup", "coffee")):
+        ts = tiles(photo, 24)
+        for k, t in enumerate(ts):
+            split = "train" if k < 12 else "valid" if k < 18 else "test"
+            dupsynth.save(root / split / label / f"{label}{k:02d}.png", t)
+    dupsynth.save(root / "test/cat/cat12_copy.jpg", dupsynth.jpeg(tiles("astronaut", 13)[12], 70))
+    for k, t in enumerate(tiles("chelsea", 3)):
+        dupsynth.save(root / ("valid" if k else "test") / "bird" / f"bird{k}.png", t)
+    return root
+
+
+def test_quotas_rule():
+    assert quotas(10, [0.5, 0.5], ["val", "test"], 0) == ([5, 5], False)
+    assert quotas(10, [0.8, 0.1, 0.1], ["train", "val", "test"], 2) == ([6, 2, 2], False)
+    # too small for train + 2 val + 2 test: one to train, then val, then test, rest to train
+    assert quotas(4, [0.8, 0.1, 0.1], ["train", "val", "test"], 2) == ([1, 2, 1], True)
+    assert quotas(1, [0.8, 0.1, 0.1], ["train", "val", "test"], 1) == ([1, 0, 0], True)
+
+
+def test_merge_val_test_stratified_and_grouped(tree):
+    plan = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", seed=3, workers=1, quiet=True)
+    assert plan.pool == ["val", "test"] and plan.targets == ["val", "test"]
+    after = plan.after
+    assert all(p.startswith(("valid/", "test/")) for p in after)
+    per = Counter((p.split("/")[1], s) for p, s in after.items())
+    assert abs(per[("cup", "val")] - per[("cup", "test")]) <= 1
+    assert abs(per[("cat", "val")] - per[("cat", "test")]) <= 2  # the duplicate pair moves as one
+    assert after["valid/cat/cat12.png"] == after["test/cat/cat12_copy.jpg"]  # group integrity
+    assert sum(per.values()) == len(after) == 28
+    again = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", seed=3, workers=1, quiet=True)
+    assert again.after == after
+    other = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", seed=4, workers=1, quiet=True)
+    assert other.after != after
+
+
+def test_resplit_all_with_min_per_class(tree):
+    plan = plan_resplit(tree, ratios=[0.8, 0.1, 0.1], min_per_class=2, workers=1, quiet=True)
+    assert plan.targets == ["train", "val", "test"]
+    t = plan.table()
+    assert t.loc["cup", "after:val"] >= 2 and t.loc["cup", "after:test"] >= 2  # 19.2 / 2.4 / 2.4
+    assert t.loc["cup", "after:val"] + t.loc["cup", "after:test"] == 5
+    assert t.loc["cup"].filter(like="after:").sum() == 24
+    assert plan.small_labels == ["bird"]
+    assert (t.loc["bird", "after:train"], t.loc["bird", "after:val"], t.loc["bird", "after:test"]) == (1, 2, 0)
+
+
+def test_source_id_groups_from_manifest(tree):
+    files = scan_tree(tree).files
+    df = pd.DataFrame({"path": [f.path for f in files], "split": [f.split for f in files],
+                       "label": [f.label for f in files]})
+    df["source_id"] = ["cupsrc" if f.label == "cup" else f.path for f in files]  # every cup crop: one photo
+    write_manifest(tree, df)
+    plan = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", dedupe_groups=False, workers=1, quiet=True)
+    assert len({s for p, s in plan.after.items() if "/cup/" in p}) == 1
+    assert "manifest source_id" in plan.group_source
+
+
+def test_apply_and_undo(tree):
+    before = snapshot(tree)
+    plan = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", seed=1, workers=1, quiet=True)
+    moved, journal = apply_resplit(plan)
+    assert moved == len(plan.moves()) > 0 and journal is not None
+    assert (tree / "valid").is_dir() and not (tree / "val").exists()  # the folder name on disk is kept
+    man = read_manifest(tree)
+    now = scan_tree(tree)
+    assert set(man["path"]) == {f.path for f in now.files}
+    for f in now.files:
+        assert man.set_index("path").loc[f.path, "split"] == f.split
+    assert Counter(f.split for f in now.files) == Counter(plan.after[p] for p in plan.after) + Counter(
+        {"train": 24})
+    rep = undo_resplit(tree)
+    assert rep.ok and rep.restored == moved
+    assert snapshot(tree) == before
+
+
+def test_bad_input(tree, tmp_path):
+    with pytest.raises(InputError):
+        plan_resplit(tree, ratios="0.7,0.1,0.1,0.1")  # four ratios, three splits
+    with pytest.raises(InputError):
+        plan_resplit(tree, ratios="a,b")
+    with pytest.raises(InputError):
+        plan_resplit(tree, ratios="0.5,0.5", merge="val,holdout")
+    with pytest.raises(InputError):
+        plan_resplit(tree, ratios="0.5,0.5", merge="val", into="val,train")  # train not merged
+    flat = tmp_path / "flat"
+    dupsynth.save(flat / "cat" / "a.png", tiles("astronaut", 1)[0])
+    with pytest.raises(InputError):
+        plan_resplit(flat, ratios="0.5,0.5")
+
+
+def test_cli(tree, capsys):
+    before = snapshot(tree)
+    with pytest.raises(SystemExit) as e:
+        main(["resplit", str(tree), "--merge", "valid,test", "--ratios", "0.5,0.5", "--dry-run", "-j", "1"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "before:val" in out and "after:test" in out and "dry run" in out
+    assert snapshot(tree) == before
+    with pytest.raises(SystemExit) as e:
+        main(["resplit", str(tree), "--ratios", "0.5,0.5", "-j", "1"])
+    assert e.value.code == 2 and "ratios" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "resplit", str(tree), "--merge", "val,test", "--ratios", "1,1", "-j", "1", "--seed", "2"])
+    assert e.value.code == 0
+    assert snapshot(tree) != before
+    with pytest.raises(SystemExit) as e:
+        main(["resplit", "--undo", str(tree)])
+    assert e.value.code == 0
+    assert snapshot(tree) == before
+
+
+def test_dedupe_clusters_in_the_manifest_keep_groups_whole(tree):
+    from curate.dedupe_apply import dedupe
+
+    dedupe(tree, leakage="report", workers=1, quiet=True)  # leaves the valid/test pair, records its cluster
+    man = read_manifest(tree).set_index("path")
+    assert man.loc["valid/cat/cat12.png", "cluster"] == man.loc["test/cat/cat12_copy.jpg", "cluster"]
+    for seed in range(4):
+        plan = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", seed=seed, dedupe_groups=False,
+                            workers=1, quiet=True)
+        assert plan.after["valid/cat/cat12.png"] == plan.after["test/cat/cat12_copy.jpg"]
+    assert "manifest cluster" in plan.group_source
+
+
+def test_plan_does_not_depend_on_workers(tree):
+    a = plan_resplit(tree, ratios="0.8,0.1,0.1", min_per_class=1, seed=5, workers=1, quiet=True)
+    b = plan_resplit(tree, ratios="0.8,0.1,0.1", min_per_class=1, seed=5, workers=2, quiet=True)
+    assert a.after == b.after
