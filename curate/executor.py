@@ -13,7 +13,10 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from rich.console import Console
@@ -26,7 +29,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from curate.errors import InputError
+from curate.errors import CurateError, InputError
 
 _console = Console(stderr=True)
 
@@ -72,8 +75,26 @@ class LocalExecutor:
         ctx = mp.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload([getattr(fn, "__module__", "curate")])  # workers fork pre-imported
-        with ctx.Pool(min(self.workers, len(items)), initializer=_init_worker) as pool:
-            yield from pool.imap(fn, items, chunksize=1)
+        n = min(self.workers, len(items))
+        window = 2 * n  # bounded in flight: memory stays flat however many items there are
+        # concurrent.futures (not multiprocessing.Pool): a worker that dies (OOM killer, segfault) raises
+        # BrokenProcessPool here instead of hanging the run forever.
+        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker) as pool:
+            pending: deque = deque()
+            it = iter(items)
+            try:
+                for item in it:
+                    pending.append(pool.submit(fn, item))
+                    if len(pending) >= window:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            except BrokenProcessPool as e:
+                raise CurateError("a worker process died (out of memory?); re-run to resume, "
+                                  "or use fewer --workers") from e
+            finally:
+                for f in pending:
+                    f.cancel()
 
     def map(
         self,
@@ -127,3 +148,10 @@ HEAVY_MODULES = ("torch", "torchvision", "kaggle", "fiftyone", "ray", "matplotli
 def loaded_heavy_modules(_=None) -> list[str]:
     """Which heavy packages this process has imported (workers must have none)."""
     return [m for m in HEAVY_MODULES if m in sys.modules]
+
+
+def _die_for_test(i: int) -> int:
+    """Test hook: a worker that is killed mid-run (as by the OOM killer)."""
+    if i == 2:
+        os._exit(137)
+    return i

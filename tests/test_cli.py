@@ -72,3 +72,11 @@ def test_demo_end_to_end(tmp_path):
     assert set(kept.label) == {"person", "animal", "vehicle", "flag"}
     assert (m.status == "removed").sum() >= 1, "the re-encoded copy of the cat photo is found by dedupe"
     assert list((tmp_path / "d" / "runs").glob("*/metrics.json"))
+
+
+def test_a_dying_worker_fails_the_run_instead_of_hanging():
+    from curate.errors import CurateError
+    from curate.executor import _die_for_test
+
+    with pytest.raises(CurateError, match="worker process died"):
+        list(make_executor("local", workers=2, quiet=True).map(_die_for_test, [0, 1, 2, 3]))

@@ -65,6 +65,17 @@ def ray_address_option():
                         help="With --engine ray: join this cluster (default: start a local one).")
 
 
+def use_ray_address(engine: str, ray_address: str | None) -> None:
+    """For commands whose API does not take ray_address: Ray reads RAY_ADDRESS when it connects."""
+    import os
+
+    if ray_address is None:
+        return
+    if engine != "ray":
+        raise typer.BadParameter("--ray-address needs --engine ray")
+    os.environ["RAY_ADDRESS"] = ray_address
+
+
 def command_line(drop: tuple[str, ...] = ("--workers", "-j", "--engine", "--ray-address")) -> str:
     """The command as typed, minus options that cannot change the output (so it is reproducible)."""
     args, skip = [], False

@@ -58,7 +58,9 @@ def dedupe(
     undo: bool = typer.Option(False, "--undo", help="Put back the files the last dedupe moved."),
     workers: int = common.workers_option(),
     engine: str = common.engine_option(),
+    ray_address: str = common.ray_address_option(),
 ) -> None:
+    common.use_ray_address(engine, ray_address)
     if undo:
         _undo(root)
     from curate.dedupe_apply import dedupe as run

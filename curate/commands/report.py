@@ -49,8 +49,10 @@ def report(
     per_label: int = typer.Option(12, "--samples", min=0, help="Thumbnails per label in the grid."),
     workers: int = common.workers_option(),
     engine: str = common.engine_option(),
+    ray_address: str = common.ray_address_option(),
     seed: int = common.seed_option(),
 ) -> None:
+    common.use_ray_address(engine, ray_address)
     from curate.report import build_report
 
     res = build_report(root, out, workers=workers, engine=engine, quiet=common.STATE.quiet,

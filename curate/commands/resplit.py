@@ -50,7 +50,9 @@ def resplit(
     seed: int = common.seed_option(),
     workers: int = common.workers_option(),
     engine: str = common.engine_option(),
+    ray_address: str = common.ray_address_option(),
 ) -> None:
+    common.use_ray_address(engine, ray_address)
     if undo:
         _undo(root)
     if ratios is None:
