@@ -8,6 +8,7 @@ duplicate checks give a cluster.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -37,7 +38,7 @@ class Context:
         return {"crop_w", "crop_h", "scale"} <= set(self.images.columns) and self.images["scale"].notna().any()
 
 
-class Check:
+class Check(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     group: ClassVar[str]  # splits | files | duplicates | quality | crops
@@ -50,8 +51,9 @@ class Check:
     def applies(self, ctx: Context) -> bool:
         return True
 
+    @abstractmethod
     def run(self, ctx: Context) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """The findings: one dict per file (or group) with at least a `path`."""
 
     def describe(self) -> str:
         return self.description.format(**self.params)
