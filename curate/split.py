@@ -66,6 +66,9 @@ def parse_ratios(text: str | list[float]) -> list[float]:
     if not vals or any(v < 0 for v in vals) or sum(vals) <= 0:
         raise InputError(f"--ratios {text!r} must be non-negative and not all zero", "e.g. 0.8,0.1,0.1")
     total = sum(vals)
+    if abs(total - 1) > 1e-3 and not all(v.is_integer() for v in vals):
+        raise InputError(f"--ratios {text!r} add up to {total:g}, not 1",
+                         "give fractions that sum to 1 (0.8,0.1,0.1) or whole-number weights (8,1,1)")
     return [v / total for v in vals]
 
 

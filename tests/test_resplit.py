@@ -164,3 +164,13 @@ def test_plan_does_not_depend_on_workers(tree):
     a = plan_resplit(tree, ratios="0.8,0.1,0.1", min_per_class=1, seed=5, workers=1, quiet=True)
     b = plan_resplit(tree, ratios="0.8,0.1,0.1", min_per_class=1, seed=5, workers=2, quiet=True)
     assert a.after == b.after
+
+
+def test_ratios_must_add_up_or_be_weights():
+    from curate.errors import InputError
+    from curate.split import parse_ratios
+
+    assert parse_ratios("0.8,0.1,0.1") == pytest.approx([0.8, 0.1, 0.1])
+    assert parse_ratios("8,1,1") == pytest.approx([0.8, 0.1, 0.1])
+    with pytest.raises(InputError, match="add up to 1.1"):
+        parse_ratios("0.5,0.6")
