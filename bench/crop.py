@@ -95,6 +95,17 @@ def run_curate(source: Path, out: Path, workers: int, reduced: bool) -> int:
     return len(res.manifest)
 
 
+def parse_args(doc: str, images: int) -> argparse.Namespace:
+    """The options every crop benchmark takes (size of the generated source, workers)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=images)
+    ap.add_argument("--width", type=int, default=2400)
+    ap.add_argument("--height", type=int, default=1800)
+    ap.add_argument("--boxes", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
+    return ap.parse_args()
+
+
 def timed(fn, *args) -> tuple[float, int]:
     t = time.perf_counter()
     n = fn(*args)
@@ -102,13 +113,7 @@ def timed(fn, *args) -> tuple[float, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--width", type=int, default=2400)
-    ap.add_argument("--height", type=int, default=1800)
-    ap.add_argument("--boxes", type=int, default=4)
-    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
-    a = ap.parse_args()
+    a = parse_args(__doc__, images=200)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         print(f"generating {a.images} JPEGs of {a.width}x{a.height} with {a.boxes} boxes each …", flush=True)

@@ -11,8 +11,6 @@ and checks that the three manifests are byte-identical. Prints crops/s and ratio
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import tempfile
 import time
@@ -21,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crop import make_source  # noqa: E402
+from crop import make_source, parse_args  # noqa: E402
 
 from curate.build import BuildParams  # noqa: E402
 from curate.sources import openimages as oi  # noqa: E402
@@ -35,13 +33,7 @@ def run(source: Path, out: Path, workers: int, engine: str) -> tuple[float, int]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=60)
-    ap.add_argument("--width", type=int, default=2400)
-    ap.add_argument("--height", type=int, default=1800)
-    ap.add_argument("--boxes", type=int, default=4)
-    ap.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)))
-    a = ap.parse_args()
+    a = parse_args(__doc__, images=60)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         print(f"generating {a.images} JPEGs of {a.width}x{a.height} with {a.boxes} boxes each …", flush=True)
