@@ -64,7 +64,7 @@ def naive(source: Path, out: Path, size: int = 224) -> int:
     """What a notebook does: one row at a time, re-reading the photo for every box."""
     import pandas as pd
 
-    df = pd.read_csv(source / "train" / "labels" / "detections.csv")
+    df = pd.read_csv(source / "train" / "labels" / "detections.csv", dtype={"ImageID": str})
     n = 0
     for i, row in df.iterrows():
         img = cv2.imread(str(source / "train" / "data" / f"{row.ImageID}.jpg"))
