@@ -140,8 +140,9 @@ def _print_plan(prep, dry_run: bool) -> None:
         missing = sum(1 for i in sel.boxes.ImageID.unique() if not prep.layout.image_path(i).exists())
         common.out.print(f"images to download: {missing:,} of {n_img:,} (cache: {prep.layout.split_dir})")
     filt = ", ".join(f"{k} {v:,}" for k, v in sel.filtered.items()) or "none"
-    common.out.print(f"boxes filtered out: {filt}; merged duplicates (IoU>=0.9): {sel.merged:,}; "
-                     f"ambiguous (flagged): {int(sel.boxes.ambiguous.sum()):,}")
+    common.out.print(f"boxes filtered out: {filt}")
+    common.out.print(f"same-label boxes merged (IoU >= 0.9): {sel.merged:,}; "
+                     f"flagged ambiguous: {int(sel.boxes.ambiguous.sum()):,}")
 
 
 def _print_result(res) -> None:
