@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curate import storage
 from curate.errors import InputError, UnreadableImage
-from curate.hashing import check_params, decode_small, hash_files
+from curate.hashing import check_params, decode_small, hash_files, read_image_bytes
 from curate.tree import SPLIT_ORDER
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
@@ -79,7 +80,7 @@ def _pixel_digest(path: str) -> str | None:
     from curate.images import decode
 
     try:
-        d = decode(path)
+        d = decode(read_image_bytes(path))
     except (UnreadableImage, OSError):
         return None
     return hashlib.sha256(d.pixels.tobytes()).hexdigest() + f":{d.pixels.shape}"
@@ -104,7 +105,7 @@ def thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
 
 def _thumb(path: str) -> np.ndarray | None:
     try:
-        return thumbnail(decode_small(Path(path).read_bytes(), 2 * THUMB_SIDE).pixels)
+        return thumbnail(decode_small(read_image_bytes(path), 2 * THUMB_SIDE).pixels)
     except (UnreadableImage, OSError):
         return None
 
@@ -259,7 +260,7 @@ def find_duplicates(
         threshold = default_threshold(hash_size, verify)
     if not 0 <= threshold < nbits:
         raise InputError(f"--threshold {threshold} is out of range", f"use 0 to {nbits - 1} bits")
-    root = Path(root)
+    root = storage.as_location(root)  # a local Path, or an object-store URL string
     files = hash_files(root, hash_name=hash_name, hash_size=hash_size, workers=workers, engine=engine,
                        quiet=quiet)
     unreadable = [(p, str(e)) for p, e in zip(files["path"], files["error"], strict=True) if e is not None]
@@ -281,7 +282,7 @@ def find_duplicates(
     cand = rep_df.index[same.to_numpy()].tolist()
     if cand:
         shards = [cand[k : k + 16] for k in range(0, len(cand), 16)]
-        tasks = [[str(root / paths[i]) for i in s] for s in shards]
+        tasks = [[storage.join(root, paths[i]) for i in s] for s in shards]
         digests = [d for ds in ex.map(_digest_shard, tasks, desc="comparing pixels", units=len, unit="images")
                    for d in ds]
         first: dict[str, int] = {}
@@ -321,7 +322,7 @@ def find_duplicates(
     if verify and near:
         need = sorted({g for a, b, _ in near for g in (a, b)})
         shards = [need[k : k + 32] for k in range(0, len(need), 32)]
-        thumbs = dict(zip(need, (t for ts in ex.map(_thumb_shard, [[str(root / gpath[g]) for g in sh]
+        thumbs = dict(zip(need, (t for ts in ex.map(_thumb_shard, [[storage.join(root, gpath[g]) for g in sh]
                                                                      for sh in shards],
                                                     desc="thumbnails", units=len, unit="images") for t in ts),
                           strict=True))

@@ -14,8 +14,10 @@ from pathlib import Path
 import pandas as pd
 
 from curate.dedupe import DedupeResult, find_duplicates
+from curate.errors import InputError
 from curate.manifest import read_manifest, to_parquet_bytes, update_info
 from curate.relocate import Relocation, UndoReport, check_outside_splits, free_name, undo
+from curate.storage import exists, is_url, join, read_bytes, scan, write_many
 from curate.tree import INFO_NAME, MANIFEST_NAME, SPLIT_ORDER, atomic_write_bytes, default_quarantine
 
 REPORT_NAME = "dedupe.json"
@@ -117,17 +119,17 @@ def dedupe(
     json_path: str | Path | None = None,
     **find_kwargs,
 ) -> DedupeOutcome:
-    """find_duplicates, then (unless dry_run) move every removed copy to the quarantine, journaled."""
+    """find_duplicates, then (unless dry_run) move every removed copy to the quarantine, journaled.
+    `root` (and `quarantine`, `json_path`) may be object-store URLs (s3://…): see curate.store_relocate."""
+    if is_url(root):
+        return _dedupe_url(str(root).rstrip("/"), quarantine, dry_run, json_path, find_kwargs)
     root = Path(root).resolve()
     qdir = Path(quarantine).resolve() if quarantine else default_quarantine(root)
     check_outside_splits(root, qdir)
     result = find_duplicates(root, **find_kwargs)
     out = DedupeOutcome(result=result, quarantine=qdir, dry_run=dry_run, splits=split_summary(result))
     if json_path:
-        from curate.tree import atomic_write_json
-
-        atomic_write_json(json_path, report_json(out))
-        atomic_write_bytes(Path(json_path).with_name(Path(json_path).stem + "-pairs.csv"), pairs_csv(result))
+        _write_json_report(json_path, out)
     if dry_run:
         return out
     rel = Relocation(root, "dedupe")
@@ -161,5 +163,60 @@ def _json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
 
 
+def _write_json_report(json_path: str | Path, out: DedupeOutcome) -> None:
+    """JSON_PATH plus JSON_PATH's stem + -pairs.csv beside it (local path or URL)."""
+    js = str(json_path)
+    head, _, name = js.rpartition("/") if is_url(js) else (str(Path(js).parent), "/", Path(js).name)
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    write_many({join(head, name): _json_bytes(report_json(out)),
+                join(head, stem + "-pairs.csv"): pairs_csv(out.result)})
+
+
+def _dedupe_url(root: str, quarantine, dry_run: bool, json_path, find_kwargs: dict) -> DedupeOutcome:
+    """dedupe() for an object-store tree: same analysis; moves are copy → verify → delete, journaled."""
+    from curate.executor import progress_bar
+    from curate.store_relocate import FreeNames, UrlRelocation, check_outside_splits_url
+
+    tree = scan(root)
+    qdir = str(quarantine).rstrip("/") if quarantine else f"{root}.quarantine"
+    if not is_url(qdir):
+        raise InputError(f"--quarantine {qdir} must be on the same object store as {root}",
+                         f"leave it out (default {root}.quarantine) or pass a URL prefix")
+    check_outside_splits_url(root, tree.split_dirs, qdir)
+    result = find_duplicates(root, **find_kwargs)
+    out = DedupeOutcome(result=result, quarantine=qdir, dry_run=dry_run, splits=split_summary(result))
+    if json_path:
+        _write_json_report(json_path, out)
+    if dry_run:
+        return out
+    rel = UrlRelocation(root, "dedupe", copy_to=f"{qdir}.journal")
+    sha = dict(zip(result.files["path"], result.files["sha256"], strict=True))
+    free = FreeNames(qdir)
+    quiet = find_kwargs.get("quiet", False)
+    try:
+        with progress_bar(quiet) as bar:
+            todo = sorted(result.removals())
+            task = bar.add_task("quarantining", total=len(todo), unit="objects")
+            for p in todo:
+                rel.move(join(root, p), free(join(qdir, p)), sha[p])
+                bar.advance(task)
+        out.moved = rel.moved
+        rel.write(join(root, MANIFEST_NAME), to_parquet_bytes(updated_manifest(root, result)))
+        rel.write(join(root, REPORT_NAME), _json_bytes(report_json(out)))
+        rel.write(join(root, PAIRS_NAME), pairs_csv(result))
+        info_url = join(root, INFO_NAME)
+        before = read_bytes(info_url) if exists(info_url) else None
+        update_info(root, "dedupe", {**result.params, "removed": out.moved, "clusters": len(result.clusters),
+                                     "quarantine": qdir})
+        rel.record(info_url, before, read_bytes(info_url))
+    finally:
+        out.journal = rel.close()
+    return out
+
+
 def undo_dedupe(root: str | Path) -> UndoReport:
+    if is_url(root):
+        from curate.store_relocate import undo_url
+
+        return undo_url(str(root), "dedupe", copy_to=f"{str(root).rstrip('/')}.quarantine.journal")
     return undo(root, "dedupe")

@@ -4,7 +4,9 @@
 mode, hash (hex, as imagehash prints it), error (reason or None). JPEGs are decoded at reduced size
 (DCT scaling) down to max(48, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail,
 so this changes at most a bit or two of 64 (measured in bench/dedupe.py) at a fraction of the cost.
-Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params).
+Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
+object-store URL (s3://…): files are read through curate.storage and the cache lives in the local user
+cache dir (storage.url_state_dir), keyed by (path, size, ETag).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curate import storage
 from curate.errors import InputError, UnreadableImage
-from curate.images import decode, read_bytes
-from curate.tree import TreeFile, atomic_write_bytes, scan_tree, state_dir
+from curate.images import decode
+from curate.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
+from curate.tree import TreeFile, atomic_write_bytes
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error"]
@@ -100,7 +104,7 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
     row: dict = {k: None for k in COLUMNS[3:]}
     try:
         try:
-            data = read_bytes(path)
+            data = storage.read_image_bytes(path)
         except PermissionError as e:
             raise UnreadableImage("unreadable", str(e)) from e
         row["size"] = len(data)
@@ -127,11 +131,11 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
 
 def _hash_shard(task: tuple[str, list[str], str, int]) -> list[dict]:
     root, paths, hash_name, hash_size = task
-    return [hash_file(os.path.join(root, p), hash_name, hash_size) for p in paths]
+    return [hash_file(storage.join(root, p), hash_name, hash_size) for p in paths]
 
 
 def cache_path(root: str | Path, hash_name: str, hash_size: int) -> Path:
-    return state_dir(root) / "cache" / f"hashes-{hash_name}{hash_size}-v{CACHE_VERSION}.parquet"
+    return storage.state_dir_of(root) / "cache" / f"hashes-{hash_name}{hash_size}-v{CACHE_VERSION}.parquet"
 
 
 def _read_cache(p: Path) -> dict[str, dict]:
@@ -142,14 +146,6 @@ def _read_cache(p: Path) -> dict[str, dict]:
     except Exception:  # a broken cache is only a slower run
         return {}
     return {r["path"]: r for r in df.to_dict("records")}
-
-
-def _stat(root: Path, rel: str) -> tuple[int, int]:
-    try:
-        st = os.stat(root / rel)
-        return st.st_size, st.st_mtime_ns
-    except OSError:
-        return -1, -1
 
 
 def hash_files(
@@ -166,13 +162,13 @@ def hash_files(
     from curate.executor import make_executor
 
     check_params(hash_name, hash_size)
-    root = Path(root)
+    root = storage.as_location(root)
     if files is None:
-        files = scan_tree(root).files
+        files = storage.scan(root).files
     files = sorted(files, key=lambda f: f.path)
     cpath = cache_path(root, hash_name, hash_size)
     cache = _read_cache(cpath)
-    stats = {f.path: _stat(root, f.path) for f in files}
+    stats = storage.file_versions(root, [f.path for f in files])
     results: dict[str, dict] = {}
     todo: list[str] = []
     for f in files:
@@ -206,7 +202,7 @@ def hash_files(
     return df
 
 
-def _write_cache(cpath: Path, df: pd.DataFrame, stats: dict[str, tuple[int, int]], old: dict) -> None:
+def _write_cache(cpath: Path, df: pd.DataFrame, stats: dict[str, tuple[int, int | str]], old: dict) -> None:
     keep = df[[s >= 0 for s, _ in (stats[p] for p in df["path"])]].drop(columns=["split", "label"])
     keep["_size"] = [stats[p][0] for p in keep["path"]]
     keep["_mtime"] = [stats[p][1] for p in keep["path"]]

@@ -30,12 +30,30 @@ def manifest_path(root: str | Path) -> Path:
     return Path(root) / MANIFEST_NAME
 
 
-def read_manifest(root: str | Path) -> pd.DataFrame | None:
-    p = manifest_path(root)
-    if not p.exists():
-        return None
+def _read_url(root: str, name: str) -> bytes | None:
+    """Bytes of ROOT/name on an object store, None when it does not exist."""
+    from curate import storage
+
     try:
-        df = pq.read_table(p).to_pandas()
+        return storage.read_bytes(storage.join(root, name))
+    except FileNotFoundError:
+        return None
+
+
+def read_manifest(root: str | Path) -> pd.DataFrame | None:
+    from curate.storage import is_url, join
+
+    if is_url(root):  # object-store tree (s3://…)
+        p, data = join(root, MANIFEST_NAME), _read_url(str(root), MANIFEST_NAME)
+        if data is None:
+            return None
+        src = pa.BufferReader(data)
+    else:
+        p = src = manifest_path(root)
+        if not p.exists():
+            return None
+    try:
+        df = pq.read_table(src).to_pandas()
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{p} is not a readable parquet file: {e}", "delete it to rebuild from the tree") from e
     missing = [c for c in ("path", "split", "label") if c not in df.columns]
@@ -72,11 +90,19 @@ def write_manifest(root: str | Path, df: pd.DataFrame) -> Path:
 
 
 def read_info(root: str | Path) -> dict[str, Any]:
-    p = Path(root) / INFO_NAME
-    if not p.exists():
-        return {}
+    from curate.storage import is_url, join
+
+    if is_url(root):
+        p, data = join(root, INFO_NAME), _read_url(str(root), INFO_NAME)
+        if data is None:
+            return {}
+    else:
+        p = Path(root) / INFO_NAME
+        if not p.exists():
+            return {}
+        data = p.read_bytes()
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{p} is not valid JSON: {e}", "fix or delete it") from e
 
@@ -89,5 +115,11 @@ def update_info(root: str | Path, step: str, record: dict[str, Any], **top: Any)
     info["schema_version"] = SCHEMA_VERSION
     info.setdefault("steps", {})[step] = record
     info.update(top)
-    atomic_write_json(Path(root) / INFO_NAME, info)
+    from curate import storage
+
+    if storage.is_url(root):
+        text = json.dumps(info, indent=2, sort_keys=True, default=str) + "\n"
+        storage.write_bytes(storage.join(root, INFO_NAME), text.encode("utf-8"))
+    else:
+        atomic_write_json(Path(root) / INFO_NAME, info)
     return info

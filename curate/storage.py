@@ -179,9 +179,137 @@ def fetch(path: str | os.PathLike, dest: str | Path) -> Path:
     return dest
 
 
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """curate.images.read_bytes for local paths and object-store URLs (a missing object is 'missing')."""
+    from curate.errors import UnreadableImage
+    from curate.images import read_bytes as read_image
+
+    if not is_url(path):
+        return read_image(path)
+    try:
+        return read_image(read_bytes(path))
+    except FileNotFoundError as e:
+        raise UnreadableImage("missing", str(path)) from e
+
+
 def size(path: str | os.PathLike) -> int:
     if is_url(path):
         fs, p = filesystem(str(path))
         with _store_errors(str(path)):
             return int(fs.size(p))
     return local_path(path).stat().st_size
+
+
+# ---------------------------------------------------------------- trees on object stores
+
+
+def list_objects(url: str) -> dict[str, tuple[int, str]]:
+    """{relative path: (size, version)} of every object under a prefix; version is the ETag.
+
+    A missing bucket or an empty/missing prefix is an InputError (one line)."""
+    fs, p = filesystem(url)
+    with _store_errors(url):
+        fs.invalidate_cache(p)
+        try:
+            found = fs.find(p, detail=True)
+        except FileNotFoundError:
+            found = {}
+    base = p.rstrip("/") + "/"
+    out = {}
+    for key, info in found.items():
+        if not key.startswith(base) or info.get("type") == "directory":
+            continue
+        tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("LastModified") or ""
+        out[key[len(base):]] = (int(info.get("size") or 0), str(tag).strip('"'))
+    if not out:
+        bucket = p.split("/", 1)[0]
+        with _store_errors(url):
+            there = fs.exists(bucket)
+        if not there:
+            raise InputError(f"cannot access {url}: no such bucket '{bucket}'", STORE_HINT)
+        raise InputError(f"no objects under {url}", "check the prefix (an image tree: <split>/<label>/<image>)")
+    return out
+
+
+def scan_url_tree(url: str, objects: dict[str, tuple[int, str]] | None = None):
+    """curate.tree.scan_tree for an object-store prefix: same split aliases, sorted paths and labels.
+    Object stores have no empty folders, so `empty_labels` stays empty."""
+    from curate.tree import Tree, TreeFile, _split_rank, canonical_split, is_image_name
+
+    url = str(url).rstrip("/")
+    objects = list_objects(url) if objects is None else objects
+    keys = sorted(k for k in objects if not any(part.startswith(".") for part in k.split("/")))
+    top = sorted({k.split("/")[0] for k in keys if "/" in k})
+    splits: dict[str, str] = {}
+    for d in top:
+        canon = canonical_split(d)
+        if canon is None:
+            continue
+        if canon in splits:
+            raise InputError(f"{url} has two folders for split '{canon}': {splits[canon]}/ and {d}/",
+                             "merge or rename one of them")
+        splits[canon] = d
+    if splits:
+        splits = dict(sorted(splits.items(), key=lambda kv: _split_rank(kv[0])))
+    else:
+        splits = {canonical_split(url.rsplit("/", 1)[-1]) or "all": ""}
+    tree = Tree(root=url, split_dirs=splits)  # root stays a URL string
+    for split, folder in splits.items():
+        prefix = f"{folder}/" if folder else ""
+        for k in keys:
+            if not k.startswith(prefix):
+                continue
+            rest = k[len(prefix):].split("/")
+            if len(rest) < 2:  # a file directly in the split root is not in a class folder
+                continue
+            if not folder and canonical_split(rest[0]):
+                continue
+            if is_image_name(rest[-1]):
+                tree.files.append(TreeFile(k, split, rest[0]))
+            else:
+                tree.other.append(k)
+    tree.files.sort(key=lambda f: f.path)
+    return tree
+
+
+def scan(root: str | os.PathLike):
+    """scan_tree for local paths, scan_url_tree for object-store URLs."""
+    from curate.tree import scan_tree
+
+    return scan_url_tree(str(root)) if is_url(root) else scan_tree(local_path(root))
+
+
+def url_state_dir(url: str) -> Path:
+    """Local folder for caches and journals of an object-store tree (never written into the bucket)."""
+    import hashlib
+
+    from platformdirs import user_cache_dir
+
+    url = str(url).rstrip("/")
+    key = hashlib.sha256(url.encode()).hexdigest()[:16]
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in url.rsplit("/", 1)[-1])[:40]
+    return Path(os.environ.get("CURATE_CACHE_DIR") or user_cache_dir("curate")) / "trees" / f"{name}-{key}"
+
+
+def state_dir_of(root: str | os.PathLike) -> Path:
+    """tree.state_dir for local trees, url_state_dir for object-store trees."""
+    from curate.tree import state_dir
+
+    return url_state_dir(str(root)) if is_url(root) else state_dir(local_path(root))
+
+
+def file_versions(root: str | os.PathLike, paths: list[str]) -> dict[str, tuple[int, int | str]]:
+    """{path: (size, version)} for cache keys: (size, mtime_ns) locally, (size, ETag) on object stores;
+    (-1, -1) for a file that is gone."""
+    if is_url(root):
+        objs = list_objects(str(root))
+        return {p: objs.get(p, (-1, -1)) for p in paths}
+    base = local_path(root)
+    out: dict[str, tuple[int, int | str]] = {}
+    for p in paths:
+        try:
+            st = os.stat(base / p)
+            out[p] = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            out[p] = (-1, -1)
+    return out

@@ -163,3 +163,19 @@ def test_cli_joins_the_running_cluster_quietly(cluster, demo_source, tmp_path):
                         str(demo_source), "--out", str(tmp_path / "x"), "--ray-address", "auto"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "needs --engine ray" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_kaggle_verify_on_ray_is_identical_to_local(cluster, tmp_path):
+    from test_kaggle_data import coin_files, write_zip
+
+    from curate.sources import kaggle as kg
+
+    src = write_zip(tmp_path / "coins.zip", coin_files())
+    local = kg.import_dataset("wanderdust/coin-images", tmp_path / "local", source=src, workers=1, quiet=True,
+                              check_counts=False)
+    on_ray = kg.import_dataset("wanderdust/coin-images", tmp_path / "ray", source=src, workers=2, quiet=True,
+                               check_counts=False, engine="ray")
+    assert (tmp_path / "local" / "manifest.parquet").read_bytes() == (tmp_path / "ray" / "manifest.parquet").read_bytes()
+    assert local.counts == on_ray.counts and sum(local.counts.values()) > 0
+    assert local.problems == on_ray.problems

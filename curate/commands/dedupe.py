@@ -25,6 +25,9 @@ Nothing is deleted: removed files are moved to a quarantine outside every split 
 DIR.quarantine beside DIR) with a journal; `curate dedupe --undo DIR` puts them back byte-identical.
 Writes DIR/dedupe.json, DIR/dedupe-pairs.csv and updates DIR/manifest.parquet.
 
+DIR may be an s3:// (or gs://) prefix: moves become copy, verify (sha256), then delete; the journal
+stays in the local cache dir with a copy in DIR.quarantine.journal/; caches never go into the bucket.
+
 Exit code: 0; 1 when unreadable files or label conflicts were found (left in place); 2 on bad input.
 
 Examples:
@@ -36,6 +39,8 @@ Examples:
   curate dedupe data/coins --leakage report --json /tmp/dupes.json --dry-run
 
   curate dedupe --undo data/coins
+
+  curate dedupe s3://bucket/coins --dry-run
 """
 
 
@@ -43,8 +48,9 @@ def register(app: typer.Typer) -> None:
     app.command("dedupe", help=HELP)(dedupe)
 
 
+# Path params with path_type=str: still paths to `curate run`, but s3:// URLs arrive intact
 def dedupe(
-    root: Path = typer.Argument(..., help="Root of the tree (split folders or class folders)."),
+    root: Path = typer.Argument(..., path_type=str, help="Root of the tree (split folders or class folders), or an s3:// URL."),
     hash_name: str = typer.Option("phash", "--hash", help="Perceptual hash: phash, dhash, ahash, whash."),
     hash_size: int = typer.Option(8, "--hash-size", help="Hash side: 8 gives 64 bits."),
     threshold: int = typer.Option(None, "--threshold", "-t",
@@ -52,15 +58,20 @@ def dedupe(
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the pixel verification of near pairs."),
     keep: str = typer.Option("largest", "--keep", help="Copy kept per cluster: largest, bytes, first."),
     leakage: str = typer.Option("train", "--leakage", help="Across splits: train (remove eval copies) or report."),
-    quarantine: Path = typer.Option(None, "--quarantine", help="Where removed files go (default DIR.quarantine)."),
+    quarantine: Path = typer.Option(None, "--quarantine", path_type=str, help="Where removed files go (default DIR.quarantine)."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report only; change nothing."),
-    json_path: Path = typer.Option(None, "--json", help="Also write the report (and -pairs.csv) here."),
+    json_path: Path = typer.Option(None, "--json", path_type=str, help="Also write the report (and -pairs.csv) here."),
     undo: bool = typer.Option(False, "--undo", help="Put back the files the last dedupe moved."),
     workers: int = common.workers_option(),
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
 ) -> None:
+    from curate.storage import as_location
+
     common.use_ray_address(engine, ray_address)
+    root = as_location(root)
+    quarantine = as_location(quarantine) if quarantine else None
+    json_path = as_location(json_path) if json_path else None
     if undo:
         _undo(root)
     from curate.dedupe_apply import dedupe as run
@@ -98,7 +109,7 @@ def dedupe(
     raise typer.Exit(1 if r.unreadable or res.label_conflicts else 0)
 
 
-def _undo(root: Path) -> None:
+def _undo(root: Path | str) -> None:
     from curate.dedupe_apply import undo_dedupe
 
     rep = undo_dedupe(root)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from curate.commands import common
 from curate.commands.common import info, out, warn, workers_option
 
 ORDER = 20
@@ -37,13 +38,17 @@ def kaggle(
     download_dir: Path = typer.Option(None, "--download-dir", help="Where the zip is downloaded (default: user cache)."),
     check_counts: bool = typer.Option(True, "--check-counts/--no-check-counts", help="Compare with the preset's expected counts."),
     workers: int = workers_option(),
+    engine: str = common.engine_option(),
+    ray_address: str = common.ray_address_option(),
 ) -> None:
     from curate.commands.common import STATE
+
+    common.use_ray_address(engine, ray_address)
     from curate.sources.kaggle import import_dataset
 
     res = import_dataset(
         dataset, out_dir, source=source, names=names, label_names=label_names, download_dir=download_dir,
-        workers=workers, quiet=STATE.quiet, check_counts=check_counts,
+        workers=workers, quiet=STATE.quiet, check_counts=check_counts, engine=engine,
     )
     if res.up_to_date:
         info(f"{out_dir} is up to date with {res.dataset} (nothing to do)")

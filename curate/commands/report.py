@@ -26,7 +26,8 @@ HELP = (
     "  curate report data/oi\n\n"
     "  curate report data/oi --out reports/oi     # report.html + report.json\n\n"
     "  curate report data/oi --fail-on leakage,corrupt,empty-class     # in CI\n\n"
-    "  curate report data/oi --threshold blurry=10 --threshold small-class=20"
+    "  curate report data/oi --threshold blurry=10 --threshold small-class=20\n\n"
+    "  curate report s3://bucket/oi --out s3://bucket/reports/oi     # object store (needs curate[s3])"
 )
 
 
@@ -34,11 +35,12 @@ def register(app: typer.Typer) -> None:
     app.command("report", help=HELP, short_help="Dataset QA report (HTML + JSON); --fail-on rules for CI.")(report)
 
 
+# Path params with path_type=str: still paths to `curate run`, but s3:// URLs arrive intact
 def report(
-    root: Path = typer.Argument(..., help="Root of the tree (split folders or class folders)."),
-    out: Path = typer.Option(None, "--out", "-o",
-                             help="Folder for report.html + report.json, or a .html path "
-                                  "(default: ROOT/.curate/report)."),
+    root: Path = typer.Argument(..., path_type=str, help="Root of the tree (split folders or class folders), or an s3:// URL."),
+    out: Path = typer.Option(None, "--out", "-o", path_type=str,
+                            help="Folder (or s3:// prefix) for report.html + report.json, or a .html path "
+                                 "(default: ROOT/.curate/report; ./NAME-report for an s3:// tree)."),
     fail_on: list[str] = typer.Option([], "--fail-on",
                                       help="Comma-separated checks that make the exit code 1 when they "
                                            "find anything; 'all' for every check."),
@@ -54,8 +56,9 @@ def report(
 ) -> None:
     common.use_ray_address(engine, ray_address)
     from curate.report import build_report
+    from curate.storage import as_location
 
-    res = build_report(root, out, workers=workers, engine=engine, quiet=common.STATE.quiet,
+    res = build_report(as_location(root), as_location(out) if out else None, workers=workers, engine=engine, quiet=common.STATE.quiet,
                        fail_on=fail_on, thresholds=threshold, duplicates=not no_duplicates,
                        per_label=per_label, seed=seed)
     if res.report["duplicates"]["warning"]:

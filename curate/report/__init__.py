@@ -26,10 +26,14 @@ class ReportResult:
     report: dict = field(default_factory=dict, repr=False)  # the report.json document
 
 
-def output_paths(root: Path, out: str | Path | None) -> tuple[Path, Path]:
-    """(html, json): OUT/report.html + OUT/report.json, or OUT.html + OUT.json when OUT ends in .html."""
+def output_paths(root: Path | str, out: str | Path | None) -> tuple[Path | str, Path | str]:
+    """(html, json): OUT/report.html + OUT/report.json, or OUT.html + OUT.json when OUT ends in .html.
+    An object-store tree (s3://…) reports by default into ./<tree name>-report/; OUT may be a URL."""
+    from curate.storage import is_url
     from curate.tree import detect_splits, state_dir
 
+    if is_url(root) or is_url(out or ""):
+        return _url_output_paths(root, out)
     if out is None:
         folder = state_dir(root) / "report"
         return folder / "report.html", folder / "report.json"
@@ -44,6 +48,28 @@ def output_paths(root: Path, out: str | Path | None) -> tuple[Path, Path]:
                              "write the report outside split folders (the default is ROOT/.curate/report)")
     if html_path.parent.exists() and not html_path.parent.is_dir():
         raise InputError(f"--out {html_path.parent} is not a folder", "pass a folder or a .html path")
+    return html_path, json_path
+
+
+def _url_output_paths(root, out) -> tuple[Path | str, Path | str]:
+    from curate.storage import as_location, is_url, scan
+
+    if out is None:
+        out = Path(str(root).rstrip("/").rsplit("/", 1)[-1] + "-report").resolve()
+    out = as_location(out)
+    text = str(out)
+    if text.lower().endswith((".html", ".htm")):
+        html_path, json_path = out, (text.rsplit(".", 1)[0] + ".json" if is_url(out) else out.with_suffix(".json"))
+    elif is_url(out):
+        html_path, json_path = f"{text}/report.html", f"{text}/report.json"
+    else:
+        html_path, json_path = out / "report.html", out / "report.json"
+    if is_url(root) and is_url(out):
+        for folder in scan(root).split_dirs.values():
+            split_root = f"{root}/{folder}" if folder else str(root)
+            if str(html_path).startswith(split_root + "/"):
+                raise InputError(f"--out {out} is inside the tree's split folder {split_root}",
+                                 "write the report outside split folders")
     return html_path, json_path
 
 
@@ -78,20 +104,26 @@ def build_report(
     from curate.report.html import render, wanted_thumbnails
     from curate.report.jsonout import build_json
     from curate.report.thumbs import thumbnails
+    from curate.storage import as_location, is_url, write_bytes
     from curate.tree import atomic_write_bytes, atomic_write_text
 
-    root = Path(root)
+    root = as_location(root)
     rules = parse_rules(fail_on)
     params = parse_overrides(thresholds)
-    if not root.is_dir():
+    if not is_url(root) and not root.is_dir():
         raise InputError(f"{root} is not a folder", "pass the root of an image tree")
     html_path, json_path = output_paths(root, out)
     a = analyse(root, workers=workers, engine=engine, quiet=quiet, params=params, duplicates=duplicates)
     doc = build_json(a, rules, per_label=per_label, seed=seed)
     thumbs = thumbnails(root, wanted_thumbnails(a, doc), workers=workers, engine=engine, quiet=quiet)
     page = render(a, doc, thumbs)
-    atomic_write_text(json_path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
-    atomic_write_bytes(html_path, page.encode("utf-8", "backslashreplace"))  # odd bytes in file names
-    _shareable(json_path, html_path)
+    text, html = json.dumps(doc, indent=2, sort_keys=False) + "\n", page.encode("utf-8", "backslashreplace")
+    if is_url(html_path):
+        write_bytes(json_path, text.encode("utf-8"))
+        write_bytes(html_path, html)
+    else:
+        atomic_write_text(json_path, text)
+        atomic_write_bytes(html_path, html)  # odd bytes in file names
+        _shareable(json_path, html_path)
     return ReportResult(html_path, json_path, doc["failed"], doc["fired"], doc["summary"]["images"],
                         doc["summary"]["unreadable"], doc)

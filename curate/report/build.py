@@ -12,6 +12,7 @@ from curate.errors import CurateError, InputError
 from curate.manifest import CORE_COLUMNS, read_manifest
 from curate.report.checks import Check, Context, all_checks
 from curate.report.stats import image_stats
+from curate.storage import as_location, is_url, scan
 from curate.tree import SPLIT_ORDER, scan_tree
 
 
@@ -105,10 +106,13 @@ def analyse(
     params: dict[str, dict[str, float]] | None = None,
     duplicates: bool = True,
 ) -> Analysis:
-    root = Path(root)
-    if not root.exists():
-        raise InputError(f"{root} does not exist", "pass the root of an image tree")
-    tree = scan_tree(root)
+    root = as_location(root)
+    if is_url(root):
+        tree = scan(root)  # a missing bucket or prefix is one clear line
+    else:
+        if not root.exists():
+            raise InputError(f"{root} does not exist", "pass the root of an image tree")
+        tree = scan_tree(root)
     if not tree.files and not tree.empty_labels:
         raise InputError(f"no images found under {root}",
                          "expected ROOT/<split>/<label>/<image> or ROOT/<label>/<image>")
@@ -119,7 +123,7 @@ def analyse(
         clusters, source, warning = find_clusters(root, images, workers=workers, engine=engine, quiet=quiet)
     else:
         clusters, source, warning = [], "off", ""
-    ctx = Context(str(root.resolve()), tree, images, manifest, clusters, params or {})
+    ctx = Context(root if is_url(root) else str(root.resolve()), tree, images, manifest, clusters, params or {})
     results, skipped = {}, []
     for name, cls in sorted(all_checks().items()):
         check = cls(ctx.params.get(name))

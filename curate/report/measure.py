@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from curate.errors import UnreadableImage
-from curate.images import decode, read_bytes
+from curate.images import decode
+from curate.storage import join, read_image_bytes
 
 MEASURE_VERSION = 2  # bump when a measure changes: invalidates the stats cache
 MEASURE_SIDE = 256  # longest side (px) that brightness, blur, entropy, ... are measured at
@@ -81,7 +82,7 @@ def measure_file(path: str | Path) -> dict:
     row: dict = dict.fromkeys(FIELDS)
     try:
         try:
-            data = read_bytes(path)
+            data = read_image_bytes(path)
         except OSError as e:  # permission denied, I/O error: the file cannot be read at all
             raise UnreadableImage("unreadable", str(e)) from e
         row["size"] = len(data)
@@ -111,4 +112,4 @@ def measure_chunk(job: tuple[str, list[str]]) -> list[dict]:
 
     cv2.setNumThreads(1)
     root, paths = job
-    return [measure_file(Path(root) / p) for p in paths]
+    return [measure_file(join(root, p)) for p in paths]

@@ -7,7 +7,6 @@ MEASURE_VERSION): a rerun measures only the files that changed.
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +15,8 @@ import pyarrow.parquet as pq
 
 from curate.executor import make_executor
 from curate.report.measure import FIELDS, MEASURE_VERSION, measure_chunk
-from curate.tree import TreeFile, atomic_write_bytes, state_dir
+from curate.storage import as_location, file_versions, state_dir_of
+from curate.tree import TreeFile, atomic_write_bytes
 
 CACHE_NAME = "report-stats.parquet"
 CHUNK = 32  # files per executor task
@@ -25,7 +25,7 @@ KEY = ["path", "size_on_disk", "mtime_ns", "version"]
 
 
 def cache_path(root: str | Path) -> Path:
-    return state_dir(root) / "cache" / CACHE_NAME
+    return state_dir_of(root) / "cache" / CACHE_NAME  # local cache dir for object-store trees
 
 
 def _read_cache(p: Path) -> pd.DataFrame | None:
@@ -55,14 +55,9 @@ def image_stats(
     use_cache: bool = True,
 ) -> pd.DataFrame:
     """One row per file (sorted by path): path, split, label, FIELDS; `cached` tells reused rows."""
-    root = Path(root)
-    keys = []
-    for f in files:
-        try:
-            st = os.stat(root / f.path)
-            keys.append((f.path, st.st_size, st.st_mtime_ns, MEASURE_VERSION))
-        except OSError:
-            keys.append((f.path, -1, -1, MEASURE_VERSION))
+    root = as_location(root)
+    versions = file_versions(root, [f.path for f in files])  # (size, mtime_ns), or (size, ETag) for URLs
+    keys = [(f.path, *versions[f.path], MEASURE_VERSION) for f in files]
     want = pd.DataFrame(keys, columns=KEY)
     cpath = cache_path(root)
     old = _read_cache(cpath) if use_cache else None

@@ -18,10 +18,11 @@ def thumb_uri(path: str | Path, side: int = THUMB_SIDE) -> str | None:
     """A JPEG thumbnail (longest side `side`) as a data URI; None when the file is unreadable."""
     from PIL import Image
 
-    from curate.images import decode, read_bytes
+    from curate.images import decode
+    from curate.storage import read_image_bytes
 
     try:
-        data = read_bytes(path)
+        data = read_image_bytes(path)
         with Image.open(io.BytesIO(data)) as im:
             big = max(im.size)
         d = decode(data, min_scale=min(1.0, side / max(1, big)))
@@ -36,7 +37,9 @@ def thumb_uri(path: str | Path, side: int = THUMB_SIDE) -> str | None:
 
 def _thumb_chunk(job: tuple[str, list[str], int]) -> list[str | None]:
     root, paths, side = job
-    return [thumb_uri(Path(root) / p, side) for p in paths]
+    from curate.storage import join
+
+    return [thumb_uri(join(root, p), side) for p in paths]
 
 
 def thumbnails(root, paths, *, workers=None, engine="local", quiet=False, side=THUMB_SIDE) -> dict[str, str | None]:

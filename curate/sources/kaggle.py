@@ -484,6 +484,7 @@ def import_dataset(
     workers: int | None = None,
     quiet: bool = False,
     check_counts: bool = True,
+    engine: str = "local",
 ) -> KaggleResult:
     """Download (or take `source`), extract safely, normalise and verify into the tree `out`."""
     import pandas as pd
@@ -541,7 +542,7 @@ def import_dataset(
         dst = out / split / folders[cid] / inner
         work.append((str(base / rel), str(dst), str(quarantine / split / folders[cid] / inner), link))
     batches = [work[i:i + 64] for i in range(0, len(work), 64)]
-    ex = make_executor("local", workers=workers, quiet=quiet)
+    ex = make_executor(engine, workers=workers, quiet=quiet)
     results = [r for batch in ex.map(ingest_batch, batches, desc="verifying", units=len, unit="images") for r in batch]
 
     rows = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from curate.report.checks import Check, Context, register
 
 
@@ -51,10 +49,11 @@ MAX_VERIFY = 2000  # candidate pairs verified on pixels, closest hashes first
 def _thumb(root: str, path: str):
     from curate.dedupe import VERIFY_SIDE, thumbnail
     from curate.errors import UnreadableImage
-    from curate.hashing import decode_small
+    from curate.hashing import decode_small, read_image_bytes
+    from curate.storage import join
 
     try:
-        data = (Path(root) / path).read_bytes()
+        data = read_image_bytes(join(root, path))
         return thumbnail(decode_small(data, 2 * VERIFY_SIDE).pixels, 2 * VERIFY_SIDE)
     except (UnreadableImage, OSError):
         return None
