@@ -89,14 +89,27 @@ class ImageTask:
 
 @dataclass
 class Shard:
+    """A few thousand boxes, as a compact DataFrame slice (one row per box, with ImageID and _path):
+    the driver holds no per-box Python objects; workers expand the slice into ImageTasks."""
+
     name: str
-    images: list[ImageTask]
+    boxes: pd.DataFrame
     out: str
     params: BuildParams
 
     @property
     def n_boxes(self) -> int:
-        return sum(len(t.boxes) for t in self.images)
+        return len(self.boxes)
+
+    @property
+    def images(self) -> list[ImageTask]:
+        recs = self.boxes.to_dict("records")
+        tasks: list[ImageTask] = []
+        for r in recs:
+            if not tasks or tasks[-1].image_id != r["ImageID"]:
+                tasks.append(ImageTask(r["ImageID"], r["_path"], []))
+            tasks[-1].boxes.append(r)
+        return tasks
 
 
 @dataclass
@@ -107,17 +120,22 @@ class ShardResult:
     reused: bool = False
 
 
-def make_shards(tasks: list[ImageTask], out: Path, params: BuildParams) -> list[Shard]:
-    shards, cur, n = [], [], 0
-    for t in tasks:
-        cur.append(t)
-        n += len(t.boxes)
+def make_shards(boxes: pd.DataFrame, out: Path | str, params: BuildParams) -> list[Shard]:
+    """Cut boxes (sorted by image) into shards of about `shard_size` boxes; an image is never split."""
+    ids = boxes.ImageID.to_numpy()
+    if not len(ids):
+        return []
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], len(ids)]
+    cuts, n, first = [], 0, 0
+    for s, e in zip(starts, ends, strict=True):
+        n += e - s
         if n >= params.shard_size:
-            shards.append(cur)
-            cur, n = [], 0
-    if cur:
-        shards.append(cur)
-    return [Shard(f"shard-{i:05d}", imgs, str(out), params) for i, imgs in enumerate(shards)]
+            cuts.append((first, e))
+            first, n = e, 0
+    if first < len(ids):
+        cuts.append((first, len(ids)))
+    return [Shard(f"shard-{i:05d}", boxes.iloc[a:b], str(out), params) for i, (a, b) in enumerate(cuts)]
 
 
 def _shard_dirs(shard: Shard) -> tuple[Path, Path]:
@@ -348,33 +366,33 @@ def build_tree(
     prepare_out(out, fp, overwrite)
     split_of = plan_splits(boxes, params.val_ratio, params.seed) if len(boxes) else {}
     boxes = boxes.assign(split=boxes.ImageID.map(split_of))
-    tasks = []
-    cols = ["box_index", "label", "split", "source_class", "LabelName", "XMin", "XMax", "YMin", "YMax",
-            "ambiguous", "ambiguous_with", "merged", *FLAG_FIELDS]
-    boxes = boxes.sort_values(["ImageID", "box_index"], kind="stable")
-    ids = boxes.ImageID.astype(str).to_numpy()
-    recs = boxes[cols].to_dict("records")  # one conversion for all rows: plain Python scalars
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else []
-    for s, e in zip(starts, [*starts[1:], len(ids)], strict=True):
-        tasks.append(ImageTask(ids[s], str(image_path(ids[s])), recs[s:e]))
-    shards = make_shards(tasks, out, params)
+    cols = ["ImageID", "box_index", "label", "split", "source_class", "LabelName", "XMin", "XMax", "YMin",
+            "YMax", "ambiguous", "ambiguous_with", "merged", *FLAG_FIELDS]
+    boxes = boxes.sort_values(["ImageID", "box_index"], kind="stable")[cols].reset_index(drop=True)
+    boxes["ImageID"] = boxes.ImageID.astype(str)
+    paths = {i: str(image_path(i)) for i in boxes.ImageID.unique()}
+    boxes["_path"] = boxes.ImageID.map(paths)
+    shards = make_shards(boxes, out, params)
     ex = make_executor(engine, workers=workers, quiet=quiet, ray_address=ray_address)
-    records, skipped, reused, lost = [], [], 0, []
+    frames, skipped, reused, lost = [], [], 0, []
     for res in ex.map(run_shard, shards, desc="cropping", units=lambda s: s.n_boxes, unit="boxes"):
         lost += publish(res.name, out, res.records)
-        records += res.records
+        if res.records:  # kept columnar: a few hundred bytes a box on the driver, not a dict each
+            frames.append(pd.DataFrame(res.records))
         skipped += res.skipped
         reused += res.reused
     if lost:
         raise InputError(f"{len(lost)} files of a finished run are gone from {out} (e.g. {lost[0]})",
                          "re-run with --overwrite to rebuild")
-    manifest = pd.DataFrame(records) if records else pd.DataFrame(columns=["path", "split", "label"])
+    manifest = (pd.concat(frames, ignore_index=True) if frames
+                else pd.DataFrame(columns=["path", "split", "label"]))
     remote = storage.is_url(out)
     if not remote:
         write_manifest(out, manifest)
     counts: dict[str, dict[str, int]] = {}
-    for r in records:
-        counts.setdefault(r["split"], Counter())[r["label"]] += 1
+    if len(manifest):
+        for (split, label), n in manifest.groupby(["split", "label"]).size().items():
+            counts.setdefault(split, Counter())[label] += int(n)
     counts = {s: dict(sorted(c.items())) for s, c in sorted(counts.items())}
     by_reason = Counter()
     for s in skipped:
