@@ -6,6 +6,7 @@ import hashlib
 import json
 import sys
 import types
+from pathlib import Path
 
 import pytest
 from test_kaggle_data import NAMES, add_problems, coin_files, write_dir, write_zip
@@ -212,3 +213,22 @@ def test_layout_found_wherever_it_sits(tmp_path, files):
     assert layout.root == src / "archive" / "train" and sorted(layout.splits) == ["train", "val"]
     with pytest.raises(InputError, match="no class folders"):
         kg.find_layout(write_dir(tmp_path / "empty", {"readme.txt": b"hi"}))
+
+
+def test_another_source_version_needs_overwrite(tmp_path, files):
+    src = write_dir(tmp_path / "dl", files)
+    out = tmp_path / "t"
+    kg.import_dataset("wanderdust/coin-images", out, source=src, workers=1, quiet=True, check_counts=False)
+    newer = dict(files)
+    gone = next(k for k in newer if "/train/1/" in k)
+    del newer[gone]  # the new version dropped a file
+    src2 = write_dir(tmp_path / "dl2", newer)
+    with pytest.raises(InputError, match="another source version"):
+        kg.import_dataset("wanderdust/coin-images", out, source=src2, workers=1, quiet=True, check_counts=False)
+    res = kg.import_dataset("wanderdust/coin-images", out, source=src2, workers=1, quiet=True, check_counts=False,
+                            overwrite=True)
+    assert res.counts["train"] == 13
+    assert not (out / "train" / "1" / Path(gone).name).exists(), "no stale file from the old version"
+    relabel = kg.import_dataset("wanderdust/coin-images", out, source=src2, workers=1, quiet=True,
+                                check_counts=False, label_names=True, overwrite=True)
+    assert relabel.counts["train"] == 13

@@ -40,6 +40,7 @@ def kaggle(
     workers: int = workers_option(),
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier import of another source version."),
 ) -> None:
     from curate.commands.common import STATE
 
@@ -49,6 +50,7 @@ def kaggle(
     res = import_dataset(
         dataset, out_dir, source=source, names=names, label_names=label_names, download_dir=download_dir,
         workers=workers, quiet=STATE.quiet, check_counts=check_counts, engine=engine,
+        overwrite=overwrite,
     )
     if res.up_to_date:
         info(f"{out_dir} is up to date with {res.dataset} (nothing to do)")

@@ -417,6 +417,18 @@ def _check_out(out: Path, source: Path | None) -> dict[str, Any]:
     return record
 
 
+def _clear_import(out: Path, previous: dict) -> None:
+    """Remove what an earlier `curate kaggle` wrote into OUT (its split folders, manifest, records)."""
+    import shutil
+
+    for split in ("train", "val", "test"):
+        if (out / split).is_dir():
+            shutil.rmtree(out / split)
+    for name in ("manifest.parquet", "classes.json", INFO_NAME):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / ".curate", ignore_errors=True)
+
+
 def _plan(base: Path, spec: DatasetSpec, names_path: Path | None, label_names: bool, previous: dict, out: Path,
           shown: Path):
     """Find the layout and names, list every file to import, and name the class folders."""
@@ -485,6 +497,7 @@ def import_dataset(
     quiet: bool = False,
     check_counts: bool = True,
     engine: str = "local",
+    overwrite: bool = False,
 ) -> KaggleResult:
     """Download (or take `source`), extract safely, normalise and verify into the tree `out`."""
     import pandas as pd
@@ -512,6 +525,15 @@ def import_dataset(
                            list(previous.get("problems", [])), up_to_date=True, layout_root=previous.get("layout_root", ""))
         return res
 
+    other_source = bool(previous.get("fingerprint")) and previous.get("fingerprint") != fp
+    other_options = previous.get("options") not in (None, options)
+    if other_source and not overwrite:
+        raise InputError(f"--out {out} holds an import of another source version",
+                         "pass --overwrite to replace it, or choose a new --out")
+    if overwrite and (other_source or other_options):
+        _clear_import(out, previous)
+        previous = {}
+
     extract_dir = None
     created = not out.exists()
     if src.is_file():
@@ -535,7 +557,8 @@ def import_dataset(
     except CurateError:
         _discard(out, created, extract_dir)
         raise
-    update_info(out, "kaggle", {"dataset": spec.kaggle, "state": "incomplete", "folders": folders}, source="kaggle")
+    update_info(out, "kaggle", {"dataset": spec.kaggle, "state": "incomplete", "folders": folders,
+                                "fingerprint": fp, "options": options}, source="kaggle")
     quarantine = default_quarantine(out) / "unreadable"
     work = []
     for split, cid, inner, rel in items:
