@@ -38,6 +38,20 @@ from curate.train.models import build_model, logits_of, train_mode  # noqa: E402
 CLASSES = ("astronaut", "chelsea", "coffee")
 
 
+
+def train_step(model, crit, opt, scaler, prec, x, y) -> None:
+    """One optimisation step, the same for the ceiling and the baselines (AMP-aware)."""
+    with prec.autocast():
+        loss = crit(logits_of(model(x)), y)
+    opt.zero_grad(set_to_none=True)
+    if scaler:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+
 def make_tree(root: Path, images: int, side: int) -> None:
     rng = np.random.default_rng(0)
     per = max(2, images // len(CLASSES))
@@ -70,16 +84,7 @@ def ceiling(cfg: TrainConfig, device, steps: int) -> float:
     train_mode(model, info["frozen_norms"])
 
     def step():
-        with prec.autocast():
-            loss = crit(logits_of(model(x)), y)
-        opt.zero_grad(set_to_none=True)
-        if scaler:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
+        train_step(model, crit, opt, scaler, prec, x, y)
 
     for _ in range(3):
         step()
@@ -123,16 +128,7 @@ def imagefolder(cfg: TrainConfig, root: Path, device, workers: int, epochs: int)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with prec.autocast():
-                loss = crit(logits_of(model(x)), y)
-            opt.zero_grad(set_to_none=True)
-            if scaler:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            train_step(model, crit, opt, scaler, prec, x, y)
             n += len(y)
         if device.type == "cuda":
             torch.cuda.synchronize()
