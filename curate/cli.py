@@ -92,4 +92,6 @@ def main(argv: list[str] | None = None) -> None:
             raise
         common.err(f"unexpected {type(e).__name__}: {e} (re-run with --verbose for the traceback)")
         sys.exit(EXIT_USAGE if isinstance(e, OSError) else 1)
+    if rv == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into exit code 130
+        common.err("interrupted; re-run the same command to resume")
     sys.exit(rv if isinstance(rv, int) else 0)

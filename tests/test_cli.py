@@ -80,3 +80,17 @@ def test_a_dying_worker_fails_the_run_instead_of_hanging():
 
     with pytest.raises(CurateError, match="worker process died"):
         list(make_executor("local", workers=2, quiet=True).map(_die_for_test, [0, 1, 2, 3]))
+
+
+def test_ctrl_c_exits_130_with_a_resume_hint(monkeypatch, capsys, demo_source):
+    from curate.cli import main
+    from curate.sources import openimages as oi
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(oi, "prepare", interrupted)
+    with pytest.raises(SystemExit) as e:
+        main(["openimages", "--classes", "cat", "--source", str(demo_source), "--out", "/tmp/never-written"])
+    assert e.value.code == 130
+    assert "re-run the same command to resume" in capsys.readouterr().err
