@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from curate.samples import load_photo  # noqa: E402
 from curate.train import train  # noqa: E402
 from curate.train.config import TrainConfig  # noqa: E402
-from curate.train.loop import precision_for, resolve_device  # noqa: E402
+from curate.train.loop import precision_for, resolve_device, tune_backend  # noqa: E402
 from curate.train.losses import build_loss  # noqa: E402
 from curate.train.models import build_model, logits_of, train_mode  # noqa: E402
 
@@ -76,7 +76,7 @@ def ceiling(cfg: TrainConfig, device, steps: int) -> float:
     prec = precision_for(device, cfg.amp)
     crit = build_loss(cfg, [1] * len(CLASSES)).to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    scaler = torch.amp.GradScaler("cuda") if prec.enabled and prec.dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler(device.type) if prec.enabled and prec.dtype == torch.float16 else None
     x = torch.randn(cfg.batch_size, 3, cfg.size, cfg.size, device=device)
     if cl:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -119,7 +119,7 @@ def imagefolder(cfg: TrainConfig, root: Path, device, workers: int, epochs: int)
     prec = precision_for(device, cfg.amp)
     crit = build_loss(cfg, [1] * len(ds.classes)).to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
-    scaler = torch.amp.GradScaler("cuda") if prec.enabled and prec.dtype == torch.float16 else None
+    scaler = torch.amp.GradScaler(device.type) if prec.enabled and prec.dtype == torch.float16 else None
     best = 0.0
     for _ in range(epochs):
         train_mode(model, info["frozen_norms"])
@@ -153,6 +153,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    tune_backend(device)  # the ceiling gets the same cuDNN autotuning as curate's loop
     opts = dict(arch=args.arch, weights="none", size=args.size, batch_size=args.batch_size, epochs=args.epochs,
                 patience=0, lr=1e-4, freeze_until=args.freeze_until, workers=args.workers, amp=args.amp,
                 device=str(device))

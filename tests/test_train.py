@@ -113,6 +113,61 @@ def test_resume_continues_exactly(tree, run, tmp_path):
         assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
 
 
+def test_cuda_recipe_runs_on_cpu_fp16_scaler_channels_last(tree, tmp_path, monkeypatch):
+    """The CUDA branch (fp16 autocast + GradScaler + channels_last, scaler state in last.pt, resume)
+    has no GPU in CI: run the same code with fp16 autocast on the CPU."""
+    from curate.train import loop
+
+    monkeypatch.setattr(loop, "precision_for", lambda device, amp: loop.Precision(True, torch.float16, "cpu"))
+    opts = {**FAST, "channels_last": True, "patience": 0, "quiet": True}
+    out = tmp_path / "fp16"
+
+    def stop(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tree, out=out, epochs=2, on_epoch_end=stop, **opts)
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert last["scaler"] and last["scaler"]["scale"] > 0
+    res = train(tree, out=out, epochs=2, resume=True, **opts)
+    assert [h["epoch"] for h in res.history] == [1, 2]
+    assert all(np.isfinite(h["train_loss"]) for h in res.history)
+    assert res.metrics["precision"] == "fp16" and 0 <= res.metrics["top1"] <= 1
+    whole = train(tree, out=tmp_path / "fp16-whole", epochs=2, **opts)
+    assert whole.history[1]["train_loss"] == pytest.approx(res.history[1]["train_loss"], rel=1e-4)
+
+def test_step_stays_on_the_device_and_never_reads_back_per_batch():
+    """The meta device stands in for a GPU: any CPU tensor mixed into the step raises, and reading a
+    value raises too. A whole epoch (cache placed on the device, every augmentation, mixup, focal loss
+    with class weights, frozen BN, AdamW, channels_last) must get to its one read after the last batch."""
+    from curate.train.config import TrainConfig
+    from curate.train.data import Augment, Batches, Cached, place
+    from curate.train.loop import Precision, evaluate, train_one_epoch
+    from curate.train.losses import build_loss
+
+    dev = torch.device("meta")
+    cached = Cached("train", torch.randint(0, 255, (10, 3, 32, 32), dtype=torch.uint8), torch.arange(10) % 3,
+                    [str(i) for i in range(10)], [])
+    cached, _ = place(cached, dev, 10**9)
+    assert cached.images.device == dev and cached.targets.device == dev
+    batches = Batches(cached, 4, dev)
+    augment = Augment(["flip", "jitter", "crop"], channels_last=True)
+    model, info = build_model("resnet18", 3, weights="none")  # recipe freeze: frozen BatchNorm layers
+    model = model.to(dev, memory_format=torch.channels_last)
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    criterion = build_loss(TrainConfig.from_options(alpha="balanced", class_weights="inverse-freq"), [4, 3, 3]).to(dev)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    off = Precision(False, None, "meta")
+    with pytest.raises(RuntimeError, match="cannot be called on meta tensors"):
+        train_one_epoch(model, batches, augment, criterion, opt, None, off, info["frozen_norms"], seed=0, epoch=1,
+                        mixup=0.4)
+    assert len(calls) == len(batches) == 3
+    with pytest.raises(NotImplementedError, match="meta"):
+        evaluate(model, batches, augment, criterion, off)
+    assert len(calls) == 6
+
 def test_early_stopping(tree, tmp_path):
     # Only the head trains, lr 0: validation loss never improves after epoch 1.
     opts = {**FAST, "freeze_until": "head", "lr": 0.0, "dropout": 0.0}

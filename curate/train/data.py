@@ -69,15 +69,15 @@ def decode_split(split: Split, size: int, *, workers: int | None, quiet: bool) -
 
 
 def place(cached: Cached, device: torch.device, budget: int) -> tuple[Cached, int]:
-    """Move a cache onto the device if it fits in `budget` bytes, else pin it in host memory."""
+    """Move a cache onto the device if it fits in `budget` bytes; else it stays in host memory and
+    `Batches` gathers each batch into pinned memory (pinning a whole large cache can fail)."""
     nbytes = cached.images.numel()
-    if cached.images.device.type != "cpu" or cached.images.is_pinned():  # placed by an earlier run (compare)
-        return cached, budget - (nbytes if cached.images.device.type != "cpu" else 0)
+    if cached.images.device.type != "cpu":  # placed by an earlier run (compare)
+        return cached, budget - nbytes
     if device.type != "cpu" and nbytes <= budget:
         cached.images = cached.images.to(device)
+        cached.targets = cached.targets.to(device)  # batches are then gathered on the device, no host trip
         return cached, budget - nbytes
-    if device.type == "cuda":
-        cached.images = cached.images.pin_memory()
     return cached, budget
 
 
@@ -125,11 +125,18 @@ class Batches:
     def _from_cache(self, order):
         src = self.source
         idx = order if order is not None else torch.arange(len(src))
-        nb = self.device.type == "cuda"
+        idx = idx.to(src.images.device)  # once an epoch; slicing it then never syncs the device
+        # A host cache feeding a GPU gathers each batch straight into pinned memory, so the copy is truly
+        # asynchronous (torch's pinned-memory allocator keeps the buffer until the copy is done).
+        pin = self.device.type == "cuda" and src.images.device.type == "cpu"
         for i in range(0, len(idx), self.batch_size):
             j = idx[i : i + self.batch_size]
-            x = src.images[j.to(src.images.device)] if src.images.device.type != "cpu" else src.images[j]
-            yield x.to(self.device, non_blocking=nb), src.targets[j].to(self.device, non_blocking=nb)
+            if pin:
+                x = torch.empty((len(j), *src.images.shape[1:]), dtype=src.images.dtype, pin_memory=True)
+                torch.index_select(src.images, 0, j, out=x)
+            else:
+                x = src.images[j]
+            yield x.to(self.device, non_blocking=True), src.targets[j].to(self.device, non_blocking=True)
 
     def _from_files(self, order):
         if self._loader is None:
@@ -175,6 +182,11 @@ def _uniform(g: torch.Generator, n: int, lo: float, hi: float) -> torch.Tensor:
     return lo + (hi - lo) * torch.rand(n, generator=g)
 
 
+def _on(t: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """A small CPU-drawn parameter tensor to the device without a stream sync (the CPU keeps queueing)."""
+    return t.to(dev, non_blocking=True)
+
+
 class Augment:
     """Batched train-time augmentation with independent random parameters per image.
 
@@ -189,13 +201,20 @@ class Augment:
         self.jitter = tuple(float(j) for j in jitter)
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self._consts: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.channels_last = channels_last
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 N x 3 x H x W -> normalised float32 (the eval/predict path)."""
         x = x.float().div_(255)
-        x = (x - self.mean.to(x.device)) / self.std.to(x.device)
+        mean, std = self._stats(x.device)
+        x = (x - mean) / std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _stats(self, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if dev not in self._consts:  # copied once, not every batch
+            self._consts[dev] = (self.mean.to(dev), self.std.to(dev))
+        return self._consts[dev]
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         n, dev = x.shape[0], x.device
@@ -203,11 +222,12 @@ class Augment:
         if "crop" in self.kinds:
             x = self._crop(x, g)
         if "flip" in self.kinds:
-            m = (torch.rand(n, generator=g) < 0.5).to(dev).view(n, 1, 1, 1)
+            m = _on(torch.rand(n, generator=g) < 0.5, dev).view(n, 1, 1, 1)
             x = torch.where(m, x.flip(3), x)
         if "jitter" in self.kinds:
             x = self._jitter(x, g)
-        x = (x - self.mean.to(dev)) / self.std.to(dev)
+        mean, std = self._stats(dev)
+        x = (x - mean) / std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def _crop(self, x, g):
@@ -220,7 +240,7 @@ class Augment:
         cy = (torch.rand(n, generator=g) * 2 - 1) * (1 - h)
         theta = torch.zeros(n, 2, 3)
         theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = w, cx, h, cy
-        grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
+        grid = F.affine_grid(_on(theta, dev), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     def _jitter(self, x, g):
@@ -228,13 +248,13 @@ class Augment:
         b, c, s, h = self.jitter
         view = (n, 1, 1, 1)
         if b:
-            x = (x * _uniform(g, n, 1 - b, 1 + b).to(dev).view(view)).clamp_(0, 1)
+            x = (x * _on(_uniform(g, n, 1 - b, 1 + b), dev).view(view)).clamp_(0, 1)
         if c:
-            f = _uniform(g, n, 1 - c, 1 + c).to(dev).view(view)
+            f = _on(_uniform(g, n, 1 - c, 1 + c), dev).view(view)
             m = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
             x = (f * x + (1 - f) * m).clamp_(0, 1)
         if s:
-            f = _uniform(g, n, 1 - s, 1 + s).to(dev).view(view)
+            f = _on(_uniform(g, n, 1 - s, 1 + s), dev).view(view)
             x = (f * x + (1 - f) * _gray(x)).clamp_(0, 1)
         if h:
             a = _uniform(g, n, -h, h) * 2 * math.pi
@@ -243,7 +263,7 @@ class Augment:
             rot[:, 0, 0] = 1
             rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = cos, -sin, sin, cos
             m = torch.linalg.inv(_RGB2YIQ) @ rot @ _RGB2YIQ
-            x = torch.einsum("nij,njhw->nihw", m.to(dev), x).clamp_(0, 1)
+            x = torch.einsum("nij,njhw->nihw", _on(m, dev), x).clamp_(0, 1)
         return x
 
 
