@@ -18,9 +18,10 @@ from pathlib import Path
 import yaml
 
 from curate.errors import InputError
+from curate.resources import resource
 
 ROOT_MID = "/m/0bl9f"  # Entity
-ALIASES_FILE = Path(__file__).resolve().parents[1] / "manifests" / "openimages-aliases.yaml"
+ALIASES_FILE = resource("manifests", "openimages-aliases.yaml")
 
 
 def slug(name: str) -> str:

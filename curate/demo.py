@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from curate.resources import resource
 from curate.samples import load_photo
 
-DEMO_META = Path(__file__).resolve().parents[1] / "manifests" / "demo"
+DEMO_META = resource("manifests", "demo")
 DEMO_CLASSES = "person,animal,vehicle,flag"
 
 # photo -> [(class display name, xmin, xmax, ymin, ymax, flags)]; flags: G group-of, T truncated, D depiction
@@ -105,7 +106,7 @@ def build_source(root: str | Path, split: str = "train") -> Path:
     return root
 
 
-DEMO_PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+DEMO_PIPELINE = resource("pipelines", "demo.yaml")
 
 
 class DemoResult:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError, InputError
+from curate.resources import find_pipeline
 
 TOP_KEYS = {"vars", "out", "seed", "workers", "steps", "name", "description"}
 STEP_META = {"name", "continue-on-problems"}
@@ -102,8 +103,6 @@ def _read_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
 
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise InputError(f"pipeline file {path} does not exist", "pass a YAML file, e.g. pipelines/demo.yaml") from e
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read pipeline file {path}: {e}", "pass a UTF-8 YAML file") from e
     loader = yaml.SafeLoader(text)
@@ -278,8 +277,9 @@ def _to_args(p, negated: bool, value: Any, err) -> list[str]:
 
 
 def load_pipeline(path: str | Path, variables: dict[str, Any] | None = None, app=None) -> Pipeline:
-    """Read, substitute and validate a pipeline file against the registered commands."""
-    path = Path(path)
+    """Read, substitute and validate a pipeline file (a path, or a shipped pipeline's name) against the
+    registered commands."""
+    path = find_pipeline(path)
     data, lines = _read_yaml(path)
 
     def fail(key: tuple, message: str, hint: str | None = None):

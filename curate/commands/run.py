@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from curate.commands.common import STATE, err, info, out
@@ -21,6 +19,8 @@ Examples:
   curate run pipelines/demo.yaml --set source=demo-src --set out=demo-out --dry-run
 
   curate run pipelines/coins.yaml --from dedupe --until report
+
+  curate run coins --set source=coin-images.zip --dry-run   (a shipped pipeline by name, from any folder)
 """
 
 
@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
 
 
 def run(
-    pipeline: Path = typer.Argument(..., help="Pipeline YAML file (see pipelines/)."),
+    pipeline: str = typer.Argument(..., help="Pipeline YAML file, or a shipped pipeline's name: coins, demo, "
+                                             "openimages-person-animal-gun."),
     set_: list[str] = typer.Option(None, "--set", help="Override a variable: NAME=VALUE (repeatable)."),
     from_step: str = typer.Option(None, "--from", help="Start at this step (name or number); it and later steps run."),
     until_step: str = typer.Option(None, "--until", help="Stop after this step (name or number)."),

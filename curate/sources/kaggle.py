@@ -23,6 +23,7 @@ from typing import Any
 
 from curate.errors import CredentialsError, CurateError, InputError, NetworkError, UnreadableImage
 from curate.images import decode, extension_matches
+from curate.resources import resource
 from curate.tree import (
     INFO_NAME,
     SPLIT_ORDER,
@@ -32,7 +33,7 @@ from curate.tree import (
     is_image_name,
 )
 
-PRESETS_FILE = Path(__file__).resolve().parents[2] / "manifests" / "datasets.yaml"
+PRESETS_FILE = resource("manifests", "datasets.yaml")
 DATASET_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(/\d+)?$")
 NAMES_FILE = "cat_to_name.json"
 SOURCE_HINT = "or download the archive yourself and pass --source ZIP|DIR"
