@@ -103,7 +103,8 @@ def thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
     return cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA)
 
 
-def _thumb(path: str) -> np.ndarray | None:
+def load_thumbnail(path: str) -> np.ndarray | None:
+    """The stored grayscale thumbnail of an image file or URL; None when it cannot be read."""
     try:
         return thumbnail(decode_small(read_image_bytes(path), 2 * THUMB_SIDE).pixels)
     except (UnreadableImage, OSError):
@@ -111,7 +112,7 @@ def _thumb(path: str) -> np.ndarray | None:
 
 
 def _thumb_shard(paths: list[str]) -> list[np.ndarray | None]:
-    return [_thumb(p) for p in paths]
+    return [load_thumbnail(p) for p in paths]
 
 
 def features(thumb: np.ndarray, side: int = VERIFY_SIDE) -> tuple[np.ndarray, list[np.ndarray | None]]:
@@ -150,6 +151,15 @@ def similarity(a, b) -> float:
             r = cv2.matchTemplate(base, templ, cv2.TM_CCOEFF_NORMED)
             best = max(best, float(np.nanmax(r)))
     return best
+
+
+def mirrored_similarity(a: np.ndarray, b: np.ndarray) -> float | None:
+    """How alike `a` is to `b` flipped left-right, when that is a verified copy (>= VERIFY_MIN) and closer
+    than `b` unflipped (so symmetric images are ordinary duplicates, not mirrored ones); else None."""
+    mirrored = similarity(a, np.ascontiguousarray(b[:, ::-1]))
+    if mirrored < VERIFY_MIN or mirrored <= similarity(a, b):
+        return None
+    return mirrored
 
 
 def _sim_shard(task: tuple[list[np.ndarray | None], list[tuple[int, int]]]) -> list[float]:

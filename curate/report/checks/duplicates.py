@@ -46,19 +46,6 @@ class LabelConflict(Check):
 MAX_VERIFY = 2000  # candidate pairs verified on pixels, closest hashes first
 
 
-def _thumb(root: str, path: str):
-    from curate.dedupe import VERIFY_SIDE, thumbnail
-    from curate.errors import UnreadableImage
-    from curate.hashing import decode_small, read_image_bytes
-    from curate.storage import join
-
-    try:
-        data = read_image_bytes(join(root, path))
-        return thumbnail(decode_small(data, 2 * VERIFY_SIDE).pixels, 2 * VERIFY_SIDE)
-    except (UnreadableImage, OSError):
-        return None
-
-
 @register
 class MirrorLeakage(Check):
     name = "mirror-leakage"
@@ -71,7 +58,7 @@ class MirrorLeakage(Check):
 
     def applies(self, ctx):
         try:
-            import curate.dedupe  # noqa: F401  (its thumbnail verification)
+            import curate.dedupe  # noqa: F401  (its pixel verification: load_thumbnail, mirrored_similarity)
         except ImportError:
             return False
         return len(ctx.tree.split_dirs) > 1 and "phash_mirror" in ctx.images.columns
@@ -79,8 +66,9 @@ class MirrorLeakage(Check):
     def run(self, ctx):
         import numpy as np
 
-        from curate.dedupe import VERIFY_MIN, similarity
+        from curate.dedupe import load_thumbnail, mirrored_similarity
         from curate.dupsearch import hamming_pairs, pack
+        from curate.storage import join
 
         df = ctx.readable
         df = df[df["phash"].notna() & df["phash_mirror"].notna()].reset_index(drop=True)
@@ -107,12 +95,10 @@ class MirrorLeakage(Check):
         for (x, y), dist in pairs:
             for k in (x, y):
                 if k not in thumbs:
-                    thumbs[k] = _thumb(ctx.root, path[k])
+                    thumbs[k] = load_thumbnail(join(ctx.root, path[k]))
             tx, ty = thumbs[x], thumbs[y]
-            if tx is None or ty is None:
-                continue
-            mirrored = similarity(tx, np.ascontiguousarray(ty[:, ::-1]))
-            if mirrored < VERIFY_MIN or mirrored <= similarity(tx, ty):
+            mirrored = None if tx is None or ty is None else mirrored_similarity(tx, ty)
+            if mirrored is None:
                 continue
             r = df.iloc[[x, y]]
             labels = sorted(set(r["label"]))
