@@ -215,9 +215,12 @@ def test_any_torchvision_model_gets_a_new_head(arch):
     assert all(n.startswith(hinfo["head"] + ".") for n, p in head_only.named_parameters() if p.requires_grad)
 
 
-def test_bad_freeze_point():
+def test_bad_freeze_point(monkeypatch):
     with pytest.raises(InputError, match="layer4"):
         build_model("mobilenet_v2", 3, weights="none", freeze_until="layer4")
+    monkeypatch.setenv("CURATE_OFFLINE", "1")  # the typo is reported before any weights are looked for
+    with pytest.raises(InputError, match="'layer9' is not a module"):
+        build_model("resnet18", 3, weights="imagenet", freeze_until="layer9")
 
 
 def test_unknown_arch(tree, tmp_path):
@@ -286,9 +289,12 @@ def test_one_class_only(tmp_path):
 def test_missing_val_split(tmp_path):
     root = make_tree(tmp_path / "t", n_train=2, n_val=1, names=False)
     (root / "val").rename(root / "test")
-    with pytest.raises(InputError, match="no val split"):
+    with pytest.raises(InputError, match="no val split.*pass --eval-split test"):
         train(root, out=tmp_path / "r", **FAST)
     assert not (tmp_path / "r").exists()
+    (root / "test").rename(root / "val")
+    with pytest.raises(InputError, match="no test split.*pass --eval-split val"):
+        train(root, out=tmp_path / "r", eval_split="test", **FAST)
 
 
 def test_mismatched_checkpoint(run, tree, tmp_path):

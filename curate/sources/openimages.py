@@ -32,7 +32,9 @@ from curate.errors import InputError, NetworkError
 
 SPLITS = ("train", "validation", "test")
 FLAG_COLUMNS = ["IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside"]
-BOX_COLUMNS = ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", *FLAG_COLUMNS]
+REQUIRED_COLUMNS = ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"]
+BOX_COLUMNS = [*REQUIRED_COLUMNS, *FLAG_COLUMNS]
+SAFE_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # an ImageID is a file name stem: no separators, no '..'
 # --include-* flag name -> CSV column; default: every kind included except group-of boxes
 FLAG_OPTIONS = {"group": "IsGroupOf", "depiction": "IsDepiction", "truncated": "IsTruncated",
                 "occluded": "IsOccluded", "inside": "IsInside"}
@@ -146,7 +148,11 @@ def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: i
                                     convert_options=conv)
             value_set = pa.array(sorted(mids), pa.string()) if mids is not None else None
             batches = []
+            rows, nulls = 0, dict.fromkeys(REQUIRED_COLUMNS, 0)
             for batch in reader:
+                rows += batch.num_rows  # a missing column is all nulls: count before filtering
+                for col in nulls:
+                    nulls[col] += batch.column(col).null_count
                 if value_set is not None:
                     batch = batch.filter(pc.is_in(batch.column("LabelName"), value_set=value_set))
                 if batch.num_rows:
@@ -159,13 +165,19 @@ def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: i
         msg = str(e).splitlines()[0]
         raise InputError(f"{csv_path} is malformed: {msg}",
                          "expected Open Images box CSV columns ImageID,LabelName,XMin,XMax,YMin,YMax,…") from e
-    for col in ("ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"):
-        if table.column(col).null_count == table.num_rows and table.num_rows:
+    for col in REQUIRED_COLUMNS:
+        if rows and nulls[col] == rows:
             raise InputError(f"{csv_path} has no '{col}' column", "is this an Open Images detections CSV?")
     df = table.to_pandas()
+    ids = pd.Series(df.ImageID.unique(), dtype=object)
+    unsafe = ids[~ids.str.fullmatch(SAFE_ID, na=False)]
+    if len(unsafe):  # ids become file names: never a path, never empty
+        raise InputError(f"{csv_path} has an invalid ImageID {unsafe.iloc[0]!r}",
+                         "Open Images ids are letters and digits, e.g. 000002b66c9c498e")
     for col in FLAG_COLUMNS:
         df[col] = df[col].fillna(0).astype("int8")
-    bad = df[["XMin", "XMax", "YMin", "YMax"]].isna().any(axis=1) | (df.XMin >= df.XMax) | (df.YMin >= df.YMax)
+    coords = df[["XMin", "XMax", "YMin", "YMax"]].to_numpy(np.float64)
+    bad = ~np.isfinite(coords).all(axis=1) | (df.XMin >= df.XMax) | (df.YMin >= df.YMax)
     if bad.any():
         df = df[~bad]  # degenerate boxes carry no pixels; counted by the caller via len()
     return df.reset_index(drop=True)

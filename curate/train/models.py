@@ -197,6 +197,16 @@ def auto_freeze_point(arch: str, model: nn.Module) -> str:
     return "head"
 
 
+def check_freeze_point(model: nn.Module, arch: str, point: str) -> int:
+    """Index of the first parameter of module `point`; a clear error when there is none."""
+    hits = [i for i, (n, _) in enumerate(model.named_parameters()) if n.startswith(point + ".")]
+    if not hits:
+        tops = [n for n, _ in model.named_children()]
+        raise InputError(f"--freeze-until '{point}' is not a module with parameters in {arch}",
+                         f"use auto, head, none or a module name such as {', '.join(tops[-4:])}")
+    return hits[0]
+
+
 def freeze(model: nn.Module, arch: str, freeze_until: str, head: str) -> tuple[str, list[str]]:
     """Freeze parameters before `freeze_until`; returns (resolved point, frozen norm-layer names)."""
     point = auto_freeze_point(arch, model) if freeze_until == "auto" else freeze_until
@@ -206,12 +216,7 @@ def freeze(model: nn.Module, arch: str, freeze_until: str, head: str) -> tuple[s
     elif point == "head":
         cut = next(i for i, n in enumerate(names) if n.startswith(head + "."))
     else:
-        hits = [i for i, n in enumerate(names) if n.startswith(point + ".")]
-        if not hits:
-            tops = [n for n, _ in model.named_children()]
-            raise InputError(f"--freeze-until '{point}' is not a module with parameters in {arch}",
-                             f"use auto, head, none or a module name such as {', '.join(tops[-4:])}")
-        cut = hits[0]
+        cut = check_freeze_point(model, arch, point)
     for i, (n, p) in enumerate(model.named_parameters()):
         p.requires_grad = i >= cut or n.startswith(head + ".")
     frozen_norms = [
@@ -243,6 +248,8 @@ def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: 
     if arch in ("inception_v3", "googlenet"):  # no auxiliary heads; ImageNet weights expect transform_input
         kwargs = {"aux_logits": False, "init_weights": False, "transform_input": weights == "imagenet"}
     model = tvm.get_model(arch, weights=None, **kwargs)
+    if freeze_until not in ("auto", "none", "head"):
+        check_freeze_point(model, arch, freeze_until)  # before weights: a typo must not wait for a download
     ckpt_state = None
     if weights == "imagenet":
         state = imagenet_state_dict(arch)

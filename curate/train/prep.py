@@ -73,7 +73,9 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
     if eval_split not in tree.split_dirs:
         have = ", ".join(tree.split_dirs.values())
         raise InputError(f"{root} has no {eval_split} split (found: {have})",
-                         "add a val/ split of class folders, or pass --eval-split test")
+                         f"add a {eval_split}/ split of class folders, "
+                         + next((f"or pass --eval-split {s}" for s in ("val", "test") if s in tree.split_dirs),
+                                "or make one with `curate resplit`"))
     excluded = _excluded_by_manifest(root)
     ds = Dataset(root=root, classes=[], display=read_class_names(root))
     for split, label in tree.empty_labels:
