@@ -27,6 +27,8 @@ Examples:
   curate train data/coins --out runs/coins --resume
 
   curate train data/coins --compare resnet18,mobilenet_v2,efficientnet_b0 --epochs 10
+
+  curate train s3://my-bucket/coins --out runs/coins
 """
 
 PREDICT_HELP = """Predict classes of images with a best.pt written by `curate train`.
@@ -40,7 +42,7 @@ Examples:
 
 
 def train_cmd(
-    root: Path = typer.Argument(..., help="Curated tree: ROOT/train/<label>/, ROOT/val/<label>/ (test/ optional)."),
+    root: str = typer.Argument(..., help="Curated tree: ROOT/train/<label>/, ROOT/val/<label>/ (test/ optional); a folder or s3://bucket/prefix."),
     arch: str = typer.Option("resnet18", "--arch", help="Any torchvision classification model (resnet50, mobilenet_v2, ...)."),
     weights: str = typer.Option("imagenet", "--weights", help="imagenet (torchvision weights, cached under TORCH_HOME), none, or a .pt/.pth file."),
     loss: str = typer.Option("focal", "--loss", help="focal or ce."),

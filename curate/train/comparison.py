@@ -33,12 +33,13 @@ def parse_archs(archs) -> list[str]:
 
 def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = False, log=None,
             **options) -> list[dict]:
-    from curate.train.loop import _default_log, fit, prepare
+    from curate.storage import as_location
+    from curate.train.loop import _default_log, fit, prepare, tree_name
 
     names = parse_archs(archs)
-    root = Path(root)
+    root = as_location(root)
     log = log or _default_log(quiet)
-    out_dir = Path(out) if out is not None else Path("runs") / f"{root.resolve().name}-compare"
+    out_dir = Path(out) if out is not None else Path("runs") / f"{tree_name(root)}-compare"
     if not overwrite and any((out_dir / a / "best.pt").exists() for a in names):
         raise InputError(f"{out_dir} already holds runs of these models", "pass --overwrite or another --out")
     options.pop("arch", None)

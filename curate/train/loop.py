@@ -20,6 +20,7 @@ import torch
 
 from curate.errors import InputError
 from curate.executor import progress_bar
+from curate.storage import as_location, is_url
 from curate.train.config import TrainConfig, TrainResult
 from curate.train.data import (
     Augment,
@@ -151,11 +152,16 @@ def prepare(root, cfg: TrainConfig, *, quiet: bool, log: Callable[[str], None], 
 # ------------------------------------------------------------------ output folder
 
 
-def resolve_out(out, root: Path, arch: str, resume: bool, overwrite: bool = False) -> Path:
+def tree_name(root) -> str:
+    """The tree's folder name (the last part of a URL), for default run folders."""
+    return str(root).rstrip("/").rsplit("/", 1)[-1] if is_url(root) else Path(root).resolve().name
+
+
+def resolve_out(out, root, arch: str, resume: bool, overwrite: bool = False) -> Path:
     if out is None:
         if resume:
             raise InputError("--resume needs --out, the folder of the run to continue", "e.g. --out runs/coins-resnet18")
-        base = Path("runs") / f"{root.resolve().name}-{arch}"
+        base = Path("runs") / f"{tree_name(root)}-{arch}"
         out, i = base, 1
         while out.exists() and any(out.iterdir()):
             i += 1
@@ -271,7 +277,7 @@ def _default_log(quiet: bool):
 
 def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bool = False, quiet: bool = False,
         log: Callable[[str], None] | None = None, on_epoch_end=None, prepared: Prepared | None = None) -> TrainResult:
-    root = Path(root)
+    root = as_location(root)  # a local Path, or an object-store URL string
     log = log or _default_log(quiet)
     out_dir = resolve_out(out, root, cfg.arch, resume, overwrite)
     device = resolve_device(cfg.device)

@@ -12,9 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from curate import storage
 from curate.errors import InputError, UnreadableImage
 from curate.images import decode, probe
-from curate.tree import scan_tree
 
 CLASSES_JSON = "classes.json"
 
@@ -22,13 +22,13 @@ CLASSES_JSON = "classes.json"
 @dataclass
 class Split:
     name: str
-    paths: list[Path]
+    paths: list[Path | str]  # local paths, or object-store URLs
     targets: list[int]
 
 
 @dataclass
 class Dataset:
-    root: Path
+    root: Path | str  # a local folder, or an object-store URL (s3://...)
     classes: list[str]  # class folder names, sorted (ImageFolder order)
     display: dict[str, str]  # folder name -> full name (from classes.json), when known
     splits: dict[str, Split] = field(default_factory=dict)
@@ -43,11 +43,11 @@ class Dataset:
 
 def read_class_names(root: str | Path) -> dict[str, str]:
     """folder -> full name from ROOT/classes.json (a list of {id, folder, name, ...}); {} if absent."""
-    p = Path(root) / CLASSES_JSON
-    if not p.is_file():
+    p = storage.join(root, CLASSES_JSON) if storage.is_url(root) else Path(root) / CLASSES_JSON
+    if not (storage.exists(p) if storage.is_url(root) else p.is_file()):
         return {}
     try:
-        rows = json.loads(p.read_text(encoding="utf-8"))
+        rows = json.loads(storage.read_bytes(p).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{p} is not valid JSON: {e}", "fix or delete it") from e
     if isinstance(rows, dict):  # also accept {"folder": "name"}
@@ -62,11 +62,13 @@ def read_class_names(root: str | Path) -> dict[str, str]:
 
 
 def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
-    """Files of a curated tree by split, with clear errors for trees that cannot be trained on."""
-    root = Path(root)
-    if not root.exists():
+    """Files of a curated tree (a local folder or an s3:// URL) by split, with clear errors for trees that
+    cannot be trained on."""
+    root = storage.as_location(root)
+    url = storage.is_url(root)
+    if not (storage.is_dir(root) if url else root.exists()):
         raise InputError(f"{root} does not exist", "pass the root of a curated tree (ROOT/train/<label>/...)")
-    tree = scan_tree(root)
+    tree = storage.scan(root)
     if tree.single or "train" not in tree.split_dirs:
         raise InputError(f"{root} has no train/ split folder",
                          "training needs ROOT/train/<label>/ and ROOT/val/<label>/ class folders")
@@ -81,13 +83,13 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
     for split, label in tree.empty_labels:
         where = f"{tree.split_dirs.get(split) or split}/{label}"
         if split == "train":
-            raise InputError(f"class folder {root / where} has no images",
+            raise InputError(f"class folder {storage.join(root, where)} has no images",
                              "remove the empty folder or add images to it")
         ds.warnings.append(f"class folder {where} has no images")
     files = [f for f in tree.files if f.path not in excluded]
     ds.classes = sorted({f.label for f in files if f.split == "train"})
     if len(ds.classes) < 2:
-        raise InputError(f"{root / tree.split_dirs['train']} has {len(ds.classes)} class folder(s)",
+        raise InputError(f"{storage.join(root, tree.split_dirs['train'])} has {len(ds.classes)} class folder(s)",
                          "a classifier needs at least 2 classes")
     index = {c: i for i, c in enumerate(ds.classes)}
     for split in tree.split_dirs:
@@ -96,7 +98,8 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
         if unknown:
             raise InputError(f"{split} has classes that train lacks: {', '.join(unknown[:5])}",
                              "every class needs training images; move some into train/")
-        ds.splits[split] = Split(split, [root / f.path for f in rows], [index[f.label] for f in rows])
+        paths = [storage.join(root, f.path) if url else root / f.path for f in rows]
+        ds.splits[split] = Split(split, paths, [index[f.label] for f in rows])
     if not ds.splits[eval_split].paths:
         raise InputError(f"the {eval_split} split of {root} has no images", "put some images in its class folders")
     if excluded:
@@ -104,7 +107,7 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
     return ds
 
 
-def _excluded_by_manifest(root: Path) -> set[str]:
+def _excluded_by_manifest(root: Path | str) -> set[str]:
     from curate.manifest import read_manifest
 
     df = read_manifest(root)
@@ -117,10 +120,11 @@ def _excluded_by_manifest(root: Path) -> set[str]:
 def load_square(path: str | Path, size: int) -> np.ndarray:
     """Decode upright RGB, resize the shorter side to `size` (area filter), centre-crop: size x size x 3."""
     min_scale = 1.0
-    if Path(path).suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
-        pr = probe(path, verify=False)  # header only: lets big JPEGs decode at 1/2, 1/4 or 1/8 size
+    src = storage.read_image_bytes(path) if storage.is_url(path) else path
+    if Path(str(path)).suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
+        pr = probe(src, verify=False)  # header only: lets big JPEGs decode at 1/2, 1/4 or 1/8 size
         min_scale = min(1.0, size / max(1, min(pr.width, pr.height)))
-    return square(decode(path, min_scale=min_scale).pixels, size)
+    return square(decode(src, min_scale=min_scale).pixels, size)
 
 
 def square(pixels: np.ndarray, size: int) -> np.ndarray:
