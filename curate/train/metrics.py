@@ -60,7 +60,8 @@ def _save_fig(fig, path: Path) -> None:
 
 def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str, top: list[dict]) -> None:
     """Row-normalised, classes sorted by recall (worst first); values printed for up to 25 classes,
-    tick labels for up to 80; the top confusions listed beside the matrix."""
+    class names on both axes while a row is tall enough for 4 pt text (about 300 classes); the top
+    confusions listed beside the matrix."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -80,11 +81,14 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str, top
     im = ax.imshow(norm, cmap="Blues", norm=scale, vmin=None if scale else 0, vmax=None if scale else 1,
                    interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02, label="fraction of the true class")
-    if n <= 80:
-        fs = 9 if n <= 25 else max(4, int(9 - n / 15))
-        ax.set_xticks(range(n), [names[i] for i in order], rotation=90, fontsize=fs)
-        ax.set_yticks(range(n), [names[i] for i in order], fontsize=fs)
-    else:  # too many names to print: index ticks; the names of the worst pairs are listed beside
+    row_pt = side * 72 * 0.8 / n  # the height of one row in points (the matrix fills ~80 % of the side)
+    if row_pt >= 4:
+        fs = min(9.0, 0.85 * row_pt)
+        short = [names[i] if len(names[i]) <= 28 else names[i][:27] + "…" for i in order]
+        ax.set_xticks(range(n), short, rotation=90, fontsize=fs)
+        ax.set_yticks(range(n), short, fontsize=fs)
+        ax.set_xlabel("predicted")
+    else:  # too many names to print; the names of the worst pairs are listed beside
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel(f"predicted ({n} classes)")
@@ -94,8 +98,6 @@ def plot_confusion(cm: np.ndarray, names: list[str], path: Path, title: str, top
                 if norm[i, j] >= 0.005:
                     ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=8,
                             color="white" if norm[i, j] > 0.5 else "black")
-    if n <= 80:
-        ax.set_xlabel("predicted")
     ax.set_ylabel("true (sorted by recall, worst first)")
     ax.set_title(title)
     tx.axis("off")
