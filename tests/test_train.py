@@ -418,3 +418,10 @@ def test_trains_from_an_s3_tree(tree, tmp_path, monkeypatch):
         assert res.metrics["train_images"] == len(ds.splits["train"].paths) and res.metrics["unreadable"] == 0
         with pytest.raises(InputError, match="does not exist"):
             train("s3://bucket/nothing-here", epochs=1, quiet=True, **FAST)
+        preds = predict(res.out_dir / "best.pt", ["s3://bucket/tree/val/chelsea", "s3://bucket/tree/val/coffee/coffee_1.jpg"],
+                        top_k=1, quiet=True)
+        assert [p.path for p in preds] == [f"s3://bucket/tree/val/chelsea/chelsea_{i}.jpg" for i in range(3)] + \
+            ["s3://bucket/tree/val/coffee/coffee_1.jpg"]
+        assert all(p.top and not p.error for p in preds)
+        with pytest.raises(InputError, match="no objects under"):
+            predict(res.out_dir / "best.pt", "s3://bucket/tree/val/missing.jpg", quiet=True)

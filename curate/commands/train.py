@@ -38,6 +38,8 @@ Examples:
   curate predict runs/coins/best.pt photo.jpg
 
   curate predict runs/coins/best.pt data/new --top-k 3 --json > predictions.json
+
+  curate predict runs/coins/best.pt s3://my-bucket/incoming/
 """
 
 
@@ -108,7 +110,7 @@ def train_cmd(
 
 def predict_cmd(
     checkpoint: Path = typer.Argument(..., help="best.pt written by curate train."),
-    inputs: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    inputs: list[str] = typer.Argument(..., help="Image files or folders (searched recursively); s3:// objects or prefixes."),
     top_k: int = typer.Option(5, "--top-k", "-k", help="Classes to show per image."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON (one object per image) instead of a table."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from curate import storage
 from curate.errors import InputError, UnreadableImage
 from curate.executor import progress_bar
 from curate.train.loop import CHECKPOINT_FORMAT, resolve_device
@@ -43,10 +44,21 @@ def load_classifier(path: str | Path, device: torch.device):
     return model.to(device).eval(), ck
 
 
-def list_inputs(inputs) -> list[Path]:
+def list_inputs(inputs) -> list[Path | str]:
+    """Image files of the inputs: files, folders (recursively, hidden ones skipped) and s3:// objects or
+    prefixes."""
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    files: list[Path] = []
-    for it in map(Path, items):
+    files: list[Path | str] = []
+    for raw in items:
+        if storage.is_url(raw):
+            url = str(raw).rstrip("/")
+            if is_image_name(url) and storage.exists(url):
+                files.append(url)
+            else:
+                files += [storage.join(url, k) for k in sorted(storage.list_objects(url))
+                          if is_image_name(k) and not any(part.startswith(".") for part in k.split("/"))]
+            continue
+        it = Path(raw)
         if it.is_dir():
             files += sorted(p for p in it.rglob("*") if p.is_file() and is_image_name(p.name)
                             and not any(part.startswith(".") for part in p.relative_to(it).parts))
