@@ -168,6 +168,18 @@ def test_step_stays_on_the_device_and_never_reads_back_per_batch():
         evaluate(model, batches, augment, criterion, off)
     assert len(calls) == 6
 
+def test_amp_on_cpu_is_bf16_autocast(tree, tmp_path):
+    from curate.train.loop import precision_for
+
+    assert precision_for(torch.device("cpu"), None).name == "fp32"  # opt-in on CPU
+    assert precision_for(torch.device("cpu"), True).name == "bf16"
+    assert precision_for(torch.device("cuda"), None).name == "fp16"  # on by default on CUDA
+    assert precision_for(torch.device("cuda"), False).name == "fp32"
+    res = train(tree, out=tmp_path / "bf16", epochs=1, patience=0, quiet=True, amp=True, **FAST)
+    assert res.metrics["precision"] == "bf16" and np.isfinite(res.history[0]["train_loss"])
+    ck = torch.load(res.out_dir / "best.pt", map_location="cpu", weights_only=True)
+    assert all(v.dtype != torch.bfloat16 for v in ck["model"].values())  # weights stay float32
+
 def test_early_stopping(tree, tmp_path):
     # Only the head trains, lr 0: validation loss never improves after epoch 1.
     opts = {**FAST, "freeze_until": "head", "lr": 0.0, "dropout": 0.0}
