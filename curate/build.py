@@ -284,6 +284,8 @@ def prepare_out(out: Path | str, fp: str, overwrite: bool) -> None:
         return _prepare_out_store(str(out), fp, overwrite)
     state = out / STATE
     fp_file = state / "build.json"
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder", "choose another --out")
     if out.exists() and any(out.iterdir()):
         made_by_us = (out / INFO_NAME).exists() or fp_file.exists()
         if not made_by_us:
@@ -295,7 +297,10 @@ def prepare_out(out: Path | str, fp: str, overwrite: bool) -> None:
                 raise InputError(f"{out} holds a build with other inputs or parameters",
                                  "pass --overwrite to start over, or choose another --out")
             _clear_build(out)
-    state.mkdir(parents=True, exist_ok=True)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create --out {out}: {e.strerror}", "choose a writable folder for --out") from e
     atomic_write_json(fp_file, {"fingerprint": fp})
 
 

@@ -120,7 +120,13 @@ def _read_yaml(path: Path) -> tuple[Any, dict[tuple, int]]:
     def walk(n, key: tuple) -> None:
         lines[key] = n.start_mark.line + 1
         if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
             for k, v in n.value:
+                if str(k.value) in seen:  # PyYAML keeps the last silently; a repeat is always a mistake
+                    dup = ".".join(str(x) if not isinstance(x, int) else f"[{x}]" for x in key + (k.value,))
+                    raise PipelineError(f"{path}:{k.start_mark.line + 1}: {dup.replace('.[', '[')}: repeated key",
+                                        "give each key once")
+                seen.add(str(k.value))
                 walk(v, key + (str(k.value),))
                 lines[key + (str(k.value),)] = k.start_mark.line + 1  # the key's line, not the value's
         elif isinstance(n, yaml.SequenceNode):
@@ -387,6 +393,8 @@ def _build_step(cmd, cname, opts, raw, key, out, shared, sub, fail, seen, lines)
         argv.append("--")
     argv.extend(positional)
 
+    if not isinstance(raw.get("name") or "", str | int):
+        fail(key + ("name",), "expects a text name")
     sid = str(raw.get("name") or cname)
     seen[sid] = seen.get(sid, 0) + 1
     if seen[sid] > 1 and not raw.get("name"):

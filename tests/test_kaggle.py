@@ -126,6 +126,14 @@ def test_bad_inputs_exit_2_and_write_nothing(tmp_path, files, capsys):
     assert len([x for x in err.splitlines() if "error" in x]) == 1 and "Traceback" not in err
 
 
+def test_out_under_a_file_is_an_input_error(tmp_path, files):
+    src = write_dir(tmp_path / "dl", files)
+    (tmp_path / "f").write_text("keep me")
+    with pytest.raises(InputError, match="is a file"):
+        kg.import_dataset("x/y", tmp_path / "f" / "sub", source=src, quiet=True)
+    assert (tmp_path / "f").read_text() == "keep me"
+
+
 def test_missing_credentials_message(tmp_path, capsys):
     code, _, err = run_cli(["kaggle", "coins", "--out", str(tmp_path / "o"), "--download-dir", str(tmp_path / "dl")], capsys)
     assert code == 2
@@ -199,6 +207,10 @@ def test_parse_and_folder_names():
     f = kg.folder_names(["1", "2", "3", "4", "9"], names, readable=True)
     assert f == {"1": "india_1_rupee", "2": "india_1_rupee_2", "3": "unicode", "4": "4", "9": "9"}
     assert kg.folder_names(["1"], names, readable=False) == {"1": "1"}
+    # a readable name never takes the folder of an unnamed id, nor of another suffixed name
+    assert kg.folder_names(["5", "x"], {"5": "X"}, readable=True) == {"5": "x_5", "x": "x"}
+    assert kg.folder_names(["1", "2", "3"], {"1": "a", "2": "a", "3": "a_2"}, readable=True) == {
+        "1": "a", "2": "a_2", "3": "a_2_3"}
     assert kg.resolve_dataset("coins").kaggle == "wanderdust/coin-images"
     assert kg.resolve_dataset("coins").expected == {"classes": 211, "train": 6413, "val": 844, "test": 844}
     with pytest.raises(InputError):

@@ -116,6 +116,40 @@ def test_malformed_csv_is_an_input_error(source_copy):
         oi.prepare("cat", source=source_copy)
 
 
+def test_csv_without_labelname_column_is_an_input_error(source_copy):
+    det = source_copy / "train" / "labels" / "detections.csv"
+    det.write_text(det.read_text().replace("LabelName", "Label", 1))
+    with pytest.raises(InputError, match="no 'LabelName' column"):
+        oi.prepare("cat", source=source_copy)
+
+
+@pytest.mark.parametrize("bad_id", ["../../../outside/x", "sub/x", ""])
+def test_image_ids_that_are_paths_are_refused(source_copy, bad_id):
+    det = source_copy / "train" / "labels" / "detections.csv"
+    with open(det, "a", newline="") as f:
+        csv.writer(f).writerow([bad_id, "xclick", "/m/01yrx", 1, "0.1", "0.9", "0.1", "0.9", 0, 0, 0, 0, 0])
+    with pytest.raises(InputError, match="invalid ImageID"):
+        oi.prepare("cat", source=source_copy)
+
+
+def test_infinite_coordinates_are_dropped(source_copy):
+    det = source_copy / "train" / "labels" / "detections.csv"
+    chelsea = image_id("chelsea")
+    with open(det, "a", newline="") as f:
+        csv.writer(f).writerow([chelsea, "xclick", "/m/01yrx", 1, "-inf", "inf", "0.1", "0.9", 0, 0, 0, 0, 0])
+    layout = oi.find_layout(source_copy, "train")
+    df = oi.read_boxes(layout.detections_csv, {"/m/01yrx"})
+    assert len(df) == 3 and np.isfinite(df[["XMin", "XMax", "YMin", "YMax"]].to_numpy()).all()
+
+
+def test_out_that_is_a_file_is_an_input_error(demo_source, tmp_path):
+    (tmp_path / "f").write_text("keep me")
+    for out in (tmp_path / "f", tmp_path / "f" / "sub"):
+        with pytest.raises(InputError, match="--out"):
+            build(demo_source, out)
+    assert (tmp_path / "f").read_text() == "keep me"
+
+
 def test_missing_layout_names_the_file(tmp_path):
     (tmp_path / "train" / "metadata").mkdir(parents=True)
     with pytest.raises(InputError, match="classes.csv"):

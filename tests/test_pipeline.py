@@ -149,6 +149,9 @@ def test_dry_run_writes_nothing(tmp_path):
     ("out: o\nsteps:\n  - make: {}\n    count: {}\n", ":3: steps[0]", "give exactly one"),
     ("out: o\nsteps:\n  - make: [1, 2]\n", ":3: steps[0].make", "mapping of flags"),
     ("out: o\nsteps: []\n", ":2: steps", "non-empty list"),
+    ("out: o\nsteps:\n  - make: {n: 1, n: 2}\n", ":3: steps[0].make.n", "repeated key"),
+    ("out: o\nsteps:\n  - make\nsteps:\n  - count: {}\n", ":4: steps", "repeated key"),
+    ("out: o\nsteps:\n  - make: {}\n    name: [a]\n", ":4: steps[0].name", "text name"),
 ])
 def test_validation_errors_name_file_line_field(tmp_path, doc, where, needle):
     p = write(tmp_path / "bad.yaml", doc)

@@ -295,16 +295,19 @@ def slug(text: str) -> str:
 def folder_names(ids: list[str], names: dict[str, str], readable: bool) -> dict[str, str]:
     """Class folder for each id: the id itself, or a readable, filesystem-safe, unique name."""
     out: dict[str, str] = {}
-    used: set[str] = set()
+    used = {cid for cid in ids if not (readable and cid in names)}  # unnamed ids keep their folder
     for cid in ids:
         name = cid
         if readable and cid in names:
             f = parse_name(names[cid])
             name = slug(f"{f['country']} {f['denomination']}") if f else slug(names[cid])
-            name = name[:80].rstrip("_") or slug(cid) or "class"
+            name = base = name[:80].rstrip("_") or slug(cid) or "class"
             if name in used:
-                name = f"{name}_{slug(cid) or len(used)}"
-        used.add(name)
+                name = base = f"{name}_{slug(cid) or len(used)}"
+            k = 2
+            while name in used:  # two classes must never share a folder
+                name, k = f"{base}_{k}", k + 1
+            used.add(name)
         out[cid] = name
     return out
 
@@ -403,6 +406,9 @@ def _check_out(out: Path, source: Path | None) -> dict[str, Any]:
         if out_r == src_r or src_r in out_r.parents or (out_r in src_r.parents and source.is_dir()):
             raise InputError(f"--out {out} and --source {source} overlap", "write the tree to a separate folder")
     if not out.exists():
+        above = next((p for p in out.absolute().parents if p.exists()), None)
+        if above is not None and not above.is_dir():
+            raise InputError(f"--out {out} cannot be created: {above} is a file", "choose another --out")
         return {}
     if not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder", "choose another --out")
