@@ -15,8 +15,8 @@ import pandas as pd
 
 from curate.dedupe import DedupeResult, find_duplicates
 from curate.errors import InputError
-from curate.manifest import read_manifest, to_parquet_bytes, update_info
-from curate.relocate import Relocation, UndoReport, check_outside_splits, free_name, undo
+from curate.manifest import read_info, read_manifest, to_parquet_bytes, update_info
+from curate.relocate import Relocation, UndoReport, check_outside_splits, check_writable, free_name, undo
 from curate.storage import exists, is_url, join, read_bytes, scan, write_many
 from curate.tree import INFO_NAME, MANIFEST_NAME, SPLIT_ORDER, atomic_write_bytes, default_quarantine
 
@@ -127,6 +127,7 @@ def dedupe(
     qdir = Path(quarantine).resolve() if quarantine else default_quarantine(root)
     check_outside_splits(root, qdir)
     result = find_duplicates(root, **find_kwargs)
+    _require_images(root, result)
     out = DedupeOutcome(result=result, quarantine=qdir, dry_run=dry_run, splits=split_summary(result))
     if json_path:
         _write_json_report(json_path, out)
@@ -135,12 +136,18 @@ def dedupe(
     rel = Relocation(root, "dedupe")
     sha = dict(zip(result.files["path"], result.files["sha256"], strict=True))
     taken: set[Path] = set()
+    plan = []
     for p in sorted(result.removals()):
         dst = free_name(qdir / p, taken)
         taken.add(dst)
-        rel.move(root / p, dst, sha[p])
+        plan.append((root / p, dst))
+    check_writable(plan)
+    manifest = to_parquet_bytes(updated_manifest(root, result))  # a broken manifest or curate.json
+    read_info(root)  # stops the run here, before anything moves
+    for src, dst in plan:
+        rel.move(src, dst, sha[src.relative_to(root).as_posix()])
     out.moved = len(rel.moved)
-    rel.write(root / MANIFEST_NAME, to_parquet_bytes(updated_manifest(root, result)))
+    rel.write(root / MANIFEST_NAME, manifest)
     rel.write(root / REPORT_NAME, _json_bytes(report_json(out)))
     rel.write(root / PAIRS_NAME, pairs_csv(result))
     info_path = root / INFO_NAME
@@ -155,6 +162,13 @@ def dedupe(
     rel.write(info_path, after)
     out.journal = rel.close()
     return out
+
+
+def _require_images(root, result: DedupeResult) -> None:
+    """A folder with no images (a typo, a class folder) gets an error, not a manifest written into it."""
+    if len(result.files) == 0:
+        raise InputError(f"no images found under {root}",
+                         "expected ROOT/<split>/<label>/<image> or ROOT/<label>/<image>")
 
 
 def _json_bytes(obj) -> bytes:
@@ -184,11 +198,14 @@ def _dedupe_url(root: str, quarantine, dry_run: bool, json_path, find_kwargs: di
                          f"leave it out (default {root}.quarantine) or pass a URL prefix")
     check_outside_splits_url(root, tree.split_dirs, qdir)
     result = find_duplicates(root, **find_kwargs)
+    _require_images(root, result)
     out = DedupeOutcome(result=result, quarantine=qdir, dry_run=dry_run, splits=split_summary(result))
     if json_path:
         _write_json_report(json_path, out)
     if dry_run:
         return out
+    manifest = to_parquet_bytes(updated_manifest(root, result))  # fails before any move when broken
+    read_info(root)
     rel = UrlRelocation(root, "dedupe", copy_to=f"{qdir}.journal")
     sha = dict(zip(result.files["path"], result.files["sha256"], strict=True))
     free = FreeNames(qdir)
@@ -201,7 +218,7 @@ def _dedupe_url(root: str, quarantine, dry_run: bool, json_path, find_kwargs: di
                 rel.move(join(root, p), free(join(qdir, p)), sha[p])
                 bar.advance(task)
         out.moved = rel.moved
-        rel.write(join(root, MANIFEST_NAME), to_parquet_bytes(updated_manifest(root, result)))
+        rel.write(join(root, MANIFEST_NAME), manifest)
         rel.write(join(root, REPORT_NAME), _json_bytes(report_json(out)))
         rel.write(join(root, PAIRS_NAME), pairs_csv(result))
         info_url = join(root, INFO_NAME)

@@ -42,11 +42,27 @@ def free_name(dst: Path, taken: set[Path]) -> Path:
 def check_outside_splits(root: Path, target: Path, what: str = "quarantine") -> None:
     tree = scan_tree(root)
     target = target.resolve()
+    if target == Path(root).resolve():  # files would only be renamed inside their own split folders
+        raise InputError(f"the {what} {target} is the tree itself", "choose a folder outside every split root")
     for split in tree.split_dirs:
         sp = tree.split_path(split).resolve()
         if target == sp or sp in target.parents:
             raise InputError(f"the {what} {target} is inside the split folder {sp}",
                              "choose a folder outside every split root")
+
+
+def check_writable(moves: list[tuple[Path, Path]]) -> None:
+    """Refuse before the first move when a source folder or a destination cannot be written."""
+    dirs = set()
+    for src, dst in moves:
+        dirs.add(Path(src).parent)
+        d = Path(dst).parent
+        while not d.exists() and d != d.parent:
+            d = d.parent
+        dirs.add(d)
+    for d in sorted(dirs):
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise InputError(f"{d} is not writable: nothing was moved", "fix its permissions and re-run")
 
 
 @dataclass

@@ -15,14 +15,15 @@ Moves go through curate.relocate (journaled, `undo`).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from curate.errors import InputError
-from curate.manifest import read_manifest, to_parquet_bytes, update_info
-from curate.relocate import Relocation, UndoReport, free_name, undo
+from curate.manifest import read_info, read_manifest, to_parquet_bytes, update_info
+from curate.relocate import Relocation, UndoReport, check_writable, free_name, undo
 from curate.tree import INFO_NAME, MANIFEST_NAME, SPLIT_ORDER, atomic_write_bytes, canonical_split, scan_tree
 
 
@@ -63,8 +64,8 @@ def parse_ratios(text: str | list[float]) -> list[float]:
         vals = [float(x) for x in text.split(",")] if isinstance(text, str) else [float(x) for x in text]
     except ValueError:
         raise InputError(f"--ratios {text!r} is not a list of numbers", "e.g. --ratios 0.8,0.1,0.1") from None
-    if not vals or any(v < 0 for v in vals) or sum(vals) <= 0:
-        raise InputError(f"--ratios {text!r} must be non-negative and not all zero", "e.g. 0.8,0.1,0.1")
+    if not vals or not all(math.isfinite(v) and v >= 0 for v in vals) or sum(vals) <= 0:
+        raise InputError(f"--ratios {text!r} must be finite, non-negative and not all zero", "e.g. 0.8,0.1,0.1")
     total = sum(vals)
     if abs(total - 1) > 1e-3 and not all(v.is_integer() for v in vals):
         raise InputError(f"--ratios {text!r} add up to {total:g}, not 1",
@@ -237,7 +238,9 @@ def plan_resplit(
         if too_small:
             small.append(label)
         got = [0] * len(targets)
-        for g in sorted(gs, key=lambda g: (-len(gpaths[g]), _key(seed, g))):
+        # keyed by paths inside the split folders, so a re-run (or a resumed run) deals the same way
+        inner = {g: min(p.split("/", 1)[1] for p in gpaths[g]) for g in gs}
+        for g in sorted(gs, key=lambda g: (-len(gpaths[g]), _key(seed, inner[g]), inner[g], g)):
             k = max(range(len(targets)), key=lambda k: (q[k] - got[k], -k))
             got[k] += len(gpaths[g])
             for p in gpaths[g]:
@@ -263,11 +266,15 @@ def apply_resplit(plan: ResplitPlan) -> tuple[int, Path | None]:
         inner = Path(p).relative_to(folders[old])
         dst = free_name(root / folders[new] / inner, taken)
         taken.add(dst)
-        rel.move(root / p, dst)
         new_path[p] = dst.relative_to(root).as_posix()
     if not moves:
         return 0, None
-    rel.write(root / MANIFEST_NAME, to_parquet_bytes(_manifest(plan, new_path)))
+    check_writable([(root / p, root / new_path[p]) for p in new_path])
+    manifest = to_parquet_bytes(_manifest(plan, new_path))  # a broken manifest or curate.json
+    read_info(root)  # stops the run here, before anything moves
+    for p, dst in new_path.items():
+        rel.move(root / p, root / dst)
+    rel.write(root / MANIFEST_NAME, manifest)
     info_path = root / INFO_NAME
     before = info_path.read_bytes() if info_path.exists() else None
     update_info(root, "resplit", {"merge": plan.pool, "into": plan.targets, "ratios": plan.ratios,

@@ -7,6 +7,7 @@ curate's own state lives in `state_dir(root)`, outside every split root.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -121,14 +122,26 @@ def scan_tree(root: str | Path) -> Tree:
                         continue
                     rel = Path(dirpath, fn).relative_to(root).as_posix()
                     if is_image_name(fn):
+                        _check_name(root / rel)
                         tree.files.append(TreeFile(rel, split, cdir.name))
                         n += 1
                     else:
                         tree.other.append(rel)
             if n == 0:
+                _check_name(cdir)
                 tree.empty_labels.append((split, cdir.name))
     tree.files.sort(key=lambda f: f.path)
     return tree
+
+
+def _check_name(p: Path) -> None:
+    """Names that are not valid UTF-8 (e.g. Latin-1 bytes from an old archive) cannot be stored or shown."""
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = str(p).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise InputError(f"file name is not valid UTF-8: {shown}",
+                         "rename it to UTF-8, e.g. with convmv") from None
 
 
 def state_dir(root: str | Path) -> Path:
@@ -156,6 +169,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        try:  # mkstemp makes 0600 files: keep the old file's mode, else what open() would give
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            mode = 0o666 & ~_umask()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -164,6 +182,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_UMASK: list[int] = []
+
+
+def _umask() -> int:
+    if not _UMASK:
+        _UMASK.append(os.umask(0o022))
+        os.umask(_UMASK[0])
+    return _UMASK[0]
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -215,9 +243,20 @@ class Journal:
         if dst.exists():
             raise InputError(f"refusing to overwrite {dst}", "a previous run left it; check the journal")
         sha = sha256 or file_sha256(src)
-        self._write({"from": str(src), "to": str(dst), "sha256": sha})
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        _move(src, dst)
+        made = dst.parent  # the topmost folder this move creates: undo removes it again when empty
+        while not made.parent.exists():
+            made = made.parent
+        entry = {"from": str(src), "to": str(dst), "sha256": sha}
+        if not made.exists():
+            entry["made"] = str(made)
+        self._write(entry)
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            _move(src, dst)
+        except OSError as e:
+            raise InputError(f"cannot move {src} to {dst}: {e.strerror or e}",
+                             "make the tree (and the destination) writable, then re-run; files moved so far "
+                             "are journaled and can be undone") from e
         self.moved += 1
 
     def close(self) -> None:
@@ -237,11 +276,21 @@ class Journal:
 def _move(src: Path, dst: Path) -> None:
     try:
         os.replace(src, dst)
-    except OSError:  # another filesystem: copy to a temp name, then rename, then remove the source
+    except OSError as e:  # another filesystem: copy to a temp name, then rename, then remove the source
+        if e.errno != errno.EXDEV:
+            raise
         tmp = dst.with_name(f".{dst.name}.partial")
-        shutil.copy2(src, tmp)
-        os.replace(tmp, dst)
-        src.unlink()
+        try:
+            shutil.copy2(src, tmp)
+            os.replace(tmp, dst)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        try:
+            src.unlink()
+        except OSError:  # never leave two copies: the journal says the file moved
+            dst.unlink()
+            raise
 
 
 def journals(root: str | Path, op: str | None = None) -> list[Path]:
@@ -282,6 +331,7 @@ def undo_journal(path: str | Path) -> UndoResult:
         src, dst = Path(e["from"]), Path(e["to"])
         if not dst.exists():
             if src.exists() and file_sha256(src) == e["sha256"]:
+                _prune_made(e, dst)
                 continue  # the move never happened (crash between journal line and move)
             res.missing.append(str(dst))
             continue
@@ -291,12 +341,23 @@ def undo_journal(path: str | Path) -> UndoResult:
         if file_sha256(dst) != e["sha256"]:
             res.conflicts.append(str(dst))
             continue
-        src.parent.mkdir(parents=True, exist_ok=True)
-        _move(dst, src)
+        try:
+            src.parent.mkdir(parents=True, exist_ok=True)
+            _move(dst, src)
+        except OSError as err:
+            raise InputError(f"cannot move {dst} back to {src}: {err.strerror or err}",
+                             "make the tree writable and run the undo again") from err
         res.restored += 1
+        _prune_made(e, dst)
     if not res.missing and not res.conflicts:
         os.replace(path, path.with_name(path.name[: -len(".jsonl")] + ".undone.jsonl"))
     return res
+
+
+def _prune_made(entry: dict, dst: Path) -> None:
+    """Remove the folders a move created once they are empty (the newer moves into them are undone)."""
+    if "made" in entry:
+        prune_empty_dirs([dst.parent], Path(entry["made"]).parent)
 
 
 def prune_empty_dirs(paths: Iterable[Path], stop: Path) -> None:

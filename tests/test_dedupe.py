@@ -199,6 +199,7 @@ def test_cli(tree, capsys):
     ["dedupe", "{tree}", "--hash", "md5"],
     ["dedupe", "{tree}", "--threshold", "64"],
     ["dedupe", "{tree}", "--quarantine", "{tree}/train/q"],
+    ["dedupe", "{tree}", "--quarantine", "{tree}"],
     ["dedupe", "--undo", "{tree}"],
 ])
 def test_cli_bad_input(tree, args, capsys):
@@ -221,3 +222,83 @@ def test_real_entry_point(tree):
     assert run.returncode == 1, run.stderr
     assert "train: 8 → 5 kept" in run.stdout and "Traceback" not in run.stderr
     assert "hashing" not in run.stderr  # -q: no progress bars
+
+
+def _pair_tree(root: Path) -> Path:
+    """train/cat/a.png and an exact copy in val/cat: one leakage removal."""
+    dupsynth.save(root / "train/cat/a.png", small("chelsea", 64))
+    (root / "val/cat").mkdir(parents=True)
+    shutil.copy(root / "train/cat/a.png", root / "val/cat/a.png")
+    return root
+
+
+def test_folder_without_images_is_an_input_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    dupsynth.save(tmp_path / "loose/a.png", small("coffee", 32))  # images directly in DIR: no class folder
+    for root in (tmp_path / "loose", tmp_path / "empty"):
+        before = sorted(p.name for p in root.iterdir())
+        with pytest.raises(InputError, match="no images found"):
+            dedupe(root, workers=1, quiet=True)
+        assert sorted(p.name for p in root.iterdir()) == before  # no manifest or dedupe.json written
+
+
+def test_failed_move_leaves_one_copy_and_undo_works(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import curate.tree
+
+    root = _pair_tree(tmp_path / "data")
+    before = snapshot(root)
+    real = os.replace
+
+    def replace(src, dst, *a, **k):
+        if "/data/val/" in str(src):
+            raise PermissionError(errno.EACCES, "Permission denied", str(src))
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(curate.tree.os, "replace", replace)
+    with pytest.raises(InputError, match="Permission denied"):
+        dedupe(root, workers=1, quiet=True)
+    monkeypatch.setattr(curate.tree.os, "replace", real)
+    assert snapshot(root) == before
+    assert not list((tmp_path / "data.quarantine").rglob("*.png"))  # no second copy
+    assert undo_dedupe(root).ok
+
+
+def test_undo_removes_the_quarantine_it_created_and_files_keep_normal_modes(tmp_path):
+    import os
+
+    root = _pair_tree(tmp_path / "data")
+    mask = os.umask(0o022)
+    try:
+        dedupe(root, workers=1, quiet=True)
+    finally:
+        os.umask(mask)
+    for name in ("manifest.parquet", "dedupe.json", "curate.json"):
+        assert (root / name).stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600
+    assert undo_dedupe(root).ok
+    assert not (tmp_path / "data.quarantine").exists()
+
+
+def test_non_utf8_file_name_is_one_line_error(tmp_path, capsys):
+    import os
+
+    root = _pair_tree(tmp_path / "data")
+    os.rename(root / "val/cat/a.png", os.fsencode(root / "val/cat") + b"/caf\xe9.png")
+    for cmd in ("dedupe", "report"):
+        with pytest.raises(SystemExit) as e:
+            main(["-q", cmd, str(root), "-j", "1"])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "not valid UTF-8" in err and "caf\\xe9.png" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name,data", [("manifest.parquet", b"garbage"), ("curate.json", b"{bad json")])
+def test_broken_curate_file_stops_before_any_move(tmp_path, name, data):
+    root = _pair_tree(tmp_path / "data")
+    (root / name).write_bytes(data)
+    before = snapshot(root)
+    with pytest.raises(InputError, match=name):
+        dedupe(root, workers=1, quiet=True)
+    assert snapshot(root) == before and not (tmp_path / "data.quarantine").exists()

@@ -75,7 +75,7 @@ def test_rule_and_threshold_parsing():
         parse_rules("leakage,typo")
     assert parse_overrides(["blurry=10", "odd-size.min_side=64"]) == {
         "blurry": {"max_sharpness": 10.0}, "odd-size": {"min_side": 64.0}}
-    for bad in ("blurry", "nosuch=1", "blurry.nope=1", "blurry=abc", "corrupt=1"):
+    for bad in ("blurry", "nosuch=1", "blurry.nope=1", "blurry=abc", "corrupt=1", "blurry=nan", "dark=inf"):
         with pytest.raises(InputError):
             parse_overrides([bad])
 
@@ -159,3 +159,18 @@ def test_sample_grid_is_capped_for_many_labels():
     per = sample_paths(df, 12)
     assert len(per) == 300 and {len(v) for v in per.values()} == {MAX_GRID // 300}
     assert {len(v) for v in sample_paths(df.head(40), 12).values()} == {12}
+
+
+def test_unwritable_report_folder_is_an_input_error(tmp_path, monkeypatch):
+    import errno
+
+    import curate.tree
+
+    root = small_tree(tmp_path / "ds")
+
+    def denied(path, data):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(curate.tree, "atomic_write_bytes", denied)
+    with pytest.raises(InputError, match="cannot write the report.*Permission denied"):
+        build_report(root, workers=1, quiet=True, duplicates=False)

@@ -174,3 +174,77 @@ def test_ratios_must_add_up_or_be_weights():
     assert parse_ratios("8,1,1") == pytest.approx([0.8, 0.1, 0.1])
     with pytest.raises(InputError, match="add up to 1.1"):
         parse_ratios("0.5,0.6")
+
+
+def test_non_finite_ratios_are_input_errors():
+    from curate.split import parse_ratios
+
+    for bad in ("nan,0.5,0.5", "inf,1", "0.5,-inf"):
+        with pytest.raises(InputError):
+            parse_ratios(bad)
+
+
+def test_undo_removes_the_split_folders_resplit_created(tmp_path):
+    root = tmp_path / "data"
+    for label, photo in (("cat", "astronaut"), ("cup", "coffee")):
+        for k, t in enumerate(tiles(photo, 6, side=24)):
+            dupsynth.save(root / "train" / label / f"{k}.png", t)
+    dirs = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir())
+    plan = plan_resplit(root, ratios="0.6,0.2,0.2", merge="train", dedupe_groups=False, quiet=True)
+    moved, _ = apply_resplit(plan)
+    assert moved and (root / "val").is_dir() and (root / "test").is_dir()
+    assert undo_resplit(root).ok
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir()
+                  and ".curate" not in p.parts) == dirs
+
+
+def test_unwritable_folder_refused_before_any_move(tree, monkeypatch):
+    import os
+
+    import curate.relocate
+
+    before = snapshot(tree)
+    plan = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", dedupe_groups=False, quiet=True)
+    monkeypatch.setattr(curate.relocate.os, "access", lambda p, mode: not str(p).endswith("test/cup"))
+    with pytest.raises(InputError, match="not writable"):
+        apply_resplit(plan)
+    assert snapshot(tree) == before and os.access(tree, os.W_OK)
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+
+
+def test_rerun_moves_nothing_and_interrupted_run_resumes_to_the_same_split(tree, tmp_path, monkeypatch):
+    import shutil
+
+    import curate.tree
+
+    other = tmp_path / "copy"
+    shutil.copytree(tree, other)
+    kw = dict(ratios="0.6,0.2,0.2", seed=7, dedupe_groups=False, quiet=True)
+    apply_resplit(plan_resplit(tree, **kw))
+    assert plan_resplit(tree, **kw).moves() == []  # same seed again: nothing to do
+    real, n = curate.tree._move, [0]
+
+    def interrupted(src, dst):
+        n[0] += 1
+        if n[0] == 4:
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(curate.tree, "_move", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        apply_resplit(plan_resplit(other, **kw))
+    monkeypatch.setattr(curate.tree, "_move", real)
+    apply_resplit(plan_resplit(other, **kw))  # re-run after the interruption
+    assert _files(other) == _files(tree)
+
+
+def test_broken_curate_json_stops_before_any_move(tree):
+    (tree / "curate.json").write_text("{bad json")
+    before = snapshot(tree)
+    plan = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", dedupe_groups=False, quiet=True)
+    with pytest.raises(InputError, match="curate.json"):
+        apply_resplit(plan)
+    assert snapshot(tree) == before

@@ -122,8 +122,12 @@ def build_report(
         write_bytes(json_path, text.encode("utf-8"))
         write_bytes(html_path, html)
     else:
-        atomic_write_text(json_path, text)
-        atomic_write_bytes(html_path, html)  # odd bytes in file names
+        try:
+            atomic_write_text(json_path, text)
+            atomic_write_bytes(html_path, html)  # odd bytes in file names
+        except OSError as e:  # a read-only tree: its default report folder cannot be written
+            raise InputError(f"cannot write the report to {html_path.parent}: {e.strerror or e}",
+                             "pass --out with a writable folder") from e
         _shareable(json_path, html_path)
     return ReportResult(html_path, json_path, doc["failed"], doc["fired"], doc["summary"]["images"],
                         doc["summary"]["unreadable"], doc)

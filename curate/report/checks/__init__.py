@@ -8,6 +8,7 @@ duplicate checks give a cluster.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -120,9 +121,12 @@ def parse_overrides(items: list[str] | dict | None) -> dict[str, dict[str, float
             raise InputError(f"check '{name}' has no parameter '{param}'",
                              f"choose from: {', '.join(cls.defaults)}")
         try:
-            out.setdefault(name, {})[param] = float(value)
+            v = float(value)
         except ValueError:
-            raise InputError(f"threshold '{item}' is not a number", "e.g. blurry=15") from None
+            v = math.nan
+        if not math.isfinite(v):
+            raise InputError(f"threshold '{item}' is not a number", "e.g. blurry=15")
+        out.setdefault(name, {})[param] = v
     return out
 
 
