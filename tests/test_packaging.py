@@ -30,6 +30,8 @@ def test_find_pipeline_by_path_or_name(tmp_path, monkeypatch):
 
     with pytest.raises(InputError, match="shipped pipeline name: coins"):
         find_pipeline("elsewhere/coins.yaml")
+    with pytest.raises(InputError, match="is a folder"):
+        find_pipeline(str(tmp_path))
 
 
 @pytest.mark.slow

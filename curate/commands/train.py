@@ -44,7 +44,7 @@ Examples:
 
 
 def train_cmd(
-    root: str = typer.Argument(..., help="Curated tree: ROOT/train/<label>/, ROOT/val/<label>/ (test/ optional); a folder or s3://bucket/prefix."),
+    root: Path = typer.Argument(..., path_type=str, help="Curated tree: ROOT/train/<label>/, ROOT/val/<label>/ (test/ optional); a folder or s3://bucket/prefix."),
     arch: str = typer.Option("resnet18", "--arch", help="Any torchvision classification model (resnet50, mobilenet_v2, ...)."),
     weights: str = typer.Option("imagenet", "--weights", help="imagenet (torchvision weights, cached under TORCH_HOME), none, or a .pt/.pth file."),
     loss: str = typer.Option("focal", "--loss", help="focal or ce."),

@@ -27,6 +27,8 @@ def find_pipeline(name: str | Path) -> Path:
     path = Path(name).expanduser()
     if path.is_file():
         return path
+    if path.is_dir():
+        raise InputError(f"{name} is a folder, not a pipeline file", "pass a .yaml file, e.g. pipelines/demo.yaml")
     stem = path.name[:-5] if path.name.endswith(".yaml") else path.name
     shipped = HERE / "pipelines" / f"{stem}.yaml"
     if shipped.is_file() and (path.parent in (Path("."), Path("pipelines"))):
