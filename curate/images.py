@@ -21,7 +21,7 @@ from curate.errors import UnreadableImage
 
 # A 12-megapixel photo is 12e6 pixels; anything above this is treated as a decompression bomb.
 DEFAULT_MAX_PIXELS = 150_000_000
-REASONS = ("empty", "not-an-image", "truncated", "corrupt", "too-large", "missing")
+REASONS = ("empty", "not-an-image", "truncated", "corrupt", "too-large", "missing", "permission-denied", "io-error")
 
 # We enforce our own pixel limit (configurable), so Pillow's global one must not fire first.
 Image.MAX_IMAGE_PIXELS = None
@@ -49,6 +49,10 @@ def read_bytes(src: str | Path | bytes) -> bytes:
             raise UnreadableImage("missing", str(src)) from e
         except IsADirectoryError as e:
             raise UnreadableImage("not-an-image", "is a directory") from e
+        except PermissionError as e:
+            raise UnreadableImage("permission-denied", str(src)) from e
+        except OSError as e:  # a failing disk or network mount: this file is lost, the run goes on
+            raise UnreadableImage("io-error", f"{src}: {e.strerror or e}") from e
     if not data:
         raise UnreadableImage("empty", "zero bytes")
     return data

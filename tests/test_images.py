@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,19 @@ def test_decompression_bomb_is_refused_before_decoding():
         decode(data, max_pixels=10_000_000)
     assert e.value.reason == "too-large"
     assert decode(data, max_pixels=20_000_000).width == 4000
+
+
+@pytest.mark.parametrize("error,reason", [(PermissionError(13, "Permission denied"), "permission-denied"),
+                                          (OSError(5, "Input/output error"), "io-error")])
+def test_unreadable_file_is_a_reason_not_a_crash(tmp_path, monkeypatch, error, reason):
+    # Tests run as root, where chmod 000 still reads: the error is raised where the file is read.
+    p = tmp_path / "locked.jpg"
+    p.write_bytes(b"x")
+
+    def refuse(self):
+        raise error
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(UnreadableImage) as e:
+        decode(p)
+    assert e.value.reason == reason
