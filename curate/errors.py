@@ -22,6 +22,12 @@ class CurateError(Exception):
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
+class Interrupted(CurateError):
+    """Ctrl-C, with a command-specific way to resume in the message."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
 class InputError(CurateError):
     """Bad input: missing paths, malformed files, unknown names. Nothing was written."""
 

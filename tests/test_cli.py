@@ -94,3 +94,19 @@ def test_ctrl_c_exits_130_with_a_resume_hint(monkeypatch, capsys, demo_source):
         main(["openimages", "--classes", "cat", "--source", str(demo_source), "--out", "/tmp/never-written"])
     assert e.value.code == 130
     assert "re-run the same command to resume" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_train_gives_one_line_with_its_resume_command(monkeypatch, capsys, tmp_path):
+    pytest.importorskip("torch")
+    import curate.train
+    from curate.cli import main
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(curate.train, "train", interrupted)
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(tmp_path), "--out", str(tmp_path / "run")])
+    assert e.value.code == 130
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and f"--out {tmp_path / 'run'} --resume" in lines[0]

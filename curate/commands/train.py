@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
-from curate.commands.common import STATE, err, info, out, seed_option, workers_option
-from curate.errors import EXIT_INTERRUPTED, EXIT_OK
+from curate.commands.common import STATE, info, out, seed_option, workers_option
+from curate.errors import EXIT_OK, Interrupted
 
 ORDER = 80
 
@@ -97,8 +97,8 @@ def train_cmd(
         res = train_api(root, out=out_dir, arch=arch, quiet=STATE.quiet, resume=resume, overwrite=overwrite, **opts)
     except KeyboardInterrupt:
         where = f"--out {out_dir}" if out_dir else "--out RUN_FOLDER"
-        err(f"interrupted; every finished epoch is in last.pt: continue with `curate train {root} {where} --resume`")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise Interrupted("interrupted; every finished epoch is in last.pt",
+                          f"continue with `curate train {root} {where} --resume`") from None
     m = res.metrics
     out.print(f"{m['arch']} on {m['split']}: top-1 {m['top1']:.3f}  top-{m['top5_k']} {m['top5']:.3f}  "
               f"macro-F1 {m['macro_f1']:.3f}  ({m['epochs_run']} epoch{'s' if m['epochs_run'] > 1 else ''}, "
