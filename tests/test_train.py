@@ -106,6 +106,8 @@ def test_resume_continues_exactly(tree, run, tmp_path):
     with pytest.raises(InputError, match="already holds"):
         train(tree, out=out, epochs=3, patience=0, quiet=True, **FAST)
     assert resolve_out(out, tree, "resnet18", resume=False, overwrite=True) == out
+    with pytest.raises(InputError, match="was started with --lr 0.003, --dropout 0.3; this command differs"):
+        train(tree, out=out, epochs=3, patience=0, quiet=True, resume=True, **{**FAST, "lr": 1e-3, "dropout": 0.5})
     res = train(tree, out=out, epochs=3, patience=0, quiet=True, resume=True, **FAST)
     assert [h["epoch"] for h in res.history] == [1, 2, 3]
     for a, b in zip(run.history, res.history, strict=True):
@@ -437,3 +439,22 @@ def test_trains_from_an_s3_tree(tree, tmp_path, monkeypatch):
         assert all(p.top and not p.error for p in preds)
         with pytest.raises(InputError, match="no objects under"):
             predict(res.out_dir / "best.pt", "s3://bucket/tree/val/missing.jpg", quiet=True)
+
+
+def test_resume_with_more_epochs_stretches_the_cosine(tree, tmp_path):
+    out = tmp_path / "longer"
+
+    def stop(epoch, row):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    opts = {**FAST, "patience": 0, "quiet": True}
+    with pytest.raises(KeyboardInterrupt):
+        train(tree, out=out, epochs=4, on_epoch_end=stop, **opts)
+    res = train(tree, out=out, epochs=6, resume=True, **opts)  # asked for more epochs while resuming
+    lrs = [h["lr"] for h in res.history]
+    assert len(lrs) == 6 and lrs[0] == pytest.approx(3e-3)
+    assert all(a > b > 0 for a, b in zip(lrs[1:-1], lrs[2:], strict=True)), lrs  # still decreasing, not yet zero at epoch 6
+    lines = []
+    train(tree, out=out, epochs=7, resume=True, log=lines.append, **opts)  # the schedule has ended at 6
+    assert any("cosine schedule" in x and "--weights" in x for x in lines)

@@ -176,6 +176,22 @@ def resolve_out(out, root, arch: str, resume: bool, overwrite: bool = False) -> 
     return out
 
 
+# Options a resumed run may change: how long, where and how fast it runs, not what it learns.
+RESUME_MAY_CHANGE = {"epochs", "patience", "device", "amp", "channels_last", "workers", "threads", "cache_gb",
+                     "weights", "extra"}
+
+
+def check_resume_options(saved: dict, cfg: TrainConfig, out_dir: Path) -> None:
+    """A resumed run must learn the same way it started: a changed --lr, --loss, --size, ... is an error."""
+    now = cfg.to_dict()
+    diff = [k for k in now if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != now[k]]
+    if diff:
+        was = ", ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in diff)
+        raise InputError(f"{out_dir / 'last.pt'} was started with {was}; this command differs",
+                         "resume with the same options (only --epochs, --patience, --device and speed options "
+                         "may change), or start a new --out")
+
+
 def save_torch(obj, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -330,10 +346,15 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
         if last.get("arch") != cfg.arch or last.get("classes") != ds.classes:
             raise InputError(f"{out_dir / 'last.pt'} was trained as {last.get('arch')} on other classes",
                              "resume with the same tree and --arch, or start a new --out")
+        check_resume_options(last.get("config") or {}, cfg, out_dir)
         model.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
         if scheduler is not None and last.get("scheduler"):
             scheduler.load_state_dict(last["scheduler"])
+            scheduler.T_max = cfg.epochs  # more --epochs: the cosine continues from here to the new end
+            if cfg.epochs > last["epoch"] and optimizer.param_groups[0]["lr"] <= 1e-12:
+                log(f"warning: the cosine schedule of {out_dir} has ended (learning rate 0), so more epochs "
+                    f"learn nothing; to train further start a new run with --weights {out_dir / 'best.pt'}")
         if scaler is not None and last.get("scaler"):
             scaler.load_state_dict(last["scaler"])
         history = last["history"]
