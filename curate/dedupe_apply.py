@@ -231,9 +231,11 @@ def _dedupe_url(root: str, quarantine, dry_run: bool, json_path, find_kwargs: di
     return out
 
 
-def undo_dedupe(root: str | Path) -> UndoReport:
+def undo_dedupe(root: str | Path, force: bool = False) -> UndoReport:
     if is_url(root):
+        if force:
+            raise InputError("--force with --undo works on local trees only", "fix the listed objects and undo again")
         from curate.store_relocate import undo_url
 
         return undo_url(str(root), "dedupe", copy_to=f"{str(root).rstrip('/')}.quarantine.journal")
-    return undo(root, "dedupe")
+    return undo(root, "dedupe", force)

@@ -142,8 +142,9 @@ def _order(p: Path) -> tuple[str, int]:
     return (head, int(tail)) if tail.isdigit() and not head.endswith(tuple("0123456789")) else (stem, 1)
 
 
-def undo(root: str | Path, op: str) -> UndoReport:
-    """Undo every not-yet-undone `op` on the tree at `root`, newest first; stops at the first problem."""
+def undo(root: str | Path, op: str, force: bool = False) -> UndoReport:
+    """Undo every not-yet-undone `op` on the tree at `root`, newest first; stops at the first problem,
+    or with `force` restores what it can, reports the rest and goes on to older runs."""
     root = Path(root).resolve()
     stems = sorted({p.name.split(".")[0]: p for p in [*_pending_states(root, op), *journals(root, op)]}.values(),
                    key=_order, reverse=True)
@@ -151,25 +152,25 @@ def undo(root: str | Path, op: str) -> UndoReport:
         raise InputError(f"nothing to undo: no {op} journal for {root}", f"run `curate {op}` first")
     total = UndoReport()
     for p in stems:
-        rep = _undo_one(p)
+        rep = _undo_one(p, force)
         total.journal = rep.journal
         total.restored += rep.restored
         for name in ("missing", "conflicts", "files_restored", "files_changed_since"):
             getattr(total, name).extend(getattr(rep, name))
-        if not rep.ok:
+        if not rep.ok and not force:
             break
     return total
 
 
-def _undo_one(newest: Path) -> UndoReport:
+def _undo_one(newest: Path, force: bool = False) -> UndoReport:
     stem = newest.name.split(".")[0]
     jpath = newest.with_name(stem + ".jsonl")
     spath = newest.with_name(stem + ".state.json")
     rep = UndoReport(journal=str(jpath))
     if jpath.exists():
-        res = undo_journal(jpath)
+        res = undo_journal(jpath, force)
         rep.restored, rep.missing, rep.conflicts = res.restored, res.missing, res.conflicts
-    if spath.exists() and rep.ok:
+    if spath.exists() and (rep.ok or force):
         state = json.loads(spath.read_text(encoding="utf-8"))
         for f in reversed(state.get("files", [])):
             p = Path(f["path"])

@@ -304,5 +304,5 @@ def _manifest(plan: ResplitPlan, new_path: dict[str, str]) -> pd.DataFrame:
     return df
 
 
-def undo_resplit(root: str | Path) -> UndoReport:
-    return undo(root, "resplit")
+def undo_resplit(root: str | Path, force: bool = False) -> UndoReport:
+    return undo(root, "resplit", force)

@@ -323,8 +323,9 @@ class UndoResult:
     conflicts: list[str] = field(default_factory=list)
 
 
-def undo_journal(path: str | Path) -> UndoResult:
-    """Move every file of a journal back, newest move first, verifying bytes by sha256."""
+def undo_journal(path: str | Path, force: bool = False) -> UndoResult:
+    """Move every file of a journal back, newest move first, verifying bytes by sha256. The journal is
+    closed when all came back, or with `force` (what could not come back is reported and left)."""
     path = Path(path)
     res = UndoResult()
     for e in reversed(list(_entries(path))):
@@ -349,7 +350,7 @@ def undo_journal(path: str | Path) -> UndoResult:
                              "make the tree writable and run the undo again") from err
         res.restored += 1
         _prune_made(e, dst)
-    if not res.missing and not res.conflicts:
+    if force or (not res.missing and not res.conflicts):
         os.replace(path, path.with_name(path.name[: -len(".jsonl")] + ".undone.jsonl"))
     return res
 

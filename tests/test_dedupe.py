@@ -302,3 +302,29 @@ def test_broken_curate_file_stops_before_any_move(tmp_path, name, data):
     with pytest.raises(InputError, match=name):
         dedupe(root, workers=1, quiet=True)
     assert snapshot(root) == before and not (tmp_path / "data.quarantine").exists()
+
+
+def test_undo_force_restores_the_rest_when_a_quarantined_file_is_gone(tmp_path, capsys):
+    root = _pair_tree(tmp_path / "data")
+    dedupe(root, workers=1, quiet=True)  # run 1: val/cat/a.png to the quarantine
+    dupsynth.save(root / "train/dog/b.png", small("coffee", 64))
+    (root / "val/dog").mkdir(parents=True)
+    shutil.copy(root / "train/dog/b.png", root / "val/dog/b.png")
+    dedupe(root, workers=1, quiet=True)  # run 2: val/dog/b.png to the quarantine
+    (tmp_path / "data.quarantine/val/dog/b.png").unlink()  # the user deleted a quarantined file
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "dedupe", "--undo", str(root)])
+    assert e.value.code == 1
+    out = capsys.readouterr()
+    assert "missing from the quarantine" in out.err and "--undo --force" in out.err
+    assert not (root / "val/cat/a.png").exists()  # stopped at run 2: run 1 still applied
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "dedupe", "--undo", "--force", str(root)])
+    assert e.value.code == 1  # not everything came back, and it says what
+    assert "missing from the quarantine" in capsys.readouterr().err
+    assert (root / "val/cat/a.png").exists()  # run 1 undone past the broken run 2
+    with pytest.raises(InputError, match="nothing to undo"):
+        undo_dedupe(root)
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "dedupe", "--force", str(root)])
+    assert e.value.code == 2

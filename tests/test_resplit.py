@@ -248,3 +248,22 @@ def test_broken_curate_json_stops_before_any_move(tree):
     with pytest.raises(InputError, match="curate.json"):
         apply_resplit(plan)
     assert snapshot(tree) == before
+
+
+def test_undo_force_goes_past_a_changed_file(tree, capsys):
+    before = {f.path for f in scan_tree(tree).files}
+    apply_resplit(plan_resplit(tree, ratios="0.5,0.5", merge="val,test", seed=1, workers=1, quiet=True))
+    changed = tree / sorted({f.path for f in scan_tree(tree).files} - before)[0]  # a file resplit moved
+    changed.write_bytes(changed.read_bytes() + b"edited")  # the user touched a moved file
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "resplit", "--undo", str(tree)])
+    assert e.value.code == 1 and "--undo --force" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "resplit", "--undo", "--force", str(tree)])
+    assert e.value.code == 1
+    assert changed.exists()  # left where it is, as the user changed it
+    with pytest.raises(InputError, match="nothing to undo"):
+        undo_resplit(tree)
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "resplit", "--force", "--ratios", "0.5,0.5", str(tree)])
+    assert e.value.code == 2

@@ -62,6 +62,8 @@ def dedupe(
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report only; change nothing."),
     json_path: Path = typer.Option(None, "--json", path_type=str, help="Also write the report (and -pairs.csv) here."),
     undo: bool = typer.Option(False, "--undo", help="Put back the files the last dedupe moved."),
+    force: bool = typer.Option(False, "--force", help="With --undo: when some files are missing or changed, "
+                               "still restore the rest, list those, and go on to older runs."),
     workers: int = common.workers_option(),
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
@@ -72,8 +74,10 @@ def dedupe(
     root = as_location(root)
     quarantine = as_location(quarantine) if quarantine else None
     json_path = as_location(json_path) if json_path else None
+    if force and not undo:
+        raise typer.BadParameter("--force goes with --undo", param_hint="--force")
     if undo:
-        _undo(root)
+        _undo(root, force)
     from curate.dedupe_apply import dedupe as run
 
     res = run(root, quarantine=quarantine, dry_run=dry_run, json_path=json_path, hash_name=hash_name,
@@ -109,10 +113,10 @@ def dedupe(
     raise typer.Exit(1 if r.unreadable or res.label_conflicts else 0)
 
 
-def _undo(root: Path | str) -> None:
+def _undo(root: Path | str, force: bool = False) -> None:
     from curate.dedupe_apply import undo_dedupe
 
-    rep = undo_dedupe(root)
+    rep = undo_dedupe(root, force)
     common.out.print(f"restored {rep.restored} files from {rep.journal}", soft_wrap=True)
     for p in rep.files_changed_since:
         common.warn(f"{p} changed since dedupe; left as it is")
@@ -120,4 +124,7 @@ def _undo(root: Path | str) -> None:
         common.err(f"missing from the quarantine: {p}")
     for p in rep.conflicts:
         common.err(f"not restored (a file is in the way or its bytes changed): {p}")
+    if not rep.ok and not force:
+        common.err(f"undo stopped there: fix those and undo again, or `curate dedupe --undo --force {root}` "
+                   "to restore the rest")
     raise typer.Exit(0 if rep.ok else 1)

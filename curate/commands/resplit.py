@@ -47,14 +47,18 @@ def resplit(
     threshold: int = typer.Option(None, "--threshold", "-t", help="Near-duplicate threshold for the groups."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the before/after table; move nothing."),
     undo: bool = typer.Option(False, "--undo", help="Put back the files the last resplit moved."),
+    force: bool = typer.Option(False, "--force", help="With --undo: when some files are missing or changed, "
+                               "still restore the rest, list those, and go on to older runs."),
     seed: int = common.seed_option(),
     workers: int = common.workers_option(),
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
 ) -> None:
     common.use_ray_address(engine, ray_address)
+    if force and not undo:
+        raise typer.BadParameter("--force goes with --undo", param_hint="--force")
     if undo:
-        _undo(root)
+        _undo(root, force)
     if ratios is None:
         raise typer.BadParameter("--ratios is required (e.g. --ratios 0.8,0.1,0.1)", param_hint="--ratios")
     from curate.split import apply_resplit, plan_resplit
@@ -98,13 +102,16 @@ def _print_table(table) -> None:
     common.out.print(t)
 
 
-def _undo(root: Path) -> None:
+def _undo(root: Path, force: bool = False) -> None:
     from curate.split import undo_resplit
 
-    rep = undo_resplit(root)
+    rep = undo_resplit(root, force)
     common.out.print(f"restored {rep.restored} files from {rep.journal}", soft_wrap=True)
     for p in rep.files_changed_since:
         common.warn(f"{p} changed since resplit; left as it is")
     for p in rep.missing + rep.conflicts:
         common.err(f"not restored: {p}")
+    if not rep.ok and not force:
+        common.err(f"undo stopped there: fix those and undo again, or `curate resplit --undo --force {root}` "
+                   "to restore the rest")
     raise typer.Exit(0 if rep.ok else 1)
