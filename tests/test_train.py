@@ -45,9 +45,11 @@ def make_tree(root: Path, classes=CLASSES, n_train=8, n_val=3, size=48, seed=0, 
                 s = int(rng.integers(min(h, w) // 2, min(h, w)))
                 y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
                 Image.fromarray(img[y : y + s, x : x + s]).resize((size, size)).save(d / f"{c}_{i}.jpg")
-    if names:
-        rows = [{"id": i, "folder": c, "name": FULL_NAMES.get(c, c)} for i, c in enumerate(classes)]
-        (root / "classes.json").write_text(json.dumps(rows))
+    if names:  # as `curate kaggle` writes it
+        rows = [{"id": str(i), "folder": c, "name": FULL_NAMES.get(c, c), "counts": {"train": n_train}}
+                for i, c in enumerate(classes)]
+        (root / "classes.json").write_text(json.dumps({"dataset": "x/y", "classes": rows, "unknown_ids": [],
+                                                       "unmapped_names": []}))
     return root
 
 
@@ -380,6 +382,8 @@ def test_dataset_aliases_manifest_and_class_names(tmp_path):
     assert ds.counts("train") == [3, 3, 2] and ds.counts("val") == [2, 2, 2]
     assert ds.display == {"coffee": "Cup of coffee"}
     assert any("not kept" in w for w in ds.warnings)
+    (root / "classes.json").write_text(json.dumps([{"id": 7, "folder": "coffee", "name": "Mug"}]))  # a bare list
+    assert load_dataset(root).display == {"coffee": "Mug"}
     with pytest.raises(InputError, match="no test split"):
         load_dataset(root, eval_split="test")
 

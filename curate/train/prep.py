@@ -42,7 +42,8 @@ class Dataset:
 
 
 def read_class_names(root: str | Path) -> dict[str, str]:
-    """folder -> full name from ROOT/classes.json (a list of {id, folder, name, ...}); {} if absent."""
+    """folder -> full name from ROOT/classes.json: `curate kaggle`'s {"classes": [{id, folder, name, ...}], ...},
+    a bare list of such rows, or {"folder": "name"}; {} if absent."""
     p = storage.join(root, CLASSES_JSON) if storage.is_url(root) else Path(root) / CLASSES_JSON
     if not (storage.exists(p) if storage.is_url(root) else p.is_file()):
         return {}
@@ -50,8 +51,10 @@ def read_class_names(root: str | Path) -> dict[str, str]:
         rows = json.loads(storage.read_bytes(p).decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{p} is not valid JSON: {e}", "fix or delete it") from e
-    if isinstance(rows, dict):  # also accept {"folder": "name"}
-        return {str(k): str(v) for k, v in rows.items()}
+    if isinstance(rows, dict) and isinstance(rows.get("classes"), list):  # as `curate kaggle` writes it
+        rows = rows["classes"]
+    elif isinstance(rows, dict):  # also accept {"folder": "name"}
+        return {str(k): str(v) for k, v in rows.items() if isinstance(v, str | int | float)}
     names = {}
     for r in rows if isinstance(rows, list) else []:
         if isinstance(r, dict) and r.get("name") is not None:
