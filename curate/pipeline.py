@@ -47,6 +47,7 @@ class Step:
     line: int
     continue_on_problems: bool = False
     external: list[str] = field(default_factory=list)  # input paths outside the tree
+    outputs: list[str] = field(default_factory=list)  # what the step writes besides the tree (train --out, ...)
 
 
 @dataclass
@@ -231,6 +232,9 @@ def _param_table(cmd) -> dict[str, tuple[Any, bool]]:
     return table
 
 
+OUTPUT_OPTS = {"--out", "--json", "--quarantine"}  # options naming what a step writes (when not the tree)
+
+
 def tree_param(cmd):
     """The parameter that names the tree: a required path argument (DIR), else the --out option."""
     for p in cmd.params:
@@ -378,6 +382,7 @@ def _build_step(cmd, cname, opts, raw, key, out, shared, sub, fail, seen, lines)
     argv: list[str] = []
     positional: list[str] = []
     external: list[str] = []
+    outputs: list[str] = []
     for p in cmd.params:
         if p.name not in given:
             if p.required:
@@ -388,7 +393,10 @@ def _build_step(cmd, cname, opts, raw, key, out, shared, sub, fail, seen, lines)
         toks = _to_args(p, neg, val, lambda m, h, fk=fkey: fail(fk, m, h))
         (positional if p.param_type_name == "argument" else argv).extend(toks)
         if toks and isinstance(val, str | Path) and "://" not in str(val) and (_is_path(p) or "/" in str(val)):
-            external.append(str(val))  # an input path: its contents are part of the step's key
+            if p is not tparam and OUTPUT_OPTS & set(p.opts):
+                outputs.append(str(val))  # written by the step: must exist to skip it, not part of its key
+            else:
+                external.append(str(val))  # an input path: its contents are part of the step's key
     if any(t.startswith("-") for t in positional):
         argv.append("--")
     argv.extend(positional)
@@ -402,7 +410,7 @@ def _build_step(cmd, cname, opts, raw, key, out, shared, sub, fail, seen, lines)
     cont = raw.get("continue-on-problems", False)
     if not isinstance(cont, bool):
         fail(key + ("continue-on-problems",), "expects true or false")
-    return Step(sid, cname, argv, lines.get(key, 1), cont, external)
+    return Step(sid, cname, argv, lines.get(key, 1), cont, external, outputs)
 
 
 def _close(word: str, choices) -> str | None:
@@ -517,7 +525,8 @@ def run_pipeline(
             continue
         old = prev_steps.get(step.id, {})
         ok_codes = (0, 1) if step.continue_on_problems else (0,)
-        if can_skip and old.get("key") == chain and old.get("exit_code") in ok_codes:
+        if (can_skip and old.get("key") == chain and old.get("exit_code") in ok_codes
+                and all(Path(o).exists() for o in step.outputs)):
             res.status = "would-skip" if dry_run else "skipped"
             res.exit_code = None if dry_run else old.get("exit_code")
             continue

@@ -43,6 +43,13 @@ def make_app() -> typer.Typer:
         (root / "count.json").write_text(json.dumps(n))
         raise typer.Exit(1 if n > fail_above else 0)
 
+    @app.command("fit")
+    def fit(root: Path = typer.Argument(...), out: Path = typer.Option(..., "--out")) -> None:
+        import time
+
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.txt").write_text(f"{len(list(root.rglob('*.txt')))} {time.time_ns()}")  # new bytes each run
+
     @app.command("boom")
     def boom(root: Path = typer.Argument(...)) -> None:
         raise InputError("it went boom", "a hint")
@@ -109,6 +116,18 @@ def test_external_input_change_reruns(tmp_path):
     assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["skipped", "skipped"]
     src.write_text("version 2")
     assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["ran", "ran"]
+
+
+def test_a_step_writing_outside_the_tree_is_skipped_until_its_output_is_gone(tmp_path):
+    app = make_app()
+    runs = tmp_path / "runs" / "m"
+    p = write(tmp_path / "p.yaml", f"out: {tmp_path / 't'}\nsteps:\n  - make\n  - fit: {{out: {runs}}}\n")
+    assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["ran", "ran"]
+    assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["skipped", "skipped"]
+    (runs / "model.txt").unlink()
+    runs.rmdir()
+    assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["skipped", "ran"]
+    assert (runs / "model.txt").exists()
 
 
 def test_failure_stops_and_problems_policy(tmp_path):
