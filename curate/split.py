@@ -99,10 +99,11 @@ def quotas(n: int, ratios: list[float], targets: list[str], min_per_class: int) 
         if has_train and left:
             q[targets.index("train")] += 1
             left -= 1
-        for k in evals:
-            take = min(min_per_class, left)
-            q[k] += take
-            left -= take
+        while left and any(q[k] < min_per_class for k in evals):  # one at a time: every split gets some
+            for k in evals:
+                if left and q[k] < min_per_class:
+                    q[k] += 1
+                    left -= 1
         q[targets.index("train") if has_train else evals[0]] += left
         return q, True
     raw = [r * n for r in ratios]
@@ -245,6 +246,12 @@ def plan_resplit(
             got[k] += len(gpaths[g])
             for p in gpaths[g]:
                 after[p] = targets[k]
+    empty = [s for s in targets if after and s not in set(after.values())]
+    if empty:  # a split is never emptied (or left out) silently
+        raise InputError(f"this resplit would leave {', '.join(empty)} with no files: {len(after)} files in "
+                         f"{len(by_label)} labels are too few for ratios {','.join(f'{r:g}' for r in ratios)}",
+                         "pass --min-per-class 1 to give every split at least one file per label, "
+                         "or use fewer splits")
     return ResplitPlan(root=root, pool=pool, targets=targets, ratios=ratios, seed=seed, before=files,
                        after=after, small_labels=small, outside_groups=outside_groups, group_source=source)
 

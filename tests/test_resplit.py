@@ -50,8 +50,10 @@ def tree(tmp_path) -> Path:
 def test_quotas_rule():
     assert quotas(10, [0.5, 0.5], ["val", "test"], 0) == ([5, 5], False)
     assert quotas(10, [0.8, 0.1, 0.1], ["train", "val", "test"], 2) == ([6, 2, 2], False)
-    # too small for train + 2 val + 2 test: one to train, then val, then test, rest to train
+    # too small for train + 2 val + 2 test: one to train, then one at a time to val, test, ..., rest to train
     assert quotas(4, [0.8, 0.1, 0.1], ["train", "val", "test"], 2) == ([1, 2, 1], True)
+    assert quotas(3, [0.8, 0.1, 0.1], ["train", "val", "test"], 2) == ([1, 1, 1], True)
+    assert quotas(2, [0.5, 0.5], ["val", "test"], 2) == ([1, 1], True)  # not 2 / 0: test is not emptied
     assert quotas(1, [0.8, 0.1, 0.1], ["train", "val", "test"], 1) == ([1, 0, 0], True)
 
 
@@ -79,7 +81,7 @@ def test_resplit_all_with_min_per_class(tree):
     assert t.loc["cup", "after:val"] + t.loc["cup", "after:test"] == 5
     assert t.loc["cup"].filter(like="after:").sum() == 24
     assert plan.small_labels == ["bird"]
-    assert (t.loc["bird", "after:train"], t.loc["bird", "after:val"], t.loc["bird", "after:test"]) == (1, 2, 0)
+    assert (t.loc["bird", "after:train"], t.loc["bird", "after:val"], t.loc["bird", "after:test"]) == (1, 1, 1)
 
 
 def test_source_id_groups_from_manifest(tree):
@@ -267,3 +269,19 @@ def test_undo_force_goes_past_a_changed_file(tree, capsys):
     with pytest.raises(SystemExit) as e:
         main(["-q", "resplit", "--force", "--ratios", "0.5,0.5", str(tree)])
     assert e.value.code == 2
+
+
+def test_a_split_left_empty_is_an_error_not_a_missing_folder(tmp_path):
+    root = tmp_path / "small"
+    for label, photo in (("cat", "astronaut"), ("cup", "coffee"), ("bird", "chelsea")):
+        for k, t in enumerate(tiles(photo, 5)):
+            dupsynth.save(root / "train" / label / f"{label}{k}.png", t)
+    # 5 files a label at 0.8/0.1/0.1: 4 / 1 / 0 every time, so test/ would never get a file
+    with pytest.raises(InputError, match="would leave test with no files.*--min-per-class 1"):
+        plan_resplit(root, ratios="0.8,0.1,0.1", merge="train", dedupe_groups=False, workers=1, quiet=True)
+    plan = plan_resplit(root, ratios="0.8,0.1,0.1", merge="train", min_per_class=1, dedupe_groups=False,
+                        workers=1, quiet=True)
+    apply_resplit(plan)
+    assert {f.split for f in scan_tree(root).files} == {"train", "val", "test"}
+    again = plan_resplit(root, ratios="0.8,0.1,0.1", min_per_class=1, dedupe_groups=False, workers=1, quiet=True)
+    assert again.moves() == []  # a re-run over all three splits finds them as it left them
