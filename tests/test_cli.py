@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -35,9 +36,11 @@ def _commands():
 
 @pytest.mark.parametrize("name", _commands())
 def test_every_command_has_help_with_examples(name):
-    r = run("-m", "curate", name, "--help")
+    r = run("-m", "curate", name, "--help", env={**os.environ, "COLUMNS": "250"})
     assert r.returncode == 0, r.stderr
     assert "Example" in r.stdout, f"curate {name} --help has no examples"
+    if name in ("dedupe", "report", "openimages", "kaggle", "resplit"):  # rich markup must not eat [ray]
+        assert "'curate[ray]'" in r.stdout, r.stdout
 
 
 def test_workers_import_nothing_heavy():

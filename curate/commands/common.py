@@ -57,7 +57,7 @@ def _check_engine(value: str) -> str:
 
 def engine_option():
     return typer.Option("local", "--engine", callback=_check_engine,
-                        help="Executor: local (process pool) or ray (pip install 'curate[ray]').")
+                        help="Executor: local (process pool) or ray (pip install 'curate\\[ray]').")
 
 
 def ray_address_option():

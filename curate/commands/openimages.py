@@ -16,7 +16,7 @@ HELP = """Crop every usable Open Images V7 box of the chosen classes into an Ima
 
 Each item of --classes is a display name (case-insensitive), an alias from
 manifests/openimages-aliases.yaml (gun = Handgun+Rifle+Shotgun), or a group label=ClassA+ClassB;
-classes with children take every descendant (animal = 110 animal classes).
+classes with children take every descendant (animal = Animal and its 110 descendant classes).
 
 Examples:
 

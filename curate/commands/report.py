@@ -27,7 +27,7 @@ HELP = (
     "  curate report data/oi --out reports/oi     # report.html + report.json\n\n"
     "  curate report data/oi --fail-on leakage,corrupt,empty-class     # in CI\n\n"
     "  curate report data/oi --threshold blurry=10 --threshold small-class=20\n\n"
-    "  curate report s3://bucket/oi --out s3://bucket/reports/oi     # object store (needs curate[s3])"
+    "  curate report s3://bucket/oi --out s3://bucket/reports/oi     # object store (needs curate\\[s3])"
 )
 
 
