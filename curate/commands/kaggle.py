@@ -62,7 +62,10 @@ def kaggle(
         warn(line)
     if len(res.problems) > 20:
         warn(f"… and {len(res.problems) - 20} more problems (see {out_dir}/curate.json)")
-    split_txt = ", ".join(f"{s} {n}" for s, n in res.counts.items())
+    from curate.tree import SPLIT_ORDER
+
+    order = sorted(res.counts, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
+    split_txt = ", ".join(f"{s} {res.counts[s]}" for s in order)  # train, val, test: also when up to date
     out.print(f"{res.dataset} -> {out_dir}: {sum(res.counts.values())} images ({split_txt}), "
               f"{res.classes} classes, {len(res.problems)} problems", soft_wrap=True)
     raise typer.Exit(res.exit_code)
