@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from curate.errors import InputError
 from curate.resources import resource
 from curate.samples import load_photo
 
@@ -70,12 +71,25 @@ def _encode(pixels: np.ndarray, how: str, quality: int = 92) -> bytes:
     return buf.getvalue()
 
 
+MARKER = ".curate-demo"  # in a source folder build_source wrote: only such a folder is ever replaced
+
+
 def build_source(root: str | Path, split: str = "train") -> Path:
     """Write the demo source in FiftyOne's layout under root/<split>/ and return root."""
     root = Path(root)
     sdir = root / split
+    above = next((p for p in [root, *root.absolute().parents] if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise InputError(f"{root} cannot be created: {above} is a file", "choose another --out")
     if sdir.exists():
+        legacy = sdir / "metadata" / "classes.csv"  # written before the marker existed
+        ours = (root / MARKER).is_file() or (legacy.is_file() and legacy.read_bytes() == (DEMO_META / "classes.csv").read_bytes())
+        if not ours:
+            raise InputError(f"{sdir} exists and was not written by curate demo",
+                             "choose another --out; the demo never replaces folders it did not make")
         shutil.rmtree(sdir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("written by `curate demo`; safe to delete\n", encoding="utf-8")
     (sdir / "data").mkdir(parents=True)
     (sdir / "labels").mkdir()
     (sdir / "metadata").mkdir()

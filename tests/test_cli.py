@@ -113,3 +113,20 @@ def test_ctrl_c_in_train_gives_one_line_with_its_resume_command(monkeypatch, cap
     assert e.value.code == 130
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and f"--out {tmp_path / 'run'} --resume" in lines[0]
+
+
+def test_demo_never_replaces_a_folder_it_did_not_make(tmp_path):
+    from curate.demo import MARKER, build_source
+    from curate.errors import InputError
+
+    theirs = tmp_path / "data" / "source" / "train" / "mine.jpg"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"precious")
+    with pytest.raises(InputError, match="was not written by curate demo"):
+        build_source(tmp_path / "data" / "source")
+    assert theirs.read_bytes() == b"precious"
+    built = build_source(tmp_path / "demo" / "source")
+    assert (built / MARKER).is_file() and build_source(built) == built  # its own folder is rebuilt
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="is a file"):
+        build_source(tmp_path / "afile" / "source")
