@@ -29,6 +29,7 @@ DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with 
 UNVERIFIED_THRESHOLD = 8  # without verification a looser threshold merges look-alikes (docs/dedupe.md)
 VERIFY_MIN = 0.88  # thumbnail correlation a near pair needs (docs/dedupe.md: how it was measured)
 VERIFY_SIDE = 96  # side at which thumbnails are compared
+MAX_CHROMA_SHIFT = 20.0  # mean CIELAB (a*, b*) distance a near pair may have (dupsynth edits: < 9)
 KEEP_POLICIES = ("largest", "bytes", "first")
 LEAKAGE_POLICIES = ("train", "report")
 STAR_ABOVE = 64  # larger groups of equal hashes are verified against their first member only
@@ -105,14 +106,28 @@ def thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
 
 def load_thumbnail(path: str) -> np.ndarray | None:
     """The stored grayscale thumbnail of an image file or URL; None when it cannot be read."""
+    t = _thumb_and_chroma(path)
+    return None if t is None else t[0]
+
+
+def chroma(pixels: np.ndarray) -> np.ndarray:
+    """Mean colour of an RGB image as CIELAB (a*, b*): what a grayscale comparison cannot see."""
+    import cv2
+
+    lab = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    return lab[:, 1:].mean(axis=0).astype(np.float32) - 128.0
+
+
+def _thumb_and_chroma(path: str) -> tuple[np.ndarray, np.ndarray] | None:
     try:
-        return thumbnail(decode_small(read_image_bytes(path), 2 * THUMB_SIDE).pixels)
+        px = decode_small(read_image_bytes(path), 2 * THUMB_SIDE).pixels
     except (UnreadableImage, OSError):
         return None
+    return thumbnail(px), chroma(px)
 
 
-def _thumb_shard(paths: list[str]) -> list[np.ndarray | None]:
-    return [load_thumbnail(p) for p in paths]
+def _thumb_shard(paths: list[str]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    return [_thumb_and_chroma(p) for p in paths]
 
 
 def features(thumb: np.ndarray, side: int = VERIFY_SIDE) -> tuple[np.ndarray, list[np.ndarray | None]]:
@@ -162,7 +177,7 @@ def mirrored_similarity(a: np.ndarray, b: np.ndarray) -> float | None:
     return mirrored
 
 
-def _sim_shard(task: tuple[list[np.ndarray | None], list[tuple[int, int]]]) -> list[float]:
+def _sim_shard(task: tuple[list[tuple[np.ndarray, np.ndarray] | None], list[tuple[int, int]]]) -> list[float]:
     thumbs, pairs = task
     feats: dict[int, tuple] = {}
     out = []
@@ -170,9 +185,12 @@ def _sim_shard(task: tuple[list[np.ndarray | None], list[tuple[int, int]]]) -> l
         if thumbs[i] is None or thumbs[j] is None:
             out.append(-1.0)
             continue
+        if float(np.linalg.norm(thumbs[i][1] - thumbs[j][1])) > MAX_CHROMA_SHIFT:
+            out.append(0.0)  # alike in gray, not in colour: a red and a blue patch, a gold and a silver coin
+            continue
         for k in (i, j):
             if k not in feats:
-                feats[k] = features(thumbs[k])
+                feats[k] = features(thumbs[k][0])
         out.append(similarity(feats[i], feats[j]))
     return out
 

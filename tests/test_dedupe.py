@@ -328,3 +328,14 @@ def test_undo_force_restores_the_rest_when_a_quarantined_file_is_gone(tmp_path, 
     with pytest.raises(SystemExit) as e:
         main(["-q", "dedupe", "--force", str(root)])
     assert e.value.code == 2
+
+
+def test_alike_in_gray_but_not_in_colour_are_not_duplicates(tmp_path):
+    # A flat red and a flat blue patch of the same luma: equal perceptual hashes, equal grayscale thumbnails.
+    red, blue = np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8)
+    red[...], blue[...] = (200, 60, 60), (60, 93, 255)  # both gray 102
+    dupsynth.save(tmp_path / "t/train/red/a.png", red)
+    dupsynth.save(tmp_path / "t/train/blue/a.png", blue)
+    dupsynth.save(tmp_path / "t/train/red/b.jpg", dupsynth.jpeg(red, 80))  # a real near copy stays one
+    res = find_duplicates(tmp_path / "t", workers=1, quiet=True)
+    assert [sorted(c.members) for c in res.clusters] == [["train/red/a.png", "train/red/b.jpg"]]
