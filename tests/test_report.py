@@ -311,3 +311,47 @@ def test_schema_keys_and_deterministic_samples(report):
     images = pd.DataFrame({"path": paths, "split": "train", "label": "x", "error": None})
     assert sample_paths(images, 5, seed=0) == sample_paths(images, 5, seed=0)
     assert sample_paths(images, 5, seed=0)["x"] != sample_paths(images, 5, seed=1)["x"]
+
+
+def test_summary_at_top_worst_first_and_numbers_match_json(report):
+    res, doc = report
+    page = res.html_path.read_text()
+    assert all(doc["checks"][n]["severity"] in ("error", "warning", "info") for n in doc["checks"])
+    assert doc["checks"]["leakage"]["severity"] == "error" and doc["checks"]["grayscale"]["severity"] == "info"
+    json.loads(res.json_path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in report.json"))
+    top = page[page.index('id="summary"'): page.index('id="checks"')]
+    assert f"<b>{doc['summary']['images']:,}</b>images" in top
+    assert f"<b>{doc['summary']['unreadable']:,}</b>unreadable" in top
+    assert f"<b>{doc['duplicates']['redundant_files']:,}</b>redundant copies" in top
+    # every check with findings is listed with its count, errors before warnings before info
+    order = re.findall(r'<span class="sev (\w+)">.*?href="#check-([\w-]+)".*?<td class="n fired">([\d,]+)</td>', top)
+    assert sorted(n for _, n, _ in order) == doc["fired"]
+    assert all(int(k.replace(",", "")) == doc["checks"][n]["count"] for _, n, k in order)
+    rank = [("error", "warning", "info").index(sev) for sev, _, _ in order]
+    assert rank == sorted(rank)
+    assert "--fail-on rule(s) fired: corrupt, leakage" in top
+
+
+def test_html_details_escaping_scores_and_keep(report, planted, tmp_path):
+    res, doc = report
+    page = res.html_path.read_text()
+    assert re.search(r'<span class="score">luma p99 0\.1\d*</span>', page)  # scores say what they measure
+    assert re.search(r'<span class="score">sharpness [\d.]+</span>', page)
+    for name in doc["checks"]:  # every check keeps its anchor, found something or not
+        assert f'id="check-{name}"' in page
+    # a label conflict moves nothing, so no copy is "kept"; a plain duplicate names the kept copy
+    conflict = next(c for c in doc["duplicates"]["clusters"] if c["label_conflict"])
+    assert conflict["remove"] == []
+    block = page[page.index(conflict["members"][0] + '" title'):][:3000]
+    assert "kept by dedupe" not in block.split('<div class="cluster">')[0]
+    assert "kept by dedupe" in page
+    # odd names: label folders and files with markup characters are escaped everywhere
+    odd = tmp_path / "odd"
+    shutil.copytree(planted, odd, ignore=shutil.ignore_patterns(".curate"))
+    shutil.copy(planted / "train/cat/c0.png", odd / 'train/cat/we<ird> & "q".png')
+    (odd / "train/a<b>&c").mkdir()
+    shutil.copy(planted / "train/cat/c3.png", odd / "train/a<b>&c/x'y.png")
+    res2 = build_report(odd, tmp_path / "o", workers=1, quiet=True)
+    page2 = res2.html_path.read_text()
+    assert "<b>&c" not in page2 and "we<ird>" not in page2
+    assert "a&lt;b&gt;&amp;c" in page2 and "we&lt;ird&gt; &amp; &quot;q&quot;.png" in page2

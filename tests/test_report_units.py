@@ -174,3 +174,21 @@ def test_unwritable_report_folder_is_an_input_error(tmp_path, monkeypatch):
     monkeypatch.setattr(curate.tree, "atomic_write_bytes", denied)
     with pytest.raises(InputError, match="cannot write the report.*Permission denied"):
         build_report(root, workers=1, quiet=True, duplicates=False)
+
+
+def test_counts_chart_scales_to_many_labels():
+    import base64
+    import io
+
+    from curate.report import charts
+
+    def size(uri):
+        return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).size
+
+    few = {"train": {"a": 5, "b": 3, "c": 9}, "val": {"a": 1, "b": 0, "c": 2}}
+    labels = [f"{i:03d}_a_rather_long_class_name" for i in range(211)]
+    many = {"train": {lab: 3 + i % 20 for i, lab in enumerate(labels)}, "val": dict.fromkeys(labels, 1)}
+    w3, h3 = size(charts.counts_chart(few, ["a", "b", "c"]))
+    w211, h211 = size(charts.counts_chart(many, labels))
+    assert h3 < 400 and h211 < 400  # every label as a sorted column, not 211 unreadable bars
+    assert w211 <= 1000

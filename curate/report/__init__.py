@@ -117,7 +117,7 @@ def build_report(
     doc = build_json(a, rules, per_label=per_label, seed=seed)
     thumbs = thumbnails(root, wanted_thumbnails(a, doc), workers=workers, engine=engine, quiet=quiet)
     page = render(a, doc, thumbs)
-    text, html = json.dumps(doc, indent=2, sort_keys=False) + "\n", page.encode("utf-8", "backslashreplace")
+    text, html = json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n", page.encode("utf-8", "backslashreplace")
     if is_url(html_path):
         write_bytes(json_path, text.encode("utf-8"))
         write_bytes(html_path, html)

@@ -27,10 +27,13 @@ def _figure(w: float, h: float, layout: str | None = None):
 
 
 def counts_chart(counts: dict[str, dict[str, int]], labels: list[str]) -> str:
-    """Horizontal bars per label, one bar per split (the MAX_BARS largest labels)."""
+    """Horizontal bars per label, one bar per split; past MAX_BARS labels, every label as a thin stacked
+    column sorted by size (names would be unreadable: the table has them)."""
     totals = {lab: sum(c.get(lab, 0) for c in counts.values()) for lab in labels}
-    shown = sorted(sorted(labels, key=lambda lab: -totals[lab])[:MAX_BARS])
     splits = list(counts)
+    if len(labels) > MAX_BARS:
+        return _sorted_counts(counts, sorted(labels, key=lambda lab: (-totals[lab], lab)))
+    shown = sorted(labels)
     fig = _figure(8, 0.6 + 0.28 * len(shown) * max(1, len(splits)) ** 0.5, layout="tight")  # long labels
     ax = fig.subplots()
     y = np.arange(len(shown))
@@ -69,10 +72,33 @@ def histograms(panels: list[dict], cols: int = 3) -> str:
         elif v.size:
             one = v.min() == v.max()  # a single value: one bar around it
             ax.hist(v, bins=[v[0] * 0.9 - 0.5, v[0] * 1.1 + 0.5] if one else 30, color="#4C72B0")
+            if one:  # a full-width block alone reads as a range: say it is one value
+                ax.text(0.5, 0.5, f"all {v[0]:g}", transform=ax.transAxes, ha="center", va="center",
+                        color="white", fontsize=10, fontweight="bold")
         for t in np.atleast_1d(p.get("threshold", [])):
             ax.axvline(t, color="#C44E52", linestyle="--", linewidth=1)
         ax.set_title(p["title"], fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
+    return _png(fig)
+
+
+def _sorted_counts(counts: dict[str, dict[str, int]], order: list[str]) -> str:
+    """One stacked column per label (splits stacked), largest first: the shape of the class distribution."""
+    fig = _figure(10, 3.2)
+    fig.subplots_adjust(left=0.07, right=0.88, bottom=0.17, top=0.93)
+    ax = fig.subplots()
+    x = np.arange(len(order))
+    bottom = np.zeros(len(order))
+    for i, s in enumerate(counts):
+        v = np.array([counts[s].get(lab, 0) for lab in order], dtype=np.float64)
+        ax.bar(x, v, width=1.0, bottom=bottom, label=s, color=COLORS.get(s, f"C{i + 3}"), linewidth=0)
+        bottom += v
+    ax.set_xlim(-0.5, len(order) - 0.5)
+    ax.set_xlabel(f"{len(order)} labels, sorted by images (smallest: {order[-1]}, {int(bottom[-1])})", fontsize=9)
+    ax.set_ylabel("images")
+    ax.set_xticks([])
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(axis="y", alpha=0.3)
     return _png(fig)

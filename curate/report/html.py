@@ -8,17 +8,19 @@ import numpy as np
 
 from curate.report import charts
 from curate.report.build import Analysis
+from curate.report.checks import SCORE_NAMES, SEVERITIES
 from curate.report.checks.crops import fill_share
 
 WORST = 12  # thumbnails shown per issue
 MAX_CLUSTERS = 40  # duplicate clusters shown (leakage and conflicts first)
 MAX_ROWS = 200  # rows of a findings table
 CLUSTER_THUMBS = 8  # members shown per cluster
+COMPACT_LABELS = 30  # past this many labels the sample grid uses small thumbnails
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#24292f;color:#fff;padding:16px 28px}header h1{margin:0 0 4px;font-size:22px}
-header p{margin:0;color:#c9d1d9}nav{margin-top:8px}nav a{color:#9ecbff;margin-right:14px;text-decoration:none}
+header p{margin:0;color:#c9d1d9}header p.root{font-size:12px;color:#8b949e}nav{margin-top:8px}nav a{color:#9ecbff;margin-right:14px;text-decoration:none}
 main{padding:8px 28px 40px;max-width:1400px}section{margin:26px 0}h2{border-bottom:2px solid #ddd;padding-bottom:4px}
 h3{margin:18px 0 4px}table{border-collapse:collapse;margin:8px 0;background:#fff}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f0f0f0}
@@ -30,7 +32,17 @@ border:1px solid #ddd;padding:3px;font-size:11px}figure img{display:block;margin
 figcaption{word-break:break-all;color:#444}.cluster{border:1px solid #ddd;background:#fff;padding:6px;margin:8px 0}
 .tag{display:inline-block;border-radius:3px;padding:0 6px;font-size:12px;margin-right:6px;background:#eee}
 .tag.bad{background:#fde2e1;color:#b42318}.missing{width:128px;height:96px;display:flex;align-items:center;
-justify-content:center;background:#eee;color:#888}.scroll{overflow-x:auto;max-width:100%}img.chart{max-width:100%;background:#fff;border:1px solid #ddd}
+justify-content:center;background:#eee;color:#888}.scroll{overflow:auto;max-width:100%;max-height:520px}
+.scroll th{position:sticky;top:0;z-index:1}img.chart{max-width:100%;background:#fff;border:1px solid #ddd}
+.sev{display:inline-block;border-radius:3px;padding:0 6px;font-size:12px;font-weight:600;color:#fff}
+.sev.error{background:#b42318}.sev.warning{background:#b54708}.sev.info{background:#5b6b7f}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:10px 0}.card{background:#fff;border:1px solid #ddd;
+padding:8px 14px;min-width:110px}.card b{display:block;font-size:22px}.verdict{font-size:16px;margin:10px 0}
+.clusters{display:flex;flex-wrap:wrap;gap:0 10px;align-items:flex-start}.score{white-space:nowrap;color:#222}
+.srow{display:flex;gap:10px;align-items:flex-start;border-top:1px solid #e5e5e5;padding-top:4px}
+.srow h3{flex:none;width:210px;margin:4px 0;font-size:13px;word-break:break-word}
+.srow .grid{flex:1;margin:0 0 4px}tr.passed td{color:#666}tr.passed .sev{opacity:.35}
+.compact figure{width:84px}.compact figure img{max-width:76px;max-height:76px}
 """
 
 
@@ -52,10 +64,12 @@ def _short(path: str) -> str:
     return "/".join([parts[0], parts[-1]]) if len(parts) > 2 else parts[-1]
 
 
-def figure(path: str, uri: str | None, caption: str = "") -> str:
+def figure(path: str, uri: str | None, caption: str = "", score: str = "") -> str:
+    """A thumbnail with its caption (escaped) and an optional score line that never breaks mid-number."""
     img = (f'<img src="{uri}" alt="{_e(path)}" title="{_e(path)}">' if uri
            else '<div class="missing">unreadable</div>')
-    cap = f"<figcaption>{_e(caption or path)}</figcaption>"
+    sc = f'<br><span class="score">{_e(score)}</span>' if score else ""
+    cap = f"<figcaption>{_e(caption or path)}{sc}</figcaption>"
     return f"<figure>{img}{cap}</figure>"
 
 
@@ -63,7 +77,7 @@ def table(rows: list[dict], cols: list[str] | None = None, limit: int = MAX_ROWS
     if not rows:
         return '<p class="muted">none</p>'
     cols = cols or list(dict.fromkeys(k for r in rows for k in r))
-    head = "".join(f"<th>{_e(c)}</th>" for c in cols)
+    head = "".join(f"<th>{_e(c.replace('_', ' '))}</th>" for c in cols)  # lets long names wrap
     body = "".join(
         "<tr>" + "".join(
             f'<td class="n">{_e(_fmt(r.get(c, "")))}</td>' if isinstance(r.get(c), int | float)
@@ -96,17 +110,74 @@ def _section(id_: str, title: str, body: str) -> str:
     return f'<section id="{id_}"><h2>{_e(title)}</h2>{body}</section>'
 
 
+def _by_severity(doc: dict) -> list[tuple[str, dict]]:
+    """Checks with findings first (errors, warnings, notes; most findings first), then the passed ones."""
+    rank = {s: i for i, s in enumerate(SEVERITIES)}
+    return sorted(doc["checks"].items(), key=lambda kv: (not kv[1]["fired"], rank.get(kv[1].get("severity"), 1),
+                                                         -kv[1]["count"], kv[0]))
+
+
+def _sev(c: dict) -> str:
+    sev = c.get("severity", "warning")
+    return f'<span class="sev {_e(sev)}">{_e(sev)}</span>'
+
+
+def _unit(name: str, c: dict, doc: dict) -> str:
+    """What a count counts, with the share of all images for file-level checks."""
+    n = c["count"]
+    if c["group"] == "duplicates":
+        return "pair" + ("s" if n != 1 else "") if name == "mirror-leakage" else "cluster" + ("s" if n != 1 else "")
+    if c["group"] == "splits":
+        return "split" + ("s" if n != 1 else "") if name == "imbalance" else "(split, label) pair" + ("s" if n != 1 else "")
+    if name == "manifest-drift":
+        return "files/rows"
+    total = doc["summary"]["images"]
+    share = f" ({n / total:.1%} of images)" if total and n else ""
+    return ("file" if n == 1 else "files") + share
+
+
+def _overview(doc: dict) -> str:
+    """The top of the page: size of the dataset, then every problem found, worst first, with links."""
+    s = doc["summary"]
+    cards = [("images", s["images"]), ("unreadable", s["unreadable"]), ("labels", s["labels"])]
+    cards += [(f"{sp} images", doc["splits"][sp]["images"]) for sp in doc["counts"]]
+    dup = doc["duplicates"]
+    if dup["source"] != "off":
+        cards.append(("redundant copies", dup["redundant_files"]))
+    html = '<div class="cards">' + "".join(f'<div class="card"><b>{v:,}</b>{_e(k)}</div>' for k, v in cards) + "</div>"
+    fired = [(n, c) for n, c in _by_severity(doc) if c["fired"]]
+    tally = {sev: sum(1 for _, c in fired if c.get("severity") == sev) for sev in SEVERITIES}
+    if not fired:
+        html += '<p class="verdict ok">No check found anything.</p>'
+    else:
+        parts = [f'{tally[sev]} {_e(sev)}{"s" if tally[sev] != 1 and sev != "info" else ""}'
+                 for sev in SEVERITIES if tally[sev]]
+        html += f'<p class="verdict">Problems found by {len(fired)} of {len(doc["checks"])} checks: {", ".join(parts)}.</p>'
+        rows = "".join(
+            f'<tr><td>{_sev(c)}</td><td><a href="#check-{_e(n)}">{_e(c["title"])}</a>'
+            + (' <span class="gate">fail-on</span>' if n in doc["fail_on"] else "")
+            + f'</td><td class="n fired">{c["count"]:,}</td><td>{_e(_unit(n, c, doc))}</td></tr>'
+            for n, c in fired)
+        html += f"<table><tr><th>severity</th><th>issue</th><th>found</th><th></th></tr>{rows}</table>"
+    if doc["failed"]:
+        html += f'<p class="fired">--fail-on rule(s) fired: {_e(", ".join(doc["failed"]))} (exit code 1)</p>'
+    if dup["warning"]:
+        html += f'<p class="fired">{_e(dup["warning"])}</p>'
+    return html
+
+
 def _rules(doc: dict) -> str:
     rows = []
-    for name, c in doc["checks"].items():
+    for name, c in _by_severity(doc):
         state = f'<span class="fired">{c["count"]}</span>' if c["fired"] else '<span class="ok">0</span>'
         gate = ' <span class="gate">fail-on</span>' if name in doc["fail_on"] else ""
-        rows.append(f'<tr><td><a href="#check-{_e(name)}">{_e(name)}</a>{gate}</td><td>{_e(c["title"])}</td>'
+        rows.append(f'<tr{"" if c["fired"] else " class=passed"}><td><a href="#check-{_e(name)}">{_e(name)}</a>'
+                    f'{gate}</td><td>{_sev(c)}</td><td>{_e(c["title"])}</td>'
                     f'<td class="n">{state}</td><td>{_e(c["description"])}</td></tr>')
     skipped = (f'<p class="muted">Not applicable here: {_e(", ".join(doc["skipped_checks"]))}</p>'
                if doc["skipped_checks"] else "")
-    return ("<table><tr><th>check</th><th>issue</th><th>found</th><th>rule</th></tr>" + "".join(rows)
-            + "</table>" + skipped)
+    return ("<table><tr><th>check</th><th>severity</th><th>issue</th><th>found</th><th>rule</th></tr>"
+            + "".join(rows) + "</table>" + skipped)
 
 
 def _counts(doc: dict) -> str:
@@ -128,8 +199,15 @@ def _counts(doc: dict) -> str:
     chart = (f'<p><img class="chart" alt="images per label and split" src="{charts.counts_chart(counts, labels)}"></p>'
              if labels else "")
     if len(labels) > charts.MAX_BARS:
-        chart += f'<p class="muted">Chart shows the {charts.MAX_BARS} largest of {len(labels)} labels.</p>'
-    return f"<table>{head}{''.join(body)}{foot}</table>{chart}"
+        chart += (f'<p class="muted">All {len(labels)} labels, sorted by images (largest left); '
+                  "the table has their names.</p>")
+    per_split = table([{"split": sp, "images": splits[sp]["images"], "labels with images": splits[sp]["labels"],
+                        "imbalance (max/min)": splits[sp]["imbalance_ratio"] or "-",
+                        "labels missing": len(splits[sp]["missing_labels"])} for sp in counts])
+    legend = (f'<p class="muted">Red: no images. Yellow: fewer than {_fmt(small)} images in a val/test split.</p>'
+              if small else "")
+    return (f"{per_split}{chart}<h3>Per label</h3>{legend}"
+            f"<div class=\"scroll\"><table>{head}{''.join(body)}{foot}</table></div>")
 
 
 def _files(a: Analysis, doc: dict) -> str:
@@ -156,8 +234,11 @@ def _cluster(c: dict, thumbs: dict) -> str:
         tags.append(f'<span class="tag bad">leakage: {_e(", ".join(c["splits"]))}</span>')
     if c["label_conflict"]:
         tags.append(f'<span class="tag bad">labels: {_e(", ".join(c["labels"]))}</span>')
-    tags.append(f'<span class="tag">max distance {c["max_distance"]}</span>')
-    figs = "".join(figure(p, thumbs.get(p), p + (" (keep)" if p == c["keep"] else ""))
+    if c["kind"] != "exact":
+        tags.append(f'<span class="tag">max distance {c["max_distance"]} bits</span>')
+    # "keep" only where `curate dedupe` would remove the others (it moves nothing in a label conflict)
+    keep = c.get("keep") if c.get("remove", True) else None
+    figs = "".join(figure(p, thumbs.get(p), p, "kept by dedupe" if p == keep else "")
                    for p in c["members"][:CLUSTER_THUMBS])
     more = (f'<p class="muted">+{len(c["members"]) - CLUSTER_THUMBS} more</p>'
             if len(c["members"]) > CLUSTER_THUMBS else "")
@@ -173,6 +254,7 @@ def _mirrors(findings: list[dict], thumbs: dict) -> str:
         tags.append(f'<span class="tag">distance {f["distance"]} · similarity {_fmt(f["similarity"])}</span>')
         figs = "".join(figure(p, thumbs.get(p)) for p in f["members"])
         rows.append(f'<div class="cluster">{"".join(tags)}<div class="grid">{figs}</div></div>')
+    rows = [f'<div class="clusters">{"".join(rows)}</div>'] if rows else []
     if len(findings) > MAX_CLUSTERS:
         rows.append(f'<p class="muted">{MAX_CLUSTERS} of {len(findings)} pairs shown; all are in report.json.</p>')
     return "".join(rows)
@@ -180,14 +262,31 @@ def _mirrors(findings: list[dict], thumbs: dict) -> str:
 
 def _check_block(name: str, c: dict, body: str) -> str:
     head = f'<h3 id="check-{_e(name)}">{_e(c["title"])} <span class="muted">({_e(name)})</span>: '
-    head += f'<span class="{"fired" if c["fired"] else "ok"}">{c["count"]}</span></h3>'
+    head += f'<span class="{"fired" if c["fired"] else "ok"}">{c["count"]}</span>'
+    head += f" {_sev(c)}</h3>" if c["fired"] else "</h3>"
     return f'{head}<p class="desc">{_e(c["description"])}</p>{body}'
 
 
-def _worst(findings: list[dict], thumbs: dict) -> str:
+def _passed(doc: dict, names) -> str:
+    """One line for the checks of a section that found nothing (each keeps its #check- anchor)."""
+    ok = [n for n in names if n in doc["checks"] and not doc["checks"][n]["fired"]]
+    if not ok:
+        return ""
+    items = ", ".join(f'<span id="check-{_e(n)}">{_e(doc["checks"][n]["title"])} ({_e(n)})</span>' for n in ok)
+    return f'<p class="ok passed">Found nothing: {items}.</p>'
+
+
+def _fired_first(doc: dict, names) -> list[str]:
+    """The checks among `names` that found something, worst severity and most findings first."""
+    order = [n for n, _ in _by_severity(doc)]
+    return [n for n in order if n in names and doc["checks"][n]["fired"]]
+
+
+def _worst(findings: list[dict], thumbs: dict, name: str = "") -> str:
     if not findings:
         return '<p class="muted">none</p>'
-    figs = "".join(figure(f["path"], thumbs.get(f["path"]), f"{f['path']} · {_fmt(f['score'])}")
+    what = SCORE_NAMES.get(name, "score")
+    figs = "".join(figure(f["path"], thumbs.get(f["path"]), f["path"], f"{what} {_fmt(f['score'])}")
                    for f in findings[:WORST])
     more = f'<p class="muted">worst {WORST} of {len(findings)} shown</p>' if len(findings) > WORST else ""
     return f'<div class="grid">{figs}</div>{more}'
@@ -205,7 +304,7 @@ def _per_label(doc: dict) -> str:
         rows.append(row)
     return ('<h3>Per label</h3><p class="desc">Size, format, tone and issues per label. A property that '
             "differs between labels (all of one class grayscale, or PNG, or small) is a shortcut a model "
-            "can learn instead of the content.</p>" + table(rows))
+            "can learn instead of the content.</p>" + table(rows, limit=len(rows)))
 
 
 def _quality(a: Analysis, doc: dict, thumbs: dict) -> str:
@@ -226,10 +325,10 @@ def _quality(a: Analysis, doc: dict, thumbs: dict) -> str:
     ])
     blocks = [f'<p><img class="chart" alt="quality measures" src="{img}"></p>'
               '<p class="muted">Red dashed lines are the thresholds.</p>', _per_label(doc)]
-    for name, c in doc["checks"].items():
-        if c["group"] == "quality":
-            blocks.append(_check_block(name, c, _worst(c["findings"], thumbs)))
-    return "".join(blocks)
+    names = [n for n, c in doc["checks"].items() if c["group"] == "quality"]
+    for name in _fired_first(doc, names):
+        blocks.append(_check_block(name, doc["checks"][name], _worst(doc["checks"][name]["findings"], thumbs, name)))
+    return "".join(blocks) + _passed(doc, names)
 
 
 def _crops(a: Analysis, doc: dict, thumbs: dict) -> str:
@@ -250,32 +349,35 @@ def _crops(a: Analysis, doc: dict, thumbs: dict) -> str:
     per = [{"label": k, **{c: (", ".join(f"{n} ({m})" for n, m in x.items()) if isinstance(x, dict) else x)
                           for c, x in v.items()}} for k, v in cr["per_label"].items()]
     blocks = [lines, f'<p><img class="chart" alt="crop distributions" src="{img}"></p>', table(per)]
-    for name, c in doc["checks"].items():
-        if c["group"] == "crops":
-            blocks.append(_check_block(name, c, _worst(c["findings"], thumbs)))
-    return "".join(blocks)
+    names = [n for n, c in doc["checks"].items() if c["group"] == "crops"]
+    for name in _fired_first(doc, names):
+        blocks.append(_check_block(name, doc["checks"][name], _worst(doc["checks"][name]["findings"], thumbs, name)))
+    return "".join(blocks) + _passed(doc, names)
 
 
 def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
     s = doc["summary"]
     checks = doc["checks"]
-    sections = [_section("checks", "Checks", _rules(doc)), _section("counts", "Images per split and label",
-                                                                    _counts(doc))]
+    sections = [_section("summary", "Summary", _overview(doc)), _section("checks", "All checks", _rules(doc)),
+                _section("counts", "Images per split and label", _counts(doc))]
+    names = ("empty-class", "missing-label", "small-class", "imbalance")
     split_checks = "".join(_check_block(n, checks[n], table(checks[n]["findings"]))
-                           for n in ("empty-class", "missing-label", "small-class", "imbalance") if n in checks)
+                           for n in _fired_first(doc, names)) + _passed(doc, names)
     sections.append(_section("balance", "Class balance", split_checks))
+    names = ("corrupt", "ext-mismatch", "manifest-drift")
     file_checks = "".join(_check_block(n, checks[n], table(checks[n]["findings"]))
-                          for n in ("corrupt", "ext-mismatch", "manifest-drift") if n in checks)
+                          for n in _fired_first(doc, names)) + _passed(doc, names)
     sections.append(_section("files", "Sizes, formats and unreadable files", _files(a, doc) + file_checks))
     dup = doc["duplicates"]
     if dup["source"] != "off":
         note = f'<p class="fired">{_e(dup["warning"])}</p>' if dup["warning"] else ""
         head = (f"<p>{dup['exact_clusters']} exact and {dup['near_clusters']} near-duplicate clusters, "
                 f"{dup['redundant_files']} redundant files.</p>{note}")
-        blocks = "".join(_check_block(n, checks[n], "") for n in ("leakage", "label-conflict", "duplicates")
-                         if n in checks)
+        names = ("leakage", "label-conflict", "duplicates")
+        blocks = "".join(_check_block(n, checks[n], "") for n in _fired_first(doc, names)) + _passed(doc, names)
         shown = _shown_clusters(doc)
-        cl = "<h3>Clusters</h3>" + ("".join(_cluster(c, thumbs) for c in shown) or '<p class="muted">none</p>')
+        cl = (f'<h3>Clusters</h3><div class="clusters">{"".join(_cluster(c, thumbs) for c in shown)}</div>'
+              if shown else "")
         if len(dup["clusters"]) > len(shown):
             cl += f'<p class="muted">{len(shown)} of {len(dup["clusters"])} clusters shown; all are in report.json.</p>'
         if "mirror-leakage" in checks:
@@ -285,19 +387,22 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
     sections.append(_section("quality", "Image quality", _quality(a, doc, thumbs)))
     if doc["crops"]:
         sections.append(_section("crops", "Crops", _crops(a, doc, thumbs)))
-    grid = "".join(f'<h3>{_e(lab)}</h3><div class="grid">'
-                   + "".join(figure(p, thumbs.get(p), _short(p)) for p in ps) + "</div>"
+    per = {lab: sum(doc["counts"][sp].get(lab, 0) for sp in doc["counts"]) for lab in doc["samples"]}
+    grid = "".join(f'<div class="srow"><h3>{_e(lab)} <span class="muted">({per[lab]:,})</span></h3><div class="grid">'
+                   + "".join(figure(p, thumbs.get(p), _short(p)) for p in ps) + "</div></div>"
                    for lab, ps in doc["samples"].items())
+    if len(doc["samples"]) > COMPACT_LABELS:  # many labels: smaller thumbnails, one row per label
+        grid = f'<div class="compact">{grid}</div>'
     sections.append(_section("samples", "Samples per label", grid or '<p class="muted">none</p>'))
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
-        ("checks", "Checks"), ("counts", "Counts"), ("balance", "Balance"), ("files", "Files"),
+        ("summary", "Summary"), ("checks", "Checks"), ("counts", "Counts"), ("balance", "Balance"), ("files", "Files"),
         ("duplicates", "Duplicates"), ("quality", "Quality"), ("crops", "Crops"), ("samples", "Samples"))
-        if i != "crops" or doc["crops"])
-    fired = ", ".join(doc["fired"]) or "none"
+        if f'id="{i}"' in "".join(sections))  # no link to a section that is not there
     header = (f"<header><h1>curate report: {_e(s.get('name') or doc['root'])}</h1>"
-              f"<p>{s['images']} images ({s['unreadable']} unreadable) · {s['labels']} labels · splits: "
+              f"<p>{s['images']:,} images ({s['unreadable']:,} unreadable) · {s['labels']:,} labels · splits: "
               f"{_e(', '.join(s['splits']))} · manifest: {'yes' if s['manifest'] else 'no'} · "
-              f"issues found: {_e(fired)}</p><nav>{nav}</nav></header>")
+              f"{len(doc['fired'])} of {len(doc['checks'])} checks found something</p>"
+              f'<p class="root">{_e(doc["root"])} · {_e(doc["tool"])}</p><nav>{nav}</nav></header>')
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>curate report: {_e(doc['root'])}</title><style>{CSS}</style></head>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pandas as pd
 
 from curate import __version__
 from curate.report.build import Analysis, sample_paths
-from curate.report.checks import _num
+from curate.report.checks import SEVERITY, _num
 from curate.report.checks.crops import fill_share
 from curate.report.checks.splits import counts
 
@@ -136,7 +137,8 @@ def _clean(obj):
         return [_clean(v) for v in obj]
     if isinstance(obj, str | bool) or obj is None:
         return obj
-    return _num(obj)
+    v = _num(obj)
+    return None if isinstance(v, float) and not math.isfinite(v) else v  # strict JSON: no NaN/Infinity
 
 
 def build_json(a: Analysis, fail_on: list[str], per_label: int = 12, seed: int = 0) -> dict:
@@ -147,6 +149,7 @@ def build_json(a: Analysis, fail_on: list[str], per_label: int = 12, seed: int =
         checks[name] = {
             "title": check.title,
             "group": check.group,
+            "severity": SEVERITY.get(name, "warning"),
             "description": check.describe(),
             "params": check.params,
             "count": len(findings),

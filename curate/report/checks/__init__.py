@@ -20,6 +20,26 @@ from curate.tree import Tree
 
 REGISTRY: dict[str, type[Check]] = {}
 
+# How much a finding matters, for the report's summary (report.json `checks.<name>.severity`):
+# error = the data is wrong (evaluation measures training data, labels or files are broken);
+# warning = likely to hurt training or evaluation; info = worth a look, often intended.
+SEVERITY = {
+    "corrupt": "error", "leakage": "error", "mirror-leakage": "error", "label-conflict": "error",
+    "empty-class": "error", "missing-label": "warning", "small-class": "warning", "imbalance": "warning",
+    "duplicates": "warning", "ext-mismatch": "warning", "manifest-drift": "warning", "dark": "warning",
+    "bright": "warning", "near-constant": "warning", "blurry": "warning", "odd-size": "warning",
+    "tiny-crop": "warning", "upscaled": "warning", "low-info": "info", "grayscale": "info",
+    "odd-aspect": "info", "mostly-fill": "info",
+}
+SEVERITIES = ("error", "warning", "info")
+
+# what a file-level finding's `score` measures (docs/report.md), for captions
+SCORE_NAMES = {
+    "dark": "luma p99", "bright": "luma p5", "near-constant": "luma std", "low-info": "entropy (bits)",
+    "blurry": "sharpness", "grayscale": "colour spread", "odd-size": "area ÷ median", "odd-aspect": "aspect",
+    "tiny-crop": "crop side (px)", "upscaled": "scale", "mostly-fill": "fill share",
+}
+
 
 @dataclass
 class Context:
