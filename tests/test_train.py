@@ -462,3 +462,94 @@ def test_resume_with_more_epochs_stretches_the_cosine(tree, tmp_path):
     lines = []
     train(tree, out=out, epochs=7, resume=True, log=lines.append, **opts)  # the schedule has ended at 6
     assert any("cosine schedule" in x and "--weights" in x for x in lines)
+
+
+# ------------------------------------------------------------------ regressions (QA pass)
+
+
+def test_size_a_model_cannot_take_is_one_clear_line(tree, tmp_path, capsys):
+    """AlexNet cannot take 32 px: exit 2 with the size that works, before decoding or creating --out
+    (also for --compare, before the first model trains)."""
+    for extra in (["--arch", "alexnet"], ["--compare", "resnet18,alexnet"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(["-q", "train", str(tree), "--weights", "none", "--size", "32", "--epochs", "1", "-j", "1",
+                      "--out", str(tmp_path / "r"), *extra])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert "alexnet cannot take --size 32" in err and "--size 64" in err and "Traceback" not in err
+        assert not (tmp_path / "r").exists()
+
+
+def test_streaming_leaves_out_unreadable_images_like_the_cache(tmp_path):
+    root = make_tree(tmp_path / "t", n_train=5, n_val=1, names=False)
+    (root / "train" / "coffee" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not a jpeg")
+    opts = {**FAST, "epochs": 1, "patience": 0, "quiet": True, "mixup": 0.4, "workers": 0}
+    a = train(root, out=tmp_path / "cache", **opts)
+    b = train(root, out=tmp_path / "stream", cache_gb=0, **opts)
+    assert a.metrics["unreadable"] == b.metrics["unreadable"] == 1
+    assert a.metrics["train_images"] == b.metrics["train_images"] == 15
+    assert a.history[0]["train_loss"] == pytest.approx(b.history[0]["train_loss"], rel=1e-5)
+
+
+def test_googlenet_keeps_transform_input_and_one_dropout(tree, tmp_path, monkeypatch):
+    """GoogLeNet with ImageNet weights runs transform_input: predict and resume must rebuild it so, and
+    resume must not need the ImageNet file again. Its own `dropout` before fc gets --dropout (not a second one)."""
+    import torchvision
+
+    from curate.train.models import weights_file
+    from curate.train.predictor import load_classifier
+
+    model, _ = build_model("googlenet", 3, weights="none", dropout=0.25)
+    assert model.dropout.p == 0.25 and isinstance(model.fc, torch.nn.Linear)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("CURATE_OFFLINE", "1")
+    _, cached = weights_file("googlenet")
+    cached.parent.mkdir(parents=True)
+    torch.save(torchvision.models.GoogLeNet(aux_logits=False, init_weights=False).state_dict(), cached)
+    opts = {**FAST, "arch": "googlenet", "weights": "imagenet", "freeze_until": "head", "patience": 0, "quiet": True}
+    out = tmp_path / "g"
+
+    def stop(epoch, row):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tree, out=out, epochs=2, on_epoch_end=stop, **opts)
+    cached.unlink()  # everything a resume needs is in last.pt
+    res = train(tree, out=out, epochs=2, resume=True, **opts)
+    assert len(res.history) == 2
+    loaded, _ = load_classifier(res.checkpoint, torch.device("cpu"))
+    assert loaded.transform_input is True
+    (out / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="not a readable PyTorch checkpoint"):
+        train(tree, out=out, epochs=3, resume=True, **opts)
+
+
+def test_fine_tune_keeps_the_head_only_for_the_same_classes(run):
+    ck = torch.load(run.checkpoint, weights_only=True)
+    same, info = build_model("resnet18", 3, weights=str(run.checkpoint), classes=list(CLASSES))
+    assert torch.equal(same.fc[1].weight, ck["model"]["fc.1.weight"])
+    other, _ = build_model("resnet18", 3, weights=str(run.checkpoint), classes=["a", "b", "c"])
+    assert not torch.equal(other.fc[1].weight, ck["model"]["fc.1.weight"])
+    assert torch.equal(other.conv1.weight, ck["model"]["conv1.weight"])
+
+
+def test_macro_averages_leave_out_classes_the_split_cannot_score():
+    from curate.train.metrics import classification_metrics
+
+    y = np.array([0, 0, 1, 1])
+    probs = np.eye(3)[[0, 0, 1, 1]]  # perfect on classes 0 and 1; class 2 is not in the split
+    m = classification_metrics(y, probs, ["a", "b", "c"])
+    assert m["macro_f1"] == 1.0 and m["macro_recall"] == 1.0
+    assert "c" in m["per_class"] and "(left out of the averages): c" in m["report_text"]
+
+
+def test_non_finite_validation_loss_is_a_clear_error_and_metrics_stay_strict_json(tree, tmp_path, monkeypatch):
+    from curate.train import loop
+
+    real = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", lambda *a, **k: {**real(*a, **k), "loss": float("nan")})
+    with pytest.raises(InputError, match="diverged in epoch 1"):
+        train(tree, out=tmp_path / "nan", epochs=1, quiet=True, **FAST)
+    assert json.dumps(loop.json_safe({"a": [1.0, float("inf")], "b": float("nan")}), allow_nan=False) == \
+        '{"a": [1.0, null], "b": null}'

@@ -98,7 +98,7 @@ def train_cmd(
     except KeyboardInterrupt:
         where = f"--out {out_dir}" if out_dir else "--out RUN_FOLDER"
         raise Interrupted("interrupted; every finished epoch is in last.pt",
-                          f"continue with `curate train {root} {where} --resume`") from None
+                          f"continue with the same command and options plus `{where} --resume`") from None
     m = res.metrics
     out.print(f"{m['arch']} on {m['split']}: top-1 {m['top1']:.3f}  top-{m['top5_k']} {m['top5']:.3f}  "
               f"macro-F1 {m['macro_f1']:.3f}  ({m['epochs_run']} epoch{'s' if m['epochs_run'] > 1 else ''}, "

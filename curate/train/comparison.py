@@ -34,7 +34,9 @@ def parse_archs(archs) -> list[str]:
 def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = False, log=None,
             **options) -> list[dict]:
     from curate.storage import as_location
-    from curate.train.loop import _default_log, fit, prepare, tree_name
+    from curate.train.loop import _default_log, fit, json_safe, prepare, tree_name
+    from curate.train.models import build_model
+    from curate.train.prep import load_dataset
 
     names = parse_archs(archs)
     root = as_location(root)
@@ -44,9 +46,12 @@ def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = Fal
         raise InputError(f"{out_dir} already holds runs of these models", "pass --overwrite or another --out")
     options.pop("arch", None)
     cfg0 = TrainConfig.from_options(**options)
-    for a in names:  # check every model builds (and its weights are there) before hours of training
-        TrainConfig.from_options(**{**options, "arch": a})
-    prepared = prepare(root, cfg0, quiet=quiet, log=log)
+    ds = load_dataset(root, cfg0.eval_split)
+    for a in names:  # check every model builds, takes --size and has its weights before hours of training
+        cfg = TrainConfig.from_options(**{**options, "arch": a})
+        build_model(a, len(ds.classes), weights=cfg.weights, dropout=cfg.dropout, freeze_until=cfg.freeze_until,
+                    size=cfg.size, classes=ds.classes)
+    prepared = prepare(root, cfg0, quiet=quiet, log=log, dataset=ds)
     rows = []
     for a in names:
         log(f"--- {a}")
@@ -56,7 +61,7 @@ def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = Fal
         rows.append({"arch": a, **{k: m.get(k) for k, _, _ in COLUMNS[1:]}, "split": m["split"],
                      "inference_images_per_s": m["inference_images_per_s"],
                      "peak_memory_kind": m["peak_memory_kind"], "out_dir": str(res.out_dir)})
-    write_table(out_dir, rows)
+    write_table(out_dir, json_safe(rows))
     return rows
 
 

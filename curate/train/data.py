@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from curate.executor import make_executor
-from curate.train.prep import Split, load_chunk, load_square
+from curate.train.prep import Split, check_chunk, load_chunk, load_square
 
 CHUNK = 32  # files per executor task
 
@@ -66,6 +66,20 @@ def decode_split(split: Split, size: int, *, workers: int | None, quiet: bool) -
     t = torch.from_numpy(images[ok]).permute(0, 3, 1, 2).contiguous()
     targets = torch.tensor(split.targets, dtype=torch.int64)[torch.from_numpy(ok)]
     return Cached(split.name, t, targets, [p for p, k in zip(paths, ok, strict=True) if k], bad)
+
+
+def readable_split(split: Split, size: int, *, workers: int | None, quiet: bool) -> tuple[Split, list[tuple[str, str]]]:
+    """The streaming path's check: decode every file once (in parallel, nothing kept) and drop the unreadable
+    ones, so streaming trains on exactly the images the cache would hold, in the same order."""
+    paths = [str(p) for p in split.paths]
+    jobs = [(paths[i : i + CHUNK], size) for i in range(0, len(paths), CHUNK)]
+    ex = make_executor("local", workers=workers if len(paths) > 2 * CHUNK else 1, quiet=quiet)
+    reasons: list[str] = []
+    for why in ex.map(check_chunk, jobs, desc=f"check {split.name}", units=lambda j: len(j[0]), unit="images"):
+        reasons.extend(why)
+    keep = [i for i, r in enumerate(reasons) if not r]
+    bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r]
+    return Split(split.name, [split.paths[i] for i in keep], [split.targets[i] for i in keep]), bad
 
 
 def place(cached: Cached, device: torch.device, budget: int) -> tuple[Cached, int]:

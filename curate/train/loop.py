@@ -31,6 +31,7 @@ from curate.train.data import (
     default_cache_budget,
     loader_workers,
     place,
+    readable_split,
 )
 from curate.train.losses import build_loss
 from curate.train.metrics import (
@@ -40,7 +41,13 @@ from curate.train.metrics import (
     plot_curves,
     time_inference,
 )
-from curate.train.models import build_model, logits_of, train_mode
+from curate.train.models import (
+    build_model,
+    checkpoint_transform_input,
+    logits_of,
+    read_checkpoint,
+    train_mode,
+)
 from curate.train.prep import Dataset, load_dataset
 from curate.tree import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -139,13 +146,15 @@ def prepare(root, cfg: TrainConfig, *, quiet: bool, log: Callable[[str], None], 
     if streaming:
         log(f"{total} images need {need / 2**30:.1f} GiB decoded (limit {limit / 2**30:.1f} GiB): streaming from disk")
         for name, split in ds.splits.items():
+            split, why = readable_split(split, cfg.size, workers=cfg.workers, quiet=quiet)
             sources[name] = FileImages(split, cfg.size)
+            bad += why
     else:
         for name, split in ds.splits.items():
             sources[name] = decode_split(split, cfg.size, workers=cfg.workers, quiet=quiet)
             bad += sources[name].unreadable
-        if bad:
-            log(f"warning: {len(bad)} unreadable image(s) left out, e.g. {bad[0][0]} ({bad[0][1]})")
+    if bad:
+        log(f"warning: {len(bad)} unreadable image(s) left out, e.g. {bad[0][0]} ({bad[0][1]})")
     return Prepared(ds, cfg.size, sources, bad, streaming, time.perf_counter() - t0)
 
 
@@ -190,6 +199,17 @@ def check_resume_options(saved: dict, cfg: TrainConfig, out_dir: Path) -> None:
         raise InputError(f"{out_dir / 'last.pt'} was started with {was}; this command differs",
                          "resume with the same options (only --epochs, --patience, --device and speed options "
                          "may change), or start a new --out")
+
+
+def json_safe(obj):
+    """Strict JSON: NaN and infinities (which json.dumps writes as bare NaN/Infinity) become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def save_torch(obj, path: Path) -> None:
@@ -306,9 +326,17 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
     ds = prepared.dataset if prepared else load_dataset(root, cfg.eval_split)
     n_cls = len(ds.classes)
+    last = None
+    if resume:  # checked before decoding; its weights replace the starting ones, so those are not loaded
+        last = read_checkpoint(out_dir / "last.pt")
+        if last.get("arch") != cfg.arch or last.get("classes") != ds.classes:
+            raise InputError(f"{out_dir / 'last.pt'} was trained as {last.get('arch')} on other classes",
+                             "resume with the same tree and --arch, or start a new --out")
+        check_resume_options(last.get("config") or {}, cfg, out_dir)
     torch.manual_seed(cfg.seed)
-    model, minfo = build_model(cfg.arch, n_cls, weights=cfg.weights, dropout=cfg.dropout,
-                               freeze_until=cfg.freeze_until)  # before decoding: bad weights fail fast
+    model, minfo = build_model(cfg.arch, n_cls, weights="none" if last else cfg.weights, dropout=cfg.dropout,
+                               size=cfg.size, freeze_until=cfg.freeze_until, classes=ds.classes,
+                               transform_input=checkpoint_transform_input(last) if last else None)  # fail fast
     prep = prepared or prepare(root, cfg, quiet=quiet, log=log, dataset=ds)
     model = model.to(device)
     if channels_last:
@@ -337,16 +365,12 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
         "format": CHECKPOINT_FORMAT, "version": 1, "arch": cfg.arch, "classes": ds.classes,
         "display": ds.display, "size": cfg.size, "mean": list(cfg.mean), "std": list(cfg.std),
         "resize": "shorter side to size (area filter), centre crop", "dropout": cfg.dropout,
+        "transform_input": minfo["transform_input"],
         "config": cfg.to_dict(),
     }
     history: list[dict] = []
     best_loss, best_epoch, bad_epochs, start, train_seconds = math.inf, 0, 0, 1, 0.0
-    if resume:
-        last = torch.load(out_dir / "last.pt", map_location="cpu", weights_only=True)
-        if last.get("arch") != cfg.arch or last.get("classes") != ds.classes:
-            raise InputError(f"{out_dir / 'last.pt'} was trained as {last.get('arch')} on other classes",
-                             "resume with the same tree and --arch, or start a new --out")
-        check_resume_options(last.get("config") or {}, cfg, out_dir)
+    if last:
         model.load_state_dict(last["model"])
         optimizer.load_state_dict(last["optimizer"])
         if scheduler is not None and last.get("scheduler"):
@@ -382,6 +406,9 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
                                  seed=cfg.seed, epoch=epoch, mixup=cfg.mixup,
                                  on_batch=lambda: bar.advance(task))
             ev = evaluate(model, eval_b, augment, criterion, prec)
+            if not math.isfinite(ev["loss"]):  # never the best epoch, so best.pt could be missing or stale
+                raise InputError(f"training diverged in epoch {epoch} ({cfg.eval_split} loss is {ev['loss']})",
+                                 "lower --lr or turn off --amp")
             if scheduler is not None:
                 with warnings.catch_warnings():  # GradScaler may skip the first steps (inf grads): harmless
                     warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
@@ -431,7 +458,7 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     })
     xb, _ = next(iter(eval_b()))
     metrics.update(time_inference(model, augment.normalise(xb), device=device, autocast=prec.autocast))
-    atomic_write_json(out_dir / "metrics.json", metrics)
+    atomic_write_json(out_dir / "metrics.json", json_safe(metrics))
     plot_curves(history, out_dir / "curves.png", best_epoch)
     log(f"best epoch {best_epoch}: {metrics['split']} top-1 {metrics['top1']:.3f}, macro-F1 {metrics['macro_f1']:.3f}; "
         f"wrote {out_dir}")

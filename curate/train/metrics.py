@@ -29,16 +29,23 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[
         "top5": float((topk == y_true[:, None]).any(1).mean()) if len(y_true) else 0.0,
         "top5_k": k,
     }
+    # Averages over the classes this split can score (in it, or predicted), as scikit-learn does by default:
+    # a class absent from the split and never predicted has no precision or recall, not a zero one.
+    seen = sorted(set(np.asarray(y_true).tolist()) | set(np.asarray(pred).tolist())) or labels
     for avg in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(y_true, pred, labels=labels, average=avg, zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(y_true, pred, labels=seen, average=avg, zero_division=0)
         out[f"{avg}_precision"], out[f"{avg}_recall"], out[f"{avg}_f1"] = float(p), float(r), float(f)
     rep = classification_report(y_true, pred, labels=labels, target_names=names, output_dict=True, zero_division=0)
     out["per_class"] = {n: {k2: float(v) for k2, v in rep[n].items()} for n in names}
     cm = confusion_matrix(y_true, pred, labels=labels)
     out["confusion_matrix"] = cm.tolist()
     out["top_confusions"] = top_confused(cm, names, top_confusions)
-    out["report_text"] = classification_report(y_true, pred, labels=labels, target_names=names, digits=3,
-                                               zero_division=0)
+    text = classification_report(y_true, pred, labels=seen, target_names=[names[i] for i in seen], digits=3,
+                                 zero_division=0)
+    unseen = [names[i] for i in labels if i not in set(seen)]
+    if unseen:
+        text += f"\nnot in this split and never predicted (left out of the averages): {', '.join(unseen)}\n"
+    out["report_text"] = text
     return out
 
 

@@ -147,9 +147,11 @@ def replace_head(model: nn.Module, num_classes: int, dropout: float) -> str:
         new: nn.Module = nn.Conv2d(old.in_channels, num_classes, kernel_size=old.kernel_size)
     else:
         new = nn.Linear(old.in_features, num_classes)
-    prev = None
-    if isinstance(parent, nn.Sequential) and attr.isdigit() and int(attr) > 0:
-        prev = parent[int(attr) - 1]
+    # The module registered just before the head: a Sequential's previous layer, or an attribute such as
+    # GoogLeNet's and Inception v3's `dropout` (registered, and run, right before `fc`).
+    siblings = list(parent.named_children())
+    i = [n for n, _ in siblings].index(attr)
+    prev = siblings[i - 1][1] if i > 0 else None
     if isinstance(prev, nn.Dropout):
         prev.p = dropout
     elif dropout > 0:
@@ -237,41 +239,84 @@ def train_mode(model: nn.Module, frozen_norms: list[str]) -> None:
 # ------------------------------------------------------------------ building
 
 
+def checkpoint_transform_input(ck: dict) -> bool:
+    """Whether a curate checkpoint's GoogLeNet/Inception v3 ran with transform_input (ImageNet weights);
+    files written before the key existed say so through the weights they started from."""
+    if "transform_input" in ck:
+        return bool(ck["transform_input"])
+    return (ck.get("config") or {}).get("weights") == "imagenet"
+
+
+def check_input_size(model: nn.Module, arch: str, size: int) -> None:
+    """One forward pass on a blank image: a clear error, before any decoding or training, for an input
+    side the model cannot take (ViT and Swin need their fixed size, Inception v3 and AlexNet a minimum)."""
+
+    def fits(s: int) -> str:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, s, s))
+            return ""
+        except (RuntimeError, AssertionError, ValueError) as e:
+            return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+    was_training = model.training
+    model.eval()
+    try:
+        why = fits(size)
+        if why:
+            ok = next((s for s in (32, 64, 96, 128, 160, 192, 224, 256, 299, 384) if s > size and not fits(s)), None)
+            raise InputError(f"{arch} cannot take --size {size} inputs ({why[:160]})",
+                             f"use --size {ok}" if ok else "choose a larger --size or another --arch")
+    finally:
+        model.train(was_training)
+
+
 def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: float = 0.3,
-                freeze_until: str = "auto") -> tuple[nn.Module, dict]:
+                freeze_until: str = "auto", size: int | None = None, classes: list[str] | None = None,
+                transform_input: bool | None = None) -> tuple[nn.Module, dict]:
     """A torchvision model with a new head; returns (model, info) with the freeze point, frozen norm
-    layers, the head name and parameter counts."""
+    layers, the head name and parameter counts. `size` checks the model takes inputs of that side;
+    `classes` (with a curate checkpoint as weights) keeps its head only when they are the same classes;
+    `transform_input` (GoogLeNet, Inception v3) defaults to what the weights expect."""
     import torchvision.models as tvm
 
     _check_arch(arch)
+    state = None
+    if weights not in ("imagenet", "none"):
+        state = read_checkpoint(weights)
+    curate_ckpt = state is not None and isinstance(state.get("model"), dict)  # a curate best.pt/last.pt
+    if curate_ckpt and state.get("arch") not in (None, arch):
+        raise InputError(f"{weights} holds a {state.get('arch')} checkpoint, not {arch}",
+                         f"pass --arch {state.get('arch')} or another weights file")
     kwargs = {}
     if arch in ("inception_v3", "googlenet"):  # no auxiliary heads; ImageNet weights expect transform_input
-        kwargs = {"aux_logits": False, "init_weights": False, "transform_input": weights == "imagenet"}
+        if transform_input is None:
+            transform_input = checkpoint_transform_input(state) if curate_ckpt else weights == "imagenet"
+        kwargs = {"aux_logits": False, "init_weights": False, "transform_input": transform_input}
     model = tvm.get_model(arch, weights=None, **kwargs)
     if freeze_until not in ("auto", "none", "head"):
         check_freeze_point(model, arch, freeze_until)  # before weights: a typo must not wait for a download
+    if size is not None:
+        check_input_size(model, arch, size)
     ckpt_state = None
     if weights == "imagenet":
         state = imagenet_state_dict(arch)
         state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.") and not k.startswith("aux")}
         model.load_state_dict(state)
-    elif weights != "none":
-        state = read_checkpoint(weights)
-        if "model" in state and isinstance(state["model"], dict):  # a curate checkpoint
-            if state.get("arch") not in (None, arch):
-                raise InputError(f"{weights} holds a {state.get('arch')} checkpoint, not {arch}",
-                                 f"pass --arch {state.get('arch')} or another weights file")
-            ckpt_state = state["model"]
-        else:
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as e:
-                raise InputError(f"{weights} does not match {arch}: {str(e).splitlines()[0]}",
-                                 "pass weights saved from the same architecture") from e
+    elif curate_ckpt:
+        ckpt_state = state["model"]
+    elif state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise InputError(f"{weights} does not match {arch}: {str(e).splitlines()[0]}",
+                             "pass weights saved from the same architecture") from e
     head = replace_head(model, num_classes, dropout)
     if ckpt_state is not None:  # fine-tune from a curate run: keep the head only if the classes match
         own = model.state_dict()
-        keep = {k: v for k, v in ckpt_state.items() if k in own and own[k].shape == v.shape}
+        same_classes = classes is None or state.get("classes") == list(classes)
+        keep = {k: v for k, v in ckpt_state.items() if k in own and own[k].shape == v.shape
+                and (same_classes or not k.startswith(head + "."))}
         missing = [k for k in own if k not in keep and not k.startswith(head + ".")]
         if missing:
             raise InputError(f"{weights} does not match {arch}: {len(missing)} tensors missing or of another shape",
@@ -283,6 +328,7 @@ def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: 
         "head": head,
         "freeze_until": point,
         "frozen_norms": frozen_norms,
+        "transform_input": bool(getattr(model, "transform_input", False)),
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }

@@ -12,7 +12,7 @@ from curate import storage
 from curate.errors import InputError, UnreadableImage
 from curate.executor import progress_bar
 from curate.train.loop import CHECKPOINT_FORMAT, resolve_device
-from curate.train.models import build_model, logits_of, read_checkpoint
+from curate.train.models import build_model, checkpoint_transform_input, logits_of, read_checkpoint
 from curate.train.prep import load_square
 from curate.tree import is_image_name
 
@@ -35,7 +35,7 @@ def load_classifier(path: str | Path, device: torch.device):
     if ck.get("format") != CHECKPOINT_FORMAT or "model" not in ck:
         raise InputError(f"{path} is not a checkpoint written by curate train", "pass runs/NAME/best.pt")
     model, _ = build_model(ck["arch"], len(ck["classes"]), weights="none", dropout=ck.get("dropout", 0.0),
-                           freeze_until="none")
+                           freeze_until="none", transform_input=checkpoint_transform_input(ck))
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as e:

@@ -153,3 +153,16 @@ def load_chunk(job: tuple[list[str], int]) -> tuple[np.ndarray, list[str]]:
         except UnreadableImage as e:
             reasons[i] = e.reason
     return out, reasons
+
+
+def check_chunk(job: tuple[list[str], int]) -> list[str]:
+    """Executor task for the streaming path: decode a chunk of files and keep only each one's unreadable
+    reason ("" when fine), so unreadable files are left out before training, as the cache leaves them out."""
+    paths, size = job
+    reasons = [""] * len(paths)
+    for i, p in enumerate(paths):
+        try:
+            load_square(p, size)
+        except UnreadableImage as e:
+            reasons[i] = e.reason
+    return reasons
