@@ -28,7 +28,7 @@ from curate.executor import make_executor
 from curate.images import DEFAULT_MAX_PIXELS, decode
 from curate.manifest import read_info, to_parquet_bytes, update_info, write_manifest
 from curate.storage import read_bytes
-from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, atomic_write_text
+from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, atomic_write_text, json_bytes
 
 STATE = ".curate"
 FLAG_FIELDS = {"IsGroupOf": "is_group_of", "IsDepiction": "is_depiction", "IsTruncated": "is_truncated",
@@ -316,10 +316,6 @@ def _clear_build(out: Path) -> None:
     shutil.rmtree(out / STATE, ignore_errors=True)
 
 
-def _json_bytes(obj) -> bytes:  # the bytes atomic_write_json writes
-    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
-
-
 def _prepare_out_store(out: str, fp: str, overwrite: bool) -> None:
     fp_url = storage.join(out, STATE, "build.json")
     if storage.list_names(out):
@@ -337,7 +333,7 @@ def _prepare_out_store(out: str, fp: str, overwrite: bool) -> None:
                 storage.remove_tree(storage.join(out, split))
             for name in (MANIFEST_NAME, INFO_NAME, STATE):
                 storage.remove_tree(storage.join(out, name))
-    storage.write_bytes(fp_url, _json_bytes({"fingerprint": fp}))
+    storage.write_bytes(fp_url, json_bytes({"fingerprint": fp}))
 
 
 def _update_info_store(out: str, step: str, record: dict, **top) -> None:
@@ -407,7 +403,7 @@ def build_tree(
               "skipped_boxes_by_reason": dict(sorted(by_reason.items())),
               "skipped_images": sorted({s["image_id"] for s in skipped if s["box_index"] is None})}
     if remote:  # the manifest goes last: its presence means the build finished
-        storage.write_bytes(storage.join(out, STATE, "skipped.json"), _json_bytes(skipped))
+        storage.write_bytes(storage.join(out, STATE, "skipped.json"), json_bytes(skipped))
         _update_info_store(out, "openimages", record, counts=counts, seed=params.seed)
         storage.write_bytes(storage.join(out, MANIFEST_NAME), to_parquet_bytes(manifest))
     else:

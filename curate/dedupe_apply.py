@@ -18,7 +18,14 @@ from curate.errors import InputError
 from curate.manifest import read_info, read_manifest, to_parquet_bytes, update_info
 from curate.relocate import Relocation, UndoReport, check_outside_splits, check_writable, free_name, undo
 from curate.storage import exists, is_url, join, read_bytes, scan, write_many
-from curate.tree import INFO_NAME, MANIFEST_NAME, SPLIT_ORDER, atomic_write_bytes, default_quarantine
+from curate.tree import (
+    INFO_NAME,
+    MANIFEST_NAME,
+    SPLIT_ORDER,
+    atomic_write_bytes,
+    default_quarantine,
+    json_bytes,
+)
 
 REPORT_NAME = "dedupe.json"
 PAIRS_NAME = "dedupe-pairs.csv"
@@ -148,7 +155,7 @@ def dedupe(
         rel.move(src, dst, sha[src.relative_to(root).as_posix()])
     out.moved = len(rel.moved)
     rel.write(root / MANIFEST_NAME, manifest)
-    rel.write(root / REPORT_NAME, _json_bytes(report_json(out)))
+    rel.write(root / REPORT_NAME, json_bytes(report_json(out)))
     rel.write(root / PAIRS_NAME, pairs_csv(result))
     info_path = root / INFO_NAME
     before = info_path.read_bytes() if info_path.exists() else None
@@ -171,18 +178,12 @@ def _require_images(root, result: DedupeResult) -> None:
                          "expected ROOT/<split>/<label>/<image> or ROOT/<label>/<image>")
 
 
-def _json_bytes(obj) -> bytes:
-    import json
-
-    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode("utf-8")
-
-
 def _write_json_report(json_path: str | Path, out: DedupeOutcome) -> None:
     """JSON_PATH plus JSON_PATH's stem + -pairs.csv beside it (local path or URL)."""
     js = str(json_path)
     head, _, name = js.rpartition("/") if is_url(js) else (str(Path(js).parent), "/", Path(js).name)
     stem = name.rsplit(".", 1)[0] if "." in name else name
-    write_many({join(head, name): _json_bytes(report_json(out)),
+    write_many({join(head, name): json_bytes(report_json(out)),
                 join(head, stem + "-pairs.csv"): pairs_csv(out.result)})
 
 
@@ -219,7 +220,7 @@ def _dedupe_url(root: str, quarantine, dry_run: bool, json_path, find_kwargs: di
                 bar.advance(task)
         out.moved = rel.moved
         rel.write(join(root, MANIFEST_NAME), manifest)
-        rel.write(join(root, REPORT_NAME), _json_bytes(report_json(out)))
+        rel.write(join(root, REPORT_NAME), json_bytes(report_json(out)))
         rel.write(join(root, PAIRS_NAME), pairs_csv(result))
         info_url = join(root, INFO_NAME)
         before = read_bytes(info_url) if exists(info_url) else None

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from curate import __version__
 from curate.errors import InputError
-from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_bytes, atomic_write_json
+from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_bytes, atomic_write_json, json_bytes
 
 SCHEMA_VERSION = 1
 CORE_COLUMNS = ["path", "split", "label", "sha256", "width", "height", "source", "source_id", "status"]
@@ -118,8 +118,7 @@ def update_info(root: str | Path, step: str, record: dict[str, Any], **top: Any)
     from curate import storage
 
     if storage.is_url(root):
-        text = json.dumps(info, indent=2, sort_keys=True, default=str) + "\n"
-        storage.write_bytes(storage.join(root, INFO_NAME), text.encode("utf-8"))
+        storage.write_bytes(storage.join(root, INFO_NAME), json_bytes(info))
     else:
         atomic_write_json(Path(root) / INFO_NAME, info)
     return info

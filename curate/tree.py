@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -198,8 +199,27 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_safe(obj):
+    """Strict JSON values: NaN and infinities (json.dumps would write bare NaN/Infinity) become null, and
+    numpy scalars become Python numbers (not strings)."""
+    if type(obj).__module__ == "numpy" and getattr(obj, "ndim", None) == 0:
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def json_bytes(obj) -> bytes:
+    """The one JSON encoding curate writes (local files and object stores alike): sorted, strict."""
+    return (json.dumps(json_safe(obj), indent=2, sort_keys=True, default=str, allow_nan=False) + "\n").encode()
+
+
 def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:

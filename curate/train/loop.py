@@ -49,7 +49,7 @@ from curate.train.models import (
     train_mode,
 )
 from curate.train.prep import Dataset, load_dataset
-from curate.tree import atomic_write_bytes, atomic_write_json, atomic_write_text
+from curate.tree import atomic_write_bytes, atomic_write_json, atomic_write_text, json_safe
 
 CHECKPOINT_FORMAT = "curate-classifier"
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
@@ -199,17 +199,6 @@ def check_resume_options(saved: dict, cfg: TrainConfig, out_dir: Path) -> None:
         raise InputError(f"{out_dir / 'last.pt'} was started with {was}; this command differs",
                          "resume with the same options (only --epochs, --patience, --device and speed options "
                          "may change), or start a new --out")
-
-
-def json_safe(obj):
-    """Strict JSON: NaN and infinities (which json.dumps writes as bare NaN/Infinity) become null."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def save_torch(obj, path: Path) -> None:
