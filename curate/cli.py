@@ -56,6 +56,16 @@ def _register_commands() -> None:
     loaded = [importlib.import_module(f"curate.commands.{name}") for name in mods]
     for mod in sorted(loaded, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
         mod.register(app)
+    for cmd in app.registered_commands:
+        if isinstance(cmd.help, str):
+            cmd.help = _reflow(cmd.help)
+
+
+def _reflow(text: str) -> str:
+    """Join the hard-wrapped lines of each prose paragraph: rich help keeps every newline, so source-wrapped
+    text came out ragged at any terminal width. Indented paragraphs (examples) stay as written."""
+    paras = text.split("\n\n")
+    return "\n\n".join(p if p.startswith(" ") else " ".join(p.strip("\n").split("\n")) for p in paras)
 
 
 _register_commands()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -130,3 +132,60 @@ def test_demo_never_replaces_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "afile").write_text("x")
     with pytest.raises(InputError, match="is a file"):
         build_source(tmp_path / "afile" / "source")
+
+
+BOX_OR_ANSI = re.compile("[\u2500-\u257f\x1b]")  # box-drawing characters, escape sequences
+
+
+def _piped_env(**extra) -> dict:
+    return {**{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR")}, **extra}
+
+
+def test_tables_are_plain_unfolded_text_in_pipes(demo_source):
+    r = run("-m", "curate", "openimages", "--classes", "person,animal", "--source", str(demo_source), "--dry-run",
+            env=_piped_env())
+    assert r.returncode == 0, r.stderr
+    assert not BOX_OR_ANSI.search(r.stdout), r.stdout
+    assert "boxes available" in r.stdout and "images selected" in r.stdout, r.stdout  # headers not folded at 80
+    assert "detections.csv" not in r.stdout  # progress stays on stderr
+
+
+@pytest.fixture(scope="module")
+def bracket_tree(demo_source, tmp_path_factory):
+    """A small crop tree whose path holds rich-markup-like text, and the stdout that built it."""
+    out = tmp_path_factory.mktemp("cli") / "crops[/x]"
+    r = run("-m", "curate", "openimages", "--classes", "animal", "--source", str(demo_source), "--out", str(out),
+            "-j", "1", env=_piped_env())
+    return out, r
+
+
+def test_paths_print_as_typed_never_as_markup(bracket_tree):
+    out, r = bracket_tree
+    assert r.returncode == 0, r.stderr  # '[/x]' once crashed the summary (unexpected MarkupError)
+    assert f"wrote {out}" in r.stdout and f"manifest: {out}/manifest.parquet" in r.stdout, r.stdout
+
+
+def test_dedupe_json_dash_is_clean_json_on_stdout(bracket_tree, tmp_path):
+    out, _ = bracket_tree
+    r = run("-m", "curate", "dedupe", str(out), "--dry-run", "--json", "-", "-j", "1", cwd=tmp_path, env=_piped_env())
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)  # the summary went to stderr
+    assert "clusters" in rep and "leakage_clusters" in rep
+    assert "dry run: nothing moved" in r.stderr
+    assert list(tmp_path.iterdir()) == []  # no file named '-' or '--pairs.csv'
+
+
+def test_kaggle_lists_each_problem_once(tmp_path):
+    from test_kaggle_data import coin_files, write_zip
+
+    src = write_zip(tmp_path / "coins.zip", coin_files())
+    r = run("-m", "curate", "kaggle", "coins", "--out", str(tmp_path / "o"), "--source", str(src), "--label-names",
+            "--no-check-counts", "-j", "1", env=_piped_env())
+    assert r.returncode == 1, r.stderr  # an id without a name is a problem with --label-names
+    assert r.stderr.count("class ids have no name") == 1, r.stderr
+
+
+def test_help_paragraphs_are_reflowed():
+    r = run("-m", "curate", "dedupe", "--help", env=_piped_env(COLUMNS="250"))
+    assert r.returncode == 0, r.stderr
+    assert "near duplicates are images whose perceptual hashes differ" in r.stdout  # once split by a source newline

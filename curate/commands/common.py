@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from dataclasses import dataclass
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 
 @dataclass
@@ -17,8 +19,24 @@ class State:
 
 
 STATE = State()
-out = Console(highlight=False)  # results and summaries (stdout)
+# results and summaries (stdout). markup=False: paths, labels and names are printed as typed, never read as
+# rich markup ('data[1]' stays, '[/x]' does not crash); pass markup=True where a message is built for it.
+out = Console(highlight=False, markup=False)
+if not out.is_terminal and not os.environ.get("COLUMNS"):
+    out = Console(highlight=False, markup=False, width=10_000)  # pipes, files, CI logs: no folded lines or cells
 _err = Console(stderr=True, highlight=False)
+
+
+def plain_output() -> bool:
+    """stdout is a pipe, a file or a dumb terminal: tables get no box-drawing characters."""
+    return not out.is_terminal or out.is_dumb_terminal
+
+
+def table(*headers: str, **kwargs) -> Table:
+    """A results table for `out`: boxed on a terminal, plain aligned columns in pipes and CI logs."""
+    if plain_output():
+        kwargs.update(box=None, show_edge=False)
+    return Table(*headers, **kwargs)
 
 
 def err(message: str) -> None:
@@ -33,9 +51,9 @@ def warn(message: str) -> None:
     _err.print(f"[yellow]warning:[/] {escape(message)}", soft_wrap=True)
 
 
-def info(message: str) -> None:
+def info(message: str, markup: bool = False) -> None:
     if not STATE.quiet:
-        _err.print(message, soft_wrap=True)
+        _err.print(message, soft_wrap=True, markup=markup)
 
 
 def workers_option(default=None):

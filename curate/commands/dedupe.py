@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -38,6 +39,8 @@ Examples:
 
   curate dedupe data/coins --leakage report --json /tmp/dupes.json --dry-run
 
+  curate dedupe data/coins --dry-run --json - | jq .leakage_clusters
+
   curate dedupe --undo data/coins
 
   curate dedupe s3://bucket/coins --dry-run
@@ -60,7 +63,9 @@ def dedupe(
     leakage: str = typer.Option("train", "--leakage", help="Across splits: train (remove eval copies) or report."),
     quarantine: Path = typer.Option(None, "--quarantine", path_type=str, help="Where removed files go (default DIR.quarantine)."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report only; change nothing."),
-    json_path: Path = typer.Option(None, "--json", path_type=str, help="Also write the report (and -pairs.csv) here."),
+    json_path: Path = typer.Option(None, "--json", path_type=str,
+                                   help="Also write the report (and -pairs.csv) here; '-' prints the report JSON "
+                                        "to stdout (the summary goes to stderr)."),
     undo: bool = typer.Option(False, "--undo", help="Put back the files the last dedupe moved."),
     force: bool = typer.Option(False, "--force", help="With --undo: when some files are missing or changed, "
                                "still restore the rest, list those, and go on to older runs."),
@@ -73,7 +78,14 @@ def dedupe(
     common.use_ray_address(engine, ray_address)
     root = as_location(root)
     quarantine = as_location(quarantine) if quarantine else None
-    json_path = as_location(json_path) if json_path else None
+    to_stdout = str(json_path) == "-"
+    json_path = as_location(json_path) if json_path and not to_stdout else None
+
+    def say(line: str) -> None:  # the human summary; on stderr when stdout carries the JSON report
+        if to_stdout:
+            common.info(line)
+        else:
+            common.out.print(line, soft_wrap=True)
     if force and not undo:
         raise typer.BadParameter("--force goes with --undo", param_hint="--force")
     if undo:
@@ -89,16 +101,14 @@ def dedupe(
                 f"in {s['clusters']} clusters)")
         if s["unreadable"]:
             line += f", {s['unreadable']} unreadable"
-        common.out.print(line, soft_wrap=True)
+        say(line)
     r = res.result
     exact = sum(c.kind == "exact" for c in r.clusters)
-    common.out.print(f"{len(r.clusters)} clusters ({exact} exact, {len(r.clusters) - exact} near); "
-                     f"leakage: {res.leakage} clusters span splits; label conflicts: {res.label_conflicts}",
-                     soft_wrap=True)
+    say(f"{len(r.clusters)} clusters ({exact} exact, {len(r.clusters) - exact} near); "
+        f"leakage: {res.leakage} clusters span splits; label conflicts: {res.label_conflicts}")
     rejected = int((~r.pairs["verified"]).sum()) if len(r.pairs) else 0
     if rejected:
-        common.out.print(f"{rejected} candidate pairs within the threshold failed verification (kept apart)",
-                         soft_wrap=True)
+        say(f"{rejected} candidate pairs within the threshold failed verification (kept apart)")
     for p, reason in r.unreadable[:10]:
         common.warn(f"unreadable ({reason}), left in place: {p}")
     if len(r.unreadable) > 10:
@@ -106,10 +116,15 @@ def dedupe(
     for c in [c for c in r.clusters if c.label_conflict][:5]:
         common.warn(f"label conflict ({', '.join(c.labels)}): {', '.join(c.members[:4])}")
     if dry_run:
-        common.out.print("dry run: nothing moved or written", soft_wrap=True)
+        say("dry run: nothing moved" + ("" if json_path else " or written"))
     else:
-        common.out.print(f"moved {res.moved} files to {res.quarantine}; undo with: curate dedupe --undo {root}",
-                         soft_wrap=True)
+        say(f"moved {res.moved} files to {res.quarantine}; undo with: curate dedupe --undo {root}")
+    if to_stdout:
+        from curate.dedupe_apply import report_json
+        from curate.tree import json_bytes
+
+        sys.stdout.write(json_bytes(report_json(res)).decode())
+        sys.stdout.flush()
     raise typer.Exit(1 if r.unreadable or res.label_conflicts else 0)
 
 

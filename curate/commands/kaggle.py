@@ -54,7 +54,7 @@ def kaggle(
     )
     if res.up_to_date:
         info(f"{out_dir} is up to date with {res.dataset} (nothing to do)")
-    if res.unknown_ids:
+    if res.unknown_ids and not label_names:  # with --label-names it is one of res.problems, listed below
         warn(f"{len(res.unknown_ids)} class ids have no name: {', '.join(res.unknown_ids[:10])}")
     if res.unmapped_names:
         warn(f"{len(res.unmapped_names)} names have no class folder: {', '.join(res.unmapped_names[:10])}")

@@ -6,7 +6,7 @@ from enum import Enum
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from curate.commands import common
 
@@ -116,9 +116,10 @@ def _list(oi, pattern, classes, source, split, download_dir) -> None:
         sel = resolve(classes, index)
         for label, names in sel.expansion(index).items():
             roots = ", ".join(index.name(m) for m in sel.items[label])
-            common.out.print(f"[bold]{label}[/] ({roots}) -> {len(names)} classes: {', '.join(names)}")
+            common.out.print(Text.assemble((label, "bold"), f" ({roots}) -> {len(names)} classes: {', '.join(names)}"),
+                             soft_wrap=True)
         return
-    t = Table("class", "MID", "subclasses", "parts", title=f"Open Images classes matching '{pattern}'")
+    t = common.table("class", "MID", "subclasses", "parts", title=f"Open Images classes matching '{pattern}'")
     for mid in index.search(pattern):
         t.add_row(index.name(mid), mid, str(len(index.descendants(mid)) - 1), str(len(index.parts.get(mid, []))))
     common.out.print(t)
@@ -128,7 +129,7 @@ def _print_plan(prep, dry_run: bool) -> None:
     if common.STATE.quiet and not dry_run:
         return
     sel = prep.chosen
-    t = Table("label", "classes", "boxes available", "images available", "boxes selected", "images selected",
+    t = common.table("label", "classes", "boxes available", "images available", "boxes selected", "images selected",
               title=f"Open Images {prep.layout.split}: plan" + (" (dry run)" if dry_run else ""))
     exp = prep.selection.expansion(prep.index)
     for label, row in sel.table.iterrows():
@@ -148,10 +149,11 @@ def _print_plan(prep, dry_run: bool) -> None:
 def _print_result(res) -> None:
     from curate.storage import join
 
-    t = Table("split", "label", "crops", title=f"wrote {res.out}")
+    t = common.table("split", "label", "crops")
     for split, labels in res.counts.items():
         for label, n in labels.items():
             t.add_row(split, label, f"{n:,}")
+    common.out.print(f"wrote {res.out}", soft_wrap=True)  # not the table's title: a long path would be folded
     common.out.print(t)
     if res.skips_by_reason:
         common.out.print("skipped boxes: " + ", ".join(f"{k} {v:,}" for k, v in res.skips_by_reason.items()))

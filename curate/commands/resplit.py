@@ -92,13 +92,11 @@ def resplit(
 
 
 def _print_table(table) -> None:
-    from rich.table import Table
-
-    t = Table("label", *[c for c in table.columns], show_edge=False)
+    t = common.table("label", *[c for c in table.columns], show_edge=False)
     for label, row in table.iterrows():
         t.add_row(str(label), *[str(v) for v in row.tolist()])
     total = table.sum()
-    t.add_row("[bold]total", *[f"[bold]{v}" for v in total.tolist()])
+    t.add_row("total", *[str(v) for v in total.tolist()], style="bold")
     common.out.print(t)
 
 

@@ -37,11 +37,13 @@ def run(
     dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the plan; run nothing."),
     force: bool = typer.Option(False, "--force", help="Run every selected step, even if unchanged."),
 ) -> None:
+    from rich.markup import escape
+
     from curate.pipeline import parse_set, run_pipeline
 
     def on_step(step, res) -> None:
         if res is None:
-            info(f"[bold]▶ {step.id}[/]: curate {step.command} {' '.join(step.argv)}")
+            info(f"[bold]▶ {escape(step.id)}[/]: {escape(' '.join(['curate', step.command, *step.argv]))}", markup=True)
         elif res.status == "failed":
             err(f"step {step.id} failed (exit {res.exit_code}){': ' + res.message if res.message else ''}")
         elif res.exit_code:

@@ -135,9 +135,9 @@ def predict_cmd(
 
 
 def _table(header: list[str], rows: list[list[str]], title: str | None) -> None:
-    from rich.table import Table
+    from curate.commands.common import table
 
-    t = Table(title=title, show_lines=False)
+    t = table(title=title, show_lines=False)
     for i, h in enumerate(header):
         t.add_column(h, overflow="fold", no_wrap=i == 0)
     for r in rows:
