@@ -79,22 +79,28 @@ class LocalExecutor:
         window = 2 * n  # bounded in flight: memory stays flat however many items there are
         # concurrent.futures (not multiprocessing.Pool): a worker that dies (OOM killer, segfault) raises
         # BrokenProcessPool here instead of hanging the run forever.
-        with ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker) as pool:
-            pending: deque = deque()
+        pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker)
+        pending: deque = deque()
+        finished = False
+        try:
             it = iter(items)
-            try:
-                for item in it:
-                    pending.append(pool.submit(fn, item))
-                    if len(pending) >= window:
-                        yield pending.popleft().result()
-                while pending:
+            for item in it:
+                pending.append(pool.submit(fn, item))
+                if len(pending) >= window:
                     yield pending.popleft().result()
-            except BrokenProcessPool as e:
-                raise CurateError("a worker process died (out of memory?); re-run to resume, "
-                                  "or use fewer --workers") from e
-            finally:
-                for f in pending:
-                    f.cancel()
+            while pending:
+                yield pending.popleft().result()
+            finished = True
+        except BrokenProcessPool as e:
+            raise CurateError("a worker process died (out of memory?); re-run to resume, "
+                              "or use fewer --workers") from e
+        finally:
+            for f in pending:
+                f.cancel()
+            if finished:
+                pool.shutdown(wait=True)
+            else:  # Ctrl-C, an error or an abandoned generator: don't wait for the running items
+                _terminate(pool)
 
     def map(
         self,
@@ -116,6 +122,18 @@ class LocalExecutor:
             for size, result in zip(sizes, self._iter(fn, items), strict=True):
                 bar.advance(task, size)
                 yield result
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: waiting would finish every running (and queued) item first, minutes for big shards.
+    Workers ignore SIGINT, so they are terminated; every stage writes atomically or marker-last."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(timeout=5)
 
 
 ENGINES: dict[str, Callable[..., Any]] = {"local": LocalExecutor}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -32,6 +33,8 @@ def connect(address: str | None = None, workers: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _probe(address)
     try:
         with warnings.catch_warnings():  # Ray Client's timeout warning repeats the error below
             warnings.simplefilter("ignore")
@@ -45,6 +48,20 @@ def connect(address: str | None = None, workers: int | None = None) -> None:
         raise InputError(f"cannot start or reach a Ray cluster {where}: {msg}",
                          "start one with `ray start --head`, check --ray-address, or drop it "
                          "for a local cluster") from e
+
+
+def _probe(address: str) -> None:
+    """One quick TCP connect to HOST:PORT (GCS or Ray Client port) first: for a port where nothing
+    listens, ray.init retries for about ten minutes before it gives up. "auto" is left to Ray."""
+    host, sep, port = address.split("://", 1)[-1].split("/", 1)[0].rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+    except OSError as e:
+        raise InputError(f"cannot reach a Ray cluster at {address}: {e.strerror or type(e).__name__}",
+                         "check --ray-address (HOST:6379 for `ray start --head`, ray://HOST:10001 for "
+                         "Ray Client) and that the cluster is up") from None
 
 
 def _call(fn: Callable, item: Any, attempts: int) -> Any:

@@ -18,6 +18,8 @@ from typing import BinaryIO
 from curate.errors import InputError
 from curate.tree import atomic_write_bytes
 
+_GLOB_CHARS = frozenset("*?[")  # fsspec expands these in the paths given to copy/rm/cat/get/put
+
 STORE_HINT = "check the bucket exists and the credentials/endpoint (AWS_PROFILE, AWS_ENDPOINT_URL …)"
 
 
@@ -42,11 +44,31 @@ def filesystem(url: str):
     except ImportError as e:
         raise InputError(f"{url} needs fsspec", "pip install 'curate[s3]'") from e
     try:
-        return fsspec.core.url_to_fs(url)
+        opts = _store_options(url)
+        fs, path = fsspec.core.url_to_fs(url, **(opts or {}))
+        if opts is not None:
+            fs.retries = S3_ATTEMPTS  # s3fs's own retry loop (a class attribute, not an argument)
+        return fs, path
     except ImportError as e:  # e.g. s3fs or gcsfs missing for this protocol
         raise InputError(f"{url}: {e}", "s3:// needs pip install 'curate[s3]'; gs:// needs gcsfs") from e
     except ValueError as e:
         raise InputError(f"{url}: {e}", "use s3://bucket/prefix, gs://bucket/prefix or file:///path") from e
+
+
+# An endpoint that accepts connections but never answers must not stall a run for minutes: by default s3fs
+# tries a request 5 times and botocore each of those 5 times (15 s read timeout each: about 7 minutes per
+# request). Here s3fs's own loop (connection errors, timeouts, broken bodies, SlowDown; with backoff) tries
+# S3_ATTEMPTS times and botocore's standard mode (5xx, throttling) 2 times: about a minute when nothing
+# answers. AWS_MAX_ATTEMPTS / AWS_RETRY_MODE in the environment give botocore's settings back.
+S3_ATTEMPTS = 2
+
+
+def _store_options(url: str) -> dict | None:
+    if url.split("://", 1)[0] not in ("s3", "s3a"):
+        return None
+    if os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE"):
+        return {}
+    return {"config_kwargs": {"retries": {"total_max_attempts": 2, "mode": "standard"}}}
 
 
 _fs = filesystem  # older name
@@ -160,8 +182,15 @@ def remove_tree(path: str | os.PathLike) -> None:
         fs, p = filesystem(str(path))
         with _store_errors(str(path)):
             fs.invalidate_cache(p)
-            if fs.exists(p):
-                fs.rm(p, recursive=True)
+            keys = fs.find(p) if fs.exists(p) else []  # a listing: literal keys, never a glob pattern
+            # fs.rm globs '*', '?' and '[' in a path ("crops?/train" also matches "cropsX/train"), so keys
+            # holding one are deleted one by one; the others go out in batched deletes.
+            literal = [k for k in keys if not _GLOB_CHARS.intersection(k)]
+            if literal:
+                fs.rm(literal)
+            for k in keys:
+                if _GLOB_CHARS.intersection(k):
+                    fs.rm_file(k)
         return
     import shutil
 

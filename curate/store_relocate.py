@@ -117,8 +117,14 @@ class UrlRelocation:
         self._line({"from": src, "to": dst, "sha256": sha256})
         fs, s = storage.filesystem(src)
         _, d = storage.filesystem(dst)
-        with storage._store_errors(src):
-            fs.copy(s, d)
+        try:
+            with storage._store_errors(src):
+                fs.cp_file(s, d)  # not fs.copy: it globs '?', '*' and '[' in key names
+        except FileNotFoundError:
+            self._line({"cancel": src})  # nothing was copied or deleted
+            raise CurateError(f"{src} disappeared since it was hashed; stopped before moving it",
+                              f"rerun `curate {self.op}`; `curate {self.op} --undo {self.root}` puts back "
+                              "what was moved") from None
         if _sha(storage.read_bytes(dst)) != sha256:
             with storage._store_errors(dst):
                 fs.rm_file(d)  # our copy of a source that changed since it was hashed

@@ -116,6 +116,29 @@ def test_missing_ray_is_one_actionable_error(monkeypatch):
         make_executor("ray", workers=1)
 
 
+def test_local_pool_stops_at_once_on_ctrl_c_or_error():
+    """Ctrl-C (or an error) used to wait for every running and queued item: 37 s for 20 s items."""
+    import time
+
+    ex = make_executor("local", workers=2, quiet=True)
+    it = ex.map(time.sleep, [0, 30, 30, 30, 30])
+    assert next(it) is None
+    start = time.monotonic()
+    it.close()  # what an exception in the consumer, or KeyboardInterrupt, does to the generator
+    assert time.monotonic() - start < 10
+
+
+def test_an_address_where_nothing_listens_is_one_line_not_a_ten_minute_wait(demo_source, tmp_path):
+    pytest.importorskip("ray")
+    from test_storage import _free_port
+
+    r = subprocess.run([sys.executable, "-m", "curate", "-q", "openimages", "--classes", "animal", "--source",
+                        str(demo_source), "--out", str(tmp_path / "x"), "--engine", "ray", "--ray-address",
+                        f"127.0.0.1:{_free_port()}"], capture_output=True, text=True, timeout=90)
+    assert r.returncode == 2 and "cannot reach a Ray cluster at 127.0.0.1:" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 # ---------------------------------------------------------------- the pipelines on Ray
 
 

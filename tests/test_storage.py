@@ -139,6 +139,7 @@ def test_missing_bucket_is_one_actionable_line(s3):
 
 def _objects(s3, url: str) -> dict[str, str]:
     root = url[len("s3://"):]
+    s3.invalidate_cache()  # curate's own s3fs instance (its retry settings) wrote there, not this one
     return {k[len(root) + 1:]: hashlib.sha256(s3.cat_file(k)).hexdigest() for k in s3.find(root)}
 
 
@@ -214,3 +215,27 @@ def test_cli_s3_source_and_out(s3, s3_source, bucket):
                         f"s3://{bucket}/none", "--out", f"s3://{bucket}/x"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and "holds no objects" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_remove_tree_never_globs_into_other_prefixes(bucket):
+    """fsspec's rm expands '?', '*' and '[': `crops?/train` also matched `cropsX/train` (another tree)."""
+    for key in ("crops?/train/a/1.jpg", "crops?/train/a/x[1]*.jpg", "crops?/manifest.parquet", "crops?/train2/k.jpg",
+                "cropsX/train/a/2.jpg", "cropsX/manifest.parquet"):
+        storage.write_bytes(f"s3://{bucket}/{key}", b"data")
+    storage.remove_tree(f"s3://{bucket}/crops?/train")
+    storage.remove_tree(f"s3://{bucket}/crops?/manifest.parquet")
+    storage.remove_tree(f"s3://{bucket}/crops?/nothing-here")
+    assert sorted(storage.list_objects(f"s3://{bucket}/cropsX")) == ["manifest.parquet", "train/a/2.jpg"]
+    assert sorted(storage.list_objects(f"s3://{bucket}/crops?")) == ["train2/k.jpg"]
+
+
+def test_s3_requests_are_not_retried_for_minutes(s3, monkeypatch):
+    """s3fs's 5 tries x botocore's 5 attempts x a 15-30 s read timeout held a run ~7 minutes on an endpoint
+    that accepts connections and never answers; now 2 x 2 (about a minute; AWS_MAX_ATTEMPTS still wins)."""
+    monkeypatch.delenv("AWS_MAX_ATTEMPTS", raising=False)
+    monkeypatch.delenv("AWS_RETRY_MODE", raising=False)
+    fs, _ = storage.filesystem("s3://some-bucket/x")
+    assert fs.retries == storage.S3_ATTEMPTS == 2
+    assert fs.config_kwargs["retries"]["total_max_attempts"] == 2
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "6")
+    assert "retries" not in storage.filesystem("s3://some-bucket/x")[0].config_kwargs
