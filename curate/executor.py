@@ -42,18 +42,14 @@ def default_workers() -> int:
 
 
 def progress_bar(quiet: bool = False) -> Progress:
-    """The one progress bar style of curate (stderr; silent with --quiet)."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=_console,
-        disable=quiet,
-        transient=False,
-    )
+    """The one progress bar style of curate (stderr; silent with --quiet). Where stderr is not a terminal
+    (CI logs, files) each task leaves one plain line when it ends: `hashing 21/21 images 0:00:03`."""
+    live = _console.is_interactive
+    columns = [TextColumn("[bold]{task.description}" if live else "{task.description}")]
+    columns += [BarColumn()] if live else []
+    columns += [MofNCompleteColumn(), TextColumn("{task.fields[unit]}"), TimeElapsedColumn()]
+    columns += [TimeRemainingColumn()] if live else []
+    return Progress(*columns, console=_console, disable=quiet, transient=False)
 
 
 def _init_worker() -> None:

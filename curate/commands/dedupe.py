@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def dedupe(
     if dry_run:
         say("dry run: nothing moved" + ("" if json_path else " or written"))
     else:
-        say(f"moved {res.moved} files to {res.quarantine}; undo with: curate dedupe --undo {root}")
+        say(f"moved {res.moved} files to {res.quarantine}; undo with: curate dedupe --undo {shlex.quote(str(root))}")
     if to_stdout:
         from curate.dedupe_apply import report_json
         from curate.tree import json_bytes
@@ -140,6 +141,6 @@ def _undo(root: Path | str, force: bool = False) -> None:
     for p in rep.conflicts:
         common.err(f"not restored (a file is in the way or its bytes changed): {p}")
     if not rep.ok and not force:
-        common.err(f"undo stopped there: fix those and undo again, or `curate dedupe --undo --force {root}` "
+        common.err(f"undo stopped there: fix those and undo again, or `curate dedupe --undo --force {shlex.quote(str(root))}` "
                    "to restore the rest")
     raise typer.Exit(0 if rep.ok else 1)

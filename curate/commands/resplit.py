@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -87,7 +88,7 @@ def resplit(
         raise typer.Exit(0)
     moved, journal = apply_resplit(plan)
     if moved:
-        common.out.print(f"moved {moved} files; undo with: curate resplit --undo {root}", soft_wrap=True)
+        common.out.print(f"moved {moved} files; undo with: curate resplit --undo {shlex.quote(str(root))}", soft_wrap=True)
     raise typer.Exit(0)
 
 
@@ -110,6 +111,6 @@ def _undo(root: Path, force: bool = False) -> None:
     for p in rep.missing + rep.conflicts:
         common.err(f"not restored: {p}")
     if not rep.ok and not force:
-        common.err(f"undo stopped there: fix those and undo again, or `curate resplit --undo --force {root}` "
+        common.err(f"undo stopped there: fix those and undo again, or `curate resplit --undo --force {shlex.quote(str(root))}` "
                    "to restore the rest")
     raise typer.Exit(0 if rep.ok else 1)

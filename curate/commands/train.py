@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import typer
@@ -96,7 +97,7 @@ def train_cmd(
     try:
         res = train_api(root, out=out_dir, arch=arch, quiet=STATE.quiet, resume=resume, overwrite=overwrite, **opts)
     except KeyboardInterrupt:
-        where = f"--out {out_dir}" if out_dir else "--out RUN_FOLDER"
+        where = f"--out {shlex.quote(str(out_dir))}" if out_dir else "--out RUN_FOLDER"
         raise Interrupted("interrupted; every finished epoch is in last.pt",
                           f"continue with the same command and options plus `{where} --resume`") from None
     m = res.metrics
