@@ -217,6 +217,16 @@ def test_freeze_keeps_frozen_batchnorm_still():
     assert not torch.equal(before["layer4.1.bn2.running_mean"], after["layer4.1.bn2.running_mean"])
 
 
+def test_frozen_blocks_run_in_eval_mode_dropout_included():
+    # EfficientNet's StochasticDepth in the frozen stages would make the features noisy only in training.
+    model, info = build_model("efficientnet_b0", 3, weights="none")
+    train_mode(model, info["frozen_norms"])
+    point = info["freeze_until"]  # features.7: the last stage trains
+    for n, m in model.named_modules():
+        if type(m).__name__ in ("StochasticDepth", "Dropout", "BatchNorm2d"):
+            assert m.training == (n.startswith((point + ".", "features.8", "classifier"))), n
+
+
 @pytest.mark.parametrize("arch", ["mobilenet_v3_small", "efficientnet_b0", "squeezenet1_1", "shufflenet_v2_x0_5",
                                   "densenet121"])
 def test_any_torchvision_model_gets_a_new_head(arch):

@@ -210,7 +210,8 @@ def check_freeze_point(model: nn.Module, arch: str, point: str) -> int:
 
 
 def freeze(model: nn.Module, arch: str, freeze_until: str, head: str) -> tuple[str, list[str]]:
-    """Freeze parameters before `freeze_until`; returns (resolved point, frozen norm-layer names)."""
+    """Freeze parameters before `freeze_until`; returns (resolved point, names of the modules train_mode
+    keeps in eval mode: every wholly frozen block, and frozen BatchNorm layers elsewhere)."""
     point = auto_freeze_point(arch, model) if freeze_until == "auto" else freeze_until
     names = [n for n, _ in model.named_parameters()]
     if point == "none":
@@ -221,16 +222,25 @@ def freeze(model: nn.Module, arch: str, freeze_until: str, head: str) -> tuple[s
         cut = check_freeze_point(model, arch, point)
     for i, (n, p) in enumerate(model.named_parameters()):
         p.requires_grad = i >= cut or n.startswith(head + ".")
+    # A wholly frozen block is a fixed feature extractor: in eval mode its BatchNorm statistics stay put and
+    # its Dropout / StochasticDepth stay off, so the head trains on the features it will see at inference.
+    frozen: list[str] = []
+    for n, m in model.named_modules():  # parents come before their children: the outermost block wins
+        ps = list(m.parameters())
+        if n and ps and not any(p.requires_grad for p in ps) and not any(n.startswith(f + ".") for f in frozen):
+            frozen.append(n)
     frozen_norms = [
         n for n, m in model.named_modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm)
         and all(not p.requires_grad for p in m.parameters(recurse=False))
+        and n not in frozen and not any(n.startswith(f + ".") for f in frozen)
     ]
-    return point, frozen_norms
+    return point, frozen + frozen_norms
 
 
 def train_mode(model: nn.Module, frozen_norms: list[str]) -> None:
-    """model.train(), with frozen BatchNorm layers kept in eval mode (running stats untouched)."""
+    """model.train(), with wholly frozen blocks and frozen BatchNorm layers kept in eval mode (running
+    statistics untouched, dropout off inside frozen blocks)."""
     model.train()
     for n in frozen_norms:
         model.get_submodule(n).eval()
