@@ -53,6 +53,17 @@ def make_tree(root: Path, classes=CLASSES, n_train=8, n_val=3, size=48, seed=0, 
     return root
 
 
+def interrupted_after(n: int, root, **kwargs) -> None:
+    """A training run stopped by Ctrl-C right after epoch n (last.pt holds epoch n)."""
+
+    def stop(epoch, row):
+        if epoch == n:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(root, on_epoch_end=stop, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory) -> Path:
     return make_tree(tmp_path_factory.mktemp("train") / "tree")
@@ -98,12 +109,7 @@ def test_loss_decreases_on_learnable_set(tree, tmp_path):
 def test_resume_continues_exactly(tree, run, tmp_path):
     out = tmp_path / "b"
 
-    def stop(epoch, row):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(tree, out=out, epochs=3, patience=0, quiet=True, on_epoch_end=stop, **FAST)
+    interrupted_after(1, tree, out=out, epochs=3, patience=0, quiet=True, **FAST)
     assert (out / "last.pt").exists()
     with pytest.raises(InputError, match="already holds"):
         train(tree, out=out, epochs=3, patience=0, quiet=True, **FAST)
@@ -126,12 +132,7 @@ def test_cuda_recipe_runs_on_cpu_fp16_scaler_channels_last(tree, tmp_path, monke
     opts = {**FAST, "channels_last": True, "patience": 0, "quiet": True}
     out = tmp_path / "fp16"
 
-    def stop(epoch, row):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(tree, out=out, epochs=2, on_epoch_end=stop, **opts)
+    interrupted_after(1, tree, out=out, epochs=2, **opts)
     last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     assert last["scaler"] and last["scaler"]["scale"] > 0
     res = train(tree, out=out, epochs=2, resume=True, **opts)
@@ -458,13 +459,8 @@ def test_trains_from_an_s3_tree(tree, tmp_path, monkeypatch):
 def test_resume_with_more_epochs_stretches_the_cosine(tree, tmp_path):
     out = tmp_path / "longer"
 
-    def stop(epoch, row):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
     opts = {**FAST, "patience": 0, "quiet": True}
-    with pytest.raises(KeyboardInterrupt):
-        train(tree, out=out, epochs=4, on_epoch_end=stop, **opts)
+    interrupted_after(2, tree, out=out, epochs=4, **opts)
     res = train(tree, out=out, epochs=6, resume=True, **opts)  # asked for more epochs while resuming
     lrs = [h["lr"] for h in res.history]
     assert len(lrs) == 6 and lrs[0] == pytest.approx(3e-3)
@@ -519,12 +515,7 @@ def test_googlenet_keeps_transform_input_and_one_dropout(tree, tmp_path, monkeyp
     opts = {**FAST, "arch": "googlenet", "weights": "imagenet", "freeze_until": "head", "patience": 0, "quiet": True}
     out = tmp_path / "g"
 
-    def stop(epoch, row):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        train(tree, out=out, epochs=2, on_epoch_end=stop, **opts)
+    interrupted_after(1, tree, out=out, epochs=2, **opts)
     cached.unlink()  # everything a resume needs is in last.pt
     res = train(tree, out=out, epochs=2, resume=True, **opts)
     assert len(res.history) == 2
