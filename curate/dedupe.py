@@ -1,7 +1,7 @@
 """Exact and near-duplicate clusters of a tree: a read-only analysis (`find_duplicates`).
 
-1. Exact: identical bytes (sha256), then identical decoded pixels (checked only where the perceptual
-   hash, size and format already agree). Certain and cheap.
+1. Exact: identical bytes (sha256), then identical decoded pixels (checked only where the size
+   agrees and the perceptual hashes are close). Certain and cheap.
 2. Near: exact groups whose perceptual hashes are within `threshold` bits (curate.dupsearch finds the
    pairs without comparing all of them), then a verification pass: normalised cross-correlation of
    96-pixel grayscale thumbnails, searched over small shifts and scales (crops), must reach VERIFY_MIN.
@@ -32,7 +32,7 @@ VERIFY_SIDE = 96  # side at which thumbnails are compared
 MAX_CHROMA_SHIFT = 20.0  # mean CIELAB (a*, b*) distance a near pair may have (dupsynth edits: < 9)
 KEEP_POLICIES = ("largest", "bytes", "first")
 LEAKAGE_POLICIES = ("train", "report")
-STAR_ABOVE = 64  # larger groups of equal hashes are verified against their first member only
+STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see find_duplicates, step 3)
 
 
 @dataclass
@@ -296,7 +296,8 @@ def find_duplicates(
     ex = make_executor(engine, workers, quiet)
     paths = ok["path"].tolist()
 
-    # 1. exact groups: same bytes, then same pixels among same-hash, same-size byte groups
+    # 1. exact groups: same bytes, then same decoded pixels among byte groups of the same size whose hashes
+    # are close (not only equal: a PNG of a JPEG's decoded pixels hashes a few bits away from the JPEG)
     sha_first: dict[str, int] = {}
     unit = np.empty(len(ok), dtype=np.int64)
     for i, sha in enumerate(ok["sha256"]):
@@ -306,8 +307,15 @@ def find_duplicates(
     dsu = _DSU(len(ok))
     for i in range(len(ok)):
         dsu.union(i, int(unit[i]))
-    same = rep_df.groupby(["hash", "width", "height", "format"], sort=True)["path"].transform("size") > 1
-    cand = rep_df.index[same.to_numpy()].tolist()
+    same_size = rep_df[rep_df.groupby(["width", "height"], sort=True)["path"].transform("size") > 1]
+    close = min(nbits - 1, default_threshold(hash_size, verify=False))
+    cand_set: set[int] = set()
+    for _, g in same_size.groupby(["width", "height"], sort=True):
+        gi, gj, _ = hamming_pairs(pack(g["hash"].tolist(), nbits), close, nbits)
+        at = g.index.to_numpy()
+        cand_set.update(at[gi].tolist())
+        cand_set.update(at[gj].tolist())
+    cand = sorted(cand_set)
     if cand:
         shards = [cand[k : k + 16] for k in range(0, len(cand), 16)]
         tasks = [[storage.join(root, paths[i]) for i in s] for s in shards]
@@ -318,7 +326,14 @@ def find_duplicates(
             if d is not None:
                 dsu.union(i, first.setdefault(d, i))
     exact = np.array([dsu.find(i) for i in range(len(ok))], dtype=np.int64)
-    groups = np.unique(exact)  # one representative (smallest index = first path) per exact group
+    # one representative per exact group, chosen by content (smallest sha256), never by file name: its
+    # hash and thumbnail stand for the group, so renaming files cannot change what is found
+    shas = ok["sha256"].tolist()
+    rep_of: dict[int, int] = {}
+    for i, r in enumerate(exact.tolist()):
+        if r not in rep_of or shas[i] < shas[rep_of[r]]:
+            rep_of[r] = i
+    groups = np.array(sorted(rep_of.values()), dtype=np.int64)
 
     pair_rows: list[dict] = []
     for i in range(len(ok)):
@@ -328,14 +343,16 @@ def find_duplicates(
 
     # 2. near pairs between exact groups: equal hashes, then the Hamming search over distinct hashes
     ghash = ok["hash"].to_numpy()[groups]
+    gsha = [shas[int(i)] for i in groups]
     uniq, inv = np.unique(ghash, return_inverse=True)
     members: list[list[int]] = [[] for _ in range(len(uniq))]
     for g, u in enumerate(inv):
         members[u].append(g)
     near: list[tuple[int, int, int]] = []  # (group a, group b, distance)
+    stars: list[list[int]] = []  # big buckets of equal hashes: verified as stars around their first member
     for m in members:
         if len(m) > STAR_ABOVE:
-            near += [(m[0], b, 0) for b in m[1:]]
+            stars.append(sorted(m, key=lambda g: (gsha[g], g)))
         else:
             near += [(a, b, 0) for k, a in enumerate(m) for b in m[k + 1 :]]
     if len(uniq) > 1 and threshold > 0:
@@ -346,32 +363,55 @@ def find_duplicates(
 
     # 3. verification of near pairs on pixels
     gpath = [paths[int(groups[g])] for g in range(len(groups))]
-    sims = [1.0] * len(near)
-    if verify and near:
-        need = sorted({g for a, b, _ in near for g in (a, b)})
+    thumbs: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+    def check(batch: list[tuple[int, int, int]]) -> list[float]:
+        if not verify or not batch:
+            return [1.0] * len(batch)
+        need = sorted({g for a, b, _ in batch for g in (a, b)} - thumbs.keys())
         shards = [need[k : k + 32] for k in range(0, len(need), 32)]
-        thumbs = dict(zip(need, (t for ts in ex.map(_thumb_shard, [[storage.join(root, gpath[g]) for g in sh]
-                                                                     for sh in shards],
-                                                    desc="thumbnails", units=len, unit="images") for t in ts),
-                          strict=True))
+        got = ex.map(_thumb_shard, [[storage.join(root, gpath[g]) for g in sh] for sh in shards],
+                     desc="thumbnails", units=len, unit="images")
+        thumbs.update(zip(need, (t for ts in got for t in ts), strict=True))
         tasks = []
-        for k in range(0, len(near), 256):
-            chunk = near[k : k + 256]
+        for k in range(0, len(batch), 256):
+            chunk = batch[k : k + 256]
             ids = sorted({g for a, b, _ in chunk for g in (a, b)})
             local = {g: n for n, g in enumerate(ids)}
             tasks.append(([thumbs[g] for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
-        sims = [s for ss in ex.map(_sim_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
+        return [s for ss in ex.map(_sim_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
                                    unit="pairs") for s in ss]
+
+    def passes(s: float) -> bool:
+        return s >= min_similarity if verify else True
+
+    # a star leaves out the members its centre does not match (another look-alike family with the same
+    # hash, e.g. blank images of another colour): they form the next star, until few enough for all pairs
+    checked: list[tuple[tuple[int, int, int], float]] = []
+    todo = near
+    while todo or stars:
+        batch = todo + [(m[0], b, 0) for m in stars for b in m[1:]]
+        sims = check(batch)
+        checked += zip(batch, sims, strict=True)
+        rest = iter(sims[len(todo) :])
+        todo, next_stars = [], []
+        for m in stars:
+            left = [b for b in m[1:] if not passes(next(rest))]
+            if len(left) > STAR_ABOVE:
+                next_stars.append(left)
+            else:
+                todo += [(a, b, 0) for k, a in enumerate(left) for b in left[k + 1 :]]
+        stars = next_stars
     pair_dist: dict[int, int] = {}
-    for (a, b, d), s in zip(near, sims, strict=True):
-        ok_pair = (s >= min_similarity) if verify else True
-        pair_rows.append({"a": gpath[a], "b": gpath[b], "distance": int(d), "kind": "near",
+    for (a, b, d), s in checked:
+        ok_pair = passes(s)
+        pa, pb = sorted((gpath[a], gpath[b]))
+        pair_rows.append({"a": pa, "b": pb, "distance": int(d), "kind": "near",
                           "verified": bool(ok_pair), "similarity": round(float(s), 4) if verify else None})
         if ok_pair:
-            ra, rb = int(groups[a]), int(groups[b])
-            dsu.union(ra, rb)
-    for (a, _b, d), s in zip(near, sims, strict=True):
-        if (s >= min_similarity) or not verify:
+            dsu.union(int(groups[a]), int(groups[b]))
+    for (a, _b, d), s in checked:
+        if passes(s):
             r = dsu.find(int(groups[a]))
             pair_dist[r] = max(pair_dist.get(r, 0), int(d))
 

@@ -30,6 +30,7 @@ COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "forma
 HASH_DECODE_SIDE = 48  # reduced JPEG decoding keeps both sides at least this long (6 x hash_size)
 CACHE_VERSION = 1
 SHARD = 48  # files per executor task
+NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
 
 def check_params(hash_name: str, hash_size: int) -> None:
@@ -203,7 +204,9 @@ def hash_files(
 
 
 def _write_cache(cpath: Path, df: pd.DataFrame, stats: dict[str, tuple[int, int | str]], old: dict) -> None:
-    keep = df[[s >= 0 for s, _ in (stats[p] for p in df["path"])]].drop(columns=["split", "label"])
+    sizes = [stats[p][0] for p in df["path"]]
+    cacheable = [s >= 0 and e not in NOT_CACHED for s, e in zip(sizes, df["error"], strict=True)]
+    keep = df[cacheable].drop(columns=["split", "label"])
     keep["_size"] = [stats[p][0] for p in keep["path"]]
     keep["_mtime"] = [stats[p][1] for p in keep["path"]]
     others = [r for p, r in old.items() if p not in stats]  # files outside this call stay cached

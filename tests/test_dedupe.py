@@ -339,3 +339,31 @@ def test_alike_in_gray_but_not_in_colour_are_not_duplicates(tmp_path):
     dupsynth.save(tmp_path / "t/train/red/b.jpg", dupsynth.jpeg(red, 80))  # a real near copy stays one
     res = find_duplicates(tmp_path / "t", workers=1, quiet=True)
     assert [sorted(c.members) for c in res.clusters] == [["train/red/a.png", "train/red/b.jpg"]]
+
+
+def test_png_of_a_jpeg_is_an_exact_copy_even_with_another_hash(tmp_path):
+    # the PNG holds the JPEG's decoded pixels; its hash (full decode) is 2 bits from the JPEG's (reduced decode)
+    root = tmp_path / "px"
+    (root / "train/r").mkdir(parents=True)
+    Image.fromarray(small("rocket")).save(root / "train/r/a.jpg", quality=50)
+    Image.fromarray(np.asarray(Image.open(root / "train/r/a.jpg").convert("RGB"))).save(root / "train/r/b.png")
+    res = find_duplicates(root, threshold=0, verify=False, workers=1, quiet=True)
+    assert [(c.kind, c.members) for c in res.clusters] == [("exact", ["train/r/a.jpg", "train/r/b.png"])]
+
+
+def test_big_bucket_of_equal_hashes_finds_every_family_whatever_the_names(tmp_path, monkeypatch):
+    # blank images all share one hash; dark and light ones are two families that must not merge,
+    # and neither may be lost because the star's centre belongs to the other one
+    import curate.dedupe
+
+    monkeypatch.setattr(curate.dedupe, "STAR_ABOVE", 6)
+    root = tmp_path / "blank"
+    for i in range(6):
+        dupsynth.save(root / f"train/x/a_dark{i}.png", np.full((40 + i, 40 + i, 3), 40, np.uint8))
+        dupsynth.save(root / f"train/x/b_light{i}.png", np.full((40 + i, 40 + i, 3), 220, np.uint8))
+    res = find_duplicates(root, workers=1, quiet=True)
+    assert sorted(len(c.members) for c in res.clusters) == [6, 6]
+    for p in sorted((root / "train/x").glob("b_*")):
+        p.rename(p.with_name("0" + p.name))  # the light ones now sort first
+    again = find_duplicates(root, workers=1, quiet=True)
+    assert sorted(len(c.members) for c in again.clusters) == [6, 6]

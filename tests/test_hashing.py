@@ -146,3 +146,23 @@ def test_exif_rotated_jpeg_hashes_upright(tmp_path):
     r, u = hashing.hash_file(rotated), hashing.hash_file(upright)
     assert (r["width"], r["height"]) == (u["width"], u["height"]) == (640, 427)
     assert bin(int(r["hash"], 16) ^ int(u["hash"], 16)).count("1") <= 4
+
+
+def test_access_errors_are_not_cached(tree, monkeypatch):
+    # a permission problem fixed with chmod leaves size and mtime alone: the file must be read again
+    from curate.errors import UnreadableImage
+
+    real = hashing.storage.read_image_bytes
+
+    def denied(p):
+        if str(p).endswith("chelsea.png"):
+            raise UnreadableImage("permission-denied", str(p))
+        return real(p)
+
+    monkeypatch.setattr(hashing.storage, "read_image_bytes", denied)
+    first = hash_files(tree, workers=1, quiet=True).set_index("path")
+    assert first.loc["train/cat/chelsea.png", "error"] == "permission-denied"
+    monkeypatch.setattr(hashing.storage, "read_image_bytes", real)
+    again = hash_files(tree, workers=1, quiet=True).set_index("path")
+    assert again.loc["train/cat/chelsea.png", "error"] is None
+    assert again.loc["val/cat/zero.jpg", "error"] == "empty"  # content errors stay cached and reported
