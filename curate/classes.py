@@ -93,6 +93,26 @@ class ClassIndex:
                     queue.append(c)
         return depth
 
+    def specificity(self) -> dict[str, int]:
+        """MID -> length of the longest Subcategory path from a top class down to it. A class always ranks
+        above each of its parents (the shortest depth does not: Lobster is as shallow as Marine
+        invertebrates, one of its parents), so this orders boxes of one object from specific to general."""
+        parents: dict[str, list[str]] = {}
+        for p, kids in self.children.items():
+            for c in kids:
+                parents.setdefault(c, []).append(p)
+        rank: dict[str, int] = {}
+
+        def visit(m: str, path: frozenset) -> int:
+            if m not in rank:
+                ups = [p for p in parents.get(m, []) if p not in path]  # a cycle is cut, never followed
+                rank[m] = max((visit(p, path | {m}) + 1 for p in ups), default=0)
+            return rank[m]
+
+        for m in [*self.names, ROOT_MID]:
+            visit(m, frozenset())
+        return rank
+
     def search(self, pattern: str = "") -> list[str]:
         pat = pattern.lower()
         return sorted((m for m, n in self.names.items() if pat in n.lower()), key=lambda m: self.names[m])
@@ -220,6 +240,9 @@ def resolve(spec: str, index: ClassIndex, aliases: dict[str, list[str]] | None =
         best = min(by_label.values())
         winners = sorted(lab for lab, d in by_label.items() if d == best)
         if len(winners) > 1:
+            if best == 0:  # both items name it (an alias and the class, or two groups): adding it cannot help
+                raise InputError(f"class '{index.name(mid)}' is named by both '{winners[0]}' and '{winners[1]}'",
+                                 "name each class once in --classes, or group the items with label=A+B")
             raise InputError(
                 f"class '{index.name(mid)}' is reached from both '{winners[0]}' and '{winners[1]}' "
                 "at the same depth",

@@ -16,6 +16,7 @@ import numpy as np
 
 CORNER_FRACTION = 0.05  # corner patch side, as a fraction of the resized crop's shorter side
 CORNER_MIN = 2  # …but at least this many pixels (clipped to the crop)
+EDGE_EPS = 1e-3  # px: coordinates are float32, so an edge on a pixel boundary lands a hair to either side
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,10 @@ def pixel_box(xmin: float, xmax: float, ymin: float, ymax: float, width: int, he
               margin: float = 0.0) -> PixelBox:
     """Normalised box -> integer pixel box in the full image, grown by `margin`, clipped."""
     bw, bh = (xmax - xmin) * width, (ymax - ymin) * height
-    x0 = max(0, math.floor(xmin * width - margin * bw))
-    y0 = max(0, math.floor(ymin * height - margin * bh))
-    x1 = min(width, math.ceil(xmax * width + margin * bw))
-    y1 = min(height, math.ceil(ymax * height + margin * bh))
+    x0 = max(0, math.floor(xmin * width - margin * bw + EDGE_EPS))
+    y0 = max(0, math.floor(ymin * height - margin * bh + EDGE_EPS))
+    x1 = min(width, math.ceil(xmax * width + margin * bw - EDGE_EPS))
+    y1 = min(height, math.ceil(ymax * height + margin * bh - EDGE_EPS))
     return PixelBox(x0, y0, max(x1, x0), max(y1, y0))
 
 
@@ -91,7 +92,7 @@ class Letterboxed:
 def letterbox(region: np.ndarray, src_w: int, src_h: int, size: int, key: int) -> Letterboxed:
     """Resize `region` (the box, possibly from a reduced decode) so that the box's longer side in
     source pixels (`src_w` x `src_h`) maps to `size`, then paste it at a random offset."""
-    t = size / max(src_w, src_h)
+    t = size / max(src_w, src_h, 1)
     out_w = min(size, max(1, round(src_w * t)))
     out_h = min(size, max(1, round(src_h * t)))
     rh, rw = region.shape[:2]

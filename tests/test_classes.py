@@ -111,3 +111,11 @@ def test_malformed_classes_csv(tmp_path):
     p.write_text("this is not,a class,list\n")
     with pytest.raises(InputError, match="MID,DisplayName"):
         ClassIndex.load(p)
+
+
+@pytest.mark.parametrize("spec", ["people,person", "pistol,handgun", "cat,felis=Cat"])
+def test_a_class_named_by_two_items_gets_a_hint_that_helps(index, spec):
+    with pytest.raises(InputError) as e:
+        resolve(spec, index, aliases=load_aliases())
+    assert "add '" not in str(e.value), "it is already in --classes: adding it again cannot settle the tie"
+    assert "once" in str(e.value)

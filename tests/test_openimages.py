@@ -373,3 +373,91 @@ def test_cli_exit_1_when_images_are_unreadable(source_copy, tmp_path):
     (source_copy / "train" / "data" / f"{image_id('horse')}.jpg").write_bytes(b"")
     r = run_cli("openimages", "--classes", "animal", "--source", source_copy, "--out", tmp_path / "o")
     assert r.returncode == 1 and "unreadable" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- box selection on hand-made boxes (real hierarchy)
+
+
+@pytest.fixture(scope="module")
+def real_index(shared_openimages):
+    from curate.classes import ClassIndex
+
+    return ClassIndex.load(shared_openimages / "class-descriptions-boxable.csv",
+                           shared_openimages / "bbox_labels_600_hierarchy.json")
+
+
+def boxes_df(rows):
+    """rows: (ImageID, MID, xmin, xmax, ymin, ymax[, flags dict]) -> a read_boxes-like frame."""
+    recs = []
+    for r in rows:
+        flags = r[6] if len(r) > 6 else {}
+        recs.append({"ImageID": r[0], "LabelName": r[1], "XMin": r[2], "XMax": r[3], "YMin": r[4], "YMax": r[5],
+                     **{c: int(flags.get(c, 0)) for c in oi.FLAG_COLUMNS}})
+    df = pd.DataFrame(recs)
+    df[["XMin", "XMax", "YMin", "YMax"]] = df[["XMin", "XMax", "YMin", "YMax"]].astype("float32")
+    return df
+
+
+def test_rows_differing_only_in_flags_get_the_same_box_index_whatever_the_order(real_index):
+    from curate.classes import resolve
+
+    cat = real_index.by_name["cat"]
+    rows = [("img1", cat, 0.1, 0.5, 0.1, 0.5, {"IsDepiction": 1}), ("img1", cat, 0.1, 0.5, 0.1, 0.5, {}),
+            ("img1", cat, 0.6, 0.9, 0.1, 0.5, {"IsOccluded": 1}), ("img1", cat, 0.6, 0.9, 0.1, 0.5, {})]
+    sel = resolve("cat", real_index, aliases={})
+    a = oi.select_boxes(boxes_df(rows), sel, real_index).boxes
+    b = oi.select_boxes(boxes_df(rows[::-1]), sel, real_index).boxes
+    assert len(a) == 2 and a.merged.tolist() == [1, 1]
+    assert a.equals(b)
+
+
+@pytest.mark.parametrize("spec, general, specific", [
+    ("animal", "Marine invertebrates", "Lobster"),  # Lobster: Animal>Shellfish>Lobster, same depth as its parent
+    ("phone", "Telephone", "Mobile phone"),  # an alias naming a class and its own subclass
+    ("pets=Animal+Cat", "Animal", "Cat"),  # a group naming a class and its descendant
+])
+def test_merge_keeps_the_most_specific_class(real_index, spec, general, specific):
+    from curate.classes import load_aliases, resolve
+
+    g, s = real_index.by_name[general.lower()], real_index.by_name[specific.lower()]
+    sel = resolve(spec, real_index, aliases=load_aliases())
+    for rows in ([("im", g, 0.1, 0.9, 0.1, 0.9), ("im", s, 0.1, 0.9, 0.1, 0.89)],
+                 [("im", s, 0.1, 0.9, 0.1, 0.9), ("im", g, 0.1, 0.9, 0.1, 0.89)]):
+        out = oi.select_boxes(boxes_df(rows), sel, real_index).boxes
+        assert out.source_class.tolist() == [specific] and out.merged.tolist() == [1]
+
+
+def test_pixel_box_is_not_grown_by_float32_coordinates():
+    # detections.csv is read as float32: 0.45 * 640 is 287.99999 and 0.55 * 640 is 352.00001, which
+    # floor/ceil used to turn into a box one pixel wider on each side
+    f32 = lambda v: float(np.float32(v))  # noqa: E731 - what a box record holds
+    assert C.pixel_box(f32(0.45), f32(0.55), f32(0.1), f32(0.7), 640, 480) == C.PixelBox(288, 48, 352, 336)
+    assert C.pixel_box(0.0, 1.0, 0.0, 1.0, 640, 480) == C.PixelBox(0, 0, 640, 480)
+    assert C.pixel_box(0.5, 0.5 + 0.3 / 640, 0.0, 1.0, 640, 480).w == 1  # a sub-pixel box keeps its pixel
+
+
+def test_ambiguity_needs_an_actual_overlap(real_index):
+    from curate.classes import resolve
+
+    cat, dog = real_index.by_name["cat"], real_index.by_name["dog"]
+    rows = [("im", cat, 0.0, 0.4, 0.0, 0.4), ("im", dog, 0.5, 0.9, 0.5, 0.9),  # disjoint
+            ("im", cat, 0.0, 0.2, 0.6, 1.0), ("im", dog, 0.0, 0.2, 0.61, 1.0)]  # IoU 0.975
+    sel = resolve("cat,dog", real_index, aliases={})
+    for thr in (0.0, 0.7):
+        b = oi.select_boxes(boxes_df(rows), sel, real_index, ambiguous_iou=thr).boxes
+        flagged = b[b.ambiguous]
+        assert len(flagged) == 2 and (flagged.XMax < 0.3).all()
+        assert set(flagged.ambiguous_with) == {"cat", "dog"}
+
+
+def test_missing_hierarchy_is_an_error_not_a_narrower_selection(source_copy):
+    # without hierarchy.json 'animal' would quietly mean only boxes labelled Animal itself
+    (source_copy / "train" / "metadata" / "hierarchy.json").unlink()
+    with pytest.raises(InputError, match="hierarchy.json is missing"):
+        oi.prepare("animal", source=source_copy)
+
+
+@pytest.mark.parametrize("limits", [{"max_per_label": 5}, {"max_samples": 5}])
+def test_limits_on_a_selection_without_boxes(demo_source, limits):
+    prep = oi.prepare("coin", source=demo_source, **limits)  # its only boxes are group-of: filtered out
+    assert prep.chosen.boxes.empty and prep.chosen.table.loc["coin"].tolist() == [0, 0, 0, 0]

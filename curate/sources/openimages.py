@@ -100,7 +100,8 @@ def find_layout(source: str | Path, split: str, *, need_labels: bool = True) -> 
             "expected <split>/labels/detections.csv and <split>/metadata/classes.csv (docs/openimages.md)"
         raise InputError(f"no Open Images '{split}' split under {source}", hint)
     layout = Layout(split_dir, split)
-    needed = [layout.classes_csv] + ([layout.detections_csv] if need_labels else [])
+    # the hierarchy is required: without it 'animal' would quietly mean only boxes labelled Animal
+    needed = [layout.classes_csv] + ([layout.detections_csv] if need_labels else []) + [layout.hierarchy_json]
     for p in needed:
         if not p.exists():
             raise InputError(f"{p} is missing", "is the local copy complete? (docs/openimages.md lists the layout)")
@@ -120,7 +121,7 @@ def _find_layout_url(source: str, split: str, need_labels: bool) -> Layout:
             "expected <split>/labels/detections.csv and <split>/metadata/classes.csv (docs/openimages.md)"
         raise InputError(f"no Open Images '{split}' split under {source}", hint)
     layout = Layout(split_dir, split)
-    for p in [layout.classes_csv] + ([layout.detections_csv] if need_labels else []):
+    for p in [layout.classes_csv] + ([layout.detections_csv] if need_labels else []) + [layout.hierarchy_json]:
         if not storage.exists(p):
             raise InputError(f"{p} is missing", "is the copy complete? (docs/openimages.md lists the layout)")
     return layout
@@ -221,9 +222,11 @@ def select_boxes(
     include = {**DEFAULT_INCLUDE, **(include or {})}
     df = df[df.LabelName.isin(selection.label_of.keys())].copy()
     df["label"] = df.LabelName.map(selection.label_of)
-    df["depth"] = df.LabelName.map(selection.depth_of).astype("int16")
+    df["specificity"] = df.LabelName.map(index.specificity()).fillna(0).astype("int16")
     df["source_class"] = df.LabelName.map(index.name)
-    df = df.sort_values(["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"], kind="stable")
+    # every column in the key: rows that differ only in a flag must get the same box_index whatever the
+    # CSV order (identical rows are interchangeable)
+    df = df.sort_values(["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", *FLAG_COLUMNS], kind="stable")
     df["box_index"] = df.groupby("ImageID").cumcount().astype("int32")
 
     filtered: dict[str, int] = {}
@@ -263,7 +266,7 @@ def _merge_and_flag(df: pd.DataFrame, ambiguous_iou: float) -> pd.DataFrame:
     if multi:
         coords = df[["XMin", "XMax", "YMin", "YMax"]].to_numpy(np.float64)
         labels = df.label.to_numpy()
-        depth = df.depth.to_numpy()
+        specificity = df.specificity.to_numpy()
         rows = np.flatnonzero(df.ImageID.isin(multi).to_numpy())
         ids = df.ImageID.to_numpy()[rows]
         starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
@@ -271,8 +274,8 @@ def _merge_and_flag(df: pd.DataFrame, ambiguous_iou: float) -> pd.DataFrame:
         for s, e in zip(starts, ends, strict=True):
             idx = rows[s:e]
             iou = _iou_matrix(coords[idx])
-            # most specific first (deepest class), then box order
-            order = sorted(range(len(idx)), key=lambda k: (-depth[idx[k]], k))
+            # most specific first (a subclass before its parents), then box order
+            order = sorted(range(len(idx)), key=lambda k: (-specificity[idx[k]], k))
             alive: list[int] = []
             for k in order:
                 twin = next((a for a in alive if labels[idx[a]] == labels[idx[k]] and iou[a, k] >= MERGE_IOU), None)
@@ -283,7 +286,8 @@ def _merge_and_flag(df: pd.DataFrame, ambiguous_iou: float) -> pd.DataFrame:
                     merged[idx[twin]] += 1
             for a in alive:
                 others = sorted({labels[idx[b]] for b in alive
-                                 if labels[idx[b]] != labels[idx[a]] and iou[a, b] >= ambiguous_iou})
+                                 if labels[idx[b]] != labels[idx[a]] and iou[a, b] >= ambiguous_iou
+                                 and iou[a, b] > 0})  # disjoint boxes never overlap, even at --ambiguous-iou 0
                 ambiguous_with[idx[a]] = ",".join(others)
     df["merged"] = merged
     df["ambiguous_with"] = ambiguous_with
@@ -293,6 +297,8 @@ def _merge_and_flag(df: pd.DataFrame, ambiguous_iou: float) -> pd.DataFrame:
 
 def _limit(df: pd.DataFrame, max_per_label: int | None, max_samples: int | None) -> pd.DataFrame:
     """Walk images in seeded order; take an image while it adds boxes to labels under their limit."""
+    if df.empty:  # nothing to walk (and no label to compare with its limit)
+        return df
     keys = df["_key"].to_numpy()
     labels = df["label"].to_numpy()
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
