@@ -29,6 +29,12 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 _TRANSPOSED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
 
+def _size_swaps(fmt: str | None, orient: int) -> bool:
+    """Whether the upright size is the stored size transposed. Pillow's TIFF reader already reports (and
+    loads) TIFFs upright, so only other formats swap."""
+    return orient in _TRANSPOSED and fmt != "TIFF"
+
+
 @dataclass(frozen=True)
 class Decoded:
     pixels: np.ndarray  # H x W x 3 uint8, upright
@@ -124,7 +130,7 @@ def decode(
     full_w, full_h = im.size
     orient = _orientation(im)
     if callable(min_scale):
-        up_w, up_h = (full_h, full_w) if orient in _TRANSPOSED else (full_w, full_h)
+        up_w, up_h = (full_h, full_w) if _size_swaps(fmt, orient) else (full_w, full_h)
         min_scale = float(min_scale(up_w, up_h))
     if fmt == "JPEG" and mode in ("RGB", "L") and _has_eoi(data):
         return _decode_jpeg_cv2(data, full_w, full_h, orient, min_scale, fmt, mode)
@@ -146,7 +152,7 @@ def decode(
     scale = 1.0 / 2 ** round(math.log2(full_w / im.size[0])) if im.size[0] != full_w else 1.0
     if orient != 1:
         im = ImageOps.exif_transpose(im)
-    if orient in _TRANSPOSED:
+    if _size_swaps(fmt, orient):
         full_w, full_h = full_h, full_w
     try:
         pixels = to_rgb_array(im)
@@ -195,7 +201,7 @@ def probe(src: str | Path | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, veri
         return Probe(d.width, d.height, d.format, d.mode)
     im = _open(read_bytes(src), max_pixels)
     w, h = im.size
-    if _orientation(im) in _TRANSPOSED:
+    if _size_swaps(im.format, _orientation(im)):
         w, h = h, w
     return Probe(w, h, im.format or "?", im.mode)
 

@@ -127,3 +127,18 @@ def test_unreadable_file_is_a_reason_not_a_crash(tmp_path, monkeypatch, error, r
     with pytest.raises(UnreadableImage) as e:
         decode(p)
     assert e.value.reason == reason
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "JPEG", "PNG", "WEBP"])
+def test_reported_size_is_upright_like_the_pixels(fmt):
+    a = np.zeros((40, 100, 3), np.uint8)
+    a[:, :10] = 255
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90: the upright image is 40 wide, 100 high
+    buf = io.BytesIO()
+    im.save(buf, fmt, exif=exif.tobytes())
+    d = decode(buf.getvalue())
+    assert d.pixels.shape[:2] == (100, 40) and (d.width, d.height) == (40, 100)
+    p = probe(buf.getvalue(), verify=False)
+    assert (p.width, p.height) == (40, 100)
