@@ -133,11 +133,8 @@ def dedupe(
     root = Path(root).resolve()
     qdir = Path(quarantine).resolve() if quarantine else default_quarantine(root)
     check_outside_splits(root, qdir)
-    result = find_duplicates(root, **find_kwargs)
-    _require_images(root, result)
-    out = DedupeOutcome(result=result, quarantine=qdir, dry_run=dry_run, splits=split_summary(result))
-    if json_path:
-        _write_json_report(json_path, out)
+    out = _analyse(root, qdir, dry_run, json_path, find_kwargs)
+    result = out.result
     if dry_run:
         return out
     rel = Relocation(root, "dedupe")
@@ -171,6 +168,16 @@ def dedupe(
     return out
 
 
+def _analyse(root, qdir, dry_run: bool, json_path, find_kwargs: dict) -> DedupeOutcome:
+    """The read-only half shared by local and object-store trees: clusters, outcome, optional JSON report."""
+    result = find_duplicates(root, **find_kwargs)
+    _require_images(root, result)
+    out = DedupeOutcome(result=result, quarantine=qdir, dry_run=dry_run, splits=split_summary(result))
+    if json_path:
+        _write_json_report(json_path, out)
+    return out
+
+
 def _require_images(root, result: DedupeResult) -> None:
     """A folder with no images (a typo, a class folder) gets an error, not a manifest written into it."""
     if len(result.files) == 0:
@@ -198,11 +205,8 @@ def _dedupe_url(root: str, quarantine, dry_run: bool, json_path, find_kwargs: di
         raise InputError(f"--quarantine {qdir} must be on the same object store as {root}",
                          f"leave it out (default {root}.quarantine) or pass a URL prefix")
     check_outside_splits_url(root, tree.split_dirs, qdir)
-    result = find_duplicates(root, **find_kwargs)
-    _require_images(root, result)
-    out = DedupeOutcome(result=result, quarantine=qdir, dry_run=dry_run, splits=split_summary(result))
-    if json_path:
-        _write_json_report(json_path, out)
+    out = _analyse(root, qdir, dry_run, json_path, find_kwargs)
+    result = out.result
     if dry_run:
         return out
     manifest = to_parquet_bytes(updated_manifest(root, result))  # fails before any move when broken
