@@ -3,12 +3,14 @@
 1. Exact: identical bytes (sha256), then identical decoded pixels (checked only where the size
    agrees and the perceptual hashes are close). Certain and cheap.
 2. Near: exact groups whose perceptual hashes are within `threshold` bits (curate.dupsearch finds the
-   pairs without comparing all of them), then a verification pass: normalised cross-correlation of
-   96-pixel grayscale thumbnails, searched over small shifts and scales (crops), must reach VERIFY_MIN.
-   It rejects look-alikes the hash cannot tell apart (centred coins, letterboxed crops on one fill).
-3. Clusters are connected components of exact groups and verified pairs; the keep and leakage policies
-   decide which copy each cluster keeps. Label conflicts are reported and never resolved here.
-Moving files is curate.dedupe_apply's job.
+   pairs without comparing all of them), then verification on pixels (curate.dupverify: aligned gradient
+   correlation), which tells a copy of one photo from another photo of the same design.
+3. Clusters are stars, never chains: the best file (split order, then the keep policy) is a centre, and
+   a cluster is that centre plus the files verified directly against it. Two files that were never
+   compared, or that failed verification, are never in one cluster.
+4. Policies: evaluation copies of a training file are leakage and go, whatever their label; inside one
+   split, a copy under another label is a conflict, kept and reported (or all dropped with
+   conflicts="drop"). Moving files is curate.dedupe_apply's job.
 """
 
 from __future__ import annotations
@@ -21,17 +23,16 @@ import numpy as np
 import pandas as pd
 
 from curate import storage
+from curate.dupverify import VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
 from curate.errors import InputError, UnreadableImage
 from curate.hashing import check_params, decode_small, hash_files, read_image_bytes
 from curate.tree import SPLIT_ORDER
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
 UNVERIFIED_THRESHOLD = 8  # without verification a looser threshold merges look-alikes (docs/dedupe.md)
-VERIFY_MIN = 0.88  # thumbnail correlation a near pair needs (docs/dedupe.md: how it was measured)
-VERIFY_SIDE = 96  # side at which thumbnails are compared
-MAX_CHROMA_SHIFT = 20.0  # mean CIELAB (a*, b*) distance a near pair may have (dupsynth edits: < 9)
 KEEP_POLICIES = ("largest", "bytes", "first")
 LEAKAGE_POLICIES = ("train", "report")
+CONFLICT_POLICIES = ("keep", "drop")
 STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see find_duplicates, step 3)
 
 
@@ -46,8 +47,9 @@ class Cluster:
     cross_split: bool
     label_conflict: bool
     max_distance: int
-    remove: list[str] = field(default_factory=list)  # what the keep/leakage policies move out
+    remove: list[str] = field(default_factory=list)  # what the keep/leakage/conflict policies move out
     duplicate_of: dict[str, str] = field(default_factory=dict)  # removed path -> the copy it duplicates
+    links: dict[str, dict] = field(default_factory=dict)  # member -> {distance, similarity} to `keep`
 
 
 @dataclass
@@ -91,108 +93,35 @@ def _digest_shard(paths: list[str]) -> list[str | None]:
     return [_pixel_digest(p) for p in paths]
 
 
-SCALES = (1.0, 1.04, 1.08, 1.12, 1.16)
-TEMPLATE = 0.8  # central share of the rescaled image matched against the other one
-THUMB_SIDE = 128  # stored thumbnail (uint8): every zoom of SCALES is a downscale of it
+def thumb_of(path: str) -> Thumb | None:
+    """The verification thumbnail of an image file or URL; None when it cannot be read."""
+    from curate.dupverify import THUMB_SIDE
 
-
-def thumbnail(pixels: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
-    """Square grayscale uint8 thumbnail of an RGB array."""
-    import cv2
-
-    gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    return cv2.resize(gray, (side, side), interpolation=cv2.INTER_AREA)
-
-
-def load_thumbnail(path: str) -> np.ndarray | None:
-    """The stored grayscale thumbnail of an image file or URL; None when it cannot be read."""
-    t = _thumb_and_chroma(path)
-    return None if t is None else t[0]
-
-
-def chroma(pixels: np.ndarray) -> np.ndarray:
-    """Mean colour of an RGB image as CIELAB (a*, b*): what a grayscale comparison cannot see."""
-    import cv2
-
-    lab = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2LAB).reshape(-1, 3)
-    return lab[:, 1:].mean(axis=0).astype(np.float32) - 128.0
-
-
-def _thumb_and_chroma(path: str) -> tuple[np.ndarray, np.ndarray] | None:
     try:
-        px = decode_small(read_image_bytes(path), 2 * THUMB_SIDE).pixels
+        d = decode_small(read_image_bytes(path), 2 * THUMB_SIDE)
     except (UnreadableImage, OSError):
         return None
-    return thumbnail(px), chroma(px)
+    return make_thumb(d.pixels, (d.width, d.height))
 
 
-def _thumb_shard(paths: list[str]) -> list[tuple[np.ndarray, np.ndarray] | None]:
-    return [_thumb_and_chroma(p) for p in paths]
+load_thumbnail = thumb_of  # the report's name for it
 
 
-def features(thumb: np.ndarray, side: int = VERIFY_SIDE) -> tuple[np.ndarray, list[np.ndarray | None]]:
-    """What `similarity` compares: the image at `side`, and its centre at every zoom of SCALES."""
-    import cv2
-
-    x = thumb.astype(np.float32)
-    base = cv2.resize(x, (side, side), interpolation=cv2.INTER_AREA)
-    t = round(side * TEMPLATE)
-    templates = []
-    for s in SCALES:
-        n = round(side * s)
-        z = cv2.resize(x, (n, n), interpolation=cv2.INTER_AREA if n <= x.shape[0] else cv2.INTER_LINEAR)
-        o = (n - t) // 2
-        templates.append(z[o : o + t, o : o + t])
-    return base, templates
+def _thumb_shard(paths: list[str]) -> list[Thumb | None]:
+    return [thumb_of(p) for p in paths]
 
 
-def similarity(a, b) -> float:
-    """Best normalised cross-correlation of two images (thumbnails or `features`) over shifts and zooms.
-
-    Each image in turn is zoomed by SCALES and its centre (TEMPLATE of the side) slid over the other:
-    re-encodes, resizes, brightness changes and crops of a few percent score near 1.
-    """
-    import cv2
-
-    fa = a if isinstance(a, tuple) else features(a)
-    fb = b if isinstance(b, tuple) else features(b)
-    best = -1.0
-    for (base, _), (_, templates) in ((fa, fb), (fb, fa)):
-        for templ in templates:
-            if float(templ.std()) < 1e-3:  # flat: equal only to an equally flat, equally bright image
-                flat = float(base.std()) < 1e-3 and abs(float(base.mean()) - float(templ.mean())) < 2
-                best = max(best, 1.0 if flat else 0.0)
-                continue
-            r = cv2.matchTemplate(base, templ, cv2.TM_CCOEFF_NORMED)
-            best = max(best, float(np.nanmax(r)))
-    return best
+def _score_shard(task: tuple[list[Thumb | None], list[tuple[int, int]]]) -> list[float]:
+    return score_batch(*task)
 
 
-def mirrored_similarity(a: np.ndarray, b: np.ndarray) -> float | None:
+def mirrored_similarity(a: Thumb, b: Thumb) -> float | None:
     """How alike `a` is to `b` flipped left-right, when that is a verified copy (>= VERIFY_MIN) and closer
     than `b` unflipped (so symmetric images are ordinary duplicates, not mirrored ones); else None."""
-    mirrored = similarity(a, np.ascontiguousarray(b[:, ::-1]))
-    if mirrored < VERIFY_MIN or mirrored <= similarity(a, b):
+    m = score(a, mirrored(a, b))
+    if m < VERIFY_MIN or m <= score(a, b):
         return None
-    return mirrored
-
-
-def _sim_shard(task: tuple[list[tuple[np.ndarray, np.ndarray] | None], list[tuple[int, int]]]) -> list[float]:
-    thumbs, pairs = task
-    feats: dict[int, tuple] = {}
-    out = []
-    for i, j in pairs:
-        if thumbs[i] is None or thumbs[j] is None:
-            out.append(-1.0)
-            continue
-        if float(np.linalg.norm(thumbs[i][1] - thumbs[j][1])) > MAX_CHROMA_SHIFT:
-            out.append(0.0)  # alike in gray, not in colour: a red and a blue patch, a gold and a silver coin
-            continue
-        for k in (i, j):
-            if k not in feats:
-                feats[k] = features(thumbs[k][0])
-        out.append(similarity(feats[i], feats[j]))
-    return out
+    return m
 
 
 # ---------------------------------------------------------------- union-find
@@ -221,46 +150,84 @@ def _rank_split(split: str) -> int:
     return SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER)
 
 
+def _keep_key(row, keep: str) -> tuple:
+    """Sort key of the keep policy for one hash_files row (smaller is kept first); ties by path."""
+    px, sz = int(row.width) * int(row.height), int(row.size)
+    if keep == "first":
+        return (row.path,)
+    return (-px, -sz, row.path) if keep == "largest" else (-sz, -px, row.path)
+
+
 def pick_keep(rows: pd.DataFrame, keep: str) -> str:
     """The path a keep policy keeps among `rows` (hash_files rows); ties by path."""
-    if keep == "first":
-        return str(min(rows["path"]))
-    pixels = (rows["width"].astype("int64") * rows["height"].astype("int64")).tolist()
-    sizes = rows["size"].astype("int64").tolist()
-    paths = rows["path"].tolist()
-    if keep == "largest":
-        key = [(-px, -sz, p) for px, sz, p in zip(pixels, sizes, paths, strict=True)]
-    else:  # bytes
-        key = [(-sz, -px, p) for px, sz, p in zip(pixels, sizes, paths, strict=True)]
-    return min(key)[2]
+    return min(rows.itertuples(index=False), key=lambda r: _keep_key(r, keep)).path
 
 
-def _apply_policy(c: Cluster, rows: pd.DataFrame, keep: str, leakage: str) -> None:
-    splits = sorted(set(rows["split"]), key=lambda s: (_rank_split(s), s))
-    if c.label_conflict:  # reported, never resolved: nothing moves
-        c.keep = pick_keep(rows, keep)
-        return
-    if leakage == "train" or len(splits) == 1:
-        first = rows[rows["split"] == splits[0]]
-        c.keep = pick_keep(first, keep)
-        c.duplicate_of = {p: c.keep for p in rows["path"] if p != c.keep}
-    else:  # report: one copy kept per split, leakage only reported
-        keeps = {s: pick_keep(rows[rows["split"] == s], keep) for s in splits}
-        c.keep = keeps[splits[0]]
-        c.duplicate_of = {
-            p: keeps[s] for p, s in zip(rows["path"], rows["split"], strict=True) if p != keeps[s]
-        }
-    c.remove = sorted(c.duplicate_of)
+def _apply_policy(c: Cluster, rows: pd.DataFrame, unit_of: dict[str, int], leakage: str, conflicts: str) -> None:
+    """Which members go. `rows` are the cluster's hash_files rows, `c.keep` is set.
+
+    - another split than the kept file's: leakage. With leakage="train" it goes, whatever its label (a
+      test image that was trained on is not a test image); with "report" it stays, except exact copies of
+      that split's own kept copy.
+    - the kept file's split, same label: a duplicate, it goes.
+    - the kept file's split, another label: a conflict. conflicts="keep" leaves it (reported);
+      "drop" removes every copy in that split, the kept file too (it then names itself).
+    """
+    split_of = dict(zip(rows["path"], rows["split"], strict=True))
+    label_of = dict(zip(rows["path"], rows["label"], strict=True))
+    ks, kl = split_of[c.keep], label_of[c.keep]
+    split_keep: dict[str, str] = {}
+    for r in sorted(rows.itertuples(index=False), key=lambda r: (unit_of[r.path] != unit_of[c.keep], r.path)):
+        split_keep.setdefault(r.split, r.path)
+    conflict_here = any(split_of[p] == ks and label_of[p] != kl for p in c.members)
+    out: dict[str, str] = {}
+    for p in c.members:
+        if p == c.keep:
+            continue
+        if split_of[p] != ks:
+            if leakage == "train":
+                out[p] = c.keep
+            elif p != split_keep[split_of[p]] and unit_of[p] == unit_of[split_keep[split_of[p]]] \
+                    and label_of[p] == label_of[split_keep[split_of[p]]]:
+                out[p] = split_keep[split_of[p]]
+        elif label_of[p] == kl and not (conflict_here and conflicts == "drop"):
+            out[p] = c.keep
+        elif conflicts == "drop":
+            out[p] = c.keep
+    if conflict_here and conflicts == "drop":
+        out[c.keep] = c.keep
+    c.duplicate_of = out
+    c.remove = sorted(out)
+
+
+def stars(order: list[int], edges: dict[int, list[tuple[int, int, float]]]) -> dict[int, list[tuple]]:
+    """Greedy star clustering: each unit in `order` not yet taken becomes a centre and takes every untaken
+    unit verified directly against it. Returns centre -> [(unit, distance, similarity), ...]."""
+    taken: set[int] = set()
+    out: dict[int, list[tuple]] = {}
+    for u in order:
+        if u in taken:
+            continue
+        taken.add(u)
+        out[u] = []
+        for v, d, sim in sorted(edges.get(u, ()), key=lambda e: (-e[2], e[1], e[0])):
+            if v not in taken:
+                taken.add(v)
+                out[u].append((v, d, sim))
+    return out
 
 
 # ---------------------------------------------------------------- the analysis
 
 
-def check_policies(keep: str, leakage: str) -> None:
+def check_policies(keep: str, leakage: str, conflicts: str = "keep") -> None:
     if keep not in KEEP_POLICIES:
         raise InputError(f"unknown keep policy '{keep}'", f"choose one of: {', '.join(KEEP_POLICIES)}")
     if leakage not in LEAKAGE_POLICIES:
         raise InputError(f"unknown leakage policy '{leakage}'", f"choose one of: {', '.join(LEAKAGE_POLICIES)}")
+    if conflicts not in CONFLICT_POLICIES:
+        raise InputError(f"unknown conflicts policy '{conflicts}'",
+                         f"choose one of: {', '.join(CONFLICT_POLICIES)}")
 
 
 def find_duplicates(
@@ -275,14 +242,14 @@ def find_duplicates(
     quiet: bool = False,
     keep: str = "largest",
     leakage: str = "train",
+    conflicts: str = "keep",
     min_similarity: float = VERIFY_MIN,
 ) -> DedupeResult:
     """Exact and near-duplicate clusters of the tree at `root`; reads files, moves nothing."""
-    from curate.dupsearch import hamming_pairs, pack
     from curate.executor import make_executor
 
     check_params(hash_name, hash_size)
-    check_policies(keep, leakage)
+    check_policies(keep, leakage, conflicts)
     nbits = hash_size * hash_size
     if threshold is None:
         threshold = default_threshold(hash_size, verify)
@@ -294,20 +261,46 @@ def find_duplicates(
     unreadable = [(p, str(e)) for p, e in zip(files["path"], files["error"], strict=True) if e is not None]
     ok = files[files["error"].isna()].reset_index(drop=True)
     ex = make_executor(engine, workers, quiet)
-    paths = ok["path"].tolist()
+    exact = _exact_groups(root, ok, nbits, verify, ex)
+    groups, pair_rows = _units(ok, exact)
+    unit_rows, best, order = _unit_order(ok, exact, groups, keep)
+    near = _candidates(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
+    gpath = [ok["path"].iat[int(g)] for g in groups]
+    checked = _verify(root, gpath, near, ex, verify, min_similarity)
+    for (a, b, d), sim in checked:
+        pa, pb = sorted((gpath[a], gpath[b]))
+        pair_rows.append({"a": pa, "b": pb, "distance": int(d), "kind": "near",
+                          "verified": (sim >= min_similarity) if verify else True,
+                          "similarity": round(float(sim), 4) if verify else None})
+    edges: dict[int, list[tuple[int, int, float]]] = {}
+    for (a, b, d), sim in checked:
+        if not verify or sim >= min_similarity:
+            edges.setdefault(a, []).append((b, d, sim))
+            edges.setdefault(b, []).append((a, d, sim))
+    clusters = _clusters(ok, unit_rows, best, order, edges, leakage, conflicts)
+    pairs = pd.DataFrame(pair_rows, columns=["a", "b", "distance", "kind", "verified", "similarity"])
+    pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
+    params = {"hash": hash_name, "hash_size": hash_size, "threshold": threshold, "verify": verify,
+              "min_similarity": min_similarity, "keep": keep, "leakage": leakage, "conflicts": conflicts}
+    return DedupeResult(clusters, pairs, files, unreadable, params)
 
-    # 1. exact groups: same bytes, then same decoded pixels among byte groups of the same size whose hashes
-    # are close (not only equal: a PNG of a JPEG's decoded pixels hashes a few bits away from the JPEG)
+
+def _exact_groups(root, ok: pd.DataFrame, nbits: int, verify: bool, ex) -> np.ndarray:
+    """Exact group (index of one member) of every row: same bytes, then same decoded pixels among byte
+    groups of the same size whose hashes are close (a PNG of a JPEG's pixels hashes a few bits away)."""
+    from curate.dupsearch import hamming_pairs, pack
+
+    paths = ok["path"].tolist()
     sha_first: dict[str, int] = {}
     unit = np.empty(len(ok), dtype=np.int64)
     for i, sha in enumerate(ok["sha256"]):
         unit[i] = sha_first.setdefault(sha, i)
-    reps = np.unique(unit)
-    rep_df = ok.iloc[reps]
+    rep_df = ok.iloc[np.unique(unit)]
     dsu = _DSU(len(ok))
     for i in range(len(ok)):
         dsu.union(i, int(unit[i]))
     same_size = rep_df[rep_df.groupby(["width", "height"], sort=True)["path"].transform("size") > 1]
+    hash_size = round(nbits ** 0.5)
     close = min(nbits - 1, default_threshold(hash_size, verify=False))
     cand_set: set[int] = set()
     for _, g in same_size.groupby(["width", "height"], sort=True):
@@ -325,34 +318,39 @@ def find_duplicates(
         for i, d in zip(cand, digests, strict=True):
             if d is not None:
                 dsu.union(i, first.setdefault(d, i))
-    exact = np.array([dsu.find(i) for i in range(len(ok))], dtype=np.int64)
-    # one representative per exact group, chosen by content (smallest sha256), never by file name: its
-    # hash and thumbnail stand for the group, so renaming files cannot change what is found
-    shas = ok["sha256"].tolist()
+    return np.array([dsu.find(i) for i in range(len(ok))], dtype=np.int64)
+
+
+def _units(ok: pd.DataFrame, exact: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+    """One representative row per exact group, chosen by content (smallest sha256), never by file name
+    (its hash and thumbnail stand for the group); and the exact pairs (each copy against its group)."""
+    paths, shas = ok["path"].tolist(), ok["sha256"].tolist()
     rep_of: dict[int, int] = {}
     for i, r in enumerate(exact.tolist()):
         if r not in rep_of or shas[i] < shas[rep_of[r]]:
             rep_of[r] = i
-    groups = np.array(sorted(rep_of.values()), dtype=np.int64)
+    rows = [{"a": paths[int(exact[i])], "b": paths[i], "distance": 0, "kind": "exact", "verified": True,
+             "similarity": 1.0} for i in range(len(ok)) if exact[i] != i]
+    return np.array(sorted(rep_of.values()), dtype=np.int64), rows
 
-    pair_rows: list[dict] = []
-    for i in range(len(ok)):
-        if exact[i] != i:
-            pair_rows.append({"a": paths[int(exact[i])], "b": paths[i], "distance": 0, "kind": "exact",
-                              "verified": True, "similarity": 1.0})
 
-    # 2. near pairs between exact groups: equal hashes, then the Hamming search over distinct hashes
+def _candidates(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int,
+                rank: dict[int, int]) -> tuple[list, list]:
+    """(pairs, stars): near candidate pairs (group a, group b, distance) from the Hamming search, and big
+    buckets of equal hashes (> STAR_ABOVE groups), verified as successive stars instead of all pairs, each
+    centred on the group the clusters will keep first (`rank`), so a family is never split."""
+    from curate.dupsearch import hamming_pairs, pack
+
     ghash = ok["hash"].to_numpy()[groups]
-    gsha = [shas[int(i)] for i in groups]
     uniq, inv = np.unique(ghash, return_inverse=True)
     members: list[list[int]] = [[] for _ in range(len(uniq))]
     for g, u in enumerate(inv):
         members[u].append(g)
-    near: list[tuple[int, int, int]] = []  # (group a, group b, distance)
-    stars: list[list[int]] = []  # big buckets of equal hashes: verified as stars around their first member
+    near: list[tuple[int, int, int]] = []
+    big: list[list[int]] = []
     for m in members:
         if len(m) > STAR_ABOVE:
-            stars.append(sorted(m, key=lambda g: (gsha[g], g)))
+            big.append(sorted(m, key=lambda g: rank[g]))
         else:
             near += [(a, b, 0) for k, a in enumerate(m) for b in m[k + 1 :]]
     if len(uniq) > 1 and threshold > 0:
@@ -360,10 +358,13 @@ def find_duplicates(
         for a, b, d in zip(ui.tolist(), uj.tolist(), ud.tolist(), strict=True):
             near += [(x, y, d) for x in members[a] for y in members[b]]
     near.sort()
+    return near, big
 
-    # 3. verification of near pairs on pixels
-    gpath = [paths[int(groups[g])] for g in range(len(groups))]
-    thumbs: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+
+def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, min_sim: float) -> list:
+    """[((group a, group b, distance), similarity)] for every candidate pair that was compared."""
+    near, big = cand
+    thumbs: dict[int, Thumb | None] = {}
 
     def check(batch: list[tuple[int, int, int]]) -> list[float]:
         if not verify or not batch:
@@ -379,62 +380,65 @@ def find_duplicates(
             ids = sorted({g for a, b, _ in chunk for g in (a, b)})
             local = {g: n for n, g in enumerate(ids)}
             tasks.append(([thumbs[g] for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
-        return [s for ss in ex.map(_sim_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
+        return [s for ss in ex.map(_score_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
                                    unit="pairs") for s in ss]
-
-    def passes(s: float) -> bool:
-        return s >= min_similarity if verify else True
 
     # a star leaves out the members its centre does not match (another look-alike family with the same
     # hash, e.g. blank images of another colour): they form the next star, until few enough for all pairs
-    checked: list[tuple[tuple[int, int, int], float]] = []
-    todo = near
-    while todo or stars:
-        batch = todo + [(m[0], b, 0) for m in stars for b in m[1:]]
+    checked: list = []
+    todo, stars_left = near, big
+    while todo or stars_left:
+        batch = todo + [(m[0], b, 0) for m in stars_left for b in m[1:]]
         sims = check(batch)
         checked += zip(batch, sims, strict=True)
         rest = iter(sims[len(todo) :])
         todo, next_stars = [], []
-        for m in stars:
-            left = [b for b in m[1:] if not passes(next(rest))]
+        for m in stars_left:
+            left = [b for b in m[1:] if next(rest) < min_sim]
             if len(left) > STAR_ABOVE:
                 next_stars.append(left)
             else:
                 todo += [(a, b, 0) for k, a in enumerate(left) for b in left[k + 1 :]]
-        stars = next_stars
-    pair_dist: dict[int, int] = {}
-    for (a, b, d), s in checked:
-        ok_pair = passes(s)
-        pa, pb = sorted((gpath[a], gpath[b]))
-        pair_rows.append({"a": pa, "b": pb, "distance": int(d), "kind": "near",
-                          "verified": bool(ok_pair), "similarity": round(float(s), 4) if verify else None})
-        if ok_pair:
-            dsu.union(int(groups[a]), int(groups[b]))
-    for (a, _b, d), s in checked:
-        if passes(s):
-            r = dsu.find(int(groups[a]))
-            pair_dist[r] = max(pair_dist.get(r, 0), int(d))
+        stars_left = next_stars
+    return checked
 
-    # 4. clusters and policies
-    comp = np.array([dsu.find(i) for i in range(len(ok))], dtype=np.int64)
+
+def _unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: str):
+    """(rows of each unit, its best row, units in keep order): split order first, then the keep policy."""
+    unit_rows: dict[int, list] = {}
+    unit_by_root = {int(exact[g]): k for k, g in enumerate(groups.tolist())}
+    rows = list(ok.itertuples(index=False))
+    for i, r in enumerate(exact.tolist()):
+        unit_rows.setdefault(unit_by_root[r], []).append(rows[i])
+    best = {u: min(rs, key=lambda r: (_rank_split(r.split), _keep_key(r, keep))) for u, rs in unit_rows.items()}
+    order = sorted(best, key=lambda u: (_rank_split(best[u].split), _keep_key(best[u], keep)))
+    return unit_rows, best, order
+
+
+def _clusters(ok: pd.DataFrame, unit_rows: dict, best: dict, order: list[int], edges: dict, leakage: str,
+              conflicts: str) -> list[Cluster]:
+    """Star clusters over exact groups (units), centres in keep order."""
     clusters: list[Cluster] = []
-    by_comp = np.argsort(comp, kind="stable")
-    roots, starts, counts = np.unique(comp[by_comp], return_index=True, return_counts=True)
-    for r, st, cnt in zip(roots.tolist(), starts.tolist(), counts.tolist(), strict=True):
-        if cnt < 2:
+    for centre, taken in stars(order, edges).items():
+        units = [centre] + [u for u, _, _ in taken]
+        members = sorted(r.path for u in units for r in unit_rows[u])
+        if len(members) < 2:
             continue
-        idx = by_comp[st : st + cnt]
-        rows = ok.iloc[idx].sort_values("path")
-        splits = sorted(set(rows["split"]), key=lambda s: (_rank_split(s), s))
-        labels = sorted(set(rows["label"]))
-        kind = "exact" if len(set(exact[idx].tolist())) == 1 else "near"
-        c = Cluster(id=len(clusters), kind=kind, members=rows["path"].tolist(), keep="", splits=splits,
-                    labels=labels, cross_split=len(splits) > 1, label_conflict=len(labels) > 1,
-                    max_distance=pair_dist.get(int(r), 0))
-        _apply_policy(c, rows, keep, leakage)
+        k = best[centre].path
+        links = {r.path: {"distance": 0, "similarity": 1.0} for r in unit_rows[centre] if r.path != k}
+        for u, d, sim in taken:
+            links.update({r.path: {"distance": int(d), "similarity": round(float(sim), 4)} for r in unit_rows[u]})
+        sub = ok[ok["path"].isin(set(members))]
+        splits = sorted(set(sub["split"]), key=lambda s: (_rank_split(s), s))
+        labels = sorted(set(sub["label"]))
+        c = Cluster(id=len(clusters), kind="exact" if len(units) == 1 else "near", members=members, keep=k,
+                    splits=splits, labels=labels, cross_split=len(splits) > 1, label_conflict=len(labels) > 1,
+                    max_distance=max((v["distance"] for v in links.values()), default=0), links=links)
+        unit_of = {r.path: u for u in units for r in unit_rows[u]}
+        _apply_policy(c, sub, unit_of, leakage, conflicts)
         clusters.append(c)
-    pairs = pd.DataFrame(pair_rows, columns=["a", "b", "distance", "kind", "verified", "similarity"])
-    pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
-    params = {"hash": hash_name, "hash_size": hash_size, "threshold": threshold, "verify": verify,
-              "min_similarity": min_similarity, "keep": keep, "leakage": leakage}
-    return DedupeResult(clusters, pairs, files, unreadable, params)
+    clusters.sort(key=lambda c: c.members)
+    for n, c in enumerate(clusters):
+        c.id = n
+    return clusters
+

@@ -13,7 +13,9 @@ from PIL import Image
 
 from curate import dupsynth
 from curate.cli import main
-from curate.dedupe import VERIFY_MIN, find_duplicates, similarity, thumbnail
+from curate.dedupe import VERIFY_MIN, find_duplicates
+from curate.dupverify import make_thumb as thumbnail
+from curate.dupverify import score as similarity
 from curate.dedupe_apply import dedupe, undo_dedupe
 from curate.errors import InputError
 from curate.manifest import read_manifest
@@ -75,7 +77,10 @@ def test_clusters_leakage_conflicts_and_bad_files(tree):
     assert set(cat.remove) == set(cat.members) - {cat.keep}
     cup = by_member(res, "train/cup/coffee.png")
     assert cup.members == ["test/cat/coffee_bright.jpg", "train/cup/coffee.png"]
-    assert cup.label_conflict and cup.cross_split and cup.remove == []  # reported, never resolved
+    # leakage is leakage: the test copy goes although its label differs; the conflict is still reported
+    assert cup.label_conflict and cup.cross_split and cup.remove == ["test/cat/coffee_bright.jpg"]
+    assert cat.links["val/cat/chelsea_half.jpg"]["similarity"] >= VERIFY_MIN
+    assert cat.links["train/cat/chelsea_copy.png"] == {"distance": 0, "similarity": 1.0}
     assert not any("astronaut_mirror" in m for c in res.clusters for m in c.members)
     assert not any("grace" in m for c in res.clusters for m in c.members)
     assert len(res.clusters) == 2
@@ -134,7 +139,7 @@ def test_apply_undo_restores_tree_byte_identical(tree):
     out = dedupe(tree, workers=1, quiet=True)
     q = tree.parent / "data.quarantine"
     removed = out.result.removals()
-    assert out.moved == len(removed) == 4
+    assert out.moved == len(removed) == 5
     for p in removed:
         assert not (tree / p).exists() and (q / p).exists()
     assert (tree / "train/cup/empty.jpg").exists() and (tree / "val/person/broken.jpg").exists()
@@ -155,7 +160,7 @@ def test_apply_undo_restores_tree_byte_identical(tree):
     again = dedupe(tree, workers=1, quiet=True)
     assert again.moved == 0
     rep = undo_dedupe(tree)
-    assert rep.ok and rep.restored == 4
+    assert rep.ok and rep.restored == 5
     assert snapshot(tree) == before
     with pytest.raises(InputError):
         undo_dedupe(tree)
@@ -164,7 +169,7 @@ def test_apply_undo_restores_tree_byte_identical(tree):
 def test_dry_run_changes_nothing(tree):
     before = snapshot(tree)
     out = dedupe(tree, dry_run=True, workers=1, quiet=True)
-    assert out.moved == 0 and len(out.result.removals()) == 4
+    assert out.moved == 0 and len(out.result.removals()) == 5
     assert snapshot(tree) == before
     assert not (tree.parent / "data.quarantine").exists()
 
@@ -190,7 +195,7 @@ def test_cli(tree, capsys):
     with pytest.raises(SystemExit) as e:
         main(["dedupe", "--undo", str(tree)])
     assert e.value.code == 0
-    assert "restored 4 files" in capsys.readouterr().out
+    assert "restored 5 files" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("args", [
@@ -367,3 +372,42 @@ def test_big_bucket_of_equal_hashes_finds_every_family_whatever_the_names(tmp_pa
         p.rename(p.with_name("0" + p.name))  # the light ones now sort first
     again = find_duplicates(root, workers=1, quiet=True)
     assert sorted(len(c.members) for c in again.clusters) == [6, 6]
+
+
+def test_no_chaining_a_b_c():
+    from curate.dedupe import stars
+
+    # A~B and B~C verified, A and C never matched: B joins the centre it was verified against, C stays apart
+    out = stars([0, 1, 2], {0: [(1, 4, 0.97)], 1: [(0, 4, 0.97), (2, 5, 0.95)], 2: [(1, 5, 0.95)]})
+    assert out == {0: [(1, 4, 0.97)], 2: []}
+
+
+def test_chain_of_real_files_is_never_one_cluster(tmp_path):
+    # a chain on real pixels: A, a crop B of A, and a crop C of B; each step is within the zoom search, A to
+    # C is not. A~B and B~C verify, A~C does not; no cluster may hold both A and C
+    a = small("chelsea", 256)
+    b = dupsynth.crop(a, 0.07)
+    c = dupsynth.crop(b, 0.12)
+    root = tmp_path / "chain"
+    for name, x in (("a", a), ("b", b), ("c", c)):
+        dupsynth.save(root / "train" / "x" / f"{name}.png", x)
+    res = find_duplicates(root, threshold=40, workers=1, quiet=True)
+    verified = {(p.a, p.b) for p in res.pairs.itertuples() if p.verified}
+    assert ("train/x/a.png", "train/x/b.png") in verified and ("train/x/b.png", "train/x/c.png") in verified
+    assert ("train/x/a.png", "train/x/c.png") not in verified
+    for cl in res.clusters:
+        assert not {"train/x/a.png", "train/x/c.png"} <= set(cl.members)
+        for m, link in cl.links.items():
+            assert link["similarity"] >= VERIFY_MIN and link["distance"] <= 40
+
+
+def test_conflicts_drop_quarantines_every_copy_in_the_split(tmp_path):
+    a = small("coffee", 128)
+    root = tmp_path / "conf"
+    dupsynth.save(root / "train/cup/coffee.png", a)
+    dupsynth.save(root / "train/mug/coffee_q90.jpg", dupsynth.jpeg(a, 90))
+    keep = find_duplicates(root, workers=1, quiet=True)
+    assert len(keep.clusters) == 1 and keep.clusters[0].label_conflict and keep.clusters[0].remove == []
+    drop = find_duplicates(root, workers=1, quiet=True, conflicts="drop")
+    assert drop.clusters[0].remove == ["train/cup/coffee.png", "train/mug/coffee_q90.jpg"]
+    assert drop.params["conflicts"] == "drop"

@@ -1,0 +1,181 @@
+"""Pixel verification of candidate duplicate pairs: is `b` a copy of the same photo as `a`?
+
+A copy is the same photo after re-encoding, resizing, a few percent of cropping, a brightness or colour
+shift or an added edge watermark; a look-alike is another photo of the same design (another specimen of a
+coin, the other face, a different object on the same background). Plain pixel correlation cannot tell
+them apart (centred coins on white correlate at 0.95+), and neither can a 64-bit hash. What differs is the
+fine structure: scratches, wear, noise, reflections. So:
+
+1. thumbnails keep the aspect ratio (a crop of a photo is then an isotropic zoom + shift of it);
+2. coarse alignment: normalised cross-correlation of 96-px grayscale thumbnails, the centre of each image
+   in turn zoomed by SCALES and slid over the other (this is also a cheap gate: GATE);
+3. fine alignment and the score: the same search on gradient magnitudes (Sobel, 128 px), at zooms within
+   +-FINE of the coarse one. Only the centre (TEMPLATE of each side) is compared, so a watermark strip or a
+   border that all photos of a set share never counts as evidence.
+
+docs/dedupe.md has the measurements that chose the method and VERIFY_MIN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+THUMB_SIDE = 128  # longer side of the stored grayscale thumbnail (uint8)
+COARSE_SIDE = 96
+SCALES = (1.0, 0.96, 0.925, 0.89, 0.86)  # zooms of the coarse search (each image in turn shrunk)
+FINE = (-0.03, -0.02, -0.01, 0.0, 0.01, 0.02, 0.03)  # relative zoom steps around the coarse one
+TEMPLATE = 0.8  # central share of the zoomed image matched against the other one
+GATE = 0.70  # coarse gray correlation below this is no copy (every edit tested scores >= 0.77)
+VERIFY_MIN = 0.93  # gradient correlation a copy needs (docs/dedupe.md: how it was measured)
+MAX_CHROMA_SHIFT = 20.0  # mean CIELAB (a*, b*) distance a copy may have (colour edits measured: < 12)
+
+
+@dataclass
+class Thumb:
+    """What verification keeps of one image: grayscale thumbnail (longer side <= THUMB_SIDE), the mean
+    colour as CIELAB (a*, b*), and the original size."""
+
+    gray: np.ndarray
+    chroma: np.ndarray
+    size: tuple[int, int]
+
+    @property
+    def nbytes(self) -> int:
+        return self.gray.nbytes + self.chroma.nbytes
+
+
+def make_thumb(pixels: np.ndarray, size: tuple[int, int] | None = None) -> Thumb:
+    """Thumb of an RGB uint8 array (`size`: the original width, height when `pixels` is a reduced decode)."""
+    import cv2
+
+    h, w = pixels.shape[:2]
+    lab = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2LAB).reshape(-1, 3)
+    chroma = lab[:, 1:].mean(axis=0).astype(np.float32) - 128.0
+    gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    s = min(1.0, THUMB_SIDE / max(h, w))
+    if s < 1.0:
+        gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return Thumb(gray, chroma, size or (w, h))
+
+
+def _fit(gray: np.ndarray, side: int) -> np.ndarray:
+    """float32 image whose longer side is `side` (aspect kept)."""
+    import cv2
+
+    h, w = gray.shape
+    s = side / max(h, w)
+    x = gray.astype(np.float32)
+    if s == 1.0:
+        return x
+    return cv2.resize(x, (max(1, round(w * s)), max(1, round(h * s))),
+                      interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+
+
+def _grad(x: np.ndarray) -> np.ndarray:
+    import cv2
+
+    x = cv2.GaussianBlur(x, (0, 0), 0.7)
+    return cv2.magnitude(cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3))
+
+
+def _centre(x: np.ndarray, zoom: float) -> np.ndarray:
+    """The central TEMPLATE share of `x` zoomed by `zoom`, at the scale of `x` before the zoom."""
+    import cv2
+
+    h, w = x.shape
+    zw, zh = max(1, round(w * zoom)), max(1, round(h * zoom))
+    z = cv2.resize(x, (zw, zh), interpolation=cv2.INTER_LINEAR if zoom > 1 else cv2.INTER_AREA)
+    tw, th = max(1, round(zw * TEMPLATE)), max(1, round(zh * TEMPLATE))
+    ox, oy = (zw - tw) // 2, (zh - th) // 2
+    return z[oy : oy + th, ox : ox + tw]
+
+
+def _match(base: np.ndarray, templ: np.ndarray, subpixel: bool = False) -> float:
+    """Best normalised cross-correlation of `templ` slid over `base` (-1 when it does not fit); with
+    `subpixel`, the peak of a parabola through the best position and its neighbours (the score of an
+    alignment between pixels, which a copy's sharp peak reaches and a look-alike's broad one does not)."""
+    import cv2
+
+    if templ.shape[0] > base.shape[0] or templ.shape[1] > base.shape[1]:
+        return -1.0
+    if float(templ.std()) < 1e-3 or float(base.std()) < 1e-3:  # flat: equal only to an equally flat image
+        same = float(templ.std()) < 1e-3 and float(base.std()) < 1e-3
+        return 1.0 if same and abs(float(base.mean()) - float(templ.mean())) < 2 else 0.0
+    r = np.nan_to_num(cv2.matchTemplate(base, templ, cv2.TM_CCOEFF_NORMED), nan=-1.0)
+    y, x = np.unravel_index(int(np.argmax(r)), r.shape)
+    best = float(r[y, x])
+    if subpixel:
+        for line, k in ((r[y, :], x), (r[:, x], y)):
+            if 0 < k < len(line) - 1:
+                lo, hi = float(line[k - 1]), float(line[k + 1])
+                den = lo - 2 * best + hi
+                if den < 0:
+                    best -= (hi - lo) ** 2 / (8 * den)
+    return min(1.0, best)
+
+
+def _side(a: Thumb, b: Thumb, full: int) -> int:
+    """Compare at `full` px, or at the smaller image's own longer side when that is less."""
+    return max(16, min(full, max(a.size), max(b.size)))
+
+
+def coarse(a: Thumb, b: Thumb) -> tuple[float, int, float, tuple[int, int], int]:
+    """Best gray alignment: (score, direction, zoom, location, side). Direction 0 slides b's zoomed centre
+    over a (1: a's over b); location is the template's top-left corner in the base image at `side`."""
+    import cv2
+
+    side = _side(a, b, COARSE_SIDE)
+    xa, xb = _fit(a.gray, side), _fit(b.gray, side)
+    best = (-2.0, 0, 1.0, (0, 0), side)
+    for d, (base, other) in enumerate(((xa, xb), (xb, xa))):
+        for s in SCALES:
+            t = _centre(other, s)
+            if t.shape[0] > base.shape[0] or t.shape[1] > base.shape[1]:
+                continue
+            if float(t.std()) < 1e-3 or float(base.std()) < 1e-3:
+                m, loc = _match(base, t), (0, 0)
+            else:
+                _, m, _, loc = cv2.minMaxLoc(cv2.matchTemplate(base, t, cv2.TM_CCOEFF_NORMED))
+            if m > best[0]:
+                best = (float(m), d, s, loc, side)
+    return best
+
+
+def _ncc(x: np.ndarray, y: np.ndarray) -> float:
+    x = x - x.mean()
+    y = y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum()) / den if den > 1e-6 else 0.0
+
+
+def score(a: Thumb, b: Thumb) -> float:
+    """How surely `a` and `b` are copies of one photo: the gradient correlation of their centres at the
+    best alignment (0 for a pair that fails the colour gate, half the gray score below GATE). 1.0 for
+    identical pixels."""
+    if float(np.linalg.norm(a.chroma - b.chroma)) > MAX_CHROMA_SHIFT:
+        return 0.0  # alike in gray, not in colour: a red and a blue patch, a gold and a silver coin
+    c, d, s, _loc, _ = coarse(a, b)
+    if c < GATE:
+        return max(0.0, c * 0.5)  # far below any copy; scaled so it never reads as a near miss
+    side = _side(a, b, THUMB_SIDE)
+    ga, gb = _grad(_fit(a.gray, side)), _grad(_fit(b.gray, side))
+    if float(ga.std()) < 1e-3 and float(gb.std()) < 1e-3:  # both flat: the gray match decides
+        return c
+    base, other = (ga, gb) if d == 0 else (gb, ga)
+    return max(_match(base, _centre(other, s * (1 + f)), subpixel=True) for f in FINE)
+
+
+def mirrored(a: Thumb, b: Thumb) -> Thumb:
+    """`b` flipped left-right (for the report's mirrored-copy check)."""
+    return Thumb(np.ascontiguousarray(b.gray[:, ::-1]), b.chroma, b.size)
+
+
+def score_batch(thumbs: list[Thumb | None], pairs: list[tuple[int, int]]) -> list[float]:
+    """score() of each pair of indices into `thumbs`; -1 where a thumbnail is missing (unreadable)."""
+    out = []
+    for i, j in pairs:
+        a, b = thumbs[i], thumbs[j]
+        out.append(-1.0 if a is None or b is None else score(a, b))
+    return out
