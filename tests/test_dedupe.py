@@ -14,9 +14,9 @@ from PIL import Image
 from curate import dupsynth
 from curate.cli import main
 from curate.dedupe import VERIFY_MIN, find_duplicates
+from curate.dedupe_apply import dedupe, undo_dedupe
 from curate.dupverify import make_thumb as thumbnail
 from curate.dupverify import score as similarity
-from curate.dedupe_apply import dedupe, undo_dedupe
 from curate.errors import InputError
 from curate.manifest import read_manifest
 from curate.samples import load_photo
@@ -397,7 +397,7 @@ def test_chain_of_real_files_is_never_one_cluster(tmp_path):
     assert ("train/x/a.png", "train/x/c.png") not in verified
     for cl in res.clusters:
         assert not {"train/x/a.png", "train/x/c.png"} <= set(cl.members)
-        for m, link in cl.links.items():
+        for _m, link in cl.links.items():
             assert link["similarity"] >= VERIFY_MIN and link["distance"] <= 40
 
 
