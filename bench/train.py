@@ -15,8 +15,8 @@ same device and with the same freeze setting (default none: every layer trained)
 and prints images/s and each one's ratio to the ceiling (1.0 = the input pipeline costs nothing).
 Each row times at least --steps optimizer steps (default: 200 on CUDA, one epoch elsewhere) after a
 warm-up (the ceiling: 10 steps; the loops: their first epoch, where cuDNN autotunes and workers start);
-the loops' evaluation is not timed. --profile DIR writes a torch.profiler summary of one curate epoch
-(synchronising calls and device-to-host copies per batch). Defaults are tiny so it runs in seconds on a
+the loops' evaluation is not timed. --profile DIR writes DIR/profile-ARCH.txt, a torch.profiler summary
+of one curate epoch (synchronising calls and device-to-host copies per batch, with where they come from). Defaults are tiny so it runs in seconds on a
 CPU; on CUDA: --device cuda --size 224 --images 4096 --batch-size 128 --threads 0.
 """
 
@@ -29,6 +29,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -154,7 +155,7 @@ def profile_epoch(root: Path, out: Path, opts: dict, profile_dir: Path) -> dict:
         extra = {"experimental_config": verbose(verbose=True)} if verbose else {}
         with profile(activities=acts, with_stack=True, **extra) as prof:
             row = one_epoch(model, batches, *a, **k)
-        found.update(summarise(prof, len(batches), profile_dir))
+        found.update(summarise(prof, len(batches), profile_dir / f"profile-{opts['arch']}.txt"))
         return row
 
     loop.train_one_epoch = profiled
@@ -165,7 +166,7 @@ def profile_epoch(root: Path, out: Path, opts: dict, profile_dir: Path) -> dict:
     return found
 
 
-def summarise(prof, batches: int, profile_dir: Path) -> dict:
+def summarise(prof, batches: int, path: Path) -> dict:
     counts: dict[str, int] = {}
     for e in prof.key_averages():
         if any(p in e.key for p in PROFILED):
@@ -179,9 +180,21 @@ def summarise(prof, batches: int, profile_dir: Path) -> dict:
         if any(p in e.key for p in PROFILED):
             lines.append(f"  {e.key} x{e.count}: " + " <- ".join(e.stack[:5]))
     lines += ["", prof.key_averages().table(sort_by=sort, row_limit=40)]
-    profile_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(profile_dir / "profile.txt", "\n".join(lines) + "\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return {"batches": batches, "counts": counts, "per_batch": {k: v / batches for k, v in counts.items()}}
+
+
+def attempt(name: str, run) -> dict:
+    """One row; a failing baseline (e.g. DataLoader workers out of shared memory) is recorded, not fatal,
+    so one run on a leased machine still measures the others. The ceiling must work."""
+    try:
+        return run()
+    except Exception as e:
+        if name == "ceiling":
+            raise
+        traceback.print_exc()
+        return {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]}
 
 
 def measure(arch: str, args, root: Path, tmp: Path, device) -> dict:
@@ -193,34 +206,49 @@ def measure(arch: str, args, root: Path, tmp: Path, device) -> dict:
     steps = args.steps or (200 if device.type == "cuda" else per_epoch)
     epochs = 1 + math.ceil(steps / per_epoch)  # a warm-up epoch, then at least `steps` timed steps
     _, info = build_model(arch, CLASSES, weights="none", freeze_until=cfg.freeze_until)  # for the record
-    results = {"ceiling": ceiling(cfg, device, steps)}
-    for name, extra in (("curate", {}), ("stream", {"cache_gb": 0})):
-        res = train(root, out=tmp / f"{arch}-{name}", quiet=True, epochs=epochs, **opts, **extra)
-        results[name] = timed_epochs(res.history, args.batch_size)
-    results["imagefolder"] = imagefolder(cfg, root, device, args.workers, epochs)
+    rows = {
+        "ceiling": lambda: ceiling(cfg, device, steps),
+        "curate": lambda: timed_epochs(train(root, out=tmp / f"{arch}-curate", quiet=True, epochs=epochs, **opts).history,
+                                       args.batch_size),
+        "stream": lambda: timed_epochs(train(root, out=tmp / f"{arch}-stream", quiet=True, epochs=epochs, cache_gb=0,
+                                             **opts).history, args.batch_size),
+        "imagefolder": lambda: imagefolder(cfg, root, device, args.workers, epochs),
+    }
+    results = {name: attempt(name, run) for name, run in rows.items()}
     again = ceiling(cfg, device, steps)  # after the others too: the machine may be shared or warming up
     if again["images_per_s"] > results["ceiling"]["images_per_s"]:
         results["ceiling"] = again
     base = results["ceiling"]["images_per_s"]
-    for r in results.values():
-        r["of_ceiling"] = r["images_per_s"] / base
     print(f"{arch}: freeze {info['freeze_until']} on every row ({info['trainable_params']:,} of "
           f"{info['params']:,} parameters trained), >= {steps} timed steps per row")
     print(f"{'pipeline':<12} {'train img/s':>12} {'of ceiling':>11} {'steps':>6}")
     for name, r in results.items():
+        if "error" in r:
+            print(f"{name:<12} failed: {r['error']}")
+            continue
+        r["of_ceiling"] = r["images_per_s"] / base
         print(f"{name:<12} {r['images_per_s']:>12.1f} {r['of_ceiling']:>11.2f} {r['steps']:>6}")
     out = {"arch": arch, "freeze_until": info["freeze_until"], "params": info["params"],
            "trainable_params": info["trainable_params"], "steps_per_epoch": per_epoch, "epochs": epochs,
            "results": results}
     if args.profile:
-        out["profile"] = profile_epoch(root, tmp / f"{arch}-profile", opts, args.profile / arch)
-        print("profile: " + ", ".join(f"{k} {v:.2f}/batch" for k, v in out["profile"]["per_batch"].items()))
+        out["profile"] = attempt("profile", lambda: profile_epoch(root, tmp / f"{arch}-profile", opts, args.profile))
+        per = out["profile"].get("per_batch", {})
+        print("profile: " + (", ".join(f"{k} {v:.2f}/batch" for k, v in per.items()) or out["profile"].get("error", "")))
     return out
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "cpu"
 
 
 def environment(device, args) -> dict:
     cuda = device.type == "cuda"
-    return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor(),
+    return {"device": str(device), "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "cuda": torch.version.cuda if cuda else None,
             "cudnn": torch.backends.cudnn.version() if cuda else None, "python": platform.python_version(),
@@ -243,7 +271,7 @@ def main() -> None:
     ap.add_argument("--freeze-until", default="none", help="the same on every row; auto = the recipe (last block)")
     ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--json", type=Path, help="also write the results here")
-    ap.add_argument("--profile", type=Path, help="folder for a torch.profiler summary of one curate epoch per arch")
+    ap.add_argument("--profile", type=Path, help="folder for profile-ARCH.txt: torch.profiler over one curate epoch")
     args = ap.parse_args()
     args.workers = loader_workers(args.workers)
     if args.threads:
