@@ -72,7 +72,7 @@ else
 fi
 
 # ---------------------------------------------------------------- setup
-log "curate $(git rev-parse --short HEAD 2>/dev/null || echo '?') on $(hostname), $(nproc) cores, device $DEVICE, tiny $TINY"
+log "curate $(git rev-parse --short HEAD 2>/dev/null || echo '?') on $(cat /etc/hostname 2>/dev/null || echo "?"), $(nproc) cores, device $DEVICE, tiny $TINY"
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 || echo "no nvidia-smi"
   df -h /dev/shm 2>&1 | tail -n 1; } | sed 's/^/    /' | tee -a "$LOG"
 if compgen -G ".whl/*.whl" >/dev/null; then

@@ -171,7 +171,6 @@ def summarise(prof, batches: int, path: Path) -> dict:
     for e in prof.key_averages():
         if any(p in e.key for p in PROFILED):
             counts[e.key] = counts.get(e.key, 0) + e.count
-    sort = "self_device_time_total" if any("cuda" in a.name.lower() for a in prof.activities) else "self_cpu_time_total"
     lines = [f"one curate epoch, {batches} batches; calls that wait for the device or copy to the host",
              "(aten::_local_scalar_dense is .item(): a wait only on GPU tensors, see the stacks):"]
     lines += [f"  {k}: {v} ({v / batches:.2f} per batch)" for k, v in sorted(counts.items())]
@@ -179,7 +178,13 @@ def summarise(prof, batches: int, path: Path) -> dict:
     for e in prof.key_averages(group_by_stack_n=5):
         if any(p in e.key for p in PROFILED):
             lines.append(f"  {e.key} x{e.count}: " + " <- ".join(e.stack[:5]))
-    lines += ["", prof.key_averages().table(sort_by=sort, row_limit=40)]
+    try:  # torch < 2.4 names it self_cuda_time_total
+        on_gpu = any("CUDA" in str(a) for a in getattr(prof, "activities", ()))
+        table = prof.key_averages().table(sort_by="self_device_time_total" if on_gpu else "self_cpu_time_total",
+                                          row_limit=40)
+    except (KeyError, AttributeError, ValueError):
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
+    lines += ["", table]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines) + "\n")
     return {"batches": batches, "counts": counts, "per_batch": {k: v / batches for k, v in counts.items()}}
