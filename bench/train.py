@@ -12,12 +12,14 @@ same device and with the same freeze setting (default none: every layer trained)
   curate       curate's loop (decoded uint8 cache on the device, batched flip + ColorJitter there)
   stream       curate's loop with --cache-gb 0 (DataLoader decoding JPEGs in --workers processes)
   imagefolder  the usual baseline: torchvision ImageFolder + PIL transforms + DataLoader (same workers)
+  ceiling_fused  (CUDA only) the ceiling with AdamW(fused=True): no per-step host sync in GradScaler.step
 and prints images/s and each one's ratio to the ceiling (1.0 = the input pipeline costs nothing).
 Each row times at least --steps optimizer steps (default: 200 on CUDA, one epoch elsewhere) after a
 warm-up (the ceiling: 10 steps; the loops: their first epoch, where cuDNN autotunes and workers start);
 the loops' evaluation is not timed. --profile DIR writes DIR/profile-ARCH.txt, a torch.profiler summary
-of one curate epoch (synchronising calls and device-to-host copies per batch, with where they come from). Defaults are tiny so it runs in seconds on a
-CPU; on CUDA: --device cuda --size 224 --images 4096 --batch-size 128 --threads 0.
+of one curate epoch (synchronising calls and device-to-host copies per batch, with where they come
+from). Defaults are tiny so it runs in seconds on a CPU; on CUDA: --device cuda --size 224 --images 4096
+--batch-size 128 --threads 0.
 """
 
 from __future__ import annotations
@@ -68,8 +70,9 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def setup(cfg: TrainConfig, device, n_cls: int):
-    """Model, precision, loss, optimizer and scaler as curate's loop makes them."""
+def setup(cfg: TrainConfig, device, n_cls: int, fused: bool = False):
+    """Model, precision, loss, optimizer and scaler as curate's loop makes them (fused: AdamW's fused
+    kernel, which takes GradScaler's scale on the device instead of reading found-inf back every step)."""
     torch.manual_seed(0)
     model, info = build_model(cfg.arch, n_cls, weights="none", dropout=cfg.dropout, freeze_until=cfg.freeze_until)
     cl = device.type == "cuda"
@@ -77,14 +80,14 @@ def setup(cfg: TrainConfig, device, n_cls: int):
     prec = precision_for(device, cfg.amp)
     crit = build_loss(cfg, [1] * n_cls).to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
+                            weight_decay=cfg.weight_decay, **({"fused": True} if fused else {}))
     scaler = torch.amp.GradScaler(device.type) if prec.enabled and prec.dtype == torch.float16 else None
     train_mode(model, info["frozen_norms"])
     return model, info, prec, crit, opt, scaler, cl
 
 
-def ceiling(cfg: TrainConfig, device, steps: int) -> dict:
-    model, _, prec, crit, opt, scaler, cl = setup(cfg, device, CLASSES)
+def ceiling(cfg: TrainConfig, device, steps: int, fused: bool = False) -> dict:
+    model, _, prec, crit, opt, scaler, cl = setup(cfg, device, CLASSES, fused)
     x = torch.randn(cfg.batch_size, 3, cfg.size, cfg.size, device=device)
     if cl:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -219,6 +222,8 @@ def measure(arch: str, args, root: Path, tmp: Path, device) -> dict:
                                              **opts).history, args.batch_size),
         "imagefolder": lambda: imagefolder(cfg, root, device, args.workers, epochs),
     }
+    if device.type == "cuda":  # what a loop without GradScaler's per-step read-back could reach
+        rows["ceiling_fused"] = lambda: ceiling(cfg, device, steps, fused=True)
     results = {name: attempt(name, run) for name, run in rows.items()}
     again = ceiling(cfg, device, steps)  # after the others too: the machine may be shared or warming up
     if again["images_per_s"] > results["ceiling"]["images_per_s"]:
