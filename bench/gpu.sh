@@ -9,7 +9,8 @@
 #   setup    python, torch, GPU; which needed packages are missing (printed with the pip command)
 #   tests    pytest -m cuda tests/test_cuda.py                                     -> tests.log
 #   bench    bench/train.py at 224 px, 4096 images, batch 128, >= 200 steps a row,
-#            resnet18 and resnet50, + torch.profiler over one epoch                 -> bench.log, bench.json,
+#            resnet18 and resnet50 (+ a fused-AdamW ceiling), + torch.profiler over
+#            one curate epoch                                                       -> bench.log, bench.json,
 #                                                                                      profile-ARCH.txt
 #   compare  curate train --compare resnet18,mobilenet_v2,efficientnet_b0 --weights none
 #            on a generated 20-class tree (bench/train_tree.py)                      -> compare.log, compare.json
