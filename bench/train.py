@@ -139,7 +139,9 @@ def imagefolder(cfg: TrainConfig, root: Path, device, workers: int, epochs: int)
 
 # Host waits: cuda*Synchronize calls and device-to-host copies. aten::_local_scalar_dense is every
 # `.item()` / `float(t)`: a wait when t is on the GPU, free on CPU tensors (AdamW's step counters).
-PROFILED = ("Synchronize", "Memcpy DtoH", "aten::_local_scalar_dense")
+# cudaMemcpyAsync from pageable host memory (the augmentation's parameters) may block the host too: its
+# CPU time says whether it does.
+PROFILED = ("Synchronize", "Memcpy DtoH", "aten::_local_scalar_dense", "cudaMemcpyAsync")
 
 
 def profile_epoch(root: Path, out: Path, opts: dict, profile_dir: Path) -> dict:
@@ -171,12 +173,15 @@ def profile_epoch(root: Path, out: Path, opts: dict, profile_dir: Path) -> dict:
 
 def summarise(prof, batches: int, path: Path) -> dict:
     counts: dict[str, int] = {}
+    cpu_ms: dict[str, float] = {}
     for e in prof.key_averages():
         if any(p in e.key for p in PROFILED):
             counts[e.key] = counts.get(e.key, 0) + e.count
+            cpu_ms[e.key] = cpu_ms.get(e.key, 0.0) + e.self_cpu_time_total / 1000
     lines = [f"one curate epoch, {batches} batches; calls that wait for the device or copy to the host",
              "(aten::_local_scalar_dense is .item(): a wait only on GPU tensors, see the stacks):"]
-    lines += [f"  {k}: {v} ({v / batches:.2f} per batch)" for k, v in sorted(counts.items())]
+    lines += [f"  {k}: {v} ({v / batches:.2f} per batch), {cpu_ms[k]:.1f} ms on the CPU"
+              for k, v in sorted(counts.items())]
     lines += ["", "where they are called from (5 innermost Python frames):"]
     for e in prof.key_averages(group_by_stack_n=5):
         if any(p in e.key for p in PROFILED):
@@ -190,7 +195,8 @@ def summarise(prof, batches: int, path: Path) -> dict:
     lines += ["", table]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, "\n".join(lines) + "\n")
-    return {"batches": batches, "counts": counts, "per_batch": {k: v / batches for k, v in counts.items()}}
+    return {"batches": batches, "counts": counts, "per_batch": {k: v / batches for k, v in counts.items()},
+            "cpu_ms": cpu_ms}
 
 
 def attempt(name: str, run) -> dict:

@@ -175,7 +175,7 @@ def test_device_augmentation_on_cuda_matches_cpu():
     cpu = aug(x, torch.Generator().manual_seed(3))
     gpu = aug(x.cuda(), torch.Generator().manual_seed(3))
     assert gpu.device.type == "cuda" and gpu.is_contiguous(memory_format=torch.channels_last)
-    assert torch.allclose(gpu.cpu(), cpu, atol=1e-3)
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-2)  # float rounding (x 1/std); a different flip or crop is O(1)
 
 
 def test_predict_and_compare_on_cuda(tree, tmp_path):
