@@ -137,14 +137,14 @@ def sync_counts(monkeypatch) -> list[dict]:
 def test_no_host_sync_per_batch(cache, tmp_path, monkeypatch):
     """A CUDA epoch queues work and never waits for the GPU inside the batch loop: the only
     synchronising calls are once per epoch (the shuffled order sent to the device, the two sums read
-    back at the end), so an epoch of 12 batches makes no more than one of 4. Mixup, focal loss with
+    back at the end): at most 3 in an epoch of 12 batches, where one per batch would make 12. Mixup, focal loss with
     class weights and every augmentation are on; `host` is a cache that does not fit on the GPU (batches
     gathered into pinned memory), `stream` the DataLoader path."""
     tree = make_tree(tmp_path / "tree", n_train=32, n_val=4, size=64)  # 96 train images: 12 batches of 8
     epochs = sync_counts(monkeypatch)
     opts = {**GPU, "mixup": 0.2, "alpha": "balanced", "class_weights": "inverse-freq", "scheduler": "none"}
     if cache == "host":
-        free, total = torch.cuda.mem_get_info()
+        _, total = torch.cuda.mem_get_info()
         monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (0, total))  # cache budget 0 on the GPU
     if cache == "stream":
         opts["cache_gb"] = 0
