@@ -331,15 +331,10 @@ class KaggleResult:
         return 1 if self.problems else 0
 
 
-def _plan(base: Path, spec: DatasetSpec, names_path: Path | None, label_names: bool, previous: dict, out: Path,
-          shown: Path):
-    """Find the layout and names, list every file to import, and name the class folders."""
-    layout = find_layout(base, shown)
-    names_path = names_path or find_names(base, layout, spec.names_file)
-    id_names = load_names(names_path) if names_path else {}
-
+def list_class_files(base: Path, layout: Layout) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """(split, class folder, path inside it, path inside base) of every image, and one line per skipped file."""
     problems: list[str] = []
-    items: list[tuple[str, str, str, str]] = []  # split, class id, file path, source id
+    items: list[tuple[str, str, str, str]] = []
     for split, sdir in layout.splits.items():
         for f in sorted(sdir.iterdir()):
             if f.is_file() and not f.name.startswith("."):
@@ -360,6 +355,17 @@ def _plan(base: Path, spec: DatasetSpec, names_path: Path | None, label_names: b
                         problems.append(f"{rel}: not an image file name, not imported")
                     else:
                         items.append((split, cdir.name, p.relative_to(cdir).as_posix(), rel))
+    return items, problems
+
+
+def _plan(base: Path, spec: DatasetSpec, names_path: Path | None, label_names: bool, previous: dict, out: Path,
+          shown: Path):
+    """Find the layout and names, list every file to import, and name the class folders."""
+    layout = find_layout(base, shown)
+    names_path = names_path or find_names(base, layout, spec.names_file)
+    id_names = load_names(names_path) if names_path else {}
+
+    items, problems = list_class_files(base, layout)
     if not items:
         raise InputError(f"found no images in {shown}", "expect SPLIT/CLASS/*.jpg or CLASS/*.jpg")
 
