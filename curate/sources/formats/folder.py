@@ -24,7 +24,8 @@ def _read(path: Path, options: Options) -> Source:
     items = [Item(split, cid, inner, rel, path=str(path / rel)) for split, cid, inner, rel in found]
     names = label_names(layout.root) or label_names(path)
     how = "unsplit class folders" if layout.single else f"class folders in {', '.join(layout.splits)}"
-    return Source("folder", layout.root, items, names, problems=problems, note=f"{how} of {path}")
+    folders = {cid: cid for _, cid, _, _ in found}  # class folders keep their names
+    return Source("folder", layout.root, items, names, folders, problems, note=f"{how} of {path}")
 
 
 DETECT = {"folder": _detect}
