@@ -52,7 +52,7 @@ def label_names(root: str | Path) -> dict[str, str]:
     return {}
 
 
-def shown(label: str, names: dict[str, str]) -> str:
+def with_name(label: str, names: dict[str, str]) -> str:
     """'folder' or 'folder (name)' when the name says more than the folder."""
     name = names.get(label)
     return f"{label} ({name})" if name and name != label else label
