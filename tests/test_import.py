@@ -327,3 +327,57 @@ def test_hf_without_columns(tmp_path, capsys):
     t = pa.table({"picture": pa.array([jpeg(a) for a in imgs], type=pa.binary()), "y2": pa.array([0, 1, 2, 3])})
     pq.write_table(t, tmp_path / "train-00000-of-00001.parquet")
     assert "no image column and label column" in bad(tmp_path, capsys, [str(tmp_path / "train-00000-of-00001.parquet")])
+
+
+# ---------------------------------------------------------------- the shipped pipelines on small stand-ins
+
+
+def glasses_folder(root):
+    """An unsplit folder of 3 class folders of JPEG photos (crops of three different package photos)."""
+    imgs, labels = photo_crops(24, side=96, seed=2)
+    for i, (img, lab) in enumerate(zip(imgs, labels, strict=True)):
+        if lab < 3:
+            (root / ["cup", "beer_glass", "soju_glass"][lab]).mkdir(parents=True, exist_ok=True)
+            (root / ["cup", "beer_glass", "soju_glass"][lab] / f"IMG_{i:04d}.jpg").write_bytes(jpeg(img))
+    return root
+
+
+def stand_in(name, tmp_path):
+    if name == "cifar10":
+        folder, _ = write_cifar10(tmp_path / "src", per_batch=16, batches=2)
+        return tar_gz(folder, tmp_path / "cifar-10-python.tar.gz")
+    if name == "emnist-balanced":
+        write_emnist(tmp_path / "gzip", n_train=60, n_test=20)
+        return tmp_path / "gzip"
+    return glasses_folder(tmp_path / "photos")
+
+
+@pytest.mark.parametrize("name", ["cifar10", "emnist-balanced", "glasses"])
+def test_shipped_pipeline_dry_run(name, tmp_path, capsys):
+    from conftest import REPO
+
+    src, out = stand_in(name, tmp_path), tmp_path / "tree"
+    code, stdout, stderr = run_cli(["run", str(REPO / "pipelines" / f"{name}.yaml"), "--set", f"source={src}",
+                                    "--set", f"out={out}", "--dry-run"], capsys)
+    assert code == 0, stderr
+    assert stdout.count("would-run") == 4 and not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["cifar10", "emnist-balanced", "glasses"])
+def test_shipped_pipeline_runs(name, tmp_path, capsys):
+    from conftest import REPO
+
+    pytest.importorskip("torch")
+    src, out = stand_in(name, tmp_path), tmp_path / "tree"
+    small = ["--set", "size=64"] if name == "glasses" else []
+    code, stdout, stderr = run_cli(["-q", "run", str(REPO / "pipelines" / f"{name}.yaml"), "--set", f"source={src}",
+                                    "--set", f"out={out}", "--set", "weights=none", "--set", "epochs=1", *small], capsys)
+    assert code == 0, stdout + stderr
+    steps = read_info(out)["steps"]
+    assert steps["import"]["state"] == "complete"
+    assert set(steps["run"]["steps"]) == {"import", "dedupe", "report", "train"}
+    metrics = json.loads(next((tmp_path / "runs").glob("*/metrics.json")).read_text())
+    names = {"cifar10": CIFAR10_NAMES[:4], "emnist-balanced": [str(d) for d in range(10)],
+             "glasses": ["beer_glass", "cup", "soju_glass"]}[name]
+    assert sorted(metrics["per_class"]) == sorted(names)  # per-class scores under readable names
