@@ -381,3 +381,21 @@ def test_shipped_pipeline_runs(name, tmp_path, capsys):
     names = {"cifar10": CIFAR10_NAMES[:4], "emnist-balanced": [str(d) for d in range(10)],
              "glasses": ["beer_glass", "cup", "soju_glass"]}[name]
     assert sorted(metrics["per_class"]) == sorted(names)  # per-class scores under readable names
+
+
+@pytest.mark.slow
+def test_s3_source(tmp_path, capsys, monkeypatch):
+    """An s3:// prefix (a local moto server) is copied to the local cache, then imported as a folder would be."""
+    from test_storage import moto_s3
+
+    monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path / "cache"))
+    write_mnist(tmp_path / "mnist", n_train=8, n_test=4)
+    with moto_s3(tmp_path) as fs:
+        fs.mkdir("curate-import")
+        for f in sorted((tmp_path / "mnist").iterdir()):
+            fs.put(str(f), f"curate-import/mnist/{f.name}")
+        code, stdout, stderr = run_cli(["import", "s3://curate-import/mnist", "--out", str(tmp_path / "o")], capsys)
+        assert code == 0, stderr
+        assert "(train 8, test 4)" in stdout
+        code, _, stderr = run_cli(["import", "s3://curate-import/mnist", "--out", str(tmp_path / "o")], capsys)
+        assert code == 0 and "up to date" in stderr
