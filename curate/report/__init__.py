@@ -99,7 +99,6 @@ def build_report(
     `fail_on`: check names (or "all") whose findings count as failures -> `fired_rules`.
     `thresholds`: overrides such as ["blurry=10", "small-class.min_images=20"].
     """
-    from curate.labelnames import label_names
     from curate.report.build import analyse
     from curate.report.checks import parse_overrides, parse_rules
     from curate.report.html import render, wanted_thumbnails
@@ -116,8 +115,6 @@ def build_report(
     html_path, json_path = output_paths(root, out)
     a = analyse(root, workers=workers, engine=engine, quiet=quiet, params=params, duplicates=duplicates)
     doc = build_json(a, rules, per_label=per_label, seed=seed)
-    names = label_names(root)  # classes.json / cat_to_name.json: shown beside the folder names
-    doc["label_names"] = {lab: names[lab] for lab in doc["labels"] if lab in names}
     thumbs = thumbnails(root, wanted_thumbnails(a, doc), workers=workers, engine=engine, quiet=quiet)
     page = render(a, doc, thumbs)
     text, html = json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n", page.encode("utf-8", "backslashreplace")
