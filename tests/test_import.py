@@ -84,8 +84,10 @@ def test_cifar100_fine_and_coarse(tmp_path, capsys):
     code, stdout, stderr = run_cli(["import", str(d), "--out", str(tmp_path / "fine")], capsys)
     assert code == 0, stderr
     assert sorted(classes(tmp_path / "fine")) == ["apple", "aquarium_fish", "baby", "bear"]
-    code, stdout, stderr = run_cli(["import", str(d), "--out", str(tmp_path / "coarse"), "--labels", "coarse"], capsys)
+    code, stdout, stderr = run_cli(["import", str(d), "--out", str(tmp_path / "coarse"), "--labels", "coarse",
+                                    "--test-ratio", "0.3"], capsys)
     assert code == 0, stderr
+    assert "--test-ratio 0.3 not applied: the source has its own test split" in stderr
     c = classes(tmp_path / "coarse")
     assert c["fish"]["counts"] == {"train": 3, "test": 1} and c["aquatic_mammals"]["counts"] == {"train": 3, "test": 1}
 
@@ -109,6 +111,11 @@ def test_fashion_mnist_names(tmp_path, capsys):
     code, _, stderr = run_cli(["import", str(tmp_path / "fashion-mnist"), "--out", str(tmp_path / "o")], capsys)
     assert code == 0, stderr
     assert classes(tmp_path / "o")["t_shirt_top"]["name"] == "T-shirt/top"
+    (tmp_path / "names.json").write_text(json.dumps({"0": "Tee", "9": "Boot"}))  # --names overrides the source's
+    code, _, stderr = run_cli(["import", str(tmp_path / "fashion-mnist"), "--out", str(tmp_path / "n"), "--names",
+                               str(tmp_path / "names.json")], capsys)
+    assert code == 0, stderr
+    assert classes(tmp_path / "n")["tee"]["name"] == "Tee" and classes(tmp_path / "n")["trouser"]["id"] == "1"
 
 
 def test_emnist_upright_with_mapping(tmp_path, capsys):
@@ -140,6 +147,13 @@ def test_emnist_letter_folders(tmp_path, capsys):
     assert code == 0, stderr
     c = classes(tmp_path / "o")
     assert {k: v["name"] for k, v in c.items()} == {"A_upper": "A", "B_upper": "B", "a_lower": "a", "b_lower": "b"}
+    # the letters split merges cases: "label upper lower" lines
+    for f in folder.iterdir():
+        f.rename(folder / f.name.replace("balanced", "letters"))
+    (folder / "emnist-letters-mapping.txt").write_text("10 65 97\n11 66 98\n36 67 99\n37 68 100\n")
+    code, _, stderr = run_cli(["import", str(folder), "--out", str(tmp_path / "l")], capsys)
+    assert code == 0, stderr
+    assert {k: v["name"] for k, v in classes(tmp_path / "l").items()} == {"Aa": "Aa", "Bb": "Bb", "Cc": "Cc", "Dd": "Dd"}
 
 
 def test_pixel_csv_gray_and_rgb(tmp_path, capsys):

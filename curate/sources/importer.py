@@ -268,4 +268,7 @@ def _deal(stage: Path, read: formats.Source, val_ratio: float, test_ratio: float
     moved = sum(1 for s in plan.after.values() if s != "train")
     notes.append(f"dealt {moved} of {len(plan.after)} train images into {', '.join(targets[1:])} "
                  f"(stratified, groups: {plan.group_source})")
+    if plan.outside_groups:
+        notes.append(f"{plan.outside_groups} duplicate groups in train also have copies in the source's other "
+                     "splits: run `curate dedupe` to remove that leakage")
     return dict(plan.after)

@@ -72,6 +72,13 @@ def _detect(path: Path) -> bool:
     return path.is_dir() and bool(_files(_folder(path)))
 
 
+def _folder_of(name: str) -> str:
+    """'7' -> '7', 'A' -> 'A_upper', 'a' -> 'a_lower', 'Aa' (letters split) -> 'Aa': no two differ by case only."""
+    if len(name) != 1 or name.isdigit():
+        return name
+    return f"{name}_upper" if name.isupper() else f"{name}_lower"
+
+
 def _names(folder: Path, prefix: str, ids: list[str], problems: list[str]) -> tuple[dict[str, str], dict[str, str]]:
     """Readable names and class folders: EMNIST's mapping file, Fashion-MNIST's classes, else the digits."""
     if prefix.startswith("emnist"):
@@ -81,12 +88,11 @@ def _names(folder: Path, prefix: str, ids: list[str], problems: list[str]) -> tu
             return {}, {}
         names = {}
         for n, line in enumerate(mapping.read_text(encoding="ascii", errors="replace").splitlines(), 1):
-            parts = line.split()
-            if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            parts = line.split()  # "label code", or "label upper lower" in the letters split
+            if len(parts) < 2 or not all(p.isdigit() for p in parts):
                 raise InputError(f"{mapping}:{n}: expected 'label ascii-code', got {line[:40]!r}", "download it again")
-            names[parts[0]] = chr(int(parts[1]))
-        folders = {k: v if v.isdigit() else f"{v}_upper" if v.isupper() else f"{v}_lower" for k, v in names.items()}
-        return names, folders
+            names[parts[0]] = "".join(chr(int(c)) for c in parts[1:])
+        return names, {k: _folder_of(v) for k, v in names.items()}
     if "fashion" in str(folder).lower() or "fashion" in prefix.lower():
         return {str(i): n for i, n in enumerate(FASHION)}, {}
     return {k: k for k in ids}, {}
