@@ -326,6 +326,15 @@ def test_ragged_path_csv(tmp_path, capsys):
     assert "train.csv:6: 4 fields, the header has 3" in bad(tmp_path, capsys, [str(src)])
 
 
+def test_val_ratio_on_a_source_with_val(tmp_path, capsys):
+    src = tmp_path / "split"
+    for split in ("train", "valid"):
+        for lab, img in zip(("cup", "mug"), photo_crops(2, side=64)[0], strict=True):
+            (src / split / lab).mkdir(parents=True)
+            (src / split / lab / "a.jpg").write_bytes(jpeg(img))
+    assert "the source has its own val split" in bad(tmp_path, capsys, [str(src), "--val-ratio", "0.1"])
+
+
 def test_unknown_format(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("hello")
     assert "cannot tell the format" in bad(tmp_path, capsys, [str(tmp_path / "notes.txt")])

@@ -60,6 +60,15 @@ def check_ratios(val_ratio: float, test_ratio: float) -> None:
                          "keep their sum below 1")
 
 
+def check_splits(read: formats.Source, val_ratio: float, test_ratio: float) -> None:
+    """--val-ratio needs a source without val; dealing needs train images."""
+    have = {it.split for it in read.items}
+    if val_ratio and "val" in have:
+        raise InputError("--val-ratio: the source has its own val split", "drop --val-ratio to keep it")
+    if (val_ratio or test_ratio and "test" not in have) and "train" not in have:
+        raise InputError("the source has no train split to deal val/test from", "drop --val-ratio/--test-ratio")
+
+
 def folder_names(ids: list[str], names: dict[str, str], hints: dict[str, str]) -> dict[str, str]:
     """Class folder of each id: the reader's hint, else the slug of its name, else the id; unique,
     also on case-insensitive file systems."""
@@ -184,12 +193,17 @@ def import_source(
         base = _unpack(src, out, quiet)
         kind = formats.detect(base) if fmt == "auto" else fmt
         read = formats.read(base, kind, options)
+        check_splits(read, val_ratio, test_ratio)
     except CurateError:
         shutil.rmtree(out if created else out / ".curate" / "import", ignore_errors=True)
         raise
     update_info(out, STEP, {"source": str(source), "format": kind, "state": "incomplete", "fingerprint": fp,
                             "options": opts}, source=STEP)
-    res = _build(read, str(source), out, kind, val_ratio, test_ratio, seed, names, workers, engine, quiet)
+    try:
+        res = _build(read, str(source), out, kind, val_ratio, test_ratio, seed, names, workers, engine, quiet)
+    except CurateError:  # bad input found late (a split that cannot be dealt): leave no half-made tree
+        shutil.rmtree(out if created else out / ".curate" / "import", ignore_errors=True)
+        raise
     update_info(out, STEP, {"source": str(source), "format": kind, "state": "complete", "fingerprint": fp,
                             "options": opts, "counts": res.counts, "classes": res.classes, "problems": res.problems,
                             "notes": res.notes}, source=STEP)
@@ -252,16 +266,14 @@ def _deal(stage: Path, read: formats.Source, val_ratio: float, test_ratio: float
     from curate.split import plan_resplit
 
     have = {it.split for it in read.items}
-    if val_ratio and "val" in have:
-        raise InputError("--val-ratio: the source has its own val split", "drop --val-ratio to keep it")
     if test_ratio and "test" in have:
         notes.append(f"--test-ratio {test_ratio} not applied: the source has its own test split (kept)")
         test_ratio = 0.0
     targets = ["train"] + (["val"] if val_ratio else []) + (["test"] if test_ratio else [])
     if len(targets) == 1:
         return {}
-    if "train" not in have or not (stage / "train").is_dir():
-        raise InputError("the source has no train images to deal val/test from", "drop --val-ratio/--test-ratio")
+    if not (stage / "train").is_dir():
+        raise InputError("no train image could be read: nothing to deal val/test from", "check the source")
     ratios = [1 - val_ratio - test_ratio] + ([val_ratio] if val_ratio else []) + ([test_ratio] if test_ratio else [])
     plan = plan_resplit(stage, ratios=ratios, merge=["train"], into=targets, min_per_class=1, seed=seed,
                         dedupe_groups=True, workers=workers, engine=engine, quiet=quiet)
