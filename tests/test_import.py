@@ -422,3 +422,14 @@ def test_s3_source(tmp_path, capsys, monkeypatch):
         assert "(train 8, test 4)" in stdout
         code, _, stderr = run_cli(["import", "s3://curate-import/mnist", "--out", str(tmp_path / "o")], capsys)
         assert code == 0 and "up to date" in stderr
+
+
+def test_truncated_parquet_and_arrow(tmp_path, capsys):
+    src = write_hf_parquet(tmp_path / "hub", n_train=4, n_test=2)
+    f = src / "data" / "train-00000-of-00001.parquet"
+    f.write_bytes(f.read_bytes()[:-100])
+    assert "train-00000-of-00001.parquet is not a readable parquet file" in bad(tmp_path, capsys, [str(src)])
+    src = write_hf_arrow(tmp_path / "saved", n=4)
+    f = src / "train" / "data-00000-of-00001.arrow"
+    f.write_bytes(f.read_bytes()[:300])
+    assert "data-00000-of-00001.arrow is not a readable arrow file" in bad(tmp_path, capsys, [str(src)])

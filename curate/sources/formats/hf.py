@@ -38,12 +38,11 @@ def _table(f: Path):
     try:
         if f.suffix == ".parquet":
             return pq.read_table(f)
-        with pa.memory_map(str(f)) as mm:
-            try:
-                return pa.ipc.open_stream(mm).read_all()  # what save_to_disk writes
-            except pa.ArrowInvalid:
-                mm.seek(0)
-                return pa.ipc.open_file(mm).read_all()
+        data = pa.py_buffer(f.read_bytes())  # owned memory: the table outlives any open file
+        try:
+            return pa.ipc.open_stream(data).read_all()  # what save_to_disk writes
+        except pa.ArrowInvalid:
+            return pa.ipc.open_file(data).read_all()
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{f} is not a readable {f.suffix[1:]} file ({str(e)[:120]})", "download it again") from e
 
