@@ -67,7 +67,8 @@ class Py2Pickler(pickle._Pickler):
 def py2_pickle(obj) -> bytes:
     buf = io.BytesIO()
     Py2Pickler(buf, protocol=2).dump(obj)
-    return buf.getvalue()
+    # the real files name numpy's reconstructor as numpy 1.x did (GLOBAL names end at a newline)
+    return buf.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
 
 
 def cifar_batch(imgs: np.ndarray, labels, key: bytes = b"labels", name: bytes = b"training batch 1 of 5") -> bytes:
