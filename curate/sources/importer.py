@@ -170,14 +170,13 @@ def import_source(
     overwrite: bool = False,
 ) -> ImportResult:
     """Read `source` in format `fmt` (auto: detected) and write the verified tree `out`."""
+    from curate import storage
     from curate.manifest import update_info
 
     options = options or formats.Options()
     check_ratios(val_ratio, test_ratio)
     if fmt != "auto" and fmt not in formats.FORMATS:
         raise InputError(f"unknown format '{fmt}'", f"choose auto or one of: {', '.join(formats.FORMATS)}")
-    from curate import storage
-
     out = Path(out)
     src = _download(str(source)) if storage.is_url(source) else storage.local_path(source)
     if not src.exists():
