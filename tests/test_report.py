@@ -301,7 +301,7 @@ def test_schema_keys_and_deterministic_samples(report):
 
     _, doc = report
     assert doc["schema"] == "curate.report/1"
-    assert list(doc) == ["schema", "tool", "root", "summary", "labels", "counts", "splits", "distributions",
+    assert list(doc) == ["schema", "tool", "root", "summary", "labels", "label_names", "counts", "splits", "distributions",
                          "label_profile", "issues_per_label", "duplicates", "crops", "checks", "skipped_checks",
                          "fired", "fail_on", "failed", "samples"]
     assert doc["crops"] is None and sorted(doc["skipped_checks"]) == [

@@ -6,6 +6,7 @@ from html import escape
 
 import numpy as np
 
+from curate.labelnames import with_name
 from curate.report import charts
 from curate.report.build import Analysis
 from curate.report.checks import SCORE_NAMES, SEVERITIES
@@ -182,6 +183,7 @@ def _rules(doc: dict) -> str:
 
 def _counts(doc: dict) -> str:
     labels, counts, splits = doc["labels"], doc["counts"], doc["splits"]
+    names = doc.get("label_names", {})
     small = doc["checks"].get("small-class", {}).get("params", {}).get("min_images", 0)
     head = "<tr><th>label</th>" + "".join(f"<th>{_e(s)}</th>" for s in counts) + "<th>total</th></tr>"
     body = []
@@ -192,7 +194,7 @@ def _counts(doc: dict) -> str:
             cls = "n zero" if n == 0 else ("n low" if s != "train" and n < small else "n")
             cells.append(f'<td class="{cls}">{n}</td>')
         total = sum(counts[s].get(lab, 0) for s in counts)
-        body.append(f"<tr><td>{_e(lab)}</td>{''.join(cells)}<td class='n'>{total}</td></tr>")
+        body.append(f"<tr><td>{_e(with_name(lab, names))}</td>{''.join(cells)}<td class='n'>{total}</td></tr>")
     foot = ("<tr><th>images</th>" + "".join(f"<th>{splits[s]['images']}</th>" for s in counts) + "<th></th></tr>"
             "<tr><th>imbalance (max/min)</th>"
             + "".join(f"<th>{_fmt(splits[s]['imbalance_ratio'] or '-')}</th>" for s in counts) + "<th></th></tr>")
@@ -388,7 +390,8 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
     if doc["crops"]:
         sections.append(_section("crops", "Crops", _crops(a, doc, thumbs)))
     per = {lab: sum(doc["counts"][sp].get(lab, 0) for sp in doc["counts"]) for lab in doc["samples"]}
-    grid = "".join(f'<div class="srow"><h3>{_e(lab)} <span class="muted">({per[lab]:,})</span></h3><div class="grid">'
+    names = doc.get("label_names", {})
+    grid = "".join(f'<div class="srow"><h3>{_e(with_name(lab, names))} <span class="muted">({per[lab]:,})</span></h3><div class="grid">'
                    + "".join(figure(p, thumbs.get(p), _short(p)) for p in ps) + "</div></div>"
                    for lab, ps in doc["samples"].items())
     if len(doc["samples"]) > COMPACT_LABELS:  # many labels: smaller thumbnails, one row per label

@@ -141,6 +141,14 @@ def _clean(obj):
     return None if isinstance(v, float) and not math.isfinite(v) else v  # strict JSON: no NaN/Infinity
 
 
+def _label_names(root, labels: list[str]) -> dict[str, str]:
+    """Readable names of the labels (classes.json or cat_to_name.json at the root), for those that have one."""
+    from curate.labelnames import label_names
+
+    names = label_names(root)
+    return {lab: names[lab] for lab in labels if lab in names}
+
+
 def build_json(a: Analysis, fail_on: list[str], per_label: int = 12, seed: int = 0) -> dict:
     ctx = a.ctx
     table = split_table(a)
@@ -172,7 +180,9 @@ def build_json(a: Analysis, fail_on: list[str], per_label: int = 12, seed: int =
             "crop_dataset": ctx.has_crops,
             "duplicates_source": a.duplicates_source,
         },
-        **table,
+        "labels": table["labels"],
+        "label_names": _label_names(ctx.root, table["labels"]),
+        **{k: v for k, v in table.items() if k != "labels"},
         "distributions": distributions(a),
         "label_profile": label_profile(a),
         "issues_per_label": issues_per_label(a),

@@ -9,23 +9,27 @@ and curate.json. The `kaggle` package is imported only to download (it authentic
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
 import re
 import shutil
 import sys
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from curate.errors import CredentialsError, CurateError, InputError, NetworkError, UnreadableImage
-from curate.images import decode, extension_matches
+from curate.errors import CredentialsError, CurateError, InputError, NetworkError
 from curate.resources import resource
+from curate.sources.ingest import (
+    check_out,
+    clear_import,
+    fingerprint,
+    id_key,
+    ingest_batch,
+    slug,
+    tree_complete,
+)
 from curate.tree import (
-    INFO_NAME,
     SPLIT_ORDER,
     atomic_write_json,
     canonical_split,
@@ -287,11 +291,6 @@ def parse_name(full: str) -> dict[str, str]:
     return {}
 
 
-def slug(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-
-
 def folder_names(ids: list[str], names: dict[str, str], readable: bool) -> dict[str, str]:
     """Class folder for each id: the id itself, or a readable, filesystem-safe, unique name."""
     out: dict[str, str] = {}
@@ -310,57 +309,6 @@ def folder_names(ids: list[str], names: dict[str, str], readable: bool) -> dict[
             used.add(name)
         out[cid] = name
     return out
-
-
-def _id_key(cid: str) -> tuple:
-    return (0, int(cid), "") if cid.isdigit() else (1, 0, cid)
-
-
-# ---------------------------------------------------------------- per-file work (runs in workers)
-
-
-def ingest_batch(batch: list[tuple[str, str, str, bool]]) -> list[dict[str, Any]]:
-    """Copy (or hard-link) each (src, dst, quarantine, link) unchanged and verify it."""
-    return [_ingest(*item) for item in batch]
-
-
-def _ingest(src: str, dst: str, quarantine: str, link: bool) -> dict[str, Any]:
-    data = Path(src).read_bytes()
-    row: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    try:
-        # every byte is entropy-decoded (truncation and corruption show), the IDCT at 1/8 scale only
-        p = decode(data, min_scale=0.125)
-        row.update(width=p.width, height=p.height, format=p.format, status="kept")
-        row["problem"] = None if extension_matches(dst, p.format) else f"extension-mismatch: {p.format} bytes"
-        target = Path(dst)
-    except UnreadableImage as e:
-        row.update(width=None, height=None, format=None, status="unreadable", problem=f"unreadable: {e.reason}")
-        target = Path(quarantine)
-    _place(Path(src), target, data, link)
-    return row
-
-
-def _place(src: Path, target: Path, data: bytes, link: bool) -> None:
-    if target.is_file() and target.stat().st_size == len(data) and _same(target, data):
-        return  # resumed
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        if link:
-            try:
-                os.link(src, tmp)
-            except OSError:
-                tmp.write_bytes(data)
-        else:
-            tmp.write_bytes(data)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _same(path: Path, data: bytes) -> bool:
-    return hashlib.sha256(path.read_bytes()).digest() == hashlib.sha256(data).digest()
 
 
 # ---------------------------------------------------------------- import
@@ -383,68 +331,10 @@ class KaggleResult:
         return 1 if self.problems else 0
 
 
-def _fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    if path.is_file():
-        st = path.stat()
-        h.update(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-        return h.hexdigest()
-    for dirpath, dirnames, files in os.walk(path):
-        dirnames.sort()
-        for f in sorted(files):
-            p = Path(dirpath, f)
-            st = p.stat()
-            h.update(f"{p.relative_to(path).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
-def _check_out(out: Path, source: Path | None) -> dict[str, Any]:
-    """OUT must be new, empty, or a previous `curate kaggle` build. Returns that build's record."""
-    out_r = out.resolve()
-    if source is not None:
-        src_r = source.resolve()
-        if out_r == src_r or src_r in out_r.parents or (out_r in src_r.parents and source.is_dir()):
-            raise InputError(f"--out {out} and --source {source} overlap", "write the tree to a separate folder")
-    if not out.exists():
-        above = next((p for p in out.absolute().parents if p.exists()), None)
-        if above is not None and not above.is_dir():
-            raise InputError(f"--out {out} cannot be created: {above} is a file", "choose another --out")
-        return {}
-    if not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder", "choose another --out")
-    info_p = out / INFO_NAME
-    record: dict[str, Any] = {}
-    if info_p.is_file():
-        try:
-            record = json.loads(info_p.read_text(encoding="utf-8")).get("steps", {}).get("kaggle", {})
-        except (OSError, ValueError):
-            record = {}
-    if not record and any(p.name != ".curate" for p in out.iterdir()):
-        raise InputError(f"--out {out} is not empty and was not made by `curate kaggle`", "choose a new or empty folder")
-    return record
-
-
-def _clear_import(out: Path, previous: dict) -> None:
-    """Remove what an earlier `curate kaggle` wrote into OUT (its split folders, manifest, records)."""
-    import shutil
-
-    for split in ("train", "val", "test"):
-        if (out / split).is_dir():
-            shutil.rmtree(out / split)
-    for name in ("manifest.parquet", "classes.json", INFO_NAME):
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / ".curate", ignore_errors=True)
-
-
-def _plan(base: Path, spec: DatasetSpec, names_path: Path | None, label_names: bool, previous: dict, out: Path,
-          shown: Path):
-    """Find the layout and names, list every file to import, and name the class folders."""
-    layout = find_layout(base, shown)
-    names_path = names_path or find_names(base, layout, spec.names_file)
-    id_names = load_names(names_path) if names_path else {}
-
+def list_class_files(base: Path, layout: Layout) -> tuple[list[tuple[str, str, str, str]], list[str]]:
+    """(split, class folder, path inside it, path inside base) of every image, and one line per skipped file."""
     problems: list[str] = []
-    items: list[tuple[str, str, str, str]] = []  # split, class id, file path, source id
+    items: list[tuple[str, str, str, str]] = []
     for split, sdir in layout.splits.items():
         for f in sorted(sdir.iterdir()):
             if f.is_file() and not f.name.startswith("."):
@@ -465,13 +355,24 @@ def _plan(base: Path, spec: DatasetSpec, names_path: Path | None, label_names: b
                         problems.append(f"{rel}: not an image file name, not imported")
                     else:
                         items.append((split, cdir.name, p.relative_to(cdir).as_posix(), rel))
+    return items, problems
+
+
+def _plan(base: Path, spec: DatasetSpec, names_path: Path | None, label_names: bool, previous: dict, out: Path,
+          shown: Path):
+    """Find the layout and names, list every file to import, and name the class folders."""
+    layout = find_layout(base, shown)
+    names_path = names_path or find_names(base, layout, spec.names_file)
+    id_names = load_names(names_path) if names_path else {}
+
+    items, problems = list_class_files(base, layout)
     if not items:
         raise InputError(f"found no images in {shown}", "expect SPLIT/CLASS/*.jpg or CLASS/*.jpg")
 
-    ids = sorted({cid for _, cid, _, _ in items}, key=_id_key)
+    ids = sorted({cid for _, cid, _, _ in items}, key=id_key)
     folders = folder_names(ids, id_names, label_names)
     unknown = [cid for cid in ids if id_names and cid not in id_names]
-    unmapped = sorted((k for k in id_names if k not in set(ids)), key=_id_key)
+    unmapped = sorted((k for k in id_names if k not in set(ids)), key=id_key)
     if label_names and not id_names:
         raise InputError(f"--label-names needs class names, but no {spec.names_file} was found in {shown}",
                          "pass --names FILE (JSON id -> name)")
@@ -518,7 +419,7 @@ def import_dataset(
     src = Path(source) if source is not None else None
     if src is not None and not src.exists():
         raise InputError(f"--source {src} does not exist", "pass the downloaded .zip or its extracted folder")
-    previous = _check_out(out, src)
+    previous = check_out(out, src, "kaggle")
     names_path = Path(names) if names else None
     if names_path is not None and not names_path.is_file():
         raise InputError(f"--names {names_path} does not exist", "pass a JSON file mapping class id -> name")
@@ -526,8 +427,8 @@ def import_dataset(
     if src is None:
         src = download(spec.kaggle, Path(download_dir) if download_dir else default_download_dir(spec.kaggle), quiet=quiet)
     options = {"label_names": label_names, "names": str(names_path) if names_path else None}
-    fp = _fingerprint(src)
-    if previous.get("state") == "complete" and previous.get("fingerprint") == fp and previous.get("options") == options and _tree_complete(out):
+    fp = fingerprint(src)
+    if previous.get("state") == "complete" and previous.get("fingerprint") == fp and previous.get("options") == options and tree_complete(out):
         res = KaggleResult(out, spec.kaggle, previous.get("counts", {}), previous.get("classes", 0),
                            list(previous.get("problems", [])), up_to_date=True, layout_root=previous.get("layout_root", ""))
         return res
@@ -538,7 +439,7 @@ def import_dataset(
         raise InputError(f"--out {out} holds an import of another source version",
                          "pass --overwrite to replace it, or choose a new --out")
     if overwrite and (other_source or other_options):
-        _clear_import(out, previous)
+        clear_import(out)
         previous = {}
 
     extract_dir = None
@@ -628,17 +529,3 @@ def _shown(path: Path | None, base: Path, src: Path) -> str | None:
         return f"{src}:{path.relative_to(base).as_posix()}" if src.is_file() else str(path)
     except ValueError:
         return str(path)
-
-
-def _tree_complete(out: Path) -> bool:
-    from curate.manifest import read_manifest
-
-    try:
-        df = read_manifest(out)
-    except InputError:
-        return False
-    if df is None or not (out / "classes.json").is_file():
-        return False
-    kept = df[df["status"] == "kept"]
-    return all((out / p).is_file() for p in kept["path"])
-

@@ -5,7 +5,6 @@ Decoding runs in executor workers, which must stay light: this module never impo
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,26 +41,10 @@ class Dataset:
 
 
 def read_class_names(root: str | Path) -> dict[str, str]:
-    """folder -> full name from ROOT/classes.json: `curate kaggle`'s {"classes": [{id, folder, name, ...}], ...},
-    a bare list of such rows, or {"folder": "name"}; {} if absent."""
-    p = storage.join(root, CLASSES_JSON) if storage.is_url(root) else Path(root) / CLASSES_JSON
-    if not (storage.exists(p) if storage.is_url(root) else p.is_file()):
-        return {}
-    try:
-        rows = json.loads(storage.read_bytes(p).decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InputError(f"{p} is not valid JSON: {e}", "fix or delete it") from e
-    if isinstance(rows, dict) and isinstance(rows.get("classes"), list):  # as `curate kaggle` writes it
-        rows = rows["classes"]
-    elif isinstance(rows, dict):  # also accept {"folder": "name"}
-        return {str(k): str(v) for k, v in rows.items() if isinstance(v, str | int | float)}
-    names = {}
-    for r in rows if isinstance(rows, list) else []:
-        if isinstance(r, dict) and r.get("name") is not None:
-            key = r.get("folder", r.get("id"))
-            if key is not None:
-                names[str(key)] = str(r["name"])
-    return names
+    """folder -> full name from ROOT/classes.json or ROOT/cat_to_name.json (curate.labelnames); {} if absent."""
+    from curate.labelnames import label_names
+
+    return label_names(root)
 
 
 def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
