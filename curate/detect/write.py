@@ -29,7 +29,8 @@ from curate.errors import UnreadableImage
 from curate.images import DEFAULT_MAX_PIXELS, decode, read_bytes
 from curate.tree import INFO_NAME, atomic_write_text
 
-COPY_FORMATS = {"JPEG": "jpg", "PNG": "png"}  # formats whose bytes are copied as they are
+COPY_FORMATS = {"JPEG": "jpg", "PNG": "png"}  # formats whose bytes are copied as they are…
+COPY_MODES = ("RGB", "L")  # …when 8-bit RGB or gray: CMYK, 16-bit, palette, alpha load differently per loader
 OWN_PATHS = ("images", "labels", "annotations", "data.yaml")  # what a detection build writes (+ manifest, state)
 
 
@@ -74,7 +75,7 @@ def image_bytes(data: bytes, p: DetectParams) -> tuple[bytes, str, tuple[int, in
     img = decode(data, max_pixels=p.max_pixels)
     w, h = img.width, img.height
     big = p.image_size is not None and max(w, h) > p.image_size
-    if img.format in COPY_FORMATS and not big and orientation(data) == 1:
+    if img.format in COPY_FORMATS and img.mode in COPY_MODES and not big and orientation(data) == 1:
         return data, COPY_FORMATS[img.format], (w, h), (w, h), False
     px = img.pixels
     if big:
@@ -130,8 +131,8 @@ def write_image(task, p: DetectParams) -> tuple[list[tuple[str, bytes]], dict | 
 
 
 def box_of(rec: dict) -> F.Box:
-    return F.Box(rec["class_id"], rec["x"], rec["y"], rec["w"], rec["h"], int(rec["is_group_of"]),
-                 int(rec["role"] == "ignore"))
+    ignore = int(rec["role"] == "ignore")  # an ignore region is a crowd box COCO evaluation skips
+    return F.Box(rec["class_id"], rec["x"], rec["y"], rec["w"], rec["h"], int(rec["is_group_of"]) | ignore, ignore)
 
 
 def _box_record(b: dict) -> dict:
