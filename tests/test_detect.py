@@ -154,7 +154,7 @@ def test_demo_source_yields_a_valid_yolo_set_with_source_pixel_boxes(demo_source
         W, H = loaded_size(src_path)  # the upright source size
         r = next(r for r in rows if r["ImageID"] == m.source_id and r["LabelName"] == m.source_mid
                  and abs(float(r["XMin"]) - m.xmin) < 1e-6 and abs(float(r["YMin"]) - m.ymin) < 1e-6)
-        src.setdefault(m.path, []).append((m.label, float(r["XMin"]) * W, float(r["YMin"]) * H,
+        src.setdefault(m.path, []).append((m.box_label, float(r["XMin"]) * W, float(r["YMin"]) * H,
                                            (float(r["XMax"]) - float(r["XMin"])) * W,
                                            (float(r["YMax"]) - float(r["YMin"])) * H))
         assert (m.width, m.height) == (W, H)

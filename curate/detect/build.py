@@ -103,12 +103,21 @@ def manifest_rows(records: list[dict]) -> pd.DataFrame:
                 "source_width": r["source_width"], "source_height": r["source_height"],
                 "reencoded": r["reencoded"]}
         if not r["boxes"]:
-            rows.append({**base, "label": "", "role": "background", "box_index": -1, "class_id": -1})
-        rows += [{**base, **b} for b in r["boxes"]]
+            rows.append({**base, "label": "background", "role": "background", "box_index": -1, "class_id": -1})
+        label = main_label(r["boxes"])  # the file's label, as `curate report` files the image
+        rows += [{**base, **b, "label": label, "box_label": b["label"]} for b in r["boxes"]]
     if not rows:
         return pd.DataFrame(columns=["path", "split", "label"])
     df = pd.DataFrame(rows)
     return df.sort_values(["path", "box_index"], kind="stable").reset_index(drop=True)
+
+
+def main_label(boxes: list[dict]) -> str:
+    """The label with most boxes (ties: class order); background when only ignore regions."""
+    kept = Counter((b["class_id"], b["label"]) for b in boxes if b["role"] == "box")
+    if not kept:
+        return "background"
+    return min(kept.items(), key=lambda kv: (-kv[1], kv[0][0]))[0][1]
 
 
 def split_counts(records: list[dict]) -> dict[str, dict[str, int]]:
