@@ -186,7 +186,7 @@ def build_json(a: Analysis, fail_on: list[str], per_label: int = 12, seed: int =
             "redundant_files": sum(len(c["members"]) - 1 for c in ctx.clusters),
         },
         "crops": crop_section(a),
-        "detection": detection_section(ctx.tree),
+        **({"detection": detection_section(ctx.tree)} if detection_section(ctx.tree) else {}),  # detection trees
         "checks": checks,
         "skipped_checks": a.skipped,
         "fired": fired,
