@@ -301,3 +301,32 @@ def test_cli_dry_run_build_and_errors(demo_source, tmp_path):
                 "--out", tmp_path / "z")
     assert r.returncode == 2 and "unknown Open Images class" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "z").exists()
+
+
+@pytest.mark.slow
+def test_glasses_pipeline_on_a_local_copy(demo_source, shared_openimages, tmp_path):
+    """pipelines/glasses-detect.yaml end to end on real photos: the coffee cups, chelsea as background."""
+    from curate.pipeline import run_pipeline
+
+    sdir = tmp_path / "src" / "train"
+    for d in ("data", "labels", "metadata"):
+        (sdir / d).mkdir(parents=True)
+    shutil.copy(shared_openimages / "class-descriptions-boxable.csv", sdir / "metadata" / "classes.csv")
+    shutil.copy(shared_openimages / "fiftyone-hierarchy.json", sdir / "metadata" / "hierarchy.json")
+    rows = list(csv.reader(open(demo_source / "train" / "labels" / "detections.csv")))
+    keep = {image_id(n) for n in ("coffee", "coffee-flipped", "chelsea", "rocket")}
+    for i in keep:
+        shutil.copy(demo_source / "train" / "data" / f"{i}.jpg", sdir / "data")
+    with open(sdir / "labels" / "detections.csv", "w", newline="") as f:
+        csv.writer(f).writerows([rows[0], *(r for r in rows[1:] if r[0] in keep)])
+    res = run_pipeline(Path(__file__).resolve().parents[1] / "pipelines" / "glasses-detect.yaml", quiet=True,
+                       variables={"source": str(tmp_path / "src"), "out": str(tmp_path / "out"), "background": 2,
+                                  "image_size": 256})
+    assert res.exit_code == 0, res.lines()
+    names, y = parse_yolo(tmp_path / "out")
+    assert names == ["wine_glass", "mug", "coffee_cup"]
+    assert sorted(len(v["boxes"]) for v in y.values()) == [0, 0, 1, 1]  # two cups, two background images
+    assert all(b[0] == "coffee_cup" for v in y.values() for b in v["boxes"])
+    from curate.tree import state_dir
+
+    assert (state_dir(tmp_path / "out") / "report" / "report.json").exists()
