@@ -274,12 +274,16 @@ def test_out_must_be_new_or_a_matching_build(demo_source, tmp_path):
     assert not (tmp_path / "out" / "labels").exists() and (tmp_path / "out" / "annotations").is_dir()
 
 
-def test_unreadable_image_is_reported_not_fatal(demo_source, tmp_path):
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_unreadable_image_is_reported_not_copied(demo_source, tmp_path, damage):
     src = tmp_path / "src"
     shutil.copytree(demo_source, src)
-    (src / "train" / "data" / f"{image_id('chelsea')}.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    path = src / "train" / "data" / f"{image_id('chelsea')}.jpg"  # a plain JPEG: its bytes would be copied
+    data = path.read_bytes()
+    path.write_bytes(b"\xff\xd8\xff\xe0 garbage" if damage == "garbage" else data[: len(data) // 2])
     res = build(src, tmp_path / "out")
     assert res.problems == 1 and res.skipped[0]["image_id"] == image_id("chelsea")
+    assert res.skipped[0]["reason"] in ("truncated", "corrupt", "not-an-image")
     assert len(parse_yolo(tmp_path / "out")[1]) == 14
 
 

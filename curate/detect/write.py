@@ -59,28 +59,41 @@ class DetectResult:
     problems: int  # unreadable or missing images
 
 
-def orientation(data: bytes) -> int:
+def header(data: bytes) -> tuple[str, str, int, tuple[int, int]] | None:
+    """(format, mode, EXIF orientation, stored size) from the header, or None (decode() says why)."""
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return int(im.getexif().get(0x0112, 1) or 1)
-    except Exception:  # malformed EXIF: decode() reads the image as stored
-        return 1
+            try:
+                orient = int(im.getexif().get(0x0112, 1) or 1)
+            except Exception:  # malformed EXIF: decode() reads the image as stored
+                orient = 1
+            return im.format or "?", im.mode, orient, im.size
+    except Exception:
+        return None
 
 
 def image_bytes(data: bytes, p: DetectParams) -> tuple[bytes, str, tuple[int, int], tuple[int, int], bool]:
     """(bytes, ext, source size, written size, re-encoded): the source bytes when they load upright at
-    the wanted size, else the upright pixels re-encoded (resized so the longer side is `image_size`)."""
-    img = decode(data, max_pixels=p.max_pixels)
+    the wanted size, else the upright pixels re-encoded (resized so the longer side is `image_size`).
+
+    A copied JPEG is still decoded in full (at 1/8 scale in the DCT domain: every byte is read), so a
+    truncated or corrupt source is reported, never copied."""
+    head = header(data)
+    big = p.image_size is not None and head is not None and max(head[3]) > p.image_size
+    copy = head is not None and head[0] in COPY_FORMATS and head[1] in COPY_MODES and head[2] == 1 and not big
+    if copy:
+        img = decode(data, max_pixels=p.max_pixels, min_scale=0.125)
+        return data, COPY_FORMATS[img.format], (img.width, img.height), (img.width, img.height), False
+    img = decode(data, max_pixels=p.max_pixels,
+                 min_scale=lambda w, h: min(1.0, p.image_size / max(w, h)) if p.image_size else 1.0)
     w, h = img.width, img.height
-    big = p.image_size is not None and max(w, h) > p.image_size
-    if img.format in COPY_FORMATS and img.mode in COPY_MODES and not big and orientation(data) == 1:
-        return data, COPY_FORMATS[img.format], (w, h), (w, h), False
-    px = img.pixels
-    if big:
+    if p.image_size is not None and max(w, h) > p.image_size:
         k = p.image_size / max(w, h)
         w, h = max(1, round(w * k)), max(1, round(h * k))
+    px = img.pixels
+    if px.shape[:2] != (h, w):
         px = cv2.resize(px, (w, h), interpolation=cv2.INTER_AREA)
     return C.encode(px, p.format, p.quality), p.format, (img.width, img.height), (w, h), True
 
