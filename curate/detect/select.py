@@ -66,25 +66,23 @@ def ignore_regions(kept: pd.DataFrame, every: pd.DataFrame) -> pd.DataFrame:
     """Boxes of `every` (no filter) missing from `kept`, unless a kept same-label box overlaps IoU >= 0.9."""
     key = ["ImageID", "box_index"]
     dropped = every.merge(kept[key], on=key, how="left", indicator=True)
-    dropped = dropped[dropped["_merge"] == "left_only"].drop(columns="_merge")
+    dropped = dropped[dropped["_merge"] == "left_only"].drop(columns="_merge").reset_index(drop=True)
     if dropped.empty:
         return dropped.assign(ignore_reason=pd.Series(dtype=object))
-    covered = np.zeros(len(dropped), bool)
-    by_image = {i: g for i, g in kept.groupby("ImageID", sort=False)}
     cols = ["XMin", "XMax", "YMin", "YMax"]
-    for n, row in enumerate(dropped.itertuples(index=False)):
-        g = by_image.get(row.ImageID)
-        if g is None:
-            continue
-        g = g[g.label == row.label]
-        if len(g):
-            b = np.vstack([np.array([[row.XMin, row.XMax, row.YMin, row.YMax]]), g[cols].to_numpy()])
-            covered[n] = (oi._iou_matrix(b.astype(np.float64))[0, 1:] >= oi.MERGE_IOU).any()
-    dropped = dropped[~covered].copy()
-    reasons = []
-    for row in dropped[list(oi.FLAG_OPTIONS.values())].itertuples(index=False):
-        reasons.append(",".join(opt for opt, v in zip(oi.FLAG_OPTIONS, row, strict=True) if v > 0) or "filtered")
-    dropped["ignore_reason"] = reasons
+    pairs = dropped[["ImageID", "label", *cols]].reset_index(names="_d").merge(
+        kept[["ImageID", "label", *cols]], on=["ImageID", "label"], suffixes=("", "_k"))
+    d, k = pairs[cols].to_numpy(np.float64), pairs[[f"{c}_k" for c in cols]].to_numpy(np.float64)
+    inter = (np.clip(np.minimum(d[:, 1], k[:, 1]) - np.maximum(d[:, 0], k[:, 0]), 0, None)
+             * np.clip(np.minimum(d[:, 3], k[:, 3]) - np.maximum(d[:, 2], k[:, 2]), 0, None))
+    union = (d[:, 1] - d[:, 0]) * (d[:, 3] - d[:, 2]) + (k[:, 1] - k[:, 0]) * (k[:, 3] - k[:, 2]) - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+    covered = set(pairs["_d"].to_numpy()[iou >= oi.MERGE_IOU])  # the same object, already labelled
+    dropped = dropped[~dropped.index.isin(covered)].copy()
+    flags = dropped[list(oi.FLAG_OPTIONS.values())].to_numpy() > 0
+    names = list(oi.FLAG_OPTIONS)
+    dropped["ignore_reason"] = [",".join(n for n, f in zip(names, row, strict=True) if f) or "filtered"
+                                for row in flags]
     return dropped.reset_index(drop=True)
 
 
@@ -131,7 +129,14 @@ def select_detections(df: pd.DataFrame, selection, index, *, include=None, max_p
                       max_samples=None, ambiguous_iou: float = 0.7, seed: int = 0,
                       all_ids: list[str] | None = None, background: int = 0) -> DetectSelection:
     kept = oi.select_boxes(df, selection, index, include=include, ambiguous_iou=ambiguous_iou, seed=seed)
-    every = oi.select_boxes(df, selection, index, include=INCLUDE_ALL, ambiguous_iou=ambiguous_iou, seed=seed)
+    # only images where a filter dropped a row can hold ignore regions; box_index is per image, so the same
+    include = {**oi.DEFAULT_INCLUDE, **(include or {})}
+    hit = np.zeros(len(df), bool)
+    for opt, col in oi.FLAG_OPTIONS.items():
+        if not include[opt]:
+            hit |= df[col].to_numpy() > 0
+    some = df[df.ImageID.isin(set(df.ImageID[hit]))]
+    every = oi.select_boxes(some, selection, index, include=INCLUDE_ALL, ambiguous_iou=ambiguous_iou, seed=seed)
     ignore = ignore_regions(kept.boxes, every.boxes)
     taken = limit_images(kept.boxes, max_per_label, max_samples, seed)
     boxes = kept.boxes[kept.boxes.ImageID.isin(taken)].reset_index(drop=True)
