@@ -274,6 +274,40 @@ def test_out_must_be_new_or_a_matching_build(demo_source, tmp_path):
     assert not (tmp_path / "out" / "labels").exists() and (tmp_path / "out" / "annotations").is_dir()
 
 
+def test_download_fetches_exactly_the_planned_images(demo_source, tmp_path, monkeypatch):
+    """Without --source: metadata first, then the images with boxes and the background images, nothing else."""
+    import fiftyone.utils.openimages as foui
+
+    from curate.sources import openimages as oi
+
+    calls = []
+
+    def fake_download(dataset_dir, split, version, label_types, max_samples=None, image_ids=None, **kw):
+        calls.append(image_ids)
+        src, dst = demo_source / split, Path(dataset_dir)
+        if image_ids is None:
+            shutil.copytree(src / "metadata", dst / "metadata", dirs_exist_ok=True)
+            shutil.copytree(src / "labels", dst / "labels", dirs_exist_ok=True)
+        else:
+            (dst / "data").mkdir(parents=True, exist_ok=True)
+            for i in image_ids:
+                shutil.copy(src / "data" / f"{i}.jpg", dst / "data" / f"{i}.jpg")
+
+    monkeypatch.setattr(foui, "download_open_images_split", fake_download)
+    monkeypatch.setattr(oi, "_check_network", lambda *a, **k: None)
+    prep = prepare_detect("animal", download_dir=tmp_path / "cache", background=2, seed=7)
+    assert calls == [None] and not (tmp_path / "cache" / "train" / "data").exists()
+    res = build_detect(prep, tmp_path / "out", DetectParams(seed=7), workers=1, quiet=True)
+    assert sorted(calls[1]) == prep.image_ids and len(prep.chosen.background) == 2
+    assert sum(c["images"] for c in res.counts.values()) == len(prep.image_ids)
+
+
+def test_object_store_out_is_refused(demo_source):
+    prep = prepare_detect("animal", source=demo_source)
+    with pytest.raises(InputError, match="local"):
+        build_detect(prep, "s3://bucket/sets/animal", DetectParams(), quiet=True)
+
+
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
 def test_unreadable_image_is_reported_not_copied(demo_source, tmp_path, damage):
     src = tmp_path / "src"
