@@ -18,6 +18,9 @@ Each item of --classes is a display name (case-insensitive), an alias from
 manifests/openimages-aliases.yaml (gun = Handgun+Rifle+Shotgun), or a group label=ClassA+ClassB;
 classes with children take every descendant (animal = Animal and its 110 descendant classes).
 
+With --task detect the same selection becomes whole images with YOLO or COCO box labels
+(docs/detection.md); convert between the two with curate export.
+
 Examples:
 
   curate openimages --classes person,animal,gun --out data/oi --max-per-label 5000
