@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from detect_parse import loaded_size, parse_coco, parse_yolo
 from PIL import Image
@@ -130,13 +131,23 @@ def test_max_per_label_counts_images_and_keeps_every_box(demo_source):
     b = prep.chosen.boxes
     per_label = b.groupby("label").ImageID.nunique()
     assert (per_label >= 1).all()
-    for image, g in b.groupby("ImageID"):  # a taken image keeps all its selected boxes
-        assert len(g) == len(prep.chosen.boxes[prep.chosen.boxes.ImageID == image])
     # an image is taken only while one of its labels is under the limit
     assert b.ImageID.nunique() <= len(per_label)
     full = prepare_detect(DEMO_CLASSES, source=demo_source, seed=3).chosen.boxes
     for image in b.ImageID.unique():
         assert len(b[b.ImageID == image]) == len(full[full.ImageID == image])
+
+
+def test_boxes_under_min_size_become_ignore_regions(demo_source, tmp_path):
+    res = build(demo_source, tmp_path / "c", fmt="coco", min_size=100)
+    m = res.manifest
+    small = m[m.ignore_reason == "too-small"]
+    assert len(small) and (small.role == "ignore").all()
+    side = np.minimum((m.xmax - m.xmin) * m.source_width, (m.ymax - m.ymin) * m.source_height)
+    assert ((side < 100) == (m.ignore_reason == "too-small")).all()
+    y = build(demo_source, tmp_path / "y", fmt="yolo", min_size=100)
+    assert set(y.manifest.source_id).isdisjoint(small.source_id)
+    assert {s["image_id"] for s in y.skipped} == set(small.source_id)
 
 
 # ---------------------------------------------------------------- geometry and format
