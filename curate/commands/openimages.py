@@ -18,6 +18,9 @@ Each item of --classes is a display name (case-insensitive), an alias from
 manifests/openimages-aliases.yaml (gun = Handgun+Rifle+Shotgun), or a group label=ClassA+ClassB;
 classes with children take every descendant (animal = Animal and its 110 descendant classes).
 
+With --task detect the same selection becomes whole images with YOLO or COCO box labels
+(docs/detection.md); convert between the two with curate export.
+
 Examples:
 
   curate openimages --classes person,animal,gun --out data/oi --max-per-label 5000
@@ -29,12 +32,26 @@ Examples:
   curate openimages --list-classes gun                    # what exists, what an item expands to
 
   curate openimages --classes person --source s3://bucket/oi --out s3://bucket/crops --engine ray --ray-address auto
+
+  curate openimages --classes "Wine glass,Mug,Coffee cup" --task detect --label-format yolo --out data/glasses
+
+  curate openimages --classes person,car --task detect --label-format coco --image-size 1024 --background 500 --out data/pc
 """
 
 
 class Fmt(str, Enum):
     jpg = "jpg"
     png = "png"
+
+
+class Task(str, Enum):
+    crop = "crop"
+    detect = "detect"
+
+
+class LabelFormat(str, Enum):
+    yolo = "yolo"
+    coco = "coco"
 
 
 def register(app: typer.Typer) -> None:
@@ -51,12 +68,24 @@ def openimages(
     split: str = typer.Option("train", "--split", help="Open Images split to read: train|validation|test."),
     download_dir: Path = typer.Option(None, "--download-dir", help="Download cache (default: user cache dir)."),
     max_samples: int = typer.Option(None, "--max-samples", min=1, help="At most this many source images."),
-    max_per_label: int = typer.Option(None, "--max-per-label", min=1, help="At most this many boxes per label."),
+    max_per_label: int = typer.Option(None, "--max-per-label", min=1, help="At most this many boxes per label (detect: images containing it)."),
     size: int = typer.Option(224, "--size", min=8, max=4096, help="Output canvas side in pixels."),
-    min_size: int = typer.Option(32, "--min-size", min=1, help="Skip boxes whose shorter side is below this (px)."),
+    min_size: int = typer.Option(None, "--min-size", min=1,
+                                 help="Skip boxes whose shorter side is below this (px; default 32 for crops, "
+                                      "1 for detect, where they become ignore regions)."),
     margin: float = typer.Option(0.0, "--margin", min=0.0, max=1.0, help="Grow each box side by this fraction."),
     val_ratio: float = typer.Option(0.2, "--val-ratio", min=0.0, max=0.95, help="Share of images for val/."),
-    fmt: Fmt = typer.Option(Fmt.jpg, "--format", help="Output format."),
+    test_ratio: float = typer.Option(0.0, "--test-ratio", min=0.0, max=0.95, help="Share of images for test/ "
+                                     "(--task detect)."),
+    task: Task = typer.Option(Task.crop, "--task", help="crop: object crops in class folders; detect: whole "
+                              "images with box labels (docs/detection.md)."),
+    label_format: LabelFormat = typer.Option(LabelFormat.yolo, "--label-format",
+                                             help="--task detect: yolo (data.yaml, labels/*.txt) or coco (JSON)."),
+    image_size: int = typer.Option(None, "--image-size", min=8, help="--task detect: re-encode images whose "
+                                   "longer side is above N down to N (default: copy the bytes)."),
+    background: int = typer.Option(0, "--background", min=0, help="--task detect: add N images without any "
+                                   "selected box."),
+    fmt: Fmt = typer.Option(Fmt.jpg, "--format", help="Output format (detect: of re-encoded images only)."),
     quality: int = typer.Option(95, "--quality", min=1, max=100, help="JPEG quality."),
     include_group: bool = typer.Option(False, "--include-group/--no-group", help="Group-of boxes (crowds)."),
     include_depiction: bool = typer.Option(True, "--include-depiction/--no-depiction", help="Drawings, toys."),
@@ -87,6 +116,18 @@ def openimages(
         raise typer.BadParameter("--out is required (or use --dry-run)")
     include = {"group": include_group, "depiction": include_depiction, "truncated": include_truncated,
                "occluded": include_occluded, "inside": include_inside}
+    if task is Task.detect:
+        _detect(classes, out, source=source, split=split, download_dir=download_dir, include=include,
+                max_per_label=max_per_label, max_samples=max_samples, ambiguous_iou=ambiguous_iou, seed=seed,
+                background=background, dry_run=dry_run, workers=workers, engine=engine, overwrite=overwrite,
+                ray_address=ray_address, params=dict(
+                    label_format=label_format.value, image_size=image_size, format=fmt.value, quality=quality,
+                    min_size=min_size or 1, val_ratio=val_ratio, test_ratio=test_ratio, seed=seed,
+                    max_pixels=max_pixels))
+        return
+    if test_ratio or image_size or background:
+        raise typer.BadParameter("--test-ratio, --image-size and --background go with --task detect")
+    min_size = 32 if min_size is None else min_size
     prep = oi.prepare(classes, source=source, split=split, download_dir=download_dir, include=include,
                       max_per_label=max_per_label, max_samples=max_samples, ambiguous_iou=ambiguous_iou,
                       seed=seed, quiet=common.STATE.quiet)
@@ -104,6 +145,36 @@ def openimages(
     res = oi.build(prep, out, params, workers=workers, engine=engine, quiet=common.STATE.quiet,
                    overwrite=overwrite, command=command, ray_address=ray_address)
     _print_result(res)
+    raise typer.Exit(1 if res.problems else 0)
+
+
+def _detect(classes, out, *, dry_run, workers, engine, overwrite, ray_address, params, **select) -> None:
+    """--task detect: the same selection, whole images with YOLO or COCO labels (curate.detect)."""
+    from curate.detect import DetectParams, build_detect, prepare_detect
+
+    prep = prepare_detect(classes, quiet=common.STATE.quiet, **select)
+    _print_plan(prep, dry_run)
+    ch = prep.chosen
+    if not common.STATE.quiet or dry_run:
+        common.out.print(f"images: {len(prep.image_ids):,} ({len(ch.background):,} background); "
+                         f"ignore regions (filtered boxes of selected classes): {len(ch.ignore):,} in "
+                         f"{ch.ignore.ImageID.nunique():,} images"
+                         + (" (left out of a YOLO set)" if params["label_format"] == "yolo" else ""))
+    if dry_run:
+        return
+    if not prep.image_ids:
+        common.err("no image matches the classes and filters; nothing to write")
+        raise typer.Exit(1)
+    res = build_detect(prep, out, DetectParams(**params), workers=workers, engine=engine, quiet=common.STATE.quiet,
+                       overwrite=overwrite, command=common.command_line(), ray_address=ray_address)
+    t = common.table("split", "images", "boxes", "ignore regions", "background")
+    for split, c in res.counts.items():
+        t.add_row(split, f"{c['images']:,}", f"{c['boxes']:,}", f"{c['ignore']:,}", f"{c['background']:,}")
+    common.out.print(f"wrote {res.out} ({params['label_format']})", soft_wrap=True)
+    common.out.print(t)
+    if res.skips_by_reason:
+        common.out.print("images left out: " + ", ".join(f"{k} {v:,}" for k, v in res.skips_by_reason.items())
+                         + f" (listed in {res.out / '.curate' / 'skipped.json'})")
     raise typer.Exit(1 if res.problems else 0)
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from curate.errors import CurateError, InputError
 from curate.manifest import CORE_COLUMNS, read_manifest
 from curate.report.checks import Check, Context, all_checks
+from curate.report.checks.detection import detection_tree, retag_clusters
 from curate.report.stats import image_stats
 from curate.storage import as_location, is_url, scan
 from curate.tree import SPLIT_ORDER, scan_tree
@@ -112,7 +113,7 @@ def analyse(
     else:
         if not root.exists():
             raise InputError(f"{root} does not exist", "pass the root of an image tree")
-        tree = scan_tree(root)
+        tree = detection_tree(root) or scan_tree(root)  # a YOLO/COCO set: images filed by main label
     if not tree.files and not tree.empty_labels:
         raise InputError(f"no images found under {root}",
                          "expected ROOT/<split>/<label>/<image> or ROOT/<label>/<image>")
@@ -123,6 +124,7 @@ def analyse(
         clusters, source, warning = find_clusters(root, images, workers=workers, engine=engine, quiet=quiet)
     else:
         clusters, source, warning = [], "off", ""
+    clusters = retag_clusters(clusters, tree)
     ctx = Context(root if is_url(root) else str(root.resolve()), tree, images, manifest, clusters, params or {})
     results, skipped = {}, []
     for name, cls in sorted(all_checks().items()):

@@ -389,6 +389,10 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
     sections.append(_section("quality", "Image quality", _quality(a, doc, thumbs)))
     if doc["crops"]:
         sections.append(_section("crops", "Crops", _crops(a, doc, thumbs)))
+    if doc.get("detection"):
+        from curate.report.checks.detection import html_body
+
+        sections.append(_section("detection", "Detection boxes", html_body(a, doc)))
     per = {lab: sum(doc["counts"][sp].get(lab, 0) for sp in doc["counts"]) for lab in doc["samples"]}
     names = doc.get("label_names", {})
     grid = "".join(f'<div class="srow"><h3>{_e(with_name(lab, names))} <span class="muted">({per[lab]:,})</span></h3><div class="grid">'
@@ -399,7 +403,7 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
     sections.append(_section("samples", "Samples per label", grid or '<p class="muted">none</p>'))
     nav = "".join(f'<a href="#{i}">{t}</a>' for i, t in (
         ("summary", "Summary"), ("checks", "Checks"), ("counts", "Counts"), ("balance", "Balance"), ("files", "Files"),
-        ("duplicates", "Duplicates"), ("quality", "Quality"), ("crops", "Crops"), ("samples", "Samples"))
+        ("duplicates", "Duplicates"), ("quality", "Quality"), ("crops", "Crops"), ("detection", "Boxes"), ("samples", "Samples"))
         if f'id="{i}"' in "".join(sections))  # no link to a section that is not there
     header = (f"<header><h1>curate report: {_e(s.get('name') or doc['root'])}</h1>"
               f"<p>{s['images']:,} images ({s['unreadable']:,} unreadable) · {s['labels']:,} labels · splits: "

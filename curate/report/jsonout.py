@@ -12,6 +12,7 @@ from curate import __version__
 from curate.report.build import Analysis, sample_paths
 from curate.report.checks import SEVERITY, _num
 from curate.report.checks.crops import fill_share
+from curate.report.checks.detection import detection_section
 from curate.report.checks.splits import counts
 
 SCHEMA = "curate.report/1"
@@ -195,6 +196,7 @@ def build_json(a: Analysis, fail_on: list[str], per_label: int = 12, seed: int =
             "redundant_files": sum(len(c["members"]) - 1 for c in ctx.clusters),
         },
         "crops": crop_section(a),
+        **({"detection": detection_section(ctx.tree)} if detection_section(ctx.tree) else {}),  # detection trees
         "checks": checks,
         "skipped_checks": a.skipped,
         "fired": fired,

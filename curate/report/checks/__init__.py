@@ -116,7 +116,7 @@ def _num(v):
 
 
 def all_checks() -> dict[str, type[Check]]:
-    from curate.report.checks import crops, duplicates, files, quality, splits  # noqa: F401 (register)
+    from curate.report.checks import crops, detection, duplicates, files, quality, splits  # noqa: F401 (register)
 
     return dict(REGISTRY)
 
