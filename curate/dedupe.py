@@ -48,6 +48,7 @@ class Cluster:
     max_distance: int
     remove: list[str] = field(default_factory=list)  # what the keep/leakage policies move out
     duplicate_of: dict[str, str] = field(default_factory=dict)  # removed path -> the copy it duplicates
+    links: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass
