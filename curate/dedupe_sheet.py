@@ -71,12 +71,12 @@ FRAGMENT = """
 <span class="ds-tag">{{ c.size }} files, {{ c.removed }} removed</span>
 {%- for t in c.flags %}<span class="ds-tag bad">{{ t }}</span>{% endfor %}</div>
 <div class="ds-row">{% for m in c.members %}{{ fig(m) }}{% endfor %}</div>
-{%- if c.more %}<p class="ds-more">+{{ c.more }} more files in this cluster (dedupe.json lists them)</p>{% endif %}
+{%- if c.more %}<p class="ds-more">+{{ c.more }} more files in this cluster (the JSON report lists them)</p>{% endif %}
 </div>
 {%- endfor %}
 {%- endif %}
 {%- if s.left_out %}<p class="ds-more">{{ s.shown|length }} of {{ s.total }} shown; {{ s.left_out }} more
-clusters are in dedupe.json.</p>{% endif %}
+clusters are in the JSON report.</p>{% endif %}
 {%- if not s.total %}<p class="ds-more">none</p>{% endif %}
 {%- endfor %}
 """
