@@ -17,7 +17,7 @@ HELP = (
     "sizes and formats, unreadable files, exact and near duplicates (leakage across splits, label "
     "conflicts, mirrored copies), image quality (dark, bright, blurry, low information, near-constant, odd size or aspect, "
     "grayscale) and, for crop datasets, crop sizes, upscaling and letterbox fill.\n\n"
-    "Checks (each usable in --fail-on): empty-class, missing-label, small-class, imbalance, corrupt, "
+    "Checks (each usable in --fail-on): empty-class, missing-label, small-class, below-minimum, imbalance, corrupt, "
     "ext-mismatch, manifest-drift, leakage, mirror-leakage, duplicates, label-conflict, dark, bright, blurry, "
     "low-info, "
     "near-constant, odd-size, odd-aspect, grayscale, tiny-crop, upscaled, mostly-fill; or all.\n\n"

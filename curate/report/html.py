@@ -337,7 +337,7 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
     checks = doc["checks"]
     sections = [_section("summary", "Summary", _overview(doc)), _section("checks", "All checks", _rules(doc)),
                 _section("counts", "Images per split and label", _counts(doc))]
-    names = ("empty-class", "missing-label", "small-class", "imbalance")
+    names = ("empty-class", "missing-label", "small-class", "below-minimum", "imbalance")
     split_checks = "".join(_check_block(n, checks[n], table(checks[n]["findings"]))
                            for n in _fired_first(doc, names)) + _passed(doc, names)
     sections.append(_section("balance", "Class balance", split_checks))
