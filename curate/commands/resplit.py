@@ -82,8 +82,9 @@ def resplit(
     if short:  # dealt what there is; the report's below-minimum check lists them as a warning
         labels = sorted({r["label"] for r in short})
         shown = ", ".join(f"{r['label']} ({r['split']} {r['count']})" for r in short[:8])
-        common.warn(f"{len(labels)} labels have fewer than {min_per_class} files in an evaluation split, so they "
-                    f"got what there is: {shown}{' …' if len(short) > 8 else ''}")
+        many = "labels have" if len(labels) > 1 else "label has"
+        common.warn(f"{len(labels)} {many} fewer than {min_per_class} files in an evaluation split and got what "
+                    f"there is: {shown}{' …' if len(short) > 8 else ''}")
     if plan.outside_groups:
         common.warn(f"{plan.outside_groups} duplicate groups also have files in splits not merged: that "
                     "leakage remains (run curate dedupe)")
