@@ -305,7 +305,7 @@ def test_schema_keys_and_deterministic_samples(report):
                          "label_profile", "issues_per_label", "duplicates", "crops", "checks", "skipped_checks",
                          "fired", "fail_on", "failed", "samples"]
     assert doc["crops"] is None and sorted(doc["skipped_checks"]) == [
-        "manifest-drift", "mostly-fill", "tiny-crop", "upscaled"]
+        "below-minimum", "manifest-drift", "mostly-fill", "tiny-crop", "upscaled"]  # no resplit record
     assert all(len(ps) <= 12 for ps in doc["samples"].values())
     paths = [f"train/x/{i}.png" for i in range(40)]
     images = pd.DataFrame({"path": paths, "split": "train", "label": "x", "error": None})
