@@ -32,6 +32,10 @@ TOP_KEYS = {"vars", "out", "seed", "workers", "steps", "name", "description"}
 STEP_META = {"name", "continue-on-problems"}
 SHARED = ("seed", "workers")
 BLOCKED = {"run", "demo"}  # a pipeline never runs pipelines
+# Commands whose exit 1 means "finished; the problems found were handled and listed" (unreadable files
+# skipped, label conflicts reported and left in place): a pipeline goes on after them unless the step says
+# `continue-on-problems: false`. Elsewhere exit 1 is a verdict (report --fail-on: untrustworthy data) and stops.
+CONTINUE_BY_DEFAULT = {"kaggle", "openimages", "dedupe"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_-]*)\}")
 
 
@@ -407,7 +411,7 @@ def _build_step(cmd, cname, opts, raw, key, out, shared, sub, fail, seen, lines)
     seen[sid] = seen.get(sid, 0) + 1
     if seen[sid] > 1 and not raw.get("name"):
         sid = f"{sid}-{seen[sid]}"
-    cont = raw.get("continue-on-problems", False)
+    cont = raw.get("continue-on-problems", cname in CONTINUE_BY_DEFAULT)
     if not isinstance(cont, bool):
         fail(key + ("continue-on-problems",), "expects true or false")
     return Step(sid, cname, argv, lines.get(key, 1), cont, external, outputs)

@@ -39,6 +39,7 @@ class ResplitPlan:
     small_labels: list[str] = field(default_factory=list)
     outside_groups: int = 0  # groups with members outside the pool (that leakage stays)
     group_source: str = ""
+    min_per_class: int = 0
 
     def moves(self) -> list[tuple[str, str, str]]:
         """(path, old split, new split) for every file that changes split."""
@@ -119,6 +120,20 @@ def quotas(n: int, ratios: list[float], targets: list[str], min_per_class: int) 
             q[d] -= 1
             q[k] += 1
     return q, False
+
+
+def below_minimum(plan: ResplitPlan) -> list[dict]:
+    """The min-per-class rule's shortfalls: (label, evaluation split) pairs dealt fewer than
+    --min-per-class files because the label has too few (or too few groups); what there is was dealt."""
+    if not plan.min_per_class:
+        return []
+    pooled = plan.before[plan.before["split"].isin(plan.pool)]
+    got: dict[tuple[str, str], int] = {}
+    for p, label in zip(pooled["path"], pooled["label"], strict=True):
+        got[(label, plan.after[p])] = got.get((label, plan.after[p]), 0) + 1
+    evals = [s for s in plan.targets if s != "train"]
+    return [{"label": lab, "split": s, "count": got.get((lab, s), 0), "minimum": plan.min_per_class}
+            for lab in sorted(set(pooled["label"])) for s in evals if got.get((lab, s), 0) < plan.min_per_class]
 
 
 def _key(seed: int, text: str) -> str:
@@ -253,7 +268,8 @@ def plan_resplit(
                          "pass --min-per-class 1 to give every split at least one file per label, "
                          "or use fewer splits")
     return ResplitPlan(root=root, pool=pool, targets=targets, ratios=ratios, seed=seed, before=files,
-                       after=after, small_labels=small, outside_groups=outside_groups, group_source=source)
+                       after=after, small_labels=small, outside_groups=outside_groups, group_source=source,
+                       min_per_class=min_per_class)
 
 
 def _split_folder(root: Path, split: str) -> str:
@@ -285,7 +301,8 @@ def apply_resplit(plan: ResplitPlan) -> tuple[int, Path | None]:
     info_path = root / INFO_NAME
     before = info_path.read_bytes() if info_path.exists() else None
     update_info(root, "resplit", {"merge": plan.pool, "into": plan.targets, "ratios": plan.ratios,
-                                  "seed": plan.seed, "moved": len(moves), "groups": plan.group_source})
+                                  "seed": plan.seed, "moved": len(moves), "groups": plan.group_source,
+                                  "min_per_class": plan.min_per_class})
     after = info_path.read_bytes()
     if before is None:
         info_path.unlink()

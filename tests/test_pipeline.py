@@ -319,3 +319,66 @@ def test_string_options_holding_paths_are_inputs_too(tmp_path):
     assert run_pipeline(p, app=app, quiet=True).steps[0].status == "skipped"
     src.write_text("bb")
     assert run_pipeline(p, app=app, quiet=True).steps[0].status == "ran"
+
+
+# ---------------------------------------------------------------- shipped pipelines on real data
+
+COINS_DEV = ROOT.parent / "shared" / "data" / "coins-dev"
+
+
+def test_steps_that_handle_problems_go_on_by_default(tmp_path):
+    """kaggle/openimages/dedupe exit 1 = problems handled and listed: the pipeline goes on; report's exit 1
+    (--fail-on) and train's stop it; a step can still say continue-on-problems: false."""
+    p = write(tmp_path / "p.yaml", "out: t\nsteps:\n  - kaggle: {dataset: coins}\n  - dedupe: {}\n"
+                                   "  - dedupe: {}\n    continue-on-problems: false\n  - report: {}\n  - train: {}\n")
+    steps = load_pipeline(p).steps
+    assert [(s.id, s.continue_on_problems) for s in steps] == [
+        ("kaggle", True), ("dedupe", True), ("dedupe-2", False), ("report", False), ("train", False)]
+
+
+def test_openimages_pipeline_takes_a_split(tmp_path, capsys):
+    path = ROOT / "pipelines" / "openimages-person-animal-gun.yaml"
+    pipe = load_pipeline(path, {"split": "validation", "source": str(tmp_path / "oi")})
+    argv = pipe.steps[0].argv
+    assert argv[argv.index("--split") + 1] == "validation"
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(path), "--dry-run", "--set", "split=validation", "--set", f"out={tmp_path / 'o'}"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "--split validation" in out and "would-run" in out
+    assert not (tmp_path / "o").exists()
+
+
+def _coins_zip(path: Path) -> Path:
+    """coins-dev zipped as the Kaggle archive lays it out: coins/data/<split>/<id>/*.jpg + cat_to_name.json."""
+    files = {f"coins/data/{p.relative_to(COINS_DEV).as_posix()}": p.read_bytes()
+             for p in sorted(COINS_DEV.rglob("*")) if p.is_file() and p.name != "README.md"}
+    return write_zip(path, files)
+
+
+@pytest.mark.slow
+def test_coins_pipeline_runs_every_step_on_real_coins(tmp_path, capsys):
+    """`curate run coins` on the real coins-dev slice zipped like the Kaggle archive: kaggle reports the
+    counts of the full set (exit 1), dedupe lists label conflicts (exit 1), resplit deals classes too small
+    for --min-per-class 2 and says so; report and train still run."""
+    if not (COINS_DEV / "train").is_dir():
+        pytest.skip(f"real coins-dev data not found at {COINS_DEV} (a clone without ../shared)")
+    pytest.importorskip("torch")
+    src, out = _coins_zip(tmp_path / "coin-images.zip"), tmp_path / "data" / "coins"
+    with pytest.raises(SystemExit) as e:
+        main(["-q", "run", "coins", "--set", f"source={src}", "--set", f"out={out}", "--set", "weights=none",
+              "--set", "epochs=1", "--set", "size=32"])
+    cap = capsys.readouterr()
+    rec = read_info(out)["steps"]["run"]["steps"]
+    assert rec["kaggle"]["exit_code"] == 1 and "expected 211 classes for coins, found 16" in cap.err
+    assert rec["resplit"]["exit_code"] == 0
+    short = [line for line in cap.err.splitlines() if "fewer than 2 files in an evaluation split" in line]
+    assert len(short) == 1  # one line, and the resplit went on
+    report = json.loads((out / ".curate" / "report" / "report.json").read_text())
+    assert report["checks"]["below-minimum"]["severity"] == "warning" and "below-minimum" not in report["failed"]
+    if rec["report"]["exit_code"] == 1 and report["failed"] == ["leakage"] and all(
+            c["label_conflict"] for c in report["checks"]["leakage"]["findings"]):
+        pytest.xfail("eval copies of label-conflict clusters stay in val/test until issue 11 item 4 lands")
+    assert set(rec) == {"kaggle", "dedupe", "resplit", "report", "train"}, cap.err
+    assert rec["report"]["exit_code"] == 0 and rec["train"]["exit_code"] == 0
+    assert e.value.code == 1  # the highest code seen: problems handled along the way
+    assert (tmp_path / "data" / "runs" / "coins").is_dir()

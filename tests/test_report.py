@@ -305,7 +305,7 @@ def test_schema_keys_and_deterministic_samples(report):
                          "label_profile", "issues_per_label", "duplicates", "crops", "checks", "skipped_checks",
                          "fired", "fail_on", "failed", "samples"]
     assert doc["crops"] is None and sorted(doc["skipped_checks"]) == [
-        "crowded-image", "few-val-boxes", "manifest-drift", "mostly-fill", "no-boxes", "tiny-box", "tiny-crop",
+        "below-minimum", "crowded-image", "few-val-boxes", "manifest-drift", "mostly-fill", "no-boxes", "tiny-box", "tiny-crop",
         "upscaled"]  # crop and detection checks skip a plain tree
     assert all(len(ps) <= 12 for ps in doc["samples"].values())
     paths = [f"train/x/{i}.png" for i in range(40)]
@@ -340,12 +340,17 @@ def test_html_details_escaping_scores_and_keep(report, planted, tmp_path):
     assert re.search(r'<span class="score">sharpness [\d.]+</span>', page)
     for name in doc["checks"]:  # every check keeps its anchor, found something or not
         assert f'id="check-{name}"' in page
-    # a label conflict moves nothing, so no copy is "kept"; a plain duplicate names the kept copy
+    # the duplicates section is dedupe's contact sheet: a label conflict moves nothing, so its kept file is
+    # only the reference the others were measured against; a plain duplicate names the kept copy
     conflict = next(c for c in doc["duplicates"]["clusters"] if c["label_conflict"])
     assert conflict["remove"] == []
-    block = page[page.index(conflict["members"][0] + '" title'):][:3000]
-    assert "kept by dedupe" not in block.split('<div class="cluster">')[0]
-    assert "kept by dedupe" in page
+    dups = page[page.index('id="duplicates"'):page.index('id="quality"')]
+    if conflict["kind"] == "near":
+        block = dups[dups.index(f'title="{conflict["keep"]}"'):][:3000].split("</figure>")[0]
+        assert "reference (nothing removed)" in block
+    else:
+        assert any("<b>2 copies</b>, 0 removed" in b for b in dups.split("<figure"))
+    assert '<span class="ds-role">kept</span>' in dups and '<span class="ds-role">removed</span>' in dups
     # odd names: label folders and files with markup characters are escaped everywhere
     odd = tmp_path / "odd"
     shutil.copytree(planted, odd, ignore=shutil.ignore_patterns(".curate"))

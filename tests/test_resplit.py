@@ -14,7 +14,7 @@ from curate.cli import main
 from curate.errors import InputError
 from curate.manifest import read_manifest, write_manifest
 from curate.samples import load_photo
-from curate.split import apply_resplit, plan_resplit, quotas, undo_resplit
+from curate.split import apply_resplit, below_minimum, plan_resplit, quotas, undo_resplit
 from curate.tree import scan_tree
 
 
@@ -148,6 +148,31 @@ def test_cli(tree, capsys):
         main(["resplit", "--undo", str(tree)])
     assert e.value.code == 0
     assert snapshot(tree) == before
+
+
+def test_labels_short_of_the_minimum_get_what_there_is_and_the_report_warns(tree, tmp_path, capsys):
+    from curate.manifest import read_info
+    from curate.report import build_report
+
+    plan = plan_resplit(tree, merge="valid,test", ratios="0.5,0.5", min_per_class=2, workers=1, quiet=True)
+    assert below_minimum(plan) == [{"label": "bird", "split": "test", "count": 1, "minimum": 2}]
+    with pytest.raises(SystemExit) as e:
+        main(["resplit", str(tree), "--merge", "valid,test", "--ratios", "0.5,0.5", "--min-per-class", "2", "-j", "1"])
+    assert e.value.code == 0  # dealt what there is and went on
+    cap = capsys.readouterr()
+    short = [line for line in (cap.out + cap.err).splitlines() if "fewer than 2 files" in line]
+    assert short == ["warning: 1 label has fewer than 2 files in an evaluation split and got what there is: "
+                     "bird (test 1)"]
+    assert read_info(tree)["steps"]["resplit"]["min_per_class"] == 2
+    res = build_report(tree, tmp_path / "r", workers=1, quiet=True, duplicates=False,
+                       fail_on=["corrupt", "leakage", "empty-class"])
+    check = res.report["checks"]["below-minimum"]
+    assert check["severity"] == "warning" and check["findings"] == [
+        {"split": "test", "label": "bird", "count": 1, "minimum": 2}]
+    assert res.fired_rules == [] and "below-minimum" in res.fired
+    assert 'id="check-below-minimum"' in res.html_path.read_text()
+    plain = build_report(tree, tmp_path / "r2", workers=1, quiet=True, duplicates=False, fail_on=["below-minimum"])
+    assert plain.fired_rules == ["below-minimum"]  # only when asked for
 
 
 def test_dedupe_clusters_in_the_manifest_keep_groups_whole(tree):

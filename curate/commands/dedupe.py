@@ -27,6 +27,10 @@ Nothing is deleted: removed files are moved to a quarantine outside every split 
 DIR.quarantine beside DIR) with a journal; `curate dedupe --undo DIR` puts them back byte-identical.
 Writes DIR/dedupe.json, DIR/dedupe-pairs.csv and updates DIR/manifest.parquet.
 
+--sheet PATH also writes a contact sheet: one self-contained HTML file (opens offline) showing each
+near cluster's kept file beside its removed files with distance and similarity, label conflicts
+first, then leakage, then the rest, and exact copies compactly (docs/dedupe.md).
+
 DIR may be an s3:// (or gs://) prefix: moves become copy, verify (sha256), then delete; the journal
 stays in the local cache dir with a copy in DIR.quarantine.journal/; caches never go into the bucket.
 
@@ -35,6 +39,8 @@ Exit code: 0; 1 when unreadable files or label conflicts were found (left in pla
 Examples:
 
   curate dedupe data/coins --dry-run
+
+  curate dedupe data/coins --dry-run --sheet /tmp/coins-sheet.html
 
   curate dedupe data/coins --threshold 8 --keep first --workers 4
 
@@ -67,6 +73,8 @@ def dedupe(
     json_path: Path = typer.Option(None, "--json", path_type=str,
                                    help="Also write the report (and -pairs.csv) here; '-' prints the report JSON "
                                         "to stdout (the summary goes to stderr)."),
+    sheet: Path = typer.Option(None, "--sheet", path_type=str,
+                               help="Also write an HTML contact sheet of the clusters to this local file."),
     undo: bool = typer.Option(False, "--undo", help="Put back the files the last dedupe moved."),
     force: bool = typer.Option(False, "--force", help="With --undo: when some files are missing or changed, "
                                "still restore the rest, list those, and go on to older runs."),
@@ -91,6 +99,7 @@ def dedupe(
         raise typer.BadParameter("--force goes with --undo", param_hint="--force")
     if undo:
         _undo(root, force)
+    names = _sheet_names(root, sheet)
     from curate.dedupe_apply import dedupe as run
 
     res = run(root, quarantine=quarantine, dry_run=dry_run, json_path=json_path, hash_name=hash_name,
@@ -120,6 +129,9 @@ def dedupe(
         say("dry run: nothing moved" + ("" if json_path else " or written"))
     else:
         say(f"moved {res.moved} files to {res.quarantine}; undo with: curate dedupe --undo {shlex.quote(str(root))}")
+    if sheet:
+        _write_sheet(res, root, sheet, names, workers, engine)
+        say(f"contact sheet: {sheet}")
     if to_stdout:
         from curate.dedupe_apply import report_json
         from curate.tree import json_bytes
@@ -127,6 +139,35 @@ def dedupe(
         sys.stdout.write(json_bytes(report_json(res)).decode())
         sys.stdout.flush()
     raise typer.Exit(1 if r.unreadable or res.label_conflicts else 0)
+
+
+def _sheet_names(root, sheet) -> dict[str, str]:
+    """Checked before the run: the sheet is a local file. Label display names: ROOT/classes.json, or the
+    Kaggle archive's cat_to_name.json."""
+    if not sheet:
+        return {}
+    from curate.storage import is_url
+    from curate.train.prep import read_class_names
+
+    if is_url(sheet):
+        raise typer.BadParameter("the sheet is a local file (the tree may be a URL)", param_hint="--sheet")
+    if Path(sheet).is_dir():
+        raise typer.BadParameter(f"{sheet} is a folder; pass a file name such as sheet.html", param_hint="--sheet")
+    names = read_class_names(root)
+    raw = Path(root) / "cat_to_name.json"  # the Kaggle archive's own layout, before `curate kaggle`
+    if not names and not is_url(root) and raw.is_file():
+        from curate.sources.kaggle import load_names
+
+        names = load_names(raw)
+    return names
+
+
+def _write_sheet(res, root, sheet, names, workers, engine) -> None:
+    from curate.dedupe_sheet import journal_locations, write_sheet
+
+    moved = None if res.dry_run else journal_locations(res.journal, root)
+    write_sheet(res.result, root, sheet, names, moved=moved, dry_run=res.dry_run, workers=workers, engine=engine,
+                quiet=common.STATE.quiet)
 
 
 def _undo(root: Path | str, force: bool = False) -> None:

@@ -18,7 +18,7 @@ HELP = (
     "conflicts, mirrored copies), image quality (dark, bright, blurry, low information, near-constant, odd size or aspect, "
     "grayscale), for crop datasets crop sizes, upscaling and letterbox fill, and for detection trees (YOLO, "
     "COCO) boxes per image and label, box sizes, images without boxes and starved val labels.\n\n"
-    "Checks (each usable in --fail-on): empty-class, missing-label, small-class, imbalance, corrupt, "
+    "Checks (each usable in --fail-on): empty-class, missing-label, small-class, below-minimum, imbalance, corrupt, "
     "ext-mismatch, manifest-drift, leakage, mirror-leakage, duplicates, label-conflict, dark, bright, blurry, "
     "low-info, "
     "near-constant, odd-size, odd-aspect, grayscale, tiny-crop, upscaled, mostly-fill, no-boxes, tiny-box, "

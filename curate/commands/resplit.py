@@ -16,7 +16,8 @@ HELP = """Merge some splits and split them again: stratified per label, determin
 Near-duplicate clusters (found on the fly with the dedupe hashes, or the manifest's `cluster`) and crops
 of one source image (manifest `source_id`) always land in one split. Evaluation splits get at least
 --min-per-class files per label; a label too small for that gets one file in train, then the
-evaluation splits in order up to the minimum, the rest in train (listed in the output).
+evaluation splits in order up to the minimum, the rest in train: what there is is dealt, one warning
+line lists the labels short of the minimum, and the run goes on (exit 0).
 
 Split folders named valid/ or validation/ count as val and keep their names. Moves are journaled:
 `curate resplit --undo DIR` puts every file back byte-identical. manifest.parquet is updated.
@@ -62,7 +63,7 @@ def resplit(
         _undo(root, force)
     if ratios is None:
         raise typer.BadParameter("--ratios is required (e.g. --ratios 0.8,0.1,0.1)", param_hint="--ratios")
-    from curate.split import apply_resplit, plan_resplit
+    from curate.split import apply_resplit, below_minimum, plan_resplit
 
     plan = plan_resplit(root, ratios=ratios, merge=merge, into=into, min_per_class=min_per_class, seed=seed,
                         dedupe_groups=not no_dedupe, threshold=threshold, workers=workers, engine=engine,
@@ -77,9 +78,13 @@ def resplit(
                      soft_wrap=True)
     common.out.print(f"groups kept whole: {plan.group_source}; {len(plan.moves())} files change split",
                      soft_wrap=True)
-    if plan.small_labels:
-        common.warn(f"{len(plan.small_labels)} labels too small for --min-per-class {min_per_class}, placed by "
-                    f"the fixed rule: {', '.join(plan.small_labels[:10])}{' …' if len(plan.small_labels) > 10 else ''}")
+    short = below_minimum(plan)
+    if short:  # dealt what there is; the report's below-minimum check lists them as a warning
+        labels = sorted({r["label"] for r in short})
+        shown = ", ".join(f"{r['label']} ({r['split']} {r['count']})" for r in short[:8])
+        many = "labels have" if len(labels) > 1 else "label has"
+        common.warn(f"{len(labels)} {many} fewer than {min_per_class} files in an evaluation split and got what "
+                    f"there is: {shown}{' …' if len(short) > 8 else ''}")
     if plan.outside_groups:
         common.warn(f"{plan.outside_groups} duplicate groups also have files in splits not merged: that "
                     "leakage remains (run curate dedupe)")

@@ -7,15 +7,16 @@ from html import escape
 import numpy as np
 
 from curate.labelnames import with_name
+from curate.dedupe_sheet import CSS as SHEET_CSS
+from curate.dedupe_sheet import sheet_fragment, shown_paths
 from curate.report import charts
 from curate.report.build import Analysis
 from curate.report.checks import SCORE_NAMES, SEVERITIES
 from curate.report.checks.crops import fill_share
 
 WORST = 12  # thumbnails shown per issue
-MAX_CLUSTERS = 40  # duplicate clusters shown (leakage and conflicts first)
+MAX_CLUSTERS = 40  # mirrored pairs shown
 MAX_ROWS = 200  # rows of a findings table
-CLUSTER_THUMBS = 8  # members shown per cluster
 COMPACT_LABELS = 30  # past this many labels the sample grid uses small thumbnails
 
 CSS = """
@@ -94,17 +95,10 @@ def wanted_thumbnails(a: Analysis, doc: dict) -> list[str]:
     for check, findings in a.results.values():
         if check.group in ("quality", "crops"):
             paths += [f["path"] for f in findings[:WORST]]
-    for c in _shown_clusters(doc):
-        paths += c["members"][:CLUSTER_THUMBS]
+    paths += shown_paths(doc["duplicates"]["clusters"])  # the dedupe contact sheet's files
     for f in doc["checks"].get("mirror-leakage", {}).get("findings", [])[:MAX_CLUSTERS]:
         paths += f["members"]
     return paths
-
-
-def _shown_clusters(doc: dict) -> list[dict]:
-    cl = doc["duplicates"]["clusters"]
-    return sorted(cl, key=lambda c: (not c["cross_split"], not c["label_conflict"], -len(c["members"]),
-                                     c["members"][0]))[:MAX_CLUSTERS]
 
 
 def _section(id_: str, title: str, body: str) -> str:
@@ -230,23 +224,6 @@ def _files(a: Analysis, doc: dict) -> str:
             f'<div class="grid"><div>{table(fm)}</div><div>{table(md)}</div></div>')
 
 
-def _cluster(c: dict, thumbs: dict) -> str:
-    tags = [f'<span class="tag">{_e(c["kind"])}</span>']
-    if c["cross_split"]:
-        tags.append(f'<span class="tag bad">leakage: {_e(", ".join(c["splits"]))}</span>')
-    if c["label_conflict"]:
-        tags.append(f'<span class="tag bad">labels: {_e(", ".join(c["labels"]))}</span>')
-    if c["kind"] != "exact":
-        tags.append(f'<span class="tag">max distance {c["max_distance"]} bits</span>')
-    # "keep" only where `curate dedupe` would remove the others (it moves nothing in a label conflict)
-    keep = c.get("keep") if c.get("remove", True) else None
-    figs = "".join(figure(p, thumbs.get(p), p, "kept by dedupe" if p == keep else "")
-                   for p in c["members"][:CLUSTER_THUMBS])
-    more = (f'<p class="muted">+{len(c["members"]) - CLUSTER_THUMBS} more</p>'
-            if len(c["members"]) > CLUSTER_THUMBS else "")
-    return f'<div class="cluster">{"".join(tags)}<div class="grid">{figs}</div>{more}</div>'
-
-
 def _mirrors(findings: list[dict], thumbs: dict) -> str:
     rows = []
     for f in findings[:MAX_CLUSTERS]:
@@ -362,7 +339,7 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
     checks = doc["checks"]
     sections = [_section("summary", "Summary", _overview(doc)), _section("checks", "All checks", _rules(doc)),
                 _section("counts", "Images per split and label", _counts(doc))]
-    names = ("empty-class", "missing-label", "small-class", "imbalance")
+    names = ("empty-class", "missing-label", "small-class", "below-minimum", "imbalance")
     split_checks = "".join(_check_block(n, checks[n], table(checks[n]["findings"]))
                            for n in _fired_first(doc, names)) + _passed(doc, names)
     sections.append(_section("balance", "Class balance", split_checks))
@@ -377,11 +354,9 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
                 f"{dup['redundant_files']} redundant files.</p>{note}")
         names = ("leakage", "label-conflict", "duplicates")
         blocks = "".join(_check_block(n, checks[n], "") for n in _fired_first(doc, names)) + _passed(doc, names)
-        shown = _shown_clusters(doc)
-        cl = (f'<h3>Clusters</h3><div class="clusters">{"".join(_cluster(c, thumbs) for c in shown)}</div>'
-              if shown else "")
-        if len(dup["clusters"]) > len(shown):
-            cl += f'<p class="muted">{len(shown)} of {len(dup["clusters"])} clusters shown; all are in report.json.</p>'
+        where = dict(zip(a.ctx.images["path"], zip(a.ctx.images["split"], a.ctx.images["label"], strict=True),
+                         strict=True))
+        cl = sheet_fragment(dup["clusters"], thumbs, where) if dup["clusters"] else ""
         if "mirror-leakage" in checks:
             cl += _check_block("mirror-leakage", checks["mirror-leakage"],
                                _mirrors(checks["mirror-leakage"]["findings"], thumbs))
@@ -412,5 +387,5 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
               f'<p class="root">{_e(doc["root"])} · {_e(doc["tool"])}</p><nav>{nav}</nav></header>')
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>curate report: {_e(doc['root'])}</title><style>{CSS}</style></head>"
+            f"<title>curate report: {_e(doc['root'])}</title><style>{CSS}{SHEET_CSS}</style></head>"
             f"<body>{header}<main>{''.join(sections)}</main></body></html>\n")

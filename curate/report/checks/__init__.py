@@ -25,7 +25,8 @@ REGISTRY: dict[str, type[Check]] = {}
 # warning = likely to hurt training or evaluation; info = worth a look, often intended.
 SEVERITY = {
     "corrupt": "error", "leakage": "error", "mirror-leakage": "error", "label-conflict": "error",
-    "empty-class": "error", "missing-label": "warning", "small-class": "warning", "imbalance": "warning",
+    "empty-class": "error", "missing-label": "warning", "small-class": "warning", "below-minimum": "warning",
+    "imbalance": "warning",
     "duplicates": "warning", "ext-mismatch": "warning", "manifest-drift": "warning", "dark": "warning",
     "bright": "warning", "near-constant": "warning", "blurry": "warning", "odd-size": "warning",
     "tiny-crop": "warning", "upscaled": "warning", "low-info": "info", "grayscale": "info",
