@@ -6,9 +6,9 @@ from html import escape
 
 import numpy as np
 
-from curate.labelnames import with_name
 from curate.dedupe_sheet import CSS as SHEET_CSS
 from curate.dedupe_sheet import sheet_fragment, shown_paths
+from curate.labelnames import with_name
 from curate.report import charts
 from curate.report.build import Analysis
 from curate.report.checks import SCORE_NAMES, SEVERITIES
