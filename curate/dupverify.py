@@ -20,14 +20,15 @@ docs/dedupe.md has the measurements that chose the method and VERIFY_MIN.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 THUMB_SIDE = 128  # longer side of the stored grayscale thumbnail (uint8)
-COARSE_SIDE = 96
+COARSE_SIDE = 64
 SCALES = (1.0, 0.96, 0.925, 0.89, 0.86)  # zooms of the coarse search (each image in turn shrunk)
 FINE = (-0.03, -0.02, -0.01, 0.0, 0.01, 0.02, 0.03)  # relative zoom steps around the coarse one
+REACH = 4  # pixels (at THUMB_SIDE) the fine search moves around the coarse position
 TEMPLATE = 0.8  # central share of the zoomed image matched against the other one
 BLOCKS = 4  # block_ncc grid
 FLAT = 1e-3  # standard deviation below which an image or block counts as flat
@@ -44,6 +45,21 @@ class Thumb:
     gray: np.ndarray
     chroma: np.ndarray
     size: tuple[int, int]
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self):  # the memo is rebuilt where it is needed, never shipped to workers
+        return {"gray": self.gray, "chroma": self.chroma, "size": self.size, "_memo": {}}
+
+    def at(self, side: int) -> np.ndarray:
+        """The thumbnail as float32 with its longer side `side`."""
+        if ("fit", side) not in self._memo:
+            self._memo[("fit", side)] = _fit(self.gray, side)
+        return self._memo[("fit", side)]
+
+    def grad(self, side: int) -> np.ndarray:
+        if ("grad", side) not in self._memo:
+            self._memo[("grad", side)] = _grad(self.at(side))
+        return self._memo[("grad", side)]
 
     @property
     def nbytes(self) -> int:
@@ -113,25 +129,47 @@ def _side(a: Thumb, b: Thumb, full: int) -> int:
     return max(16, min(full, max(a.size), max(b.size)))
 
 
-def coarse(a: Thumb, b: Thumb) -> tuple[float, int, float, tuple[int, int], int]:
-    """Best gray alignment: (score, direction, zoom, location, side). Direction 0 slides b's zoomed centre
-    over a (1: a's over b); location is the template's top-left corner in the base image at `side`."""
+def coarse(a: Thumb, b: Thumb) -> tuple[float, int, float, tuple[float, float]]:
+    """Best gray alignment at COARSE_SIDE: (score, direction, zoom, centre). Direction 0 slides b's zoomed
+    centre over a (1: a's over b); centre is where the template's centre lies in the base, as a fraction
+    of the base's width and height."""
     import cv2
 
     side = _side(a, b, COARSE_SIDE)
-    xa, xb = _fit(a.gray, side), _fit(b.gray, side)
-    best = (-2.0, 0, 1.0, (0, 0), side)
+    xa, xb = a.at(side), b.at(side)
+    best = (-2.0, 0, 1.0, (0.5, 0.5))
     for d, (base, other) in enumerate(((xa, xb), (xb, xa))):
         for s in SCALES:
             t = _centre(other, s)
             if t.shape[0] > base.shape[0] or t.shape[1] > base.shape[1]:
                 continue
-            if float(t.std()) < 1e-3 or float(base.std()) < 1e-3:
-                m, loc = _match(base, t), (0, 0)
+            if float(t.std()) < FLAT or float(base.std()) < FLAT:
+                m, loc = _match(base, t), ((base.shape[1] - t.shape[1]) // 2, (base.shape[0] - t.shape[0]) // 2)
             else:
                 _, m, _, loc = cv2.minMaxLoc(cv2.matchTemplate(base, t, cv2.TM_CCOEFF_NORMED))
             if m > best[0]:
-                best = (float(m), d, s, loc, side)
+                centre = ((loc[0] + t.shape[1] / 2) / base.shape[1], (loc[1] + t.shape[0] / 2) / base.shape[0])
+                best = (float(m), d, s, centre)
+    return best
+
+
+def _fine(gbase: np.ndarray, gother: np.ndarray, zoom: float, centre: tuple[float, float]):
+    """Best (correlation, zoom, top-left) of `gother`'s zoomed centre within REACH of the coarse position."""
+    import cv2
+
+    h, w = gbase.shape
+    best = (-2.0, zoom, (0, 0))
+    for f in FINE:
+        t = _centre(gother, zoom * (1 + f))
+        th, tw = t.shape
+        if th > h or tw > w or float(t.std()) < FLAT:
+            continue
+        x0 = min(max(0, round(centre[0] * w - tw / 2) - REACH), w - tw)
+        y0 = min(max(0, round(centre[1] * h - th / 2) - REACH), h - th)
+        win = gbase[y0 : min(h, y0 + th + 2 * REACH), x0 : min(w, x0 + tw + 2 * REACH)]
+        _, m, _, loc = cv2.minMaxLoc(cv2.matchTemplate(win, t, cv2.TM_CCOEFF_NORMED))
+        if m > best[0]:
+            best = (m, zoom * (1 + f), (x0 + loc[0], y0 + loc[1]))
     return best
 
 
@@ -158,31 +196,20 @@ def block_ncc(x: np.ndarray, y: np.ndarray, n: int = BLOCKS) -> float | None:
 
 def score(a: Thumb, b: Thumb) -> float:
     """How surely `a` and `b` are copies of one photo (1.0 for identical pixels): aligned on gradients
-    (zoom near the coarse one, then shift), the median block correlation of their gradients. 0 for a pair
-    that fails the colour gate; half the gray score for one below GATE."""
-    import cv2
-
+    (zoom near the coarse one, shift near its position), the median block correlation of their gradients.
+    0 for a pair that fails the colour gate; half the gray score for one below GATE."""
     if float(np.linalg.norm(a.chroma - b.chroma)) > MAX_CHROMA_SHIFT:
         return 0.0  # alike in gray, not in colour: a red and a blue patch, a gold and a silver coin
-    c, d, s, _loc, _ = coarse(a, b)
+    c, d, s, centre = coarse(a, b)
     if c < GATE:
         return max(0.0, c * 0.5)  # far below any copy; scaled so it never reads as a near miss
     side = _side(a, b, THUMB_SIDE)
-    base, other = (_fit(a.gray, side), _fit(b.gray, side))[:: 1 if d == 0 else -1]
-    gbase, gother = _grad(base), _grad(other)
-    best = (-2.0, 1.0, (0, 0))
-    for f in FINE:
-        t = _centre(gother, s * (1 + f))
-        if t.shape[0] > gbase.shape[0] or t.shape[1] > gbase.shape[1] or float(t.std()) < FLAT:
-            continue
-        _, m, _, loc = cv2.minMaxLoc(cv2.matchTemplate(gbase, t, cv2.TM_CCOEFF_NORMED))
-        if m > best[0]:
-            best = (m, s * (1 + f), loc)
-    if best[0] == -2.0:  # flat or too small to slide: the gray match decides
+    base, other = (a, b) if d == 0 else (b, a)
+    m, z, (x, y) = _fine(base.grad(side), other.grad(side), s, centre)
+    if m == -2.0:  # flat or too small to slide: the gray match decides
         return c
-    _, z, (x, y) = best
-    t = _centre(other, z)
-    v = block_ncc(_grad(base[y : y + t.shape[0], x : x + t.shape[1]]), _grad(t))
+    t = _centre(other.at(side), z)
+    v = block_ncc(_grad(base.at(side)[y : y + t.shape[0], x : x + t.shape[1]]), _grad(t))
     return c if v is None else max(0.0, v)
 
 
