@@ -64,14 +64,10 @@ def split_summary(result: DedupeResult) -> list[dict]:
     return rows
 
 
-def _hamming(a: str | None, b: str | None) -> int | None:
-    if not a or not b:
-        return None
-    return bin(int(a, 16) ^ int(b, 16)).count("1")
-
-
 def updated_manifest(root: Path, result: DedupeResult) -> pd.DataFrame:
-    """The manifest after dedupe: every tree file present, with status/cluster/duplicate_of/distance/phash."""
+    """The manifest after dedupe: every tree file present, with status/cluster/duplicate_of/distance/similarity/
+    conflict/phash. distance and similarity always refer to the cluster's kept file (measured directly
+    against it); conflict is the policy applied to a label-conflict cluster's members (keep or drop)."""
     files = result.files
     old = read_manifest(root)
     base = pd.DataFrame({
@@ -90,9 +86,14 @@ def updated_manifest(root: Path, result: DedupeResult) -> pd.DataFrame:
     cluster_of = {m: c.id for c in result.clusters for m in c.members}
     bad = dict(result.unreadable)
     in_tree = df["path"].isin(set(files["path"])).tolist()
-    dist = {p: _hamming(byhash.get(p), byhash.get(k)) for p, k in removed.items()}
+    links = {m: link for c in result.clusters for m, link in c.links.items()}
+    dist = {m: link["distance"] for m, link in links.items()}
+    sim = {m: link["similarity"] for m, link in links.items()}
+    policy = result.params.get("conflicts", "keep")
+    conflict = {m: policy for c in result.clusters if c.label_conflict for m in c.members}
     for col, values, dtype in (("phash", byhash, "string"), ("cluster", cluster_of, "Int64"),
-                               ("duplicate_of", removed, "string"), ("distance", dist, "Int64")):
+                               ("duplicate_of", removed, "string"), ("distance", dist, "Int64"),
+                               ("similarity", sim, "Float64"), ("conflict", conflict, "string")):
         prev = df[col].tolist() if col in df.columns else [None] * len(df)
         df[col] = pd.array([values.get(p) if t else (None if pd.isna(o) else o)
                             for p, t, o in zip(df["path"], in_tree, prev, strict=True)], dtype=dtype)

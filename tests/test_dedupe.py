@@ -411,3 +411,32 @@ def test_conflicts_drop_quarantines_every_copy_in_the_split(tmp_path):
     drop = find_duplicates(root, workers=1, quiet=True, conflicts="drop")
     assert drop.clusters[0].remove == ["train/cup/coffee.png", "train/mug/coffee_q90.jpg"]
     assert drop.params["conflicts"] == "drop"
+
+
+def test_manifest_distance_and_similarity_refer_to_the_kept_copy(tree):
+    out = dedupe(tree, workers=1, quiet=True)
+    man = read_manifest(tree).set_index("path")
+    removed = out.result.removals()
+    assert removed and "similarity" in man.columns and "conflict" in man.columns
+    for p, kept in removed.items():
+        row = man.loc[p]
+        assert row["status"] == "removed" and row["duplicate_of"] == kept
+        assert row["similarity"] >= VERIFY_MIN and 0 <= row["distance"] <= out.result.params["threshold"]
+    conflict = [c for c in out.result.clusters if c.label_conflict][0]
+    assert set(man.loc[conflict.members, "conflict"]) == {"keep"}
+    assert pd.isna(man.loc[conflict.keep, "similarity"])  # the kept file is the reference
+
+
+def test_cli_conflicts_drop(tmp_path, capsys):
+    a = small("coffee", 128)
+    root = tmp_path / "conf"
+    dupsynth.save(root / "train/cup/coffee.png", a)
+    dupsynth.save(root / "train/mug/coffee_q90.jpg", dupsynth.jpeg(a, 90))
+    dupsynth.save(root / "train/mug/other.png", small("chelsea", 128))
+    with pytest.raises(SystemExit) as e:
+        main(["dedupe", str(root), "--conflicts", "drop", "-j", "1"])
+    assert e.value.code == 1 and "label conflict (cup, mug)" in capsys.readouterr().err
+    assert sorted(p.name for p in root.rglob("*.*") if p.parent.parent.name == "train") == ["other.png"]
+    with pytest.raises(SystemExit) as e:
+        main(["dedupe", str(root), "--conflicts", "maybe", "-j", "1"])
+    assert e.value.code == 2

@@ -15,13 +15,19 @@ ORDER = 20
 HELP = """Find exact and near-duplicate images in a tree and move the extra copies to a quarantine.
 
 Exact duplicates (same bytes, then same decoded pixels) come first; near duplicates are images whose
-perceptual hashes differ by at most --threshold bits AND whose thumbnails still match pixel by pixel
-(the verification pass keeps look-alikes such as different coins apart). Copies form clusters.
+perceptual hashes differ by at most --threshold bits AND that verification confirms as one photo: after
+aligning the two, their fine structure (gradients, block by block) must agree, so another photo of the
+same coin, the other face, or a different object on the same background stays apart.
 
-Per cluster one copy is kept (--keep: largest = most pixels, then bytes, then path; bytes; first).
-Clusters spanning splits are leakage: --leakage train keeps the copy in the earliest split (train,
-then val, then test) and removes the evaluation copies; --leakage report keeps one copy per split.
-Clusters with different labels are reported as label conflicts and never touched.
+Clusters never chain: a cluster is one kept file plus the files verified directly against it. The kept
+file is the best copy in the earliest split (train, then val, then test), then by --keep (largest =
+most pixels, then bytes, then path; bytes; first).
+
+Leakage is leakage: with --leakage train (default) every evaluation copy of a training file is removed,
+whatever its label (a test image that was trained on is not a test image); val vs test likewise, the
+later split's copy goes. --leakage report keeps them and only reports. Copies under different labels
+inside one split are label conflicts: --conflicts keep (default) reports them and leaves them in place,
+--conflicts drop quarantines every copy of such a cluster in that split.
 
 Nothing is deleted: removed files are moved to a quarantine outside every split root (default
 DIR.quarantine beside DIR) with a journal; `curate dedupe --undo DIR` puts them back byte-identical.
@@ -34,7 +40,7 @@ first, then leakage, then the rest, and exact copies compactly (docs/dedupe.md).
 DIR may be an s3:// (or gs://) prefix: moves become copy, verify (sha256), then delete; the journal
 stays in the local cache dir with a copy in DIR.quarantine.journal/; caches never go into the bucket.
 
-Exit code: 0; 1 when unreadable files or label conflicts were found (left in place); 2 on bad input.
+Exit code: 0; 1 when unreadable files or label conflicts were found (reported); 2 on bad input.
 
 Examples:
 
@@ -45,6 +51,8 @@ Examples:
   curate dedupe data/coins --threshold 8 --keep first --workers 4
 
   curate dedupe data/coins --leakage report --json /tmp/dupes.json --dry-run
+
+  curate dedupe data/coins --conflicts drop
 
   curate dedupe data/coins --dry-run --json - | jq .leakage_clusters
 
@@ -68,6 +76,8 @@ def dedupe(
     no_verify: bool = typer.Option(False, "--no-verify", help="Skip the pixel verification of near pairs."),
     keep: str = typer.Option("largest", "--keep", help="Copy kept per cluster: largest, bytes, first."),
     leakage: str = typer.Option("train", "--leakage", help="Across splits: train (remove eval copies) or report."),
+    conflicts: str = typer.Option("keep", "--conflicts",
+                                  help="Copies under other labels in one split: keep (report) or drop (quarantine all)."),
     quarantine: Path = typer.Option(None, "--quarantine", path_type=str, help="Where removed files go (default DIR.quarantine)."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Report only; change nothing."),
     json_path: Path = typer.Option(None, "--json", path_type=str,
@@ -101,9 +111,11 @@ def dedupe(
         _undo(root, force)
     names = _sheet_names(root, sheet)
     from curate.dedupe_apply import dedupe as run
+    from curate.labelnames import with_name
 
     res = run(root, quarantine=quarantine, dry_run=dry_run, json_path=json_path, hash_name=hash_name,
               hash_size=hash_size, threshold=threshold, verify=not no_verify, keep=keep, leakage=leakage,
+              conflicts=conflicts,
               workers=workers, engine=engine, quiet=common.STATE.quiet)
     verb = "would remove" if dry_run else "removed"
     for s in res.splits:
@@ -124,7 +136,8 @@ def dedupe(
     if len(r.unreadable) > 10:
         common.warn(f"… and {len(r.unreadable) - 10} more unreadable files (see dedupe.json)")
     for c in [c for c in r.clusters if c.label_conflict][:5]:
-        common.warn(f"label conflict ({', '.join(c.labels)}): {', '.join(c.members[:4])}")
+        labels = ", ".join(with_name(x, names) for x in c.labels)
+        common.warn(f"label conflict ({labels}): {', '.join(c.members[:4])}")
     if dry_run:
         say("dry run: nothing moved" + ("" if json_path else " or written"))
     else:
@@ -142,24 +155,17 @@ def dedupe(
 
 
 def _sheet_names(root, sheet) -> dict[str, str]:
-    """Checked before the run: the sheet is a local file. Label display names: ROOT/classes.json, or the
-    Kaggle archive's cat_to_name.json."""
-    if not sheet:
-        return {}
+    """Checked before the run: the sheet is a local file. Label display names (for the sheet and the
+    conflict lines): ROOT/classes.json or ROOT/cat_to_name.json (curate.labelnames)."""
+    from curate.labelnames import label_names
     from curate.storage import is_url
-    from curate.train.prep import read_class_names
 
-    if is_url(sheet):
+    if sheet and is_url(sheet):
         raise typer.BadParameter("the sheet is a local file (the tree may be a URL)", param_hint="--sheet")
-    if Path(sheet).is_dir():
+    if sheet and Path(sheet).is_dir():
         raise typer.BadParameter(f"{sheet} is a folder; pass a file name such as sheet.html", param_hint="--sheet")
-    names = read_class_names(root)
-    raw = Path(root) / "cat_to_name.json"  # the Kaggle archive's own layout, before `curate kaggle`
-    if not names and not is_url(root) and raw.is_file():
-        from curate.sources.kaggle import load_names
+    return label_names(root)
 
-        names = load_names(raw)
-    return names
 
 
 def _write_sheet(res, root, sheet, names, workers, engine) -> None:
