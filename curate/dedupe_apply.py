@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from curate.dedupe import DedupeResult, find_duplicates
+from curate.detect.formats import refuse_detection_tree
 from curate.errors import InputError
 from curate.manifest import read_info, read_manifest, to_parquet_bytes, update_info
 from curate.relocate import Relocation, UndoReport, check_outside_splits, check_writable, free_name, undo
@@ -132,6 +133,7 @@ def dedupe(
     if is_url(root):
         return _dedupe_url(str(root).rstrip("/"), quarantine, dry_run, json_path, find_kwargs)
     root = Path(root).resolve()
+    refuse_detection_tree(root, "dedupe")
     qdir = Path(quarantine).resolve() if quarantine else default_quarantine(root)
     check_outside_splits(root, qdir)
     out = _analyse(root, qdir, dry_run, json_path, find_kwargs)

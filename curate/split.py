@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from curate.detect.formats import refuse_detection_tree
 from curate.errors import InputError
 from curate.manifest import read_info, read_manifest, to_parquet_bytes, update_info
 from curate.relocate import Relocation, UndoReport, check_writable, free_name, undo
@@ -203,6 +204,7 @@ def plan_resplit(
 ) -> ResplitPlan:
     """Which split every pooled file goes to; reads only."""
     root = Path(root).resolve()
+    refuse_detection_tree(root, "resplit")
     tree = scan_tree(root)
     if tree.single:
         raise InputError(f"{root} has no split folders (train/ val/ test/)",

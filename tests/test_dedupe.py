@@ -440,3 +440,17 @@ def test_cli_conflicts_drop(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["dedupe", str(root), "--conflicts", "maybe", "-j", "1"])
     assert e.value.code == 2
+
+
+def test_dedupe_and_resplit_refuse_a_detection_set(tmp_path, capsys):
+    root = tmp_path / "yolo"
+    dupsynth.save(root / "images/train/a.png", small("coffee", 64))
+    dupsynth.save(root / "images/val/a.png", small("coffee", 64))
+    (root / "labels/train").mkdir(parents=True)
+    (root / "data.yaml").write_text("names: [cup]\nnc: 1\n")
+    before = snapshot(root)
+    for argv in (["dedupe", str(root)], ["resplit", str(root), "--ratios", "0.5,0.5"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2 and "YOLO detection set" in capsys.readouterr().err
+    assert snapshot(root) == before

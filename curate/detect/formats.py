@@ -76,6 +76,17 @@ def sniff(root: Path) -> str:
                      "build one with curate openimages --task detect")
 
 
+def refuse_detection_tree(root: Path, command: str) -> None:
+    """One clear error when `command` (dedupe, resplit: they move image files) meets a detection tree, whose
+    label files would be left behind."""
+    try:
+        fmt = sniff(Path(root))
+    except InputError:
+        return
+    raise InputError(f"{root} is a {fmt.upper()} detection set: curate {command} would move images without "
+                     "their labels", f"see its duplicates and leakage with: curate report {root}")
+
+
 # ---------------------------------------------------------------- YOLO
 
 
