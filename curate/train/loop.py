@@ -276,18 +276,20 @@ def train_one_epoch(model, batches: Batches, augment: Augment, criterion, optimi
 @torch.inference_mode()
 def evaluate(model, batches: Batches, augment: Augment, criterion, prec: Precision) -> dict:
     model.eval()
-    losses, probs, targets = [], [], []
+    losses, per_image, probs, targets = [], [], [], []
     for xb, yb in batches():  # kept on the device and copied once at the end
         with prec.autocast():
             logits = logits_of(model(augment.normalise(xb)))
         losses.append(criterion(logits, yb).float() * len(yb))
+        per_image.append(criterion.per_image(logits, yb).float())
         probs.append(torch.softmax(logits.float(), 1))
         targets.append(yb)
     p = torch.cat(probs).cpu().numpy() if probs else np.zeros((0, 0))
     y = torch.cat(targets).cpu().numpy() if targets else np.zeros(0, int)
     n = max(len(y), 1)
     loss = float(torch.stack(losses).sum()) if losses else 0.0
-    return {"loss": loss / n, "acc": float((p.argmax(1) == y).mean()) if len(y) else 0.0, "probs": p, "targets": y}
+    return {"loss": loss / n, "acc": float((p.argmax(1) == y).mean()) if len(y) else 0.0, "probs": p, "targets": y,
+            "losses": torch.cat(per_image).cpu().numpy() if per_image else np.zeros(0)}
 
 
 # ------------------------------------------------------------------ fit
@@ -325,6 +327,7 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     torch.manual_seed(cfg.seed)
     model, minfo = build_model(cfg.arch, n_cls, weights="none" if last else cfg.weights, dropout=cfg.dropout,
                                size=cfg.size, freeze_until=cfg.freeze_until, classes=ds.classes,
+                               stem=last.get("stem", "imagenet") if last else cfg.stem,
                                transform_input=checkpoint_transform_input(last) if last else None)  # fail fast
     prep = prepared or prepare(root, cfg, quiet=quiet, log=log, dataset=ds)
     model = model.to(device)
@@ -346,15 +349,14 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     augment = Augment(cfg.augment_list(), cfg.jitter, cfg.mean, cfg.std, channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs) \
-        if cfg.scheduler == "cosine" else None
+    scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type) if prec.enabled and prec.dtype == torch.float16 else None
 
     meta = {
         "format": CHECKPOINT_FORMAT, "version": 1, "arch": cfg.arch, "classes": ds.classes,
         "display": ds.display, "size": cfg.size, "mean": list(cfg.mean), "std": list(cfg.std),
         "resize": "shorter side to size (area filter), centre crop", "dropout": cfg.dropout,
-        "transform_input": minfo["transform_input"],
+        "transform_input": minfo["transform_input"], "stem": minfo["stem"],
         "config": cfg.to_dict(),
     }
     history: list[dict] = []
@@ -364,7 +366,8 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
         optimizer.load_state_dict(last["optimizer"])
         if scheduler is not None and last.get("scheduler"):
             scheduler.load_state_dict(last["scheduler"])
-            scheduler.T_max = cfg.epochs  # more --epochs: the cosine continues from here to the new end
+            if hasattr(scheduler, "T_max"):
+                scheduler.T_max = cfg.epochs  # more --epochs: the cosine continues from here to the new end
             if cfg.epochs > last["epoch"] and optimizer.param_groups[0]["lr"] <= 1e-12:
                 log(f"warning: the cosine schedule of {out_dir} has ended (learning rate 0), so more epochs "
                     f"learn nothing; to train further start a new run with --weights {out_dir / 'best.pt'}")
@@ -378,7 +381,8 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"{cfg.arch}: {n_cls} classes, {train_b.num_images()} train / {eval_b.num_images()} {cfg.eval_split} images, "
         f"{minfo['trainable_params']:,} of {minfo['params']:,} parameters trainable (from {minfo['freeze_until']}), "
-        f"{device.type} {prec.name}, writing to {out_dir}")
+        f"{minfo['stem']} stem, {device.type} {prec.name}, writing to {out_dir}")
+    log(cfg.recipe_note())
 
     stopped_early = False
     if start > 1 and cfg.patience and bad_epochs >= cfg.patience:
@@ -438,20 +442,41 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     metrics.update({
         "arch": cfg.arch, "weights": cfg.weights, "device": str(device), "precision": prec.name,
         "params": minfo["params"], "trainable_params": minfo["trainable_params"],
-        "freeze_until": minfo["freeze_until"], "classes": ds.classes, "best_epoch": best_epoch,
+        "freeze_until": minfo["freeze_until"], "stem": minfo["stem"], "recipe": cfg.recipe,
+        "recipe_note": cfg.recipe_note(), "classes": ds.classes, "best_epoch": best_epoch,
         "epochs_run": len(history), "stopped_early": stopped_early, "train_seconds": train_seconds,
         "decode_seconds": prep.decode_seconds, "unreadable": len(prep.unreadable),
         "train_images": train_b.num_images(), "train_images_per_s": (
             sum(h["images_per_s"] * h["seconds"] for h in history) / max(sum(h["seconds"] for h in history), 1e-9)),
         "peak_memory_mb": mem.peak_mb, "peak_memory_kind": mem.kind, "config": cfg.to_dict(),
     })
-    xb, _ = next(iter(eval_b()))
-    metrics.update(time_inference(model, augment.normalise(xb), device=device, autocast=prec.autocast))
+    x = augment.normalise(next(iter(eval_b()))[0])
+    metrics.update(time_inference(model, x, device=device, autocast=prec.autocast))
+    one = time_inference(model, x[:1], device=device, autocast=prec.autocast)
+    metrics["inference_ms_batch1"] = one["inference_ms_per_image"]
     atomic_write_json(out_dir / "metrics.json", json_safe(metrics))
     plot_curves(history, out_dir / "curves.png", best_epoch)
     log(f"best epoch {best_epoch}: {metrics['split']} top-1 {metrics['top1']:.3f}, macro-F1 {metrics['macro_f1']:.3f}; "
         f"wrote {out_dir}")
     return TrainResult(out_dir, metrics, history, best_epoch, stopped_early)
+
+
+def make_scheduler(optimizer, cfg: TrainConfig):
+    """Per-epoch learning-rate schedule: cosine to 0, or a linear warm-up (a tenth of the epochs, 1 to 5)
+    then cosine (the from-scratch default), or none."""
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.scheduler == "warmup-cosine":
+        warm = min(5, max(1, cfg.epochs // 10))
+        span = max(1, cfg.epochs - warm)
+
+        def factor(e: int) -> float:  # e: epochs done; epoch e + 1 runs at lr * factor(e)
+            if e < warm:
+                return (e + 1) / (warm + 1)
+            return 0.5 * (1 + math.cos(math.pi * min(e - warm, span) / span))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return None
 
 
 def final_metrics(model, batches, augment, criterion, prec, ds: Dataset, cfg: TrainConfig, out_dir: Path,
@@ -463,7 +488,7 @@ def final_metrics(model, batches, augment, criterion, prec, ds: Dataset, cfg: Tr
         if name == "train" or b.num_images() == 0:
             continue
         ev = evaluate(model, b, augment, criterion, prec)
-        m = classification_metrics(ev["targets"], ev["probs"], ds.classes, ds.display)
+        m = classification_metrics(ev["targets"], ev["probs"], ds.classes, ds.display, losses=ev["losses"])
         m["loss"] = ev["loss"]
         per_split[name] = m
     final = "test" if "test" in per_split else cfg.eval_split
