@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import multiprocessing as mp
 from pathlib import Path
 
 from curate.errors import CurateError, InputError
@@ -109,35 +108,59 @@ def _free_device_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _child(job, decoded: Path, conn) -> None:
-    """Entry point of a model's own process: read the shared decode, train, send back the metrics."""
+def child_main(job_path: str, decoded: str, result_path: str) -> None:
+    """Entry point of a model's own process: read the job and the shared decode, train, write the result."""
+    import pickle
+
     import torch
 
+    from curate.train.loop import json_safe
     from curate.train.metrics import _rss
 
+    job = pickle.loads(Path(job_path).read_bytes())
+    if job[-1] is not None:
+        torch.set_num_threads(job[-1])
     prepared = torch.load(decoded, map_location="cpu", weights_only=False, mmap=True)
     base = _rss()
-    result = _run_one(job, prepared)
+    result = _run_one(job[:-1], prepared)
     if "error" not in result and base is not None:
         result["memory_before_model_mb"] = base / 2**20
-    conn.send(result)
-    conn.close()
+    atomic_write_json(Path(result_path), json_safe(result))
 
 
 def _in_own_process(job, decoded: Path) -> dict:
-    ctx = mp.get_context("spawn")  # a fresh interpreter: nothing of the parent's memory counts
-    recv, send = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(job, decoded, send), daemon=True)
-    p.start()
-    send.close()
+    """Run one job in a fresh interpreter (nothing of this process's memory counts, and no __main__ re-import
+    as multiprocessing's spawn would do)."""
+    import json
+    import os
+    import pickle
+    import subprocess
+    import sys
+
+    import curate
+
+    out = Path(job[3])
+    out.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = out / ".compare-job.pkl", out / ".compare-result.json"
+    result_path.unlink(missing_ok=True)
+    import torch
+
+    job_path.write_bytes(pickle.dumps((*job, torch.get_num_threads())))
+    env = dict(os.environ)
+    here = str(Path(curate.__file__).resolve().parents[1])  # this curate, whatever the child's sys.path
+    env["PYTHONPATH"] = os.pathsep.join([here, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    code = ("import sys; from curate.train.comparison import child_main; "
+            "child_main(sys.argv[1], sys.argv[2], sys.argv[3])")
     try:
-        result = recv.recv()
-    except EOFError:  # the process died without an answer (killed, out of memory, crashed)
-        result = None
-    p.join()
-    if result is None:
-        return {"error": f"its training process ended with exit code {p.exitcode} (out of memory?)"}
-    return result
+        proc = subprocess.run([sys.executable, "-c", code, str(job_path), str(decoded), str(result_path)],
+                              env=env, check=False)
+        if result_path.is_file():
+            return json.loads(result_path.read_text())
+        why = "killed: out of memory?" if proc.returncode < 0 else "see the messages above"
+        return {"error": f"its training process ended with exit code {proc.returncode} ({why})"}
+    finally:
+        job_path.unlink(missing_ok=True)
+        result_path.unlink(missing_ok=True)
 
 
 def _row(arch: str, m: dict) -> dict:
