@@ -5,7 +5,6 @@ Plain on purpose, in the spirit of torchvision's references/classification/train
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -33,6 +32,7 @@ from curate.train.data import (
     place,
     readable_split,
 )
+from curate.train.device import Precision, cpu_has_bf16, precision_for, resolve_device, tune_backend
 from curate.train.losses import build_loss
 from curate.train.metrics import (
     PeakMemory,
@@ -53,67 +53,6 @@ from curate.tree import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 CHECKPOINT_FORMAT = "curate-classifier"
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
-
-
-# ------------------------------------------------------------------ devices and precision
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise InputError(f"unknown device '{name}'", "use auto, cpu, cuda or cuda:N") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA GPU is available", "use --device cpu or auto")
-    return dev
-
-
-def tune_backend(device: torch.device) -> None:
-    """Inputs have one fixed size, so let cuDNN time its kernels once and keep the fastest
-    (GPU runs then repeat to float tolerance, not bit for bit; CPU runs stay bitwise)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:
-        return False
-
-
-@dataclass
-class Precision:
-    enabled: bool
-    dtype: torch.dtype | None
-    device_type: str
-
-    def autocast(self):
-        if not self.enabled:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-    @property
-    def name(self) -> str:
-        return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, "fp32") if self.enabled else "fp32"
-
-
-def precision_for(device: torch.device, amp: bool | None) -> Precision:
-    """AMP: fp16 on CUDA (on by default), bf16 on CPU (opt-in with --amp)."""
-    if device.type == "cuda":
-        on = True if amp is None else amp
-        return Precision(on, torch.float16, "cuda")
-    if device.type == "cpu" and amp:
-        return Precision(True, torch.bfloat16, "cpu")
-    return Precision(False, None, device.type)
 
 
 # ------------------------------------------------------------------ data
