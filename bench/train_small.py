@@ -1,10 +1,13 @@
 """Small images: what the small stem (`--stem small`) gains over the ImageNet stem, on real scans.
 
-    python bench/train_small.py [--arch resnet18] [--size 28] [--per-class 25] [--epochs 6] [--seeds 0,1,2]
-                                [--threads 1] [--device cpu]
+    python bench/train_small.py [--data digits|photos] [--arch resnet18] [--size 28] [--per-class 25]
+                                [--epochs 6] [--seeds 0,1,2] [--threads 1] [--device cpu]
 
-Writes scikit-learn's handwritten digits (1,797 real 8x8 scans, upscaled to --size px, grayscale PNGs)
-into a temp tree: --per-class training and --per-class validation scans of each digit. Then trains --arch
+--data digits: scikit-learn's handwritten digits (1,797 real 8x8 scans, upscaled to --size px, grayscale
+PNGs), --per-class training and --per-class validation scans of each digit.
+--data photos: crops of 10 real package photos (curate.samples), one class per photo, at --size px:
+training crops from the left 60 % of each photo, validation crops from the right 40 % (no shared pixels).
+Either is written into a temp tree. Then trains --arch
 from scratch (--weights none) with each stem, for the same --epochs (no early stopping, no augmentation),
 once per seed, and prints the validation top-1 of the last epoch and the training time: mean and
 standard deviation over the seeds, per-seed values, and the small stem's ratios to the ImageNet stem
@@ -49,6 +52,31 @@ def make_digits(root: Path, per_class: int, side: int) -> int:
     return n
 
 
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble", "retina", "grace_hopper", "china",
+          "flower")
+
+
+def make_photo_crops(root: Path, per_class: int, side: int, seed: int = 0) -> int:
+    """ROOT/{train,val}/<photo>/ of square crops (a quarter to a half of the strip's short side)."""
+    from curate.samples import load_photo
+
+    rng = np.random.default_rng(seed)
+    for name in PHOTOS:
+        img = load_photo(name)
+        h, w = img.shape[:2]
+        cut = int(w * 0.6)
+        for split, (x0, x1) in (("train", (0, cut)), ("val", (cut, w))):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            short = min(h, x1 - x0)
+            for i in range(per_class):
+                s = int(rng.integers(short // 4, short // 2 + 1))
+                y, x = int(rng.integers(0, h - s + 1)), int(rng.integers(x0, x1 - s + 1))
+                Image.fromarray(img[y : y + s, x : x + s]).resize((side, side), Image.BILINEAR).save(
+                    folder / f"{i}.png")
+    return 2 * per_class * len(PHOTOS)
+
+
 def run(tree: Path, out: Path, args, stem: str, seed: int) -> dict:
     t0 = time.perf_counter()
     res = train(tree, out=out, arch=args.arch, weights="none", stem=stem, size=args.size, epochs=args.epochs,
@@ -64,6 +92,7 @@ def spread(values: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", choices=("digits", "photos"), default="digits")
     ap.add_argument("--arch", default="resnet18")
     ap.add_argument("--size", type=int, default=28)
     ap.add_argument("--per-class", type=int, default=25, help="training (and validation) scans per digit")
@@ -76,9 +105,11 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "digits"
-        n = make_digits(tree, args.per_class, args.size)
-        print(f"{n} real digit scans at {args.size} px, {args.per_class} train + {args.per_class} val per digit; "
+        tree = Path(tmp) / args.data
+        make = make_digits if args.data == "digits" else make_photo_crops
+        n = make(tree, args.per_class, args.size)
+        what = "real digit scans" if args.data == "digits" else "crops of 10 real photos"
+        print(f"{n} {what} at {args.size} px, {args.per_class} train + {args.per_class} val per class; "
               f"{args.arch} from scratch, {args.epochs} epochs, batch {args.batch_size}, seeds {seeds}, "
               f"{args.device}, {args.threads} thread(s)", flush=True)
         results: dict[str, list[dict]] = {"imagenet": [], "small": []}

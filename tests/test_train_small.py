@@ -261,7 +261,8 @@ FOURTEEN = ["simple-cnn", "resnet18", "mobilenet_v2", "mobilenet_v3_small", "mob
 @pytest.mark.slow
 def test_compare_takes_fourteen_models(tmp_path):
     tree = make_digits(tmp_path / "tree", digits=(3, 8), n_train=4, n_val=2)
-    rows = compare(tree, FOURTEEN, out=tmp_path / "cmp", weights="none", epochs=1, quiet=True, **QUICK)
+    # in this process (alone=False): fourteen fresh interpreters would spend minutes importing torch
+    rows = compare(tree, FOURTEEN, out=tmp_path / "cmp", weights="none", epochs=1, quiet=True, alone=False, **QUICK)
     assert [r["arch"] for r in rows] == FOURTEEN
     assert all(r.get("error") is None and r["peak_memory_mb"] > 0 for r in rows), [r.get("error") for r in rows]
     assert len((tmp_path / "cmp" / "compare.md").read_text().splitlines()) >= 16

@@ -40,7 +40,10 @@ def parse_archs(archs) -> list[str]:
 
 
 def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = False, log=None,
-            **options) -> list[dict]:
+            alone: bool | None = None, **options) -> list[dict]:
+    """Train each model of `archs` (a comma list or a list) with the same options; returns the table's rows.
+    `alone`: each model in its own process (None: on CPU only; False: all in this process, faster to start,
+    but then peak memory only grows from model to model)."""
     from curate.storage import as_location
     from curate.train.loop import _default_log, json_safe, prepare, resolve_device, tree_name
     from curate.train.models import build_model
@@ -60,7 +63,8 @@ def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = Fal
         build_model(a, len(ds.classes), weights=cfg.weights, dropout=cfg.dropout, freeze_until=cfg.freeze_until,
                     size=cfg.size, classes=ds.classes, stem=cfg.stem)
     prepared = prepare(root, cfg0, quiet=quiet, log=log, dataset=ds)
-    alone = resolve_device(cfg0.device).type == "cpu"
+    if alone is None:
+        alone = resolve_device(cfg0.device).type == "cpu"
     decoded = out_dir / DECODED
     if alone:
         import torch
