@@ -146,6 +146,17 @@ def save_torch(obj, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def cpu_state(model) -> dict:
+    """The model's state dict on the CPU, with its per-module version metadata (MNASNet refuses to load
+    weights without it)."""
+    from collections import OrderedDict
+
+    sd = model.state_dict()
+    out = OrderedDict((k, v.detach().cpu()) for k, v in sd.items())
+    out._metadata = getattr(sd, "_metadata", None)
+    return out
+
+
 def write_history(path: Path, history: list[dict]) -> None:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, lineterminator="\n")
@@ -355,13 +366,13 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
             improved = ev["loss"] < best_loss
             if improved:
                 best_loss, best_epoch, bad_epochs = ev["loss"], epoch, 0
-                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                state = cpu_state(model)
                 save_torch({**meta, "model": state, "epoch": epoch, "val_loss": ev["loss"]}, out_dir / "best.pt")
                 line += "  *best"
             else:
                 bad_epochs += 1
             log(line)
-            save_torch({**meta, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            save_torch({**meta, "model": cpu_state(model),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler else None,
                         "scaler": scaler.state_dict() if scaler else None, "epoch": epoch, "history": history,

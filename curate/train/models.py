@@ -344,6 +344,10 @@ def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: 
         if missing:
             raise InputError(f"{weights} does not match {arch}: {len(missing)} tensors missing or of another shape",
                              "pass a checkpoint of the same architecture")
+        from collections import OrderedDict
+
+        keep = OrderedDict(keep)
+        keep._metadata = getattr(ckpt_state, "_metadata", None)  # MNASNet needs its version metadata
         model.load_state_dict(keep, strict=False)
     point, frozen_norms = freeze(model, arch, freeze_until, head, tuple(stem_modules))
     info = {
