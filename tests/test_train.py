@@ -21,7 +21,7 @@ from curate.train.models import build_model, train_mode  # noqa: E402
 CLASSES = ("astronaut", "chelsea", "coffee")
 FULL_NAMES = {"astronaut": "Eileen Collins", "chelsea": "Chelsea the cat", "coffee": "Cup of coffee"}
 FAST = dict(weights="none", size=32, stem="imagenet", batch_size=12, lr=3e-3, freeze_until="none", scheduler="cosine",
-            patience=3, workers=1, seed=0)
+            workers=1, seed=0)
 
 
 @pytest.fixture(autouse=True)
