@@ -163,7 +163,7 @@ def _per_class_table(m: dict) -> None:
     from curate.train.metrics import per_class_rows
 
     rows = per_class_rows(m["per_class"])
-    title = f"per class on {m['split']} (worst accuracy first)"
+    title = f"per class on {m['split']}, worst first"
     if len(rows) > PER_CLASS_ROWS:
         title += f": {PER_CLASS_ROWS} of {len(rows)}, all in classification_report.txt"
     _table(["class", "images", "accuracy", "mean loss"], rows[:PER_CLASS_ROWS], title)
