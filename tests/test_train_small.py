@@ -278,3 +278,23 @@ def test_mnasnet_checkpoints_reload(digits, tmp_path):
     again = train(digits, out=tmp_path / "m2", arch="mnasnet0_5", weights=str(res.checkpoint), epochs=1, quiet=True,
                   **QUICK)
     assert again.metrics["stem"] == "small"
+
+
+def test_state_dict_file_loads_into_the_small_stem(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.resnet18()
+    path = tmp_path / "r18.pth"
+    torch.save(ref.state_dict(), path)
+    model, info = build_model("resnet18", 3, weights=str(path), size=32, stem="auto", freeze_until="none")
+    assert info["stem"] == "small" and torch.equal(model.conv1.weight, ref.conv1.weight[:, :, 2:5, 2:5])
+    assert torch.equal(model.layer2[0].conv1.weight, ref.layer2[0].conv1.weight)
+
+
+def test_resuming_a_scratch_run_without_weights_none_says_so(digits, tmp_path, capsys):
+    out = tmp_path / "run"
+    opts = dict(arch="resnet18", stem="imagenet", size=28, batch_size=16, workers=1, threads=1, patience=0)
+    train(digits, out=out, weights="none", epochs=1, quiet=True, **opts)
+    with pytest.raises(InputError, match="resume with it again") as e:
+        train(digits, out=out, epochs=2, resume=True, quiet=True, **opts)  # --weights left out: imagenet defaults
+    assert "--lr 0.001" in str(e.value)

@@ -135,9 +135,11 @@ def check_resume_options(saved: dict, cfg: TrainConfig, out_dir: Path) -> None:
     diff = [k for k in now if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != now[k]]
     if diff:
         was = ", ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in diff)
-        raise InputError(f"{out_dir / 'last.pt'} was started with {was}; this command differs",
-                         "resume with the same options (only --epochs, --patience, --device and speed options "
-                         "may change), or start a new --out")
+        hint = ("resume with the same options (only --epochs, --patience, --device and speed options "
+                "may change), or start a new --out")
+        if (saved.get("weights") == "none") != (cfg.weights == "none"):  # the other recipe's defaults
+            hint = f"the run started with --weights {saved.get('weights')}: resume with it again, so its defaults apply"
+        raise InputError(f"{out_dir / 'last.pt'} was started with {was}; this command differs", hint)
 
 
 def save_torch(obj, path: Path) -> None:
