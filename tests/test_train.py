@@ -20,7 +20,8 @@ from curate.train.models import build_model, train_mode  # noqa: E402
 
 CLASSES = ("astronaut", "chelsea", "coffee")
 FULL_NAMES = {"astronaut": "Eileen Collins", "chelsea": "Chelsea the cat", "coffee": "Cup of coffee"}
-FAST = dict(weights="none", size=32, batch_size=12, lr=3e-3, freeze_until="none", workers=1, seed=0)
+FAST = dict(weights="none", size=32, stem="imagenet", batch_size=12, lr=3e-3, freeze_until="none", scheduler="cosine",
+            workers=1, seed=0)
 
 
 @pytest.fixture(autouse=True)
@@ -272,8 +273,8 @@ def test_cli_train_and_predict(tree, tmp_path, capsys):
     out = tmp_path / "cli"
     with pytest.raises(SystemExit) as e:
         # -b 23 with 24 images: the lone last image must not reach BatchNorm (layer4 is 1x1 at 32 px)
-        cli.main(["-q", "train", str(tree), "--weights", "none", "--size", "32", "-b", "23", "--epochs", "1",
-                  "-j", "1", "--out", str(out)])
+        cli.main(["-q", "train", str(tree), "--weights", "none", "--size", "32", "--stem", "imagenet", "-b", "23",
+                  "--epochs", "1", "-j", "1", "--out", str(out)])
     assert e.value.code == 0
     assert "top-1" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:

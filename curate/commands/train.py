@@ -15,7 +15,11 @@ ORDER = 80
 
 TRAIN_HELP = """Train a torchvision classifier on a curated tree and measure it.
 
-Defaults follow the reference recipe: ResNet18 with ImageNet weights, all blocks frozen but the last, dropout 0.3, focal loss (gamma 2, alpha 1), AdamW, cosine annealing, early stopping on validation loss (patience 3), ColorJitter + horizontal flip. Writes best.pt, last.pt, history.csv, metrics.json, classification_report.txt, confusion_matrix.png and curves.png to --out.
+Defaults follow the reference recipe: ResNet18 with ImageNet weights, all blocks frozen but the last, lr 1e-5, dropout 0.3, focal loss (gamma 2, alpha 1), AdamW, cosine annealing, early stopping on validation loss (patience 3), ColorJitter + horizontal flip. With --weights none (and for --arch simple-cnn) the defaults are the from-scratch recipe instead: nothing frozen, lr 1e-3, a linear warm-up then cosine, 100 epochs, patience 10. Flags you give always win.
+
+Small images (--size below 64): --stem auto switches to the small stem (3x3 stride-1 first convolution, no max-pool) for ResNet, ResNeXt, Wide ResNet, DenseNet, ShuffleNet, MobileNet, EfficientNet, RegNet and MNASNet; --stem imagenet keeps the ImageNet stem. Grayscale trees are cached with one channel.
+
+Writes best.pt, last.pt, history.csv, metrics.json (with per-class accuracy and mean loss), classification_report.txt, confusion_matrix.png and curves.png to --out. --compare trains each model in turn (on CPU each in its own process, so its peak memory is its own) and writes compare.md/.csv/.json with training time, inference ms/image at batch 1 and batch N and peak memory; a model that fails gets its error in the table and the others go on.
 
 Examples:
 
@@ -23,11 +27,19 @@ Examples:
 
   curate train data/oi --arch resnet50 --epochs 20 --lr 1e-4 --alpha balanced
 
-  curate train data/coins --weights none --freeze-until none --mixup 0.2 --lr 1e-3
+  curate train data/coins --weights none --mixup 0.2
+
+  curate train data/cifar10 --size 32 --weights none --epochs 30
+
+  curate train data/emnist --size 28 --arch simple-cnn --batch-size 256
+
+  curate train data/cifar10 --size 32 --stem imagenet --weights none
 
   curate train data/coins --out runs/coins --resume
 
   curate train data/coins --compare resnet18,mobilenet_v2,efficientnet_b0 --epochs 10
+
+  curate train data/glasses --compare vgg16,resnet50,mobilenet_v2 --epochs 5
 
   curate train s3://my-bucket/coins --out runs/coins
 """
@@ -46,23 +58,24 @@ Examples:
 
 def train_cmd(
     root: Path = typer.Argument(..., path_type=str, help="Curated tree: ROOT/train/<label>/, ROOT/val/<label>/ (test/ optional); a folder or s3://bucket/prefix."),
-    arch: str = typer.Option("resnet18", "--arch", help="Any torchvision classification model (resnet50, mobilenet_v2, ...)."),
-    weights: str = typer.Option("imagenet", "--weights", help="imagenet (torchvision weights, cached under TORCH_HOME), none, or a .pt/.pth file."),
+    arch: str = typer.Option("resnet18", "--arch", help="Any torchvision classification model (resnet50, mobilenet_v2, ...), or simple-cnn (a plain CNN for small images, trained from scratch)."),
+    weights: str = typer.Option(None, "--weights", help="imagenet (torchvision weights, cached under TORCH_HOME; the default), none (from scratch; the default for simple-cnn), or a .pt/.pth file."),
     loss: str = typer.Option("focal", "--loss", help="focal or ce."),
     gamma: float = typer.Option(2.0, "--gamma", help="Focal loss focusing parameter (0 = cross-entropy)."),
     alpha: str = typer.Option("1", "--alpha", help="Focal loss alpha: a number, or balanced (per class, inverse frequency)."),
     class_weights: str = typer.Option("none", "--class-weights", help="none or inverse-freq."),
-    epochs: int = typer.Option(50, "--epochs", help="Maximum epochs."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs [default: 50; 100 with --weights none]."),
     batch_size: int = typer.Option(128, "--batch-size", "-b", help="Images per batch."),
-    lr: float = typer.Option(1e-5, "--lr", help="AdamW learning rate."),
+    lr: float = typer.Option(None, "--lr", help="AdamW learning rate [default: 1e-5; 1e-3 with --weights none]."),
     weight_decay: float = typer.Option(0.01, "--weight-decay", help="AdamW weight decay."),
-    freeze_until: str = typer.Option("auto", "--freeze-until", help="Freeze parameters before this module: auto (last block: layer4 for ResNets), head, none, or a name."),
+    freeze_until: str = typer.Option(None, "--freeze-until", help="Freeze parameters before this module: auto (last block: layer4 for ResNets), head, none, or a name [default: auto; none with --weights none]."),
     dropout: float = typer.Option(0.3, "--dropout", help="Dropout before the final layer."),
-    patience: int = typer.Option(3, "--patience", help="Stop after this many epochs without a lower validation loss (0 = never)."),
-    scheduler: str = typer.Option("cosine", "--scheduler", help="cosine or none."),
+    patience: int = typer.Option(None, "--patience", help="Stop after this many epochs without a lower validation loss (0 = never) [default: 3; 10 with --weights none]."),
+    scheduler: str = typer.Option(None, "--scheduler", help="cosine, warmup-cosine (linear warm-up over a tenth of the epochs, then cosine) or none [default: cosine; warmup-cosine with --weights none]."),
     augment: str = typer.Option("flip,jitter", "--augment", help="Comma list of flip, jitter, crop; or none."),
     mixup: float = typer.Option(0.0, "--mixup", help="Mixup Beta(alpha, alpha); 0 = off."),
-    size: int = typer.Option(224, "--size", help="Input side in pixels."),
+    size: int = typer.Option(224, "--size", help="Input side in pixels (28 or 32 for MNIST/CIFAR-like sets)."),
+    stem: str = typer.Option("auto", "--stem", help="auto (small below 64 px where the family has one), small (3x3 stride-1 first conv, no max-pool) or imagenet."),
     eval_split: str = typer.Option("val", "--eval-split", help="Split for validation loss and early stopping: val or test."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N."),
     amp: bool = typer.Option(None, "--amp/--no-amp", help="Mixed precision: fp16 on CUDA (default on), bf16 on CPU (opt-in)."),
@@ -80,7 +93,7 @@ def train_cmd(
 
     opts = dict(weights=weights, loss=loss, gamma=gamma, alpha=alpha, class_weights=class_weights, epochs=epochs,
                 batch_size=batch_size, lr=lr, weight_decay=weight_decay, freeze_until=freeze_until, dropout=dropout,
-                patience=patience, scheduler=scheduler, augment=augment, mixup=mixup, size=size,
+                patience=patience, scheduler=scheduler, augment=augment, mixup=mixup, size=size, stem=stem,
                 eval_split=eval_split, device=device, amp=amp, cache_gb=cache_gb, workers=workers, threads=threads,
                 seed=seed)
     if compare:
@@ -89,9 +102,15 @@ def train_cmd(
         rows = compare_api(root, compare, out=out_dir, overwrite=overwrite, quiet=STATE.quiet, **opts)
         from curate.train.comparison import COLUMNS, format_row
 
-        _table([h for _, h, _ in COLUMNS], [format_row(r) for r in rows], f"compare on {rows[0]['split']}")
-        info(f"wrote {Path(rows[0]['out_dir']).parent / 'compare.md'}")
-        raise typer.Exit(EXIT_OK)
+        failed = [r["arch"] for r in rows if r.get("error")]
+        split = next((r["split"] for r in rows if not r.get("error")), "-")
+        _table([h for _, h, _ in COLUMNS], [format_row(r) for r in rows], f"compare on {split}")
+        from curate.train.loop import tree_name
+
+        info(f"wrote {(Path(out_dir) if out_dir else Path('runs') / f'{tree_name(root)}-compare') / 'compare.md'}")
+        if failed:
+            out.print(f"{len(failed)} of {len(rows)} models failed: {', '.join(failed)} (errors in the table)")
+        raise typer.Exit(1 if failed else EXIT_OK)
     if resume and overwrite:
         raise typer.BadParameter("choose one of --resume and --overwrite")
     try:
@@ -104,7 +123,9 @@ def train_cmd(
     out.print(f"{m['arch']} on {m['split']}: top-1 {m['top1']:.3f}  top-{m['top5_k']} {m['top5']:.3f}  "
               f"macro-F1 {m['macro_f1']:.3f}  ({m['epochs_run']} epoch{'s' if m['epochs_run'] > 1 else ''}, "
               f"best {res.best_epoch}"
-              f"{', stopped early' if res.stopped_early else ''}; {m['inference_ms_per_image']:.2f} ms/image)", soft_wrap=True)
+              f"{', stopped early' if res.stopped_early else ''}; {m['inference_ms_per_image']:.2f} ms/image; "
+              f"{m['stem']} stem; {m['recipe_note']})", soft_wrap=True)
+    _per_class_table(m)
     out.print(f"wrote {res.out_dir}")
     raise typer.Exit(EXIT_OK)
 
@@ -133,6 +154,19 @@ def predict_cmd(
                 rows.append([p.path if i == 0 else "", name, f"{prob:.3f}"])
         _table(["image", "class", "probability"], rows, None)
     raise typer.Exit(1 if bad else EXIT_OK)
+
+
+PER_CLASS_ROWS = 30  # more classes: the worst ones, the rest in classification_report.txt
+
+
+def _per_class_table(m: dict) -> None:
+    from curate.train.metrics import per_class_rows
+
+    rows = per_class_rows(m["per_class"])
+    title = f"per class on {m['split']}, worst first"
+    if len(rows) > PER_CLASS_ROWS:
+        title += f": {PER_CLASS_ROWS} of {len(rows)}, all in classification_report.txt"
+    _table(["class", "images", "accuracy", "mean loss"], rows[:PER_CLASS_ROWS], title)
 
 
 def _table(header: list[str], rows: list[list[str]], title: str | None) -> None:

@@ -33,12 +33,14 @@ def predict(checkpoint, inputs, *, top_k: int = 5, device: str = "auto", batch_s
     return _predict(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=quiet)
 
 
-def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = False, log=None, **options):
-    """Train each architecture with the same options and write one comparison table."""
+def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = False, log=None,
+            alone: bool | None = None, **options):
+    """Train each architecture with the same options and write one comparison table (compare.md/.csv/.json);
+    returns its rows. On CPU each model trains in its own process unless `alone=False`."""
     require_torch()
     from curate.train.comparison import compare as _compare
 
-    return _compare(root, archs, out=out, overwrite=overwrite, quiet=quiet, log=log, **options)
+    return _compare(root, archs, out=out, overwrite=overwrite, quiet=quiet, log=log, alone=alone, **options)
 
 
 __all__ = ["TrainConfig", "TrainResult", "train", "predict", "compare"]

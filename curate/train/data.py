@@ -1,7 +1,8 @@
 """The torch half of the input pipeline.
 
 Curated crops are small (224 px: about 150 kB decoded), so the default is a decoded uint8 tensor cache
-(N x 3 x S x S), decoded once by the executor's worker processes and kept on the device when it fits
+(N x 3 x S x S, or N x 1 x S x S for a split whose images are all grayscale: replicated to 3 channels
+batch by batch on the device, never in the cache), decoded once by the executor's worker processes and kept on the device when it fits
 (else in pinned host memory). Augmentation (flip, ColorJitter, random resized crop) then runs as
 batched tensor ops on the device, with per-image random parameters drawn from a seeded CPU generator,
 so the same seed gives the same batches on any device and with any number of workers.
@@ -39,7 +40,8 @@ def available_memory_bytes() -> int:
 
 @dataclass
 class Cached:
-    """A decoded split: uint8 images N x 3 x S x S and int64 targets, on `images.device`."""
+    """A decoded split: uint8 images N x C x S x S (C = 1 when every image is grayscale, else 3) and int64
+    targets, on `images.device`."""
 
     name: str
     images: torch.Tensor
@@ -58,14 +60,21 @@ def decode_split(split: Split, size: int, *, workers: int | None, quiet: bool) -
     ex = make_executor("local", workers=workers if len(paths) > 2 * CHUNK else 1, quiet=quiet)
     arrays, reasons = [], []
     for arr, why in ex.map(load_chunk, jobs, desc=f"decode {split.name}", units=lambda j: len(j[0]), unit="images"):
-        arrays.append(arr)
+        arrays.append(arr[..., :1] if is_gray(arr) else arr)  # one channel while every image is gray
         reasons.extend(why)
+    if any(a.shape[-1] == 3 for a in arrays):
+        arrays = [np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a for a in arrays]
     images = np.concatenate(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
     ok = np.array([not r for r in reasons], dtype=bool)
     bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r]
     t = torch.from_numpy(images[ok]).permute(0, 3, 1, 2).contiguous()
     targets = torch.tensor(split.targets, dtype=torch.int64)[torch.from_numpy(ok)]
     return Cached(split.name, t, targets, [p for p, k in zip(paths, ok, strict=True) if k], bad)
+
+
+def is_gray(arr: np.ndarray) -> bool:
+    """Whether every image of an N x H x W x 3 array has R == G == B (decoded grayscale files)."""
+    return bool(np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 0], arr[..., 2]))
 
 
 def readable_split(split: Split, size: int, *, workers: int | None, quiet: bool) -> tuple[Split, list[tuple[str, str]]]:
@@ -219,8 +228,8 @@ class Augment:
         self.channels_last = channels_last
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 N x 3 x H x W -> normalised float32 (the eval/predict path)."""
-        x = x.float().div_(255)
+        """uint8 N x C x H x W (C = 1 or 3) -> normalised float32 N x 3 x H x W (the eval/predict path)."""
+        x = to_rgb(x).float().div_(255)
         mean, std = self._stats(x.device)
         x = (x - mean) / std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -232,7 +241,7 @@ class Augment:
 
     def __call__(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         n, dev = x.shape[0], x.device
-        x = x.float().div_(255)
+        x = to_rgb(x).float().div_(255)
         if "crop" in self.kinds:
             x = self._crop(x, g)
         if "flip" in self.kinds:
@@ -279,6 +288,11 @@ class Augment:
             m = torch.linalg.inv(_RGB2YIQ) @ rot @ _RGB2YIQ
             x = torch.einsum("nij,njhw->nihw", _on(m, dev), x).clamp_(0, 1)
         return x
+
+
+def to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """A one-channel (grayscale) batch as three equal channels, on its device; three channels unchanged."""
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
 
 def default_cache_budget() -> int:

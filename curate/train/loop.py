@@ -5,7 +5,6 @@ Plain on purpose, in the spirit of torchvision's references/classification/train
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -33,6 +32,7 @@ from curate.train.data import (
     place,
     readable_split,
 )
+from curate.train.device import Precision, cpu_has_bf16, precision_for, resolve_device, tune_backend
 from curate.train.losses import build_loss
 from curate.train.metrics import (
     PeakMemory,
@@ -53,67 +53,6 @@ from curate.tree import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 CHECKPOINT_FORMAT = "curate-classifier"
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
-
-
-# ------------------------------------------------------------------ devices and precision
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as e:
-        raise InputError(f"unknown device '{name}'", "use auto, cpu, cuda or cuda:N") from e
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda was asked for but no CUDA GPU is available", "use --device cpu or auto")
-    return dev
-
-
-def tune_backend(device: torch.device) -> None:
-    """Inputs have one fixed size, so let cuDNN time its kernels once and keep the fastest
-    (GPU runs then repeat to float tolerance, not bit for bit; CPU runs stay bitwise)."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:
-        return False
-
-
-@dataclass
-class Precision:
-    enabled: bool
-    dtype: torch.dtype | None
-    device_type: str
-
-    def autocast(self):
-        if not self.enabled:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-    @property
-    def name(self) -> str:
-        return {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, "fp32") if self.enabled else "fp32"
-
-
-def precision_for(device: torch.device, amp: bool | None) -> Precision:
-    """AMP: fp16 on CUDA (on by default), bf16 on CPU (opt-in with --amp)."""
-    if device.type == "cuda":
-        on = True if amp is None else amp
-        return Precision(on, torch.float16, "cuda")
-    if device.type == "cpu" and amp:
-        return Precision(True, torch.bfloat16, "cpu")
-    return Precision(False, None, device.type)
 
 
 # ------------------------------------------------------------------ data
@@ -196,15 +135,28 @@ def check_resume_options(saved: dict, cfg: TrainConfig, out_dir: Path) -> None:
     diff = [k for k in now if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != now[k]]
     if diff:
         was = ", ".join(f"--{k.replace('_', '-')} {saved[k]}" for k in diff)
-        raise InputError(f"{out_dir / 'last.pt'} was started with {was}; this command differs",
-                         "resume with the same options (only --epochs, --patience, --device and speed options "
-                         "may change), or start a new --out")
+        hint = ("resume with the same options (only --epochs, --patience, --device and speed options "
+                "may change), or start a new --out")
+        if (saved.get("weights") == "none") != (cfg.weights == "none"):  # the other recipe's defaults
+            hint = f"the run started with --weights {saved.get('weights')}: resume with it again, so its defaults apply"
+        raise InputError(f"{out_dir / 'last.pt'} was started with {was}; this command differs", hint)
 
 
 def save_torch(obj, path: Path) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def cpu_state(model) -> dict:
+    """The model's state dict on the CPU, with its per-module version metadata (MNASNet refuses to load
+    weights without it)."""
+    from collections import OrderedDict
+
+    sd = model.state_dict()
+    out = OrderedDict((k, v.detach().cpu()) for k, v in sd.items())
+    out._metadata = getattr(sd, "_metadata", None)
+    return out
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -276,18 +228,20 @@ def train_one_epoch(model, batches: Batches, augment: Augment, criterion, optimi
 @torch.inference_mode()
 def evaluate(model, batches: Batches, augment: Augment, criterion, prec: Precision) -> dict:
     model.eval()
-    losses, probs, targets = [], [], []
+    losses, per_image, probs, targets = [], [], [], []
     for xb, yb in batches():  # kept on the device and copied once at the end
         with prec.autocast():
             logits = logits_of(model(augment.normalise(xb)))
         losses.append(criterion(logits, yb).float() * len(yb))
+        per_image.append(criterion.per_image(logits, yb).float())
         probs.append(torch.softmax(logits.float(), 1))
         targets.append(yb)
     p = torch.cat(probs).cpu().numpy() if probs else np.zeros((0, 0))
     y = torch.cat(targets).cpu().numpy() if targets else np.zeros(0, int)
     n = max(len(y), 1)
     loss = float(torch.stack(losses).sum()) if losses else 0.0
-    return {"loss": loss / n, "acc": float((p.argmax(1) == y).mean()) if len(y) else 0.0, "probs": p, "targets": y}
+    return {"loss": loss / n, "acc": float((p.argmax(1) == y).mean()) if len(y) else 0.0, "probs": p, "targets": y,
+            "losses": torch.cat(per_image).cpu().numpy() if per_image else np.zeros(0)}
 
 
 # ------------------------------------------------------------------ fit
@@ -325,6 +279,7 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     torch.manual_seed(cfg.seed)
     model, minfo = build_model(cfg.arch, n_cls, weights="none" if last else cfg.weights, dropout=cfg.dropout,
                                size=cfg.size, freeze_until=cfg.freeze_until, classes=ds.classes,
+                               stem=last.get("stem", "imagenet") if last else cfg.stem,
                                transform_input=checkpoint_transform_input(last) if last else None)  # fail fast
     prep = prepared or prepare(root, cfg, quiet=quiet, log=log, dataset=ds)
     model = model.to(device)
@@ -346,15 +301,14 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     augment = Augment(cfg.augment_list(), cfg.jitter, cfg.mean, cfg.std, channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs) \
-        if cfg.scheduler == "cosine" else None
+    scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type) if prec.enabled and prec.dtype == torch.float16 else None
 
     meta = {
         "format": CHECKPOINT_FORMAT, "version": 1, "arch": cfg.arch, "classes": ds.classes,
         "display": ds.display, "size": cfg.size, "mean": list(cfg.mean), "std": list(cfg.std),
         "resize": "shorter side to size (area filter), centre crop", "dropout": cfg.dropout,
-        "transform_input": minfo["transform_input"],
+        "transform_input": minfo["transform_input"], "stem": minfo["stem"],
         "config": cfg.to_dict(),
     }
     history: list[dict] = []
@@ -364,7 +318,8 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
         optimizer.load_state_dict(last["optimizer"])
         if scheduler is not None and last.get("scheduler"):
             scheduler.load_state_dict(last["scheduler"])
-            scheduler.T_max = cfg.epochs  # more --epochs: the cosine continues from here to the new end
+            if hasattr(scheduler, "T_max"):
+                scheduler.T_max = cfg.epochs  # more --epochs: the cosine continues from here to the new end
             if cfg.epochs > last["epoch"] and optimizer.param_groups[0]["lr"] <= 1e-12:
                 log(f"warning: the cosine schedule of {out_dir} has ended (learning rate 0), so more epochs "
                     f"learn nothing; to train further start a new run with --weights {out_dir / 'best.pt'}")
@@ -378,7 +333,8 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"{cfg.arch}: {n_cls} classes, {train_b.num_images()} train / {eval_b.num_images()} {cfg.eval_split} images, "
         f"{minfo['trainable_params']:,} of {minfo['params']:,} parameters trainable (from {minfo['freeze_until']}), "
-        f"{device.type} {prec.name}, writing to {out_dir}")
+        f"{minfo['stem']} stem, {device.type} {prec.name}, writing to {out_dir}")
+    log(cfg.recipe_note())
 
     stopped_early = False
     if start > 1 and cfg.patience and bad_epochs >= cfg.patience:
@@ -412,13 +368,13 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
             improved = ev["loss"] < best_loss
             if improved:
                 best_loss, best_epoch, bad_epochs = ev["loss"], epoch, 0
-                state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+                state = cpu_state(model)
                 save_torch({**meta, "model": state, "epoch": epoch, "val_loss": ev["loss"]}, out_dir / "best.pt")
                 line += "  *best"
             else:
                 bad_epochs += 1
             log(line)
-            save_torch({**meta, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            save_torch({**meta, "model": cpu_state(model),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict() if scheduler else None,
                         "scaler": scaler.state_dict() if scaler else None, "epoch": epoch, "history": history,
@@ -438,20 +394,41 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     metrics.update({
         "arch": cfg.arch, "weights": cfg.weights, "device": str(device), "precision": prec.name,
         "params": minfo["params"], "trainable_params": minfo["trainable_params"],
-        "freeze_until": minfo["freeze_until"], "classes": ds.classes, "best_epoch": best_epoch,
+        "freeze_until": minfo["freeze_until"], "stem": minfo["stem"], "recipe": cfg.recipe,
+        "recipe_note": cfg.recipe_note(), "classes": ds.classes, "best_epoch": best_epoch,
         "epochs_run": len(history), "stopped_early": stopped_early, "train_seconds": train_seconds,
         "decode_seconds": prep.decode_seconds, "unreadable": len(prep.unreadable),
         "train_images": train_b.num_images(), "train_images_per_s": (
             sum(h["images_per_s"] * h["seconds"] for h in history) / max(sum(h["seconds"] for h in history), 1e-9)),
         "peak_memory_mb": mem.peak_mb, "peak_memory_kind": mem.kind, "config": cfg.to_dict(),
     })
-    xb, _ = next(iter(eval_b()))
-    metrics.update(time_inference(model, augment.normalise(xb), device=device, autocast=prec.autocast))
+    x = augment.normalise(next(iter(eval_b()))[0])
+    metrics.update(time_inference(model, x, device=device, autocast=prec.autocast))
+    one = time_inference(model, x[:1], device=device, autocast=prec.autocast)
+    metrics["inference_ms_batch1"] = one["inference_ms_per_image"]
     atomic_write_json(out_dir / "metrics.json", json_safe(metrics))
     plot_curves(history, out_dir / "curves.png", best_epoch)
     log(f"best epoch {best_epoch}: {metrics['split']} top-1 {metrics['top1']:.3f}, macro-F1 {metrics['macro_f1']:.3f}; "
         f"wrote {out_dir}")
     return TrainResult(out_dir, metrics, history, best_epoch, stopped_early)
+
+
+def make_scheduler(optimizer, cfg: TrainConfig):
+    """Per-epoch learning-rate schedule: cosine to 0, or a linear warm-up (a tenth of the epochs, 1 to 5)
+    then cosine (the from-scratch default), or none."""
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.scheduler == "warmup-cosine":
+        warm = min(5, max(1, cfg.epochs // 10))
+        span = max(1, cfg.epochs - warm)
+
+        def factor(e: int) -> float:  # e: epochs done; epoch e + 1 runs at lr * factor(e)
+            if e < warm:
+                return (e + 1) / (warm + 1)
+            return 0.5 * (1 + math.cos(math.pi * min(e - warm, span) / span))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return None
 
 
 def final_metrics(model, batches, augment, criterion, prec, ds: Dataset, cfg: TrainConfig, out_dir: Path,
@@ -463,7 +440,7 @@ def final_metrics(model, batches, augment, criterion, prec, ds: Dataset, cfg: Tr
         if name == "train" or b.num_images() == 0:
             continue
         ev = evaluate(model, b, augment, criterion, prec)
-        m = classification_metrics(ev["targets"], ev["probs"], ds.classes, ds.display)
+        m = classification_metrics(ev["targets"], ev["probs"], ds.classes, ds.display, losses=ev["losses"])
         m["loss"] = ev["loss"]
         per_split[name] = m
     final = "test" if "test" in per_split else cfg.eval_split

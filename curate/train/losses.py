@@ -56,6 +56,9 @@ class FocalLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return focal_loss(logits, target, self.gamma, self.alpha, self.reduction)
 
+    def per_image(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return focal_loss(logits, target, self.gamma, self.alpha, "none")
+
 
 class CrossEntropy(nn.Module):
     """F.cross_entropy in float32 (PyTorch's weighted mean when class weights are given)."""
@@ -67,6 +70,11 @@ class CrossEntropy(nn.Module):
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), target, weight=self.weight, label_smoothing=self.label_smoothing)
+
+    def per_image(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each image's loss (times its class weight, if any): the per-class mean losses are means of these."""
+        return F.cross_entropy(logits.float(), target, weight=self.weight, label_smoothing=self.label_smoothing,
+                               reduction="none")
 
 
 def class_frequency_weights(counts: list[int]) -> torch.Tensor:

@@ -14,7 +14,11 @@ from curate.tree import atomic_write_bytes
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],
-                           display: dict[str, str] | None = None, top_confusions: int = 10) -> dict:
+                           display: dict[str, str] | None = None, top_confusions: int = 10,
+                           losses: np.ndarray | None = None) -> dict:
+    """Scores of one split. per_class[name] holds precision, recall, f1-score, support, accuracy (the
+    fraction of the class's images predicted right; None when the split has none) and, with `losses`
+    (each image's loss), loss: the class's mean loss."""
     from sklearn.metrics import classification_report, confusion_matrix, precision_recall_fscore_support
 
     n_cls = len(classes)
@@ -37,6 +41,13 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[
         out[f"{avg}_precision"], out[f"{avg}_recall"], out[f"{avg}_f1"] = float(p), float(r), float(f)
     rep = classification_report(y_true, pred, labels=labels, target_names=names, output_dict=True, zero_division=0)
     out["per_class"] = {n: {k2: float(v) for k2, v in rep[n].items()} for n in names}
+    y_true = np.asarray(y_true)
+    for i, n in enumerate(names):
+        mask = y_true == i
+        has = bool(mask.any())
+        out["per_class"][n]["accuracy"] = float((pred[mask] == i).mean()) if has else None
+        if losses is not None:
+            out["per_class"][n]["loss"] = float(np.asarray(losses)[mask].mean()) if has else None
     cm = confusion_matrix(y_true, pred, labels=labels)
     out["confusion_matrix"] = cm.tolist()
     out["top_confusions"] = top_confused(cm, names, top_confusions)
@@ -45,8 +56,30 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[
     unseen = [names[i] for i in labels if i not in set(seen)]
     if unseen:
         text += f"\nnot in this split and never predicted (left out of the averages): {', '.join(unseen)}\n"
-    out["report_text"] = text
+    out["report_text"] = text + "\n" + per_class_text(out["per_class"])
     return out
+
+
+def per_class_rows(per_class: dict) -> list[list[str]]:
+    """[class, images, accuracy, mean loss] rows, worst accuracy first."""
+    def key(item):
+        acc = item[1].get("accuracy")
+        return (acc is None, acc if acc is not None else 0.0, item[0])
+
+    rows = []
+    for name, v in sorted(per_class.items(), key=key):
+        acc, loss = v.get("accuracy"), v.get("loss")
+        rows.append([name, str(int(v.get("support", 0))), "-" if acc is None else f"{acc:.3f}",
+                     "-" if loss is None else f"{loss:.4f}"])
+    return rows
+
+
+def per_class_text(per_class: dict) -> str:
+    rows = [["class", "images", "accuracy", "mean loss"], *per_class_rows(per_class)]
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["per class (worst accuracy first):"]
+    lines += ["  " + r[0].ljust(w[0]) + "  " + "  ".join(c.rjust(w[i + 1]) for i, c in enumerate(r[1:])) for r in rows]
+    return "\n".join(lines) + "\n"
 
 
 def top_confused(cm: np.ndarray, names: list[str], n: int = 10) -> list[dict]:

@@ -21,15 +21,19 @@ import torch
 from torch import nn
 
 from curate.errors import InputError, NetworkError
+from curate.train.simple_cnn import NAME as SIMPLE_CNN
+from curate.train.simple_cnn import SimpleCNN
+from curate.train.stems import adapt_state, apply_small_stem, resolve_stem, stem_spec
 
 OFFLINE_ENV = "CURATE_OFFLINE"
 DOWNLOAD_TIMEOUT_S = 15
 
 
 def classification_models() -> list[str]:
+    """torchvision's classification models, and curate's simple-cnn."""
     import torchvision.models as tvm
 
-    return tvm.list_models(module=tvm)
+    return [*tvm.list_models(module=tvm), SIMPLE_CNN]
 
 
 def _check_arch(arch: str) -> None:
@@ -176,6 +180,8 @@ def auto_freeze_point(arch: str, model: nn.Module) -> str:
     """The first module of the last block for each torchvision family."""
     if re.match(r"(resnet|resnext|wide_resnet)", arch):
         return "layer4"
+    if arch == SIMPLE_CNN:
+        return "features.2"
     if arch.startswith("regnet"):
         return "trunk_output.block4"
     if arch.startswith("densenet"):
@@ -209,9 +215,11 @@ def check_freeze_point(model: nn.Module, arch: str, point: str) -> int:
     return hits[0]
 
 
-def freeze(model: nn.Module, arch: str, freeze_until: str, head: str) -> tuple[str, list[str]]:
-    """Freeze parameters before `freeze_until`; returns (resolved point, names of the modules train_mode
-    keeps in eval mode: every wholly frozen block, and frozen BatchNorm layers elsewhere)."""
+def freeze(model: nn.Module, arch: str, freeze_until: str, head: str,
+           also_train: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """Freeze parameters before `freeze_until` (but never the modules in `also_train`); returns (resolved
+    point, names of the modules train_mode keeps in eval mode: every wholly frozen block, and frozen
+    BatchNorm layers elsewhere)."""
     point = auto_freeze_point(arch, model) if freeze_until == "auto" else freeze_until
     names = [n for n, _ in model.named_parameters()]
     if point == "none":
@@ -221,7 +229,7 @@ def freeze(model: nn.Module, arch: str, freeze_until: str, head: str) -> tuple[s
     else:
         cut = check_freeze_point(model, arch, point)
     for i, (n, p) in enumerate(model.named_parameters()):
-        p.requires_grad = i >= cut or n.startswith(head + ".")
+        p.requires_grad = i >= cut or n.startswith(head + ".") or any(n.startswith(a + ".") for a in also_train)
     # A wholly frozen block is a fixed feature extractor: in eval mode its BatchNorm statistics stay put and
     # its Dropout / StochasticDepth stay off, so the head trains on the features it will see at inference.
     frozen: list[str] = []
@@ -283,14 +291,15 @@ def check_input_size(model: nn.Module, arch: str, size: int) -> None:
 
 def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: float = 0.3,
                 freeze_until: str = "auto", size: int | None = None, classes: list[str] | None = None,
-                transform_input: bool | None = None) -> tuple[nn.Module, dict]:
-    """A torchvision model with a new head; returns (model, info) with the freeze point, frozen norm
-    layers, the head name and parameter counts. `size` checks the model takes inputs of that side;
-    `classes` (with a curate checkpoint as weights) keeps its head only when they are the same classes;
-    `transform_input` (GoogLeNet, Inception v3) defaults to what the weights expect."""
-    import torchvision.models as tvm
-
+                transform_input: bool | None = None, stem: str = "imagenet") -> tuple[nn.Module, dict]:
+    """A torchvision model (or simple-cnn) with a new head; returns (model, info) with the freeze point,
+    frozen norm layers, the head name, the stem and parameter counts. `size` checks the model takes inputs
+    of that side; `classes` (with a curate checkpoint as weights) keeps its head only when they are the same
+    classes; `transform_input` (GoogLeNet, Inception v3) defaults to what the weights expect; `stem` is
+    imagenet, small or auto (small below 64 px, see curate.train.stems)."""
     _check_arch(arch)
+    if arch == SIMPLE_CNN and weights == "imagenet":
+        raise InputError("simple-cnn has no ImageNet weights", "use --weights none or a simple-cnn checkpoint")
     state = None
     if weights not in ("imagenet", "none"):
         state = read_checkpoint(weights)
@@ -298,12 +307,16 @@ def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: 
     if curate_ckpt and state.get("arch") not in (None, arch):
         raise InputError(f"{weights} holds a {state.get('arch')} checkpoint, not {arch}",
                          f"pass --arch {state.get('arch')} or another weights file")
+    if curate_ckpt and stem == "auto":  # fine-tuning a curate run: its own stem, unless asked otherwise
+        stem = state.get("stem", "imagenet")
+    stem = resolve_stem(arch, stem, size)
     kwargs = {}
     if arch in ("inception_v3", "googlenet"):  # no auxiliary heads; ImageNet weights expect transform_input
         if transform_input is None:
             transform_input = checkpoint_transform_input(state) if curate_ckpt else weights == "imagenet"
         kwargs = {"aux_logits": False, "init_weights": False, "transform_input": transform_input}
-    model = tvm.get_model(arch, weights=None, **kwargs)
+    model = _new_model(arch, kwargs)
+    stem_modules = apply_small_stem(model, arch) if stem == "small" and stem_spec(arch) else []
     if freeze_until not in ("auto", "none", "head"):
         check_freeze_point(model, arch, freeze_until)  # before weights: a typo must not wait for a download
     if size is not None:
@@ -312,12 +325,12 @@ def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: 
     if weights == "imagenet":
         state = imagenet_state_dict(arch)
         state = {k: v for k, v in state.items() if not k.startswith("AuxLogits.") and not k.startswith("aux")}
-        model.load_state_dict(state)
+        model.load_state_dict(adapt_state(state, model, arch) if stem_modules else state)
     elif curate_ckpt:
         ckpt_state = state["model"]
     elif state is not None:
         try:
-            model.load_state_dict(state)
+            model.load_state_dict(adapt_state(state, model, arch) if stem_modules else state)
         except RuntimeError as e:
             raise InputError(f"{weights} does not match {arch}: {str(e).splitlines()[0]}",
                              "pass weights saved from the same architecture") from e
@@ -331,18 +344,31 @@ def build_model(arch: str, num_classes: int, *, weights: str = "none", dropout: 
         if missing:
             raise InputError(f"{weights} does not match {arch}: {len(missing)} tensors missing or of another shape",
                              "pass a checkpoint of the same architecture")
+        from collections import OrderedDict
+
+        keep = OrderedDict(keep)
+        keep._metadata = getattr(ckpt_state, "_metadata", None)  # MNASNet needs its version metadata
         model.load_state_dict(keep, strict=False)
-    point, frozen_norms = freeze(model, arch, freeze_until, head)
+    point, frozen_norms = freeze(model, arch, freeze_until, head, tuple(stem_modules))
     info = {
         "arch": arch,
         "head": head,
         "freeze_until": point,
         "frozen_norms": frozen_norms,
         "transform_input": bool(getattr(model, "transform_input", False)),
+        "stem": stem,
         "params": sum(p.numel() for p in model.parameters()),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
     return model, info
+
+
+def _new_model(arch: str, kwargs: dict) -> nn.Module:
+    if arch == SIMPLE_CNN:
+        return SimpleCNN()
+    import torchvision.models as tvm
+
+    return tvm.get_model(arch, weights=None, **kwargs)
 
 
 def logits_of(out) -> torch.Tensor:

@@ -35,7 +35,8 @@ def load_classifier(path: str | Path, device: torch.device):
     if ck.get("format") != CHECKPOINT_FORMAT or "model" not in ck:
         raise InputError(f"{path} is not a checkpoint written by curate train", "pass runs/NAME/best.pt")
     model, _ = build_model(ck["arch"], len(ck["classes"]), weights="none", dropout=ck.get("dropout", 0.0),
-                           freeze_until="none", transform_input=checkpoint_transform_input(ck))
+                           freeze_until="none", transform_input=checkpoint_transform_input(ck),
+                           stem=ck.get("stem", "imagenet"))
     try:
         model.load_state_dict(ck["model"])
     except RuntimeError as e:
