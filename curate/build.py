@@ -156,7 +156,7 @@ def crop_image(task: ImageTask, params: BuildParams) -> tuple[list[tuple[str, by
 
     try:
         img = decode(read_bytes(task.path) if "://" in task.path else task.path,
-                     max_pixels=params.max_pixels, min_scale=want)
+                     max_pixels=params.max_pixels, min_scale=want, bgr=True)  # BGR: OpenCV encodes it as is
     except UnreadableImage as e:
         return [], [{"image_id": task.image_id, "box_index": None, "reason": e.reason,
                      "boxes": len(task.boxes), "detail": e.detail[:200]}]
@@ -173,7 +173,8 @@ def crop_image(task: ImageTask, params: BuildParams) -> tuple[list[tuple[str, by
         box = C.pixel_box(b["XMin"], b["XMax"], b["YMin"], b["YMax"], img.width, img.height, cp.margin)
         region = C.cut(img.pixels, box, img.scale)
         lb = C.letterbox(region, box.w, box.h, cp.size, C.seed_key(cp.seed, task.image_id, b["box_index"]))
-        data = C.encode(lb.canvas, ext, params.quality)
+        data = C.encode(lb.canvas, ext, params.quality, bgr=True)
+        fill_b, fill_g, fill_r = lb.fill
         rel = f"{b['split']}/{b['label']}/{task.image_id}_{b['box_index']:02d}.{ext}"
         rec = {
             "path": rel, "split": b["split"], "label": b["label"], "sha256": hashlib.sha256(data).hexdigest(),
@@ -182,11 +183,10 @@ def crop_image(task: ImageTask, params: BuildParams) -> tuple[list[tuple[str, by
             "source_mid": b["LabelName"], "xmin": float(b["XMin"]), "xmax": float(b["XMax"]),
             "ymin": float(b["YMin"]), "ymax": float(b["YMax"]), "source_width": img.width,
             "source_height": img.height, "crop_w": box.w, "crop_h": box.h, "out_w": lb.out_w, "out_h": lb.out_h,
-            "offset_x": lb.offset_x, "offset_y": lb.offset_y, "scale": lb.out_w / box.w if box.w else 0.0,
-            "decode_scale": img.scale, "fill_r": lb.fill[0], "fill_g": lb.fill[1], "fill_b": lb.fill[2],
+            "offset_x": lb.offset_x, "offset_y": lb.offset_y, "scale": max(lb.out_w, lb.out_h) / max(box.w, box.h),
+            "decode_scale": img.scale, "fill_r": fill_r, "fill_g": fill_g, "fill_b": fill_b,
             "ambiguous": bool(b["ambiguous"]), "ambiguous_with": b["ambiguous_with"], "merged": int(b["merged"]),
         }
-        rec["scale"] = max(lb.out_w, lb.out_h) / max(box.w, box.h)
         for col, name in FLAG_FIELDS.items():
             rec[name] = bool(b[col] > 0)
         outs.append((rel, data, rec))
