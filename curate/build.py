@@ -27,6 +27,8 @@ from curate.manifest import read_info, to_parquet_bytes, update_info, write_mani
 from curate.shard import BOX_COLUMNS, STATE, BuildParams, Shard, ShardResult, publish, run_shard
 from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, json_bytes
 
+SOLO_BOXES = 400  # smaller jobs run in this process: a pool costs ~0.2-1 s to start, as much as the work
+
 __all__ = ["BuildParams", "BuildResult", "Shard", "ShardResult", "build_tree", "plan_splits", "publish",
            "run_shard"]
 
@@ -192,6 +194,8 @@ def build_tree(
     paths = {i: str(image_path(i)) for i in boxes.ImageID.unique()}
     boxes["_path"] = boxes.ImageID.map(paths)
     shards = make_shards(boxes, out, params)
+    if engine == "local" and len(boxes) < SOLO_BOXES:
+        workers = 1  # one process finishes this before a pool would have started
     ex = make_executor(engine, workers=workers, quiet=quiet, ray_address=ray_address)
     frames, skipped, reused, lost = [], [], 0, []
     for res in ex.map(run_shard, shards, desc="cropping", units=lambda s: s.n_boxes, unit="boxes"):

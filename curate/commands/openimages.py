@@ -85,6 +85,10 @@ def openimages(
         raise typer.BadParameter("--classes is required, e.g. --classes person,animal,gun")
     if out is None and not dry_run:
         raise typer.BadParameter("--out is required (or use --dry-run)")
+    if not dry_run and engine == "local":
+        from curate.executor import make_executor
+
+        make_executor(workers=workers).prestart("curate.shard")  # its imports overlap reading and planning
     include = {"group": include_group, "depiction": include_depiction, "truncated": include_truncated,
                "occluded": include_occluded, "inside": include_inside}
     prep = oi.prepare(classes, source=source, split=split, download_dir=download_dir, include=include,
