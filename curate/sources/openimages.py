@@ -15,13 +15,14 @@ Layout (what `fiftyone.utils.openimages.download_open_images_split(dataset_dir=<
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -29,6 +30,9 @@ import pyarrow.csv as pacsv
 from curate import storage
 from curate.classes import ClassIndex, Selection
 from curate.errors import InputError, NetworkError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLITS = ("train", "validation", "test")
 FLAG_COLUMNS = ["IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside"]
@@ -127,11 +131,12 @@ def _find_layout_url(source: str, split: str, need_labels: bool) -> Layout:
     return layout
 
 
-def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
-               quiet: bool = True) -> pd.DataFrame:
+def read_table(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
+               quiet: bool = True) -> pa.Table:
     """Stream detections.csv, keeping only the needed columns and (optionally) the selected classes.
 
-    Memory stays at one block plus the kept rows, whatever the file size (train is ~2.3 GB).
+    Memory stays at one block plus the kept rows, whatever the file size (train is ~2.3 GB). Boxes
+    without pixels (non-finite or empty) are dropped; flags are int8 with missing values 0. No pandas.
     """
     csv_path = storage.as_location(csv_path)
     types = {c: pa.float32() for c in ("XMin", "XMax", "YMin", "YMax")}
@@ -169,19 +174,24 @@ def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: i
     for col in REQUIRED_COLUMNS:
         if rows and nulls[col] == rows:
             raise InputError(f"{csv_path} has no '{col}' column", "is this an Open Images detections CSV?")
-    df = table.to_pandas()
-    ids = pd.Series(df.ImageID.unique(), dtype=object)
-    unsafe = ids[~ids.str.fullmatch(SAFE_ID, na=False)]
-    if len(unsafe):  # ids become file names: never a path, never empty
-        raise InputError(f"{csv_path} has an invalid ImageID {unsafe.iloc[0]!r}",
+    ids = pc.unique(table.column("ImageID"))
+    safe = pc.fill_null(pc.match_substring_regex(ids, f"^{SAFE_ID}$"), False)
+    if len(ids) and not pc.all(safe).as_py():  # ids become file names: never a path, never empty
+        raise InputError(f"{csv_path} has an invalid ImageID {ids.filter(pc.invert(safe))[0].as_py()!r}",
                          "Open Images ids are letters and digits, e.g. 000002b66c9c498e")
     for col in FLAG_COLUMNS:
-        df[col] = df[col].fillna(0).astype("int8")
-    coords = df[["XMin", "XMax", "YMin", "YMax"]].to_numpy(np.float64)
-    bad = ~np.isfinite(coords).all(axis=1) | (df.XMin >= df.XMax) | (df.YMin >= df.YMax)
+        table = table.set_column(table.schema.get_field_index(col), col, pc.fill_null(table.column(col), 0))
+    coords = np.stack([table.column(c).to_numpy() for c in ("XMin", "XMax", "YMin", "YMax")], axis=1)
+    bad = ~np.isfinite(coords).all(axis=1) | (coords[:, 0] >= coords[:, 1]) | (coords[:, 2] >= coords[:, 3])
     if bad.any():
-        df = df[~bad]  # degenerate boxes carry no pixels; counted by the caller via len()
-    return df.reset_index(drop=True)
+        table = table.filter(pa.array(~bad))  # degenerate boxes carry no pixels; counted by the caller via len()
+    return table
+
+
+def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
+               quiet: bool = True) -> pd.DataFrame:
+    """`read_table` as a DataFrame."""
+    return read_table(csv_path, mids, block_size, quiet).to_pandas()
 
 
 def _image_key(seed: int, image_id: str) -> str:
@@ -199,16 +209,87 @@ def _iou_matrix(b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+COUNT_COLUMNS = ["boxes_available", "images_available", "boxes_selected", "images_selected"]
+OUT_COLUMNS = [*BOX_COLUMNS, "label", "specificity", "source_class", "box_index", "merged", "ambiguous_with",
+               "ambiguous"]
+
+
 @dataclass
 class BoxSelection:
-    boxes: pd.DataFrame  # one row per crop to make
-    table: pd.DataFrame  # per label: boxes/images available and selected
+    """The chosen boxes as NumPy columns (OUT_COLUMNS, sorted by image and box), plus per-label counts.
+    `boxes` and `table` are the same as DataFrames, made (and pandas imported) on first use."""
+
+    columns: dict[str, np.ndarray]  # one row per crop to make
+    counts: dict[str, list[int]]  # label -> COUNT_COLUMNS
     filtered: dict[str, int]  # boxes dropped by flag filters, by reason
     merged: int  # boxes folded into an overlapping same-label box
 
+    @property
+    def n_boxes(self) -> int:
+        return len(self.columns["ImageID"])
+
+    @property
+    def image_ids(self) -> list[str]:
+        return sorted(set(self.columns["ImageID"].tolist()))
+
+    @functools.cached_property
+    def boxes(self) -> pd.DataFrame:
+        import pandas as pd
+
+        df = pd.DataFrame({c: self.columns[c] for c in OUT_COLUMNS})
+        text = ["ImageID", "LabelName", "label", "source_class", "ambiguous_with"]
+        df[text] = df[text].astype(str)  # text columns even when empty (pandas infers them otherwise)
+        return df
+
+    @functools.cached_property
+    def table(self) -> pd.DataFrame:
+        import pandas as pd
+
+        return pd.DataFrame(list(self.counts.values()), columns=COUNT_COLUMNS, dtype="int64",
+                            index=pd.Index(list(self.counts), name="label"))
+
+
+def _columns(df) -> dict[str, np.ndarray]:
+    """BOX_COLUMNS of a pyarrow Table or DataFrame as NumPy arrays (strings as objects, flags int8)."""
+    if isinstance(df, pa.Table):
+        cols = {c: df.column(c).to_numpy() for c in BOX_COLUMNS}
+    else:
+        cols = {c: df[c].to_numpy() for c in BOX_COLUMNS}
+    for c in ("ImageID", "LabelName"):
+        cols[c] = cols[c].astype(object)
+    for c in FLAG_COLUMNS:
+        cols[c] = cols[c].astype(np.int8)
+    return cols
+
+
+def _rank(values: np.ndarray) -> np.ndarray:
+    """Each value's rank in sorted order (equal values, equal ranks): sortable keys for lexsort."""
+    return np.unique(values, return_inverse=True)[1].reshape(-1) if len(values) else np.zeros(0, np.intp)
+
+
+def _take(cols: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {c: v[rows] for c, v in cols.items()}
+
+
+def _groups(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) of each run of equal ids (ids sorted or grouped)."""
+    if not len(ids):
+        return np.zeros(0, np.intp), np.zeros(0, np.intp)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    return starts, np.r_[starts[1:], len(ids)]
+
+
+def _per_label(cols: dict[str, np.ndarray]) -> dict[str, tuple[int, int]]:
+    """label -> (boxes, distinct images)."""
+    out = {}
+    for lab in set(cols["label"].tolist()):
+        ids = cols["ImageID"][cols["label"] == lab]
+        out[lab] = (len(ids), len(set(ids.tolist())))
+    return out
+
 
 def select_boxes(
-    df: pd.DataFrame,
+    df,
     selection: Selection,
     index: ClassIndex,
     *,
@@ -218,94 +299,94 @@ def select_boxes(
     ambiguous_iou: float = 0.7,
     seed: int = 0,
 ) -> BoxSelection:
-    """Label, filter, merge and limit boxes. Deterministic for a seed, whatever the CSV order."""
+    """Label, filter, merge and limit boxes (`df`: read_table's Table or a DataFrame of its columns).
+    Deterministic for a seed, whatever the CSV order. NumPy only: a dry run never imports pandas."""
     include = {**DEFAULT_INCLUDE, **(include or {})}
-    df = df[df.LabelName.isin(selection.label_of.keys())].copy()
-    df["label"] = df.LabelName.map(selection.label_of)
-    df["specificity"] = df.LabelName.map(index.specificity()).fillna(0).astype("int16")
-    df["source_class"] = df.LabelName.map(index.name)
+    cols = _columns(df)
+    cols = _take(cols, np.fromiter((m in selection.label_of for m in cols["LabelName"]), bool,
+                                   len(cols["LabelName"])))
+    mids, inv = np.unique(cols["LabelName"], return_inverse=True) if len(cols["LabelName"]) else ([], [])
+    spec = index.specificity()
+    cols["label"] = np.array([selection.label_of[m] for m in mids], object)[inv]
+    cols["specificity"] = np.array([spec.get(m, 0) for m in mids], np.int16)[inv]
+    cols["source_class"] = np.array([index.name(m) for m in mids], object)[inv]
     # every column in the key: rows that differ only in a flag must get the same box_index whatever the
-    # CSV order (identical rows are interchangeable)
-    df = df.sort_values(["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", *FLAG_COLUMNS], kind="stable")
-    df["box_index"] = df.groupby("ImageID").cumcount().astype("int32")
+    # CSV order (identical rows are interchangeable); lexsort: last key first, row order breaks ties
+    keys = ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", *FLAG_COLUMNS]
+    order = np.lexsort([np.arange(len(cols["ImageID"]))] + [
+        _rank(cols[k]) if cols[k].dtype == object else cols[k] for k in reversed(keys)])
+    cols = _take(cols, order)
+    starts, ends = _groups(cols["ImageID"])
+    first = np.repeat(starts, ends - starts)
+    cols["box_index"] = (np.arange(len(order)) - first).astype(np.int32)
 
     filtered: dict[str, int] = {}
-    keep = np.ones(len(df), bool)
+    keep = np.ones(len(order), bool)
     for opt, col in FLAG_OPTIONS.items():
         if not include[opt]:
-            hit = (df[col].to_numpy() > 0) & keep
+            hit = (cols[col] > 0) & keep
             if hit.any():
                 filtered[opt] = int(hit.sum())
             keep &= ~hit
-    df = df[keep]
+    cols = _merge_and_flag(_take(cols, keep), ambiguous_iou)
+    merged = int(cols["merged"].sum())
+    avail = _per_label(cols)
 
-    df = _merge_and_flag(df, ambiguous_iou)
-    merged = int(df.merged.sum())
-
-    avail = df.groupby("label").agg(boxes_available=("ImageID", "size"), images_available=("ImageID", "nunique"))
-    df["_key"] = df.ImageID.map(lambda i: _image_key(seed, i))
-    df = df.sort_values(["_key", "box_index"], kind="stable")
+    image_key = {i: _image_key(seed, i) for i in set(cols["ImageID"].tolist())}
+    key = _rank(np.array([image_key[i] for i in cols["ImageID"]], object))
+    order = np.lexsort([cols["box_index"], key])  # images in seeded order
     if max_per_label is not None or max_samples is not None:
-        df = _limit(df, max_per_label, max_samples)
-    df = df.drop(columns="_key").sort_values(["ImageID", "box_index"], kind="stable").reset_index(drop=True)
-    chosen = df.groupby("label").agg(boxes_selected=("ImageID", "size"), images_selected=("ImageID", "nunique"))
-    table = avail.join(chosen, how="outer").reindex(selection.labels).fillna(0).astype(int)
-    return BoxSelection(df, table, filtered, merged)
+        cols = _take(cols, order[_limit(key[order], cols["label"][order], max_per_label, max_samples)])
+    cols = _take(cols, np.lexsort([cols["box_index"], _rank(cols["ImageID"])]))
+    chosen = _per_label(cols)
+    counts = {lab: [*avail.get(lab, (0, 0)), *chosen.get(lab, (0, 0))] for lab in selection.labels}
+    return BoxSelection(cols, counts, filtered, merged)
 
 
-def _merge_and_flag(df: pd.DataFrame, ambiguous_iou: float) -> pd.DataFrame:
+def _merge_and_flag(cols: dict[str, np.ndarray], ambiguous_iou: float) -> dict[str, np.ndarray]:
     """Fold same-label boxes with IoU >= MERGE_IOU (the most specific class is kept) and flag boxes
-    overlapping a box of another selected label with IoU >= ambiguous_iou."""
-    df = df.reset_index(drop=True)
-    n = len(df)
+    overlapping a box of another selected label with IoU >= ambiguous_iou. Rows are grouped by image."""
+    n = len(cols["ImageID"])
     drop = np.zeros(n, bool)
     merged = np.zeros(n, np.int32)
     ambiguous_with = np.full(n, "", dtype=object)
-    counts = df.groupby("ImageID", sort=False).size()
-    multi = set(counts.index[counts.to_numpy() > 1])
-    if multi:
-        coords = df[["XMin", "XMax", "YMin", "YMax"]].to_numpy(np.float64)
-        labels = df.label.to_numpy()
-        specificity = df.specificity.to_numpy()
-        rows = np.flatnonzero(df.ImageID.isin(multi).to_numpy())
-        ids = df.ImageID.to_numpy()[rows]
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        ends = np.r_[starts[1:], len(rows)]
-        for s, e in zip(starts, ends, strict=True):
-            idx = rows[s:e]
-            iou = _iou_matrix(coords[idx])
-            # most specific first (a subclass before its parents), then box order
-            order = sorted(range(len(idx)), key=lambda k: (-specificity[idx[k]], k))
-            alive: list[int] = []
-            for k in order:
-                twin = next((a for a in alive if labels[idx[a]] == labels[idx[k]] and iou[a, k] >= MERGE_IOU), None)
-                if twin is None:
-                    alive.append(k)
-                else:
-                    drop[idx[k]] = True
-                    merged[idx[twin]] += 1
-            for a in alive:
-                others = sorted({labels[idx[b]] for b in alive
-                                 if labels[idx[b]] != labels[idx[a]] and iou[a, b] >= ambiguous_iou
-                                 and iou[a, b] > 0})  # disjoint boxes never overlap, even at --ambiguous-iou 0
-                ambiguous_with[idx[a]] = ",".join(others)
-    df["merged"] = merged
-    df["ambiguous_with"] = ambiguous_with
-    df["ambiguous"] = df.ambiguous_with != ""
-    return df[~drop]
+    coords = np.stack([cols[c].astype(np.float64) for c in ("XMin", "XMax", "YMin", "YMax")], axis=1)
+    labels, specificity = cols["label"], cols["specificity"]
+    for s, e in zip(*_groups(cols["ImageID"]), strict=True):
+        if e - s < 2:
+            continue
+        idx = np.arange(s, e)
+        iou = _iou_matrix(coords[idx])
+        # most specific first (a subclass before its parents), then box order
+        order = sorted(range(len(idx)), key=lambda k: (-specificity[idx[k]], k))
+        alive: list[int] = []
+        for k in order:
+            twin = next((a for a in alive if labels[idx[a]] == labels[idx[k]] and iou[a, k] >= MERGE_IOU), None)
+            if twin is None:
+                alive.append(k)
+            else:
+                drop[idx[k]] = True
+                merged[idx[twin]] += 1
+        for a in alive:
+            others = sorted({labels[idx[b]] for b in alive
+                             if labels[idx[b]] != labels[idx[a]] and iou[a, b] >= ambiguous_iou
+                             and iou[a, b] > 0})  # disjoint boxes never overlap, even at --ambiguous-iou 0
+            ambiguous_with[idx[a]] = ",".join(others)
+    cols = {**cols, "merged": merged, "ambiguous_with": ambiguous_with,
+            "ambiguous": ambiguous_with != ""}
+    return _take(cols, ~drop)
 
 
-def _limit(df: pd.DataFrame, max_per_label: int | None, max_samples: int | None) -> pd.DataFrame:
-    """Walk images in seeded order; take an image while it adds boxes to labels under their limit."""
-    if df.empty:  # nothing to walk (and no label to compare with its limit)
-        return df
-    keys = df["_key"].to_numpy()
-    labels = df["label"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], len(keys)]
-    n_labels = len(set(labels))
+def _limit(keys: np.ndarray, labels: np.ndarray, max_per_label: int | None,
+           max_samples: int | None) -> np.ndarray:
+    """Walk images in seeded order (rows grouped by `keys`); take an image while it adds boxes to labels
+    under their limit. Returns the rows kept (bool mask)."""
+    keep = np.zeros(len(keys), bool)
+    if not len(keys):  # nothing to walk (and no label to compare with its limit)
+        return keep
+    starts, ends = _groups(keys)
+    n_labels = len(set(labels.tolist()))
     taken: dict[str, int] = {}
-    keep = np.zeros(len(df), bool)
     n_images = 0
     for s, e in zip(starts, ends, strict=True):
         if max_samples is not None and n_images >= max_samples:
@@ -319,7 +400,7 @@ def _limit(df: pd.DataFrame, max_per_label: int | None, max_samples: int | None)
                 taken[lab] = taken.get(lab, 0) + 1
                 keep[i] = added = True
         n_images += added
-    return df[keep]
+    return keep
 
 
 # ---------------------------------------------------------------- download (FiftyOne, files only)
@@ -410,17 +491,19 @@ def prepare(classes: str, *, source=None, split: str = "train", download_dir=Non
     layout, local = open_source(source, split, download_dir)
     index = layout.class_index()
     selection = resolve(classes, index)
-    df = read_boxes(layout.detections_csv, set(selection.label_of), quiet=quiet)
-    chosen = select_boxes(df, selection, index, include=include, max_per_label=max_per_label,
+    table = read_table(layout.detections_csv, set(selection.label_of), quiet=quiet)
+    chosen = select_boxes(table, selection, index, include=include, max_per_label=max_per_label,
                           max_samples=max_samples, ambiguous_iou=ambiguous_iou, seed=seed)
-    return Prepared(layout, index, selection, chosen, len(df), local)
+    return Prepared(layout, index, selection, chosen, table.num_rows, local)
 
 
 def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=False, overwrite=False,
           command: str = "", ray_address: str | None = None):
+    import pandas as pd
+
     from curate.build import build_tree
 
-    ids = sorted(prep.chosen.boxes.ImageID.unique())
+    ids = prep.chosen.image_ids
     if not prep.local:
         fetch_images(prep.layout, ids, workers)
     boxes = prep.chosen.boxes
