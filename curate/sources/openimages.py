@@ -136,7 +136,7 @@ def read_table(csv_path: str | Path, mids: set[str] | None = None, block_size: i
     """Stream detections.csv, keeping only the needed columns and (optionally) the selected classes.
 
     Memory stays at one block plus the kept rows, whatever the file size (train is ~2.3 GB). Boxes
-    without pixels (non-finite or empty) are dropped; flags are int8 with missing values 0. No pandas.
+    without pixels (non-finite or empty) are dropped; flags are int8 (null where missing). No pandas.
     """
     csv_path = storage.as_location(csv_path)
     types = {c: pa.float32() for c in ("XMin", "XMax", "YMin", "YMax")}
@@ -152,7 +152,7 @@ def read_table(csv_path: str | Path, mids: set[str] | None = None, block_size: i
                                 unit="bytes")
             reader = pacsv.open_csv(raw, read_options=pacsv.ReadOptions(block_size=block_size),
                                     convert_options=conv)
-            value_set = pa.array(sorted(mids), pa.string()) if mids is not None else None
+            value_set = _arrow_strings(sorted(mids)) if mids is not None else None
             batches = []
             rows, nulls = 0, dict.fromkeys(REQUIRED_COLUMNS, 0)
             for batch in reader:
@@ -175,23 +175,59 @@ def read_table(csv_path: str | Path, mids: set[str] | None = None, block_size: i
         if rows and nulls[col] == rows:
             raise InputError(f"{csv_path} has no '{col}' column", "is this an Open Images detections CSV?")
     ids = pc.unique(table.column("ImageID"))
-    safe = pc.fill_null(pc.match_substring_regex(ids, f"^{SAFE_ID}$"), False)
-    if len(ids) and not pc.all(safe).as_py():  # ids become file names: never a path, never empty
-        raise InputError(f"{csv_path} has an invalid ImageID {ids.filter(pc.invert(safe))[0].as_py()!r}",
+    safe = pc.match_substring_regex(ids, f"^{SAFE_ID}$")
+    if safe.null_count or not pc.all(safe).as_py():  # ids become file names: never a path, never empty
+        bad = next(i for i, ok in zip(ids.to_pylist(), safe.to_pylist(), strict=True) if not ok)
+        raise InputError(f"{csv_path} has an invalid ImageID {bad!r}",
                          "Open Images ids are letters and digits, e.g. 000002b66c9c498e")
-    for col in FLAG_COLUMNS:
-        table = table.set_column(table.schema.get_field_index(col), col, pc.fill_null(table.column(col), 0))
-    coords = np.stack([table.column(c).to_numpy() for c in ("XMin", "XMax", "YMin", "YMax")], axis=1)
+    coords = np.stack([_numpy(table.column(c)) for c in ("XMin", "XMax", "YMin", "YMax")], axis=1)
     bad = ~np.isfinite(coords).all(axis=1) | (coords[:, 0] >= coords[:, 1]) | (coords[:, 2] >= coords[:, 3])
     if bad.any():
-        table = table.filter(pa.array(~bad))  # degenerate boxes carry no pixels; counted by the caller via len()
+        table = table.filter(_arrow_mask(~bad))  # degenerate boxes carry no pixels; counted by the caller via len()
     return table
+
+
+# pyarrow's pa.array()/pa.scalar() import pandas (to check for pandas objects): these two build arrays from
+# buffers instead, so that reading and planning (a dry run) never pay for importing pandas
+def _arrow_strings(values: list[str]) -> pa.Array:
+    data = [v.encode() for v in values]
+    offsets = np.r_[0, np.cumsum([len(d) for d in data], dtype=np.int64)].astype(np.int32)
+    return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+def _arrow_mask(mask: np.ndarray) -> pa.Array:
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
+
+
+_NUMPY_TYPES = {pa.float32(): np.float32, pa.int8(): np.int8}
+
+
+def _numpy(col: pa.ChunkedArray) -> np.ndarray:
+    """A column as NumPy (to_numpy() imports pandas too): strings as objects, numbers as floats with NaN
+    where null (float32 columns stay float32; other numbers are float32 only when they have nulls)."""
+    parts = []
+    for a in col.chunks:
+        if pa.types.is_string(a.type):
+            parts.append(np.array(a.to_pylist(), object))
+            continue
+        validity, data = a.buffers()
+        v = np.frombuffer(data, _NUMPY_TYPES[a.type], count=a.offset + len(a))[a.offset:]
+        if a.null_count:
+            ok = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")[a.offset:a.offset + len(a)]
+            v = np.where(ok.astype(bool), v, np.float32(np.nan))
+        parts.append(v)
+    if not parts:
+        return np.zeros(0, object if pa.types.is_string(col.type) else _NUMPY_TYPES[col.type])
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
 def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
                quiet: bool = True) -> pd.DataFrame:
-    """`read_table` as a DataFrame."""
-    return read_table(csv_path, mids, block_size, quiet).to_pandas()
+    """`read_table` as a DataFrame (flags int8, missing values 0)."""
+    df = read_table(csv_path, mids, block_size, quiet).to_pandas()
+    for col in FLAG_COLUMNS:
+        df[col] = df[col].fillna(0).astype("int8")
+    return df
 
 
 def _image_key(seed: int, image_id: str) -> str:
@@ -252,13 +288,14 @@ class BoxSelection:
 def _columns(df) -> dict[str, np.ndarray]:
     """BOX_COLUMNS of a pyarrow Table or DataFrame as NumPy arrays (strings as objects, flags int8)."""
     if isinstance(df, pa.Table):
-        cols = {c: df.column(c).to_numpy() for c in BOX_COLUMNS}
+        cols = {c: _numpy(df.column(c)) for c in BOX_COLUMNS}
     else:
         cols = {c: df[c].to_numpy() for c in BOX_COLUMNS}
     for c in ("ImageID", "LabelName"):
         cols[c] = cols[c].astype(object)
-    for c in FLAG_COLUMNS:
-        cols[c] = cols[c].astype(np.int8)
+    for c in FLAG_COLUMNS:  # a missing flag (null: NaN in NumPy) is 0
+        cols[c] = np.nan_to_num(cols[c].astype(np.float32)).astype(np.int8) if cols[c].dtype.kind == "f" \
+            else cols[c].astype(np.int8)
     return cols
 
 
