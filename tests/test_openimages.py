@@ -240,6 +240,19 @@ def test_same_seed_same_bytes_whatever_the_workers(demo_source, tmp_path, monkey
     assert not c.manifest[["offset_x", "offset_y"]].equals(a.manifest[["offset_x", "offset_y"]])
 
 
+def test_dry_run_imports_only_what_planning_needs(demo_source):
+    """The fixed cost of a command: a dry run reads and plans without pandas, OpenCV or Pillow."""
+    import subprocess
+
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['curate', 'openimages', '--classes', 'person', '--source', {str(demo_source)!r}, "
+            "'--dry-run']\n"
+            "code = None\ntry:\n    runpy.run_module('curate', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('LOADED', [m for m in ('pandas', 'cv2', 'PIL', 'torch') if m in sys.modules], code)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "person" in r.stdout and "LOADED [] 0" in r.stdout, r.stdout + r.stderr
+
+
 def test_small_jobs_start_no_pool(demo_source, tmp_path, monkeypatch):
     import curate.executor as E
 
