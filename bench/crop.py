@@ -232,12 +232,13 @@ def reference(data: Path, boxes_csv: Path, out: Path) -> int:
     return n
 
 
-def curate_cli(source: Path, split: str, classes: str, out: Path, workers: int, *extra: str) -> int:
-    """The whole command in a fresh interpreter; returns the number of crops (manifest rows)."""
+def curate_cli(source: Path, split: str, classes: str, out: Path, workers: int, *extra: str,
+               tree: Path = ROOT) -> int:
+    """The whole command in a fresh interpreter (curate from `tree`); returns the number of crops."""
     cmd = [sys.executable, "-m", "curate", "-q", "openimages", "--classes", classes, "--source", str(source),
            "--split", split, "-j", str(workers), *extra]
     cmd += ["--dry-run"] if out is None else ["--out", str(out)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise SystemExit(f"curate failed ({r.returncode}): {r.stderr.strip()[-2000:]}")
@@ -249,6 +250,7 @@ def curate_cli(source: Path, split: str, classes: str, out: Path, workers: int, 
 
 
 def timed(fn, *args) -> tuple[float, int]:
+    """(seconds, crops)."""
     t = time.perf_counter()
     n = fn(*args)
     return time.perf_counter() - t, n
@@ -263,31 +265,29 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--classes", default="person")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="run every row this many times (spread of ratios)")
+    ap.add_argument("--compare", type=Path, help="another curate checkout (e.g. `git worktree add /tmp/old main`): "
+                    "its -j1 and -jN rows too, and its fixed cost")
     return ap.parse_args()
 
 
-def one_round(data, sel, source, split, classes, workers, tmp: Path) -> dict[str, tuple[float, int]]:
-    rows = {}
-    for name, fn, args in [
-        ("notebook", notebook, (data, sel)),
-        ("reference", reference, (data, sel)),
-        ("curate -j1", curate_cli, (source, split, classes)),
-        (f"curate -j{workers}", curate_cli, (source, split, classes)),
-    ]:
-        out = tmp / name.replace(" ", "")
-        shutil.rmtree(out, ignore_errors=True)
-        if name.startswith("curate"):
-            rows[name] = timed(fn, *args, out, int(name.rsplit("j", 1)[1]))
-        else:
-            rows[name] = timed(fn, *args, out)
-        shutil.rmtree(out, ignore_errors=True)
+def one_round(data, sel, source, split, classes, workers, tmp: Path, compare: Path | None
+              ) -> dict[str, tuple[float, int]]:
+    rows = {"notebook": timed(notebook, data, sel, tmp / "nb"), "reference": timed(reference, data, sel, tmp / "ref")}
+    trees = [("curate", ROOT)] + ([("compared", compare)] if compare else [])
+    for j in (1, workers):
+        for name, tree in trees:
+            out = tmp / f"{name}-j{j}"
+            rows[f"{name} -j{j}"] = timed(lambda o=out, j=j, t=tree: curate_cli(source, split, classes, o, j, tree=t))
+    for p in tmp.iterdir():
+        if p.name != "src" and p.name != "ten" and p.is_dir():
+            shutil.rmtree(p)
     return rows
 
 
-def fixed_cost(tmp: Path, classes: str) -> float:
+def fixed_cost(tmp: Path, classes: str, tree: Path = ROOT) -> float:
     """Seconds of `curate openimages --dry-run` on a 10-photo source (best of 3)."""
-    src = make_source(tmp / "ten", 10, "real", seed=1)
-    return min(timed(curate_cli, src, "train", classes, None, 1)[0] for _ in range(3))
+    src = tmp / "ten" if (tmp / "ten").exists() else make_source(tmp / "ten", 10, "real", seed=1)
+    return min(timed(lambda: curate_cli(src, "train", classes, None, 1, tree=tree))[0] for _ in range(3))
 
 
 def main() -> None:
@@ -302,8 +302,11 @@ def main() -> None:
             source, split = make_source(tmp / "src", n, a.mode), "train"
         data, sel, text = describe(source, split, a.classes, tmp)
         print(text, flush=True)
-        rounds = [one_round(data, sel, source, split, a.classes, a.workers, tmp) for _ in range(a.repeats)]
-        fixed = fixed_cost(tmp, a.classes)
+        rounds = [one_round(data, sel, source, split, a.classes, a.workers, tmp, a.compare)
+                  for _ in range(a.repeats)]
+        fixed = {"curate": fixed_cost(tmp, a.classes)}
+        if a.compare:
+            fixed["compared"] = fixed_cost(tmp, a.classes, a.compare)
     report(rounds, a.workers, fixed)
 
 
@@ -311,7 +314,7 @@ def spread(v: list[float]) -> str:
     return f"{min(v):.2f}–{max(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
 
 
-def report(rounds: list[dict], workers: int, fixed: float) -> None:
+def report(rounds: list[dict], workers: int, fixed: dict[str, float]) -> None:
     print(f"\n{'method':24s} {'crops':>6s} {'seconds':>8s} {'crops/s':>8s} {'vs notebook':>12s} {'vs reference':>13s}")
     for k, rows in enumerate(rounds):
         base, ref = (rows[m][1] / rows[m][0] for m in ("notebook", "reference"))
@@ -326,7 +329,8 @@ def report(rounds: list[dict], workers: int, fixed: float) -> None:
     print("\ntargets (issue 15; judge them on an idle machine):")
     print(f"  curate -j1, whole command >= 0.90 of the decode-once reference: {spread(of_ref)}"
           f"{'' if crops >= 1500 else f'  (only {crops} crops: the target is for ~2,000)'}")
-    print(f"  fixed cost (--dry-run, 10 photos) <= 0.50 s: {fixed:.2f} s")
+    print(f"  fixed cost (--dry-run, 10 photos) <= 0.50 s: {fixed['curate']:.2f} s"
+          + (f"  (compared checkout: {fixed['compared']:.2f} s)" if "compared" in fixed else ""))
     print(f"  -j{workers} >= 1.6x -j1, pool start included, on >= 4,000 crops: {spread(scale)}"
           f"{'' if crops >= 4000 else f'  (only {crops} crops: use --images 2300)'}")
 
