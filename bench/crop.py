@@ -256,6 +256,35 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+# where the time of `curate openimages -j 1` goes: cProfile functions -> stage (first match wins)
+STAGES = [("JPEG decode (imdecode)", ["{imdecode}"]), ("resize (INTER_AREA)", ["{resize}"]),
+          ("JPEG encode (imencode)", ["{imencode}"]), ("sha256", ["openssl_sha256"]),
+          ("letterbox fill + paste", ["copyMakeBorder", "corner_fill", "partition", "median"]),
+          ("colour conversion", ["{cvtColor}"]),
+          ("file I/O (read, write, mkdir, rename, fsync)", ["io.open", "'read' of", "'write' of", "posix.mkdir",
+                                                            "posix.replace", "posix.fsync", "posix.stat"]),
+          ("imports", ["_imp.", "marshal.loads", "builtins.compile", "__build_class__", "_find_and_load"])]
+
+
+def profile(source: Path, split: str, classes: str, out: Path, tree: Path = ROOT) -> list[tuple[str, float]]:
+    """cProfile of the whole command with one worker, grouped into STAGES (seconds of own time)."""
+    import pstats
+
+    prof = out.with_suffix(".prof")
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(prof), "-m", "curate", "-q", "openimages", "--classes",
+           classes, "--source", str(source), "--split", split, "-j", "1", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "PYTHONPATH": str(tree)}, cwd=tree)
+    stats = pstats.Stats(str(prof)).stats
+    sums = dict.fromkeys([name for name, _ in STAGES] + ["everything else (Python)"], 0.0)
+    total = 0.0
+    for (file, line, fn), (_, _, own, _, _) in stats.items():
+        total += own
+        where = f"{file}:{line}({fn})"
+        stage = next((name for name, keys in STAGES if any(k in where for k in keys)), "everything else (Python)")
+        sums[stage] += own
+    return [*sums.items(), ("total (under cProfile)", total)]
+
+
 def timed(fn, *args) -> tuple[float, float, int]:
     """(wall seconds, CPU seconds, crops). On a shared machine CPU seconds are the steadier measure."""
     t, c = time.perf_counter(), _cpu()
@@ -272,6 +301,7 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--classes", default="person")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1, help="run every row this many times (spread of ratios)")
+    ap.add_argument("--profile", action="store_true", help="only print where `curate -j 1` spends its time")
     ap.add_argument("--compare", type=Path, help="another curate checkout (e.g. `git worktree add /tmp/old main`): "
                     "its -j1 and -jN rows too, and its fixed cost")
     return ap.parse_args()
@@ -310,6 +340,13 @@ def main() -> None:
             source, split = make_source(tmp / "src", n, a.mode), "train"
         data, sel, text = describe(source, split, a.classes, tmp)
         print(text, flush=True)
+        if a.profile:
+            trees = [("curate", ROOT)] + ([("compared", a.compare)] if a.compare else [])
+            got = {name: profile(source, split, a.classes, tmp / f"prof-{name}", tree) for name, tree in trees}
+            print(f"\n{'stage (own time, s)':46s}" + "".join(f"{name:>10s}" for name in got))
+            for k, (stage, _) in enumerate(got["curate"]):
+                print(f"{stage:46s}" + "".join(f"{rows[k][1]:10.2f}" for rows in got.values()))
+            return
         rounds = [one_round(data, sel, source, split, a.classes, a.workers, tmp, a.compare)
                   for _ in range(a.repeats)]
         fixed = {"curate": fixed_cost(tmp, a.classes)}
@@ -329,8 +366,9 @@ def report(rounds: list[dict], workers: int, fixed: dict[str, tuple[float, float
         nb, ref = (rows[m][2] / rows[m][0] for m in ("notebook", "reference"))
         ref_cpu = rows["reference"][2] / rows["reference"][1]
         for name, (t, c, n) in rows.items():
-            print(f"{name:16s} {n:6d} {t:7.2f} {n / t:8.1f} {n / t / nb:10.2f}x {n / t / ref:11.2f}x"
-                  f" {c:7.2f} {n / c:11.1f} {n / c / ref_cpu:11.2f}x")
+            cpu = f" {c:7.2f} {n / c:11.1f} {n / c / ref_cpu:11.2f}x" if name.endswith("-j1") or "-j" not in name \
+                else f" {'n/a':>7s}"  # pool workers are children of the fork server, not counted here
+            print(f"{name:16s} {n:6d} {t:7.2f} {n / t:8.1f} {n / t / nb:10.2f}x {n / t / ref:11.2f}x" + cpu)
         if k < len(rounds) - 1:
             print()
     def ratio(a: str, b: str, col: int) -> list[float]:  # (crops per second of a) / (of b), each round
@@ -345,7 +383,6 @@ def report(rounds: list[dict], workers: int, fixed: dict[str, tuple[float, float
     for name, (t, c) in fixed.items():
         print(f"  fixed cost ({name}: --dry-run, 10 photos) <= 0.50 s: wall {t:.2f} s, CPU {c:.2f} s")
     print(f"  -j{workers} >= 1.6x -j1, pool start included, on >= 4,000 crops: wall {spread(ratio(jn, 'curate -j1', 0))}"
-          f"; CPU spent by -j{workers} / by -j1: {spread([1 / x for x in ratio(jn, 'curate -j1', 1)])}"
           f"{'' if crops >= 4000 else f'  (only {crops} crops: use --images 2300)'}")
 
 
