@@ -257,10 +257,10 @@ def _cpu() -> float:
 
 
 # where the time of `curate openimages -j 1` goes: cProfile functions -> stage (first match wins)
-STAGES = [("JPEG decode (imdecode)", ["{imdecode}"]), ("resize (INTER_AREA)", ["{resize}"]),
-          ("JPEG encode (imencode)", ["{imencode}"]), ("sha256", ["openssl_sha256"]),
-          ("letterbox fill + paste", ["copyMakeBorder", "corner_fill", "partition", "median"]),
-          ("colour conversion", ["{cvtColor}"]),
+STAGES = [("JPEG decode (imdecode)", ["<imdecode>"]), ("resize (INTER_AREA)", ["<resize>"]),
+          ("JPEG encode (imencode)", ["<imencode>"]), ("sha256", ["openssl_sha256"]),
+          ("letterbox fill + paste", ["copyMakeBorder", "corner_fill", "partition", "median", "letterbox"]),
+          ("colour conversion", ["<cvtColor>"]),
           ("file I/O (read, write, mkdir, rename, fsync)", ["io.open", "'read' of", "'write' of", "posix.mkdir",
                                                             "posix.replace", "posix.fsync", "posix.stat"]),
           ("imports", ["_imp.", "marshal.loads", "builtins.compile", "__build_class__", "_find_and_load"])]
