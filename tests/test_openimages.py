@@ -253,6 +253,20 @@ def test_dry_run_imports_only_what_planning_needs(demo_source):
     assert "person" in r.stdout and "LOADED [] 0" in r.stdout, r.stdout + r.stderr
 
 
+def test_workers_import_no_pandas_and_a_prestarted_pool_works():
+    import subprocess
+
+    from curate.executor import make_executor
+    from curate.shard import ShardResult
+
+    r = subprocess.run([sys.executable, "-c", "import sys, curate.shard; print('pandas' in sys.modules)"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "False", r.stderr  # what a worker imports (the fork server preloads it)
+    ex = make_executor(workers=2, quiet=True)
+    ex.prestart("curate.shard")
+    assert [r.name for r in ex.map(ShardResult, ["a", "b", "c"])] == ["a", "b", "c"]
+
+
 def test_small_jobs_start_no_pool(demo_source, tmp_path, monkeypatch):
     import curate.executor as E
 
