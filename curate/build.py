@@ -76,9 +76,7 @@ def make_shards(boxes: pd.DataFrame, out: Path | str, params: BuildParams) -> li
             first, n = e, 0
     if first < len(ids):
         cuts.append((first, len(ids)))
-    cols = {c: boxes[c].tolist() for c in ["ImageID", "_path", *BOX_COLUMNS]}  # plain values: no pandas in workers
-    return [Shard(f"shard-{i:05d}", {c: v[a:b] for c, v in cols.items()}, str(out), params)
-            for i, (a, b) in enumerate(cuts)]
+    return [Shard(f"shard-{i:05d}", str(out), params, frame=boxes.iloc[a:b]) for i, (a, b) in enumerate(cuts)]
 
 
 # ---------------------------------------------------------------- the whole build

@@ -16,6 +16,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from curate import crop as C
 from curate import storage
@@ -57,22 +58,35 @@ class ImageTask:
 
 @dataclass
 class Shard:
-    """A few hundred boxes as plain columns (lists of Python values, one entry per box, sorted by image)."""
+    """A few hundred boxes, sorted by image. In the driver, a slice of the build's DataFrame (compact:
+    no per-box Python objects, however many shards); pickled for a worker as plain lists of values,
+    so workers never need pandas."""
 
     name: str
-    columns: dict[str, list]  # ImageID, _path and BOX_COLUMNS
     out: str
     params: BuildParams
+    frame: Any = None  # driver: DataFrame slice with ImageID, _path and BOX_COLUMNS
+    columns: dict[str, list] | None = None  # worker: the same as lists
+
+    def plain_columns(self) -> dict[str, list]:
+        if self.columns is None:
+            return {c: self.frame[c].tolist() for c in ["ImageID", "_path", *BOX_COLUMNS]}
+        return self.columns
+
+    def __getstate__(self) -> dict:
+        return {"name": self.name, "out": self.out, "params": self.params, "frame": None,
+                "columns": self.plain_columns()}
 
     @property
     def n_boxes(self) -> int:
-        return len(self.columns["ImageID"])
+        return len(self.frame) if self.columns is None else len(self.columns["ImageID"])
 
     @property
     def images(self) -> list[ImageTask]:
-        names = list(self.columns)
+        cols = self.plain_columns()
+        names = list(cols)
         tasks: list[ImageTask] = []
-        for values in zip(*self.columns.values(), strict=True):
+        for values in zip(*cols.values(), strict=True):
             r = dict(zip(names, values, strict=True))
             if not tasks or tasks[-1].image_id != r["ImageID"]:
                 tasks.append(ImageTask(r["ImageID"], r["_path"], []))

@@ -267,6 +267,23 @@ def test_workers_import_no_pandas_and_a_prestarted_pool_works():
     assert [r.name for r in ex.map(ShardResult, ["a", "b", "c"])] == ["a", "b", "c"]
 
 
+def test_a_shard_reaches_a_worker_as_plain_values(demo_source):
+    """The driver keeps compact DataFrame slices; a pickled shard carries lists, so workers need no pandas."""
+    import pickle
+    import subprocess
+
+    from curate.build import make_shards
+
+    prep = oi.prepare(DEMO_CLASSES, source=demo_source)
+    boxes = prep.chosen.boxes.assign(split="train", _path="unused")
+    shards = make_shards(boxes, "unused", BuildParams(shard_size=4))
+    assert sum(s.n_boxes for s in shards) == len(boxes) == 21
+    code = ("import pickle, sys\ns = pickle.loads(sys.stdin.buffer.read())\n"
+            "print(s.n_boxes, len(s.images), 'pandas' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(shards[0]), capture_output=True, timeout=60)
+    assert r.stdout.decode().split() == [str(shards[0].n_boxes), str(len(shards[0].images)), "False"], r.stderr
+
+
 def test_small_jobs_start_no_pool(demo_source, tmp_path, monkeypatch):
     import curate.executor as E
 
