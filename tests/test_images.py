@@ -89,6 +89,14 @@ def test_reduced_decode_is_at_least_the_asked_scale(photo):
     assert d2.scale == 0.125
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "CMYK"])
+def test_bgr_is_the_same_pixels_in_opencv_order(photo, fmt):
+    im = Image.fromarray(photo)
+    data = save(im.convert("CMYK"), "JPEG") if fmt == "CMYK" else save(im, fmt)  # OpenCV and Pillow paths
+    rgb, bgr = decode(data, min_scale=0.5), decode(data, min_scale=0.5, bgr=True)
+    assert bgr.scale == rgb.scale and np.array_equal(bgr.pixels, rgb.pixels[:, :, ::-1])
+
+
 @pytest.mark.parametrize("kind,reason", [("empty", "empty"), ("text", "not-an-image"),
                                          ("truncated", "truncated"), ("missing", "missing")])
 def test_bad_inputs(tmp_path, photo, kind, reason):

@@ -226,7 +226,10 @@ def test_tree_is_imagefolder_and_grouped_by_source_image(demo_source, tmp_path):
     assert info["seed"] == 7
 
 
-def test_same_seed_same_bytes_whatever_the_workers(demo_source, tmp_path):
+def test_same_seed_same_bytes_whatever_the_workers(demo_source, tmp_path, monkeypatch):
+    import curate.build as B
+
+    monkeypatch.setattr(B, "SOLO_BOXES", 0)  # a pool even for this small job
     a = build(demo_source, tmp_path / "a", workers=1, shard_size=4)
     b = build(demo_source, tmp_path / "b", workers=2, shard_size=4)
     assert (tmp_path / "a" / "manifest.parquet").read_bytes() == (tmp_path / "b" / "manifest.parquet").read_bytes()
@@ -235,6 +238,61 @@ def test_same_seed_same_bytes_whatever_the_workers(demo_source, tmp_path):
     assert len(b.manifest) == 21
     c = build(demo_source, tmp_path / "c", workers=1, seed=8)
     assert not c.manifest[["offset_x", "offset_y"]].equals(a.manifest[["offset_x", "offset_y"]])
+
+
+def test_dry_run_imports_only_what_planning_needs(demo_source):
+    """The fixed cost of a command: a dry run reads and plans without pandas, OpenCV or Pillow."""
+    import subprocess
+
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['curate', 'openimages', '--classes', 'person', '--source', {str(demo_source)!r}, "
+            "'--dry-run']\n"
+            "code = None\ntry:\n    runpy.run_module('curate', run_name='__main__')\nexcept SystemExit as e:\n    code = e.code\n"
+            "print('LOADED', [m for m in ('pandas', 'cv2', 'PIL', 'torch') if m in sys.modules], code)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "person" in r.stdout and "LOADED [] 0" in r.stdout, r.stdout + r.stderr
+
+
+def test_workers_import_no_pandas_and_a_prestarted_pool_works():
+    import subprocess
+
+    from curate.executor import make_executor
+    from curate.shard import ShardResult
+
+    r = subprocess.run([sys.executable, "-c", "import sys, curate.shard; print('pandas' in sys.modules)"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "False", r.stderr  # what a worker imports (the fork server preloads it)
+    ex = make_executor(workers=2, quiet=True)
+    ex.prestart("curate.shard")
+    assert [r.name for r in ex.map(ShardResult, ["a", "b", "c"])] == ["a", "b", "c"]
+
+
+def test_a_shard_reaches_a_worker_as_plain_values(demo_source):
+    """The driver keeps compact DataFrame slices; a pickled shard carries lists, so workers need no pandas."""
+    import pickle
+    import subprocess
+
+    from curate.build import make_shards
+
+    prep = oi.prepare(DEMO_CLASSES, source=demo_source)
+    boxes = prep.chosen.boxes.assign(split="train", _path="unused")
+    shards = make_shards(boxes, "unused", BuildParams(shard_size=4))
+    assert sum(s.n_boxes for s in shards) == len(boxes) == 21
+    code = ("import pickle, sys\ns = pickle.loads(sys.stdin.buffer.read())\n"
+            "print(s.n_boxes, len(s.images), 'pandas' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(shards[0]), capture_output=True, timeout=60)
+    assert r.stdout.decode().split() == [str(shards[0].n_boxes), str(len(shards[0].images)), "False"], r.stderr
+
+
+def test_small_jobs_start_no_pool(demo_source, tmp_path, monkeypatch):
+    import curate.executor as E
+
+    def no_pool(*a, **k):
+        raise AssertionError("a process pool was started for 21 crops")
+
+    monkeypatch.setattr(E, "ProcessPoolExecutor", no_pool)
+    res = build(demo_source, tmp_path / "a", workers=2, shard_size=4)
+    assert len(res.manifest) == 21
 
 
 def test_interrupted_run_resumes_to_identical_output(demo_source, tmp_path, monkeypatch):
@@ -260,6 +318,55 @@ def test_interrupted_run_resumes_to_identical_output(demo_source, tmp_path, monk
         (tmp_path / "clean" / "manifest.parquet").read_bytes()
     again = build(demo_source, tmp_path / "out", shard_size=3)
     assert again.reused_shards == len(list((tmp_path / "out" / ".curate" / "shards").iterdir()))
+
+
+KILLER = """
+import os, signal, sys
+import curate.shard as S
+from curate.build import BuildParams
+from curate.demo import DEMO_CLASSES
+from curate.sources import openimages as oi
+
+where, source, out = sys.argv[1:4]
+calls = {"n": 0}
+crop_image, publish = S.crop_image, S.publish
+
+def crop_then_die(task, params):  # SIGKILL mid-shard: some files staged, no records.json yet
+    calls["n"] += 1
+    if calls["n"] == 8:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return crop_image(task, params)
+
+def publish_then_die(name, out, records):  # SIGKILL mid-publish: a complete shard, half of it moved
+    if name == "shard-00002":
+        publish(name, out, records[: len(records) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return publish(name, out, records)
+
+S.crop_image, S.publish = (crop_then_die, publish) if where == "crop" else (crop_image, publish_then_die)
+prep = oi.prepare(DEMO_CLASSES, source=source, seed=7)
+oi.build(prep, out, BuildParams(seed=7, shard_size=3), workers=1, quiet=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["crop", "publish"])
+def test_kill_9_then_resume_gives_identical_output(demo_source, tmp_path, where):
+    import subprocess
+
+    clean = build(demo_source, tmp_path / "clean", shard_size=3)
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", KILLER, where, str(demo_source), str(out)], capture_output=True)
+    assert r.returncode == -9, r.stderr.decode()[-2000:]
+    assert not (out / "manifest.parquet").exists()
+    assert any(out.glob("*/*/*.jpg"))  # earlier shards were published before the kill
+    res = build(demo_source, out, shard_size=3)
+    assert res.reused_shards >= 2
+    assert (out / "manifest.parquet").read_bytes() == (tmp_path / "clean" / "manifest.parquet").read_bytes()
+    files = sorted(p.relative_to(out) for p in out.glob("*/*/*") if p.is_file())
+    assert files == sorted(Path(p) for p in clean.manifest.path)
+    for p in files:
+        assert (out / p).read_bytes() == (tmp_path / "clean" / p).read_bytes()
+    assert not list((out / ".curate" / "shards").glob("*.tmp"))
 
 
 def test_out_must_be_new_or_a_matching_build(demo_source, tmp_path):

@@ -114,6 +114,10 @@ def openimages(
         raise typer.BadParameter("--classes is required, e.g. --classes person,animal,gun")
     if out is None and not dry_run:
         raise typer.BadParameter("--out is required (or use --dry-run)")
+    if not dry_run and engine == "local":
+        from curate.executor import make_executor
+
+        make_executor(workers=workers).prestart("curate.shard")  # its imports overlap reading and planning
     include = {"group": include_group, "depiction": include_depiction, "truncated": include_truncated,
                "occluded": include_occluded, "inside": include_inside}
     if task is Task.detect:
@@ -134,7 +138,7 @@ def openimages(
     _print_plan(prep, dry_run)
     if dry_run:
         return
-    if prep.chosen.boxes.empty:
+    if not prep.chosen.n_boxes:
         common.err("no box matches the classes and filters; nothing to crop")
         raise typer.Exit(1)
     from curate.build import BuildParams
@@ -203,18 +207,18 @@ def _print_plan(prep, dry_run: bool) -> None:
     t = common.table("label", "classes", "boxes available", "images available", "boxes selected", "images selected",
               title=f"Open Images {prep.layout.split}: plan" + (" (dry run)" if dry_run else ""))
     exp = prep.selection.expansion(prep.index)
-    for label, row in sel.table.iterrows():
-        t.add_row(label, str(len(exp[label])), f"{row.boxes_available:,}", f"{row.images_available:,}",
-                  f"{row.boxes_selected:,}", f"{row.images_selected:,}")
+    for label, counts in sel.counts.items():  # plain columns and counts: a dry run never imports pandas
+        t.add_row(label, str(len(exp[label])), *(f"{n:,}" for n in counts))
     common.out.print(t)
-    n_img = sel.boxes.ImageID.nunique()
+    ids = sel.image_ids
+    n_img = len(ids)
     if not prep.local:
-        missing = sum(1 for i in sel.boxes.ImageID.unique() if not prep.layout.image_path(i).exists())
+        missing = sum(1 for i in ids if not prep.layout.image_path(i).exists())
         common.out.print(f"images to download: {missing:,} of {n_img:,} (cache: {prep.layout.split_dir})")
     filt = ", ".join(f"{k} {v:,}" for k, v in sel.filtered.items()) or "none"
     common.out.print(f"boxes filtered out: {filt}")
     common.out.print(f"same-label boxes merged (IoU >= 0.9): {sel.merged:,}; "
-                     f"flagged ambiguous: {int(sel.boxes.ambiguous.sum()):,}")
+                     f"flagged ambiguous: {int(sel.columns['ambiguous'].sum()):,}")
 
 
 def _print_result(res) -> None:

@@ -1,4 +1,5 @@
-"""Open Images V7 detections: FiftyOne's on-disk layout, streaming box reads, box selection, download.
+"""Open Images V7 detections: FiftyOne's on-disk layout, streaming box reads, download, the whole job.
+Box selection (labels, filters, merges, limits) is curate/sources/box_selection.py.
 
 Layout (what `fiftyone.utils.openimages.download_open_images_split(dataset_dir=<root>/<split>, …)` writes):
 
@@ -19,9 +20,9 @@ import hashlib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -29,17 +30,21 @@ import pyarrow.csv as pacsv
 from curate import storage
 from curate.classes import ClassIndex, Selection
 from curate.errors import InputError, NetworkError
+from curate.sources.box_selection import (  # noqa: F401  (the selection API, re-exported)
+    BOX_COLUMNS,
+    DEFAULT_INCLUDE,
+    FLAG_COLUMNS,
+    FLAG_OPTIONS,
+    REQUIRED_COLUMNS,
+    BoxSelection,
+    select_boxes,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SPLITS = ("train", "validation", "test")
-FLAG_COLUMNS = ["IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside"]
-REQUIRED_COLUMNS = ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"]
-BOX_COLUMNS = [*REQUIRED_COLUMNS, *FLAG_COLUMNS]
 SAFE_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # an ImageID is a file name stem: no separators, no '..'
-# --include-* flag name -> CSV column; default: every kind included except group-of boxes
-FLAG_OPTIONS = {"group": "IsGroupOf", "depiction": "IsDepiction", "truncated": "IsTruncated",
-                "occluded": "IsOccluded", "inside": "IsInside"}
-DEFAULT_INCLUDE = {"group": False, "depiction": True, "truncated": True, "occluded": True, "inside": True}
-MERGE_IOU = 0.9  # same-label boxes at least this overlapping in one image become one crop
 
 
 @dataclass(frozen=True)
@@ -127,11 +132,12 @@ def _find_layout_url(source: str, split: str, need_labels: bool) -> Layout:
     return layout
 
 
-def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
-               quiet: bool = True) -> pd.DataFrame:
+def read_table(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
+               quiet: bool = True) -> pa.Table:
     """Stream detections.csv, keeping only the needed columns and (optionally) the selected classes.
 
-    Memory stays at one block plus the kept rows, whatever the file size (train is ~2.3 GB).
+    Memory stays at one block plus the kept rows, whatever the file size (train is ~2.3 GB). Boxes
+    without pixels (non-finite or empty) are dropped; flags are int8 (null where missing). No pandas.
     """
     csv_path = storage.as_location(csv_path)
     types = {c: pa.float32() for c in ("XMin", "XMax", "YMin", "YMax")}
@@ -147,7 +153,7 @@ def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: i
                                 unit="bytes")
             reader = pacsv.open_csv(raw, read_options=pacsv.ReadOptions(block_size=block_size),
                                     convert_options=conv)
-            value_set = pa.array(sorted(mids), pa.string()) if mids is not None else None
+            value_set = _arrow_strings(sorted(mids)) if mids is not None else None
             batches = []
             rows, nulls = 0, dict.fromkeys(REQUIRED_COLUMNS, 0)
             for batch in reader:
@@ -169,157 +175,60 @@ def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: i
     for col in REQUIRED_COLUMNS:
         if rows and nulls[col] == rows:
             raise InputError(f"{csv_path} has no '{col}' column", "is this an Open Images detections CSV?")
-    df = table.to_pandas()
-    ids = pd.Series(df.ImageID.unique(), dtype=object)
-    unsafe = ids[~ids.str.fullmatch(SAFE_ID, na=False)]
-    if len(unsafe):  # ids become file names: never a path, never empty
-        raise InputError(f"{csv_path} has an invalid ImageID {unsafe.iloc[0]!r}",
+    ids = pc.unique(table.column("ImageID"))
+    safe = pc.match_substring_regex(ids, f"^{SAFE_ID}$")
+    if safe.null_count or not pc.all(safe).as_py():  # ids become file names: never a path, never empty
+        bad = next(i for i, ok in zip(ids.to_pylist(), safe.to_pylist(), strict=True) if not ok)
+        raise InputError(f"{csv_path} has an invalid ImageID {bad!r}",
                          "Open Images ids are letters and digits, e.g. 000002b66c9c498e")
+    coords = np.stack([arrow_to_numpy(table.column(c)) for c in ("XMin", "XMax", "YMin", "YMax")], axis=1)
+    bad = ~np.isfinite(coords).all(axis=1) | (coords[:, 0] >= coords[:, 1]) | (coords[:, 2] >= coords[:, 3])
+    if bad.any():
+        table = table.filter(_arrow_mask(~bad))  # degenerate boxes carry no pixels; counted by the caller via len()
+    return table
+
+
+# pyarrow's pa.array()/pa.scalar() import pandas (to check for pandas objects): these two build arrays from
+# buffers instead, so that reading and planning (a dry run) never pay for importing pandas
+def _arrow_strings(values: list[str]) -> pa.Array:
+    data = [v.encode() for v in values]
+    offsets = np.r_[0, np.cumsum([len(d) for d in data], dtype=np.int64)].astype(np.int32)
+    return pa.Array.from_buffers(pa.string(), len(data), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(data))])
+
+
+def _arrow_mask(mask: np.ndarray) -> pa.Array:
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
+
+
+_NUMPY_TYPES = {pa.float32(): np.float32, pa.int8(): np.int8}
+
+
+def arrow_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
+    """A column as NumPy (to_numpy() imports pandas too): strings as objects, numbers as floats with NaN
+    where null (float32 columns stay float32; other numbers are float32 only when they have nulls)."""
+    parts = []
+    for a in col.chunks:
+        if pa.types.is_string(a.type):
+            parts.append(np.array(a.to_pylist(), object))
+            continue
+        validity, data = a.buffers()
+        v = np.frombuffer(data, _NUMPY_TYPES[a.type], count=a.offset + len(a))[a.offset:]
+        if a.null_count:
+            ok = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")[a.offset:a.offset + len(a)]
+            v = np.where(ok.astype(bool), v, np.float32(np.nan))
+        parts.append(v)
+    if not parts:
+        return np.zeros(0, object if pa.types.is_string(col.type) else _NUMPY_TYPES[col.type])
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
+               quiet: bool = True) -> pd.DataFrame:
+    """`read_table` as a DataFrame (flags int8, missing values 0)."""
+    df = read_table(csv_path, mids, block_size, quiet).to_pandas()
     for col in FLAG_COLUMNS:
         df[col] = df[col].fillna(0).astype("int8")
-    coords = df[["XMin", "XMax", "YMin", "YMax"]].to_numpy(np.float64)
-    bad = ~np.isfinite(coords).all(axis=1) | (df.XMin >= df.XMax) | (df.YMin >= df.YMax)
-    if bad.any():
-        df = df[~bad]  # degenerate boxes carry no pixels; counted by the caller via len()
-    return df.reset_index(drop=True)
-
-
-def _image_key(seed: int, image_id: str) -> str:
-    return hashlib.sha256(f"{seed}\x00{image_id}".encode()).hexdigest()
-
-
-def _iou_matrix(b: np.ndarray) -> np.ndarray:
-    x0 = np.maximum(b[:, None, 0], b[None, :, 0])
-    x1 = np.minimum(b[:, None, 1], b[None, :, 1])
-    y0 = np.maximum(b[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(b[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area = (b[:, 1] - b[:, 0]) * (b[:, 3] - b[:, 2])
-    union = area[:, None] + area[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
-@dataclass
-class BoxSelection:
-    boxes: pd.DataFrame  # one row per crop to make
-    table: pd.DataFrame  # per label: boxes/images available and selected
-    filtered: dict[str, int]  # boxes dropped by flag filters, by reason
-    merged: int  # boxes folded into an overlapping same-label box
-
-
-def select_boxes(
-    df: pd.DataFrame,
-    selection: Selection,
-    index: ClassIndex,
-    *,
-    include: dict[str, bool] | None = None,
-    max_per_label: int | None = None,
-    max_samples: int | None = None,
-    ambiguous_iou: float = 0.7,
-    seed: int = 0,
-) -> BoxSelection:
-    """Label, filter, merge and limit boxes. Deterministic for a seed, whatever the CSV order."""
-    include = {**DEFAULT_INCLUDE, **(include or {})}
-    df = df[df.LabelName.isin(selection.label_of.keys())].copy()
-    df["label"] = df.LabelName.map(selection.label_of)
-    df["specificity"] = df.LabelName.map(index.specificity()).fillna(0).astype("int16")
-    df["source_class"] = df.LabelName.map(index.name)
-    # every column in the key: rows that differ only in a flag must get the same box_index whatever the
-    # CSV order (identical rows are interchangeable)
-    df = df.sort_values(["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax", *FLAG_COLUMNS], kind="stable")
-    df["box_index"] = df.groupby("ImageID").cumcount().astype("int32")
-
-    filtered: dict[str, int] = {}
-    keep = np.ones(len(df), bool)
-    for opt, col in FLAG_OPTIONS.items():
-        if not include[opt]:
-            hit = (df[col].to_numpy() > 0) & keep
-            if hit.any():
-                filtered[opt] = int(hit.sum())
-            keep &= ~hit
-    df = df[keep]
-
-    df = _merge_and_flag(df, ambiguous_iou)
-    merged = int(df.merged.sum())
-
-    avail = df.groupby("label").agg(boxes_available=("ImageID", "size"), images_available=("ImageID", "nunique"))
-    df["_key"] = df.ImageID.map(lambda i: _image_key(seed, i))
-    df = df.sort_values(["_key", "box_index"], kind="stable")
-    if max_per_label is not None or max_samples is not None:
-        df = _limit(df, max_per_label, max_samples)
-    df = df.drop(columns="_key").sort_values(["ImageID", "box_index"], kind="stable").reset_index(drop=True)
-    chosen = df.groupby("label").agg(boxes_selected=("ImageID", "size"), images_selected=("ImageID", "nunique"))
-    table = avail.join(chosen, how="outer").reindex(selection.labels).fillna(0).astype(int)
-    return BoxSelection(df, table, filtered, merged)
-
-
-def _merge_and_flag(df: pd.DataFrame, ambiguous_iou: float) -> pd.DataFrame:
-    """Fold same-label boxes with IoU >= MERGE_IOU (the most specific class is kept) and flag boxes
-    overlapping a box of another selected label with IoU >= ambiguous_iou."""
-    df = df.reset_index(drop=True)
-    n = len(df)
-    drop = np.zeros(n, bool)
-    merged = np.zeros(n, np.int32)
-    ambiguous_with = np.full(n, "", dtype=object)
-    counts = df.groupby("ImageID", sort=False).size()
-    multi = set(counts.index[counts.to_numpy() > 1])
-    if multi:
-        coords = df[["XMin", "XMax", "YMin", "YMax"]].to_numpy(np.float64)
-        labels = df.label.to_numpy()
-        specificity = df.specificity.to_numpy()
-        rows = np.flatnonzero(df.ImageID.isin(multi).to_numpy())
-        ids = df.ImageID.to_numpy()[rows]
-        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-        ends = np.r_[starts[1:], len(rows)]
-        for s, e in zip(starts, ends, strict=True):
-            idx = rows[s:e]
-            iou = _iou_matrix(coords[idx])
-            # most specific first (a subclass before its parents), then box order
-            order = sorted(range(len(idx)), key=lambda k: (-specificity[idx[k]], k))
-            alive: list[int] = []
-            for k in order:
-                twin = next((a for a in alive if labels[idx[a]] == labels[idx[k]] and iou[a, k] >= MERGE_IOU), None)
-                if twin is None:
-                    alive.append(k)
-                else:
-                    drop[idx[k]] = True
-                    merged[idx[twin]] += 1
-            for a in alive:
-                others = sorted({labels[idx[b]] for b in alive
-                                 if labels[idx[b]] != labels[idx[a]] and iou[a, b] >= ambiguous_iou
-                                 and iou[a, b] > 0})  # disjoint boxes never overlap, even at --ambiguous-iou 0
-                ambiguous_with[idx[a]] = ",".join(others)
-    df["merged"] = merged
-    df["ambiguous_with"] = ambiguous_with
-    df["ambiguous"] = df.ambiguous_with != ""
-    return df[~drop]
-
-
-def _limit(df: pd.DataFrame, max_per_label: int | None, max_samples: int | None) -> pd.DataFrame:
-    """Walk images in seeded order; take an image while it adds boxes to labels under their limit."""
-    if df.empty:  # nothing to walk (and no label to compare with its limit)
-        return df
-    keys = df["_key"].to_numpy()
-    labels = df["label"].to_numpy()
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    ends = np.r_[starts[1:], len(keys)]
-    n_labels = len(set(labels))
-    taken: dict[str, int] = {}
-    keep = np.zeros(len(df), bool)
-    n_images = 0
-    for s, e in zip(starts, ends, strict=True):
-        if max_samples is not None and n_images >= max_samples:
-            break
-        if max_per_label is not None and len(taken) == n_labels and min(taken.values()) >= max_per_label:
-            break
-        added = False
-        for i in range(s, e):
-            lab = labels[i]
-            if max_per_label is None or taken.get(lab, 0) < max_per_label:
-                taken[lab] = taken.get(lab, 0) + 1
-                keep[i] = added = True
-        n_images += added
-    return df[keep]
+    return df
 
 
 # ---------------------------------------------------------------- download (FiftyOne, files only)
@@ -410,17 +319,19 @@ def prepare(classes: str, *, source=None, split: str = "train", download_dir=Non
     layout, local = open_source(source, split, download_dir)
     index = layout.class_index()
     selection = resolve(classes, index)
-    df = read_boxes(layout.detections_csv, set(selection.label_of), quiet=quiet)
-    chosen = select_boxes(df, selection, index, include=include, max_per_label=max_per_label,
+    table = read_table(layout.detections_csv, set(selection.label_of), quiet=quiet)
+    chosen = select_boxes(table, selection, index, include=include, max_per_label=max_per_label,
                           max_samples=max_samples, ambiguous_iou=ambiguous_iou, seed=seed)
-    return Prepared(layout, index, selection, chosen, len(df), local)
+    return Prepared(layout, index, selection, chosen, table.num_rows, local)
 
 
 def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=False, overwrite=False,
           command: str = "", ray_address: str | None = None):
+    import pandas as pd
+
     from curate.build import build_tree
 
-    ids = sorted(prep.chosen.boxes.ImageID.unique())
+    ids = prep.chosen.image_ids
     if not prep.local:
         fetch_images(prep.layout, ids, workers)
     boxes = prep.chosen.boxes
