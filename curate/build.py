@@ -61,8 +61,9 @@ def plan_splits(boxes: pd.DataFrame, val_ratio: float, seed: int) -> dict[str, s
 # ---------------------------------------------------------------- shards
 
 
-def make_shards(boxes: pd.DataFrame, out: Path | str, params: BuildParams) -> list[Shard]:
-    """Cut boxes (sorted by image) into shards of about `shard_size` boxes; an image is never split."""
+def make_shards(boxes: pd.DataFrame, out: Path | str, params, extra: tuple[str, ...] = ()) -> list[Shard]:
+    """Cut boxes (sorted by image) into shards of about `shard_size` boxes; an image is never split.
+    `extra`: columns beyond the crop build's that the shard's worker reads."""
     ids = boxes.ImageID.to_numpy()
     if not len(ids):
         return []
@@ -76,7 +77,8 @@ def make_shards(boxes: pd.DataFrame, out: Path | str, params: BuildParams) -> li
             first, n = e, 0
     if first < len(ids):
         cuts.append((first, len(ids)))
-    return [Shard(f"shard-{i:05d}", str(out), params, frame=boxes.iloc[a:b]) for i, (a, b) in enumerate(cuts)]
+    return [Shard(f"shard-{i:05d}", str(out), params, frame=boxes.iloc[a:b], extra=extra)
+            for i, (a, b) in enumerate(cuts)]
 
 
 # ---------------------------------------------------------------- the whole build

@@ -67,15 +67,16 @@ class Shard:
     params: BuildParams
     frame: Any = None  # driver: DataFrame slice with ImageID, _path and BOX_COLUMNS
     columns: dict[str, list] | None = None  # worker: the same as lists
+    extra: tuple[str, ...] = ()  # further columns a stage's worker needs (detection: role, class index ...)
 
     def plain_columns(self) -> dict[str, list]:
         if self.columns is None:
-            return {c: self.frame[c].tolist() for c in ["ImageID", "_path", *BOX_COLUMNS]}
+            return {c: self.frame[c].tolist() for c in ["ImageID", "_path", *BOX_COLUMNS, *self.extra]}
         return self.columns
 
     def __getstate__(self) -> dict:
         return {"name": self.name, "out": self.out, "params": self.params, "frame": None,
-                "columns": self.plain_columns()}
+                "columns": self.plain_columns(), "extra": self.extra}
 
     @property
     def n_boxes(self) -> int:

@@ -11,13 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 from curate import storage
-from curate.build import STATE, fingerprint, make_shards, prepare_out, publish
+from curate.build import fingerprint, make_shards, prepare_out
 from curate.detect import formats as F
 from curate.detect.select import DetectPrepared
 from curate.detect.write import DetectParams, DetectResult, _clear_own, box_of, plan_rows, run_detect_shard
 from curate.errors import InputError
 from curate.executor import make_executor
 from curate.manifest import update_info, write_manifest
+from curate.shard import BOX_COLUMNS, STATE, publish
 from curate.tree import atomic_write_json, atomic_write_text
 
 
@@ -42,7 +43,8 @@ def build_detect(prep: DetectPrepared, out, params: DetectParams, *, workers=Non
         _clear_own(out)
     prepare_out(out, fp, overwrite)
     rows["_path"] = rows.ImageID.map({i: str(prep.layout.image_path(i)) for i in rows.ImageID.unique()})
-    shards = make_shards(rows, out, params)
+    base = {"ImageID", "_path", *BOX_COLUMNS}
+    shards = make_shards(rows, out, params, extra=tuple(c for c in rows.columns if c not in base))
     ex = make_executor(engine, workers=workers, quiet=quiet, ray_address=ray_address)
     records, skipped, reused, lost = [], [], 0, []
     for res in ex.map(run_detect_shard, shards, desc="writing images", units=lambda s: s.n_boxes, unit="boxes"):

@@ -26,6 +26,7 @@ from curate.build import plan_splits
 from curate.classes import resolve
 from curate.errors import InputError
 from curate.sources import openimages as oi
+from curate.sources.box_selection import COUNT_COLUMNS, MERGE_IOU
 
 BACKGROUND = "__background__"  # split-planning label of background images (never a class)
 INCLUDE_ALL = dict.fromkeys(oi.FLAG_OPTIONS, True)
@@ -39,6 +40,20 @@ class DetectSelection:
     table: pd.DataFrame  # per label: boxes/images available and selected
     filtered: dict[str, int]  # boxes dropped by flag filters, by reason (before limits)
     merged: int
+
+    @property
+    def counts(self) -> dict[str, list[int]]:
+        """label -> boxes/images available and selected, as the crop selection gives them to the CLI."""
+        t = self.table[COUNT_COLUMNS]
+        return {str(k): [int(v) for v in row] for k, row in zip(t.index, t.to_numpy(), strict=True)}
+
+    @property
+    def columns(self) -> dict[str, np.ndarray]:
+        return {c: self.boxes[c].to_numpy() for c in self.boxes.columns}
+
+    @property
+    def image_ids(self) -> list[str]:
+        return sorted(set(self.boxes.ImageID) | set(self.background))
 
 
 @dataclass
@@ -77,7 +92,7 @@ def ignore_regions(kept: pd.DataFrame, every: pd.DataFrame) -> pd.DataFrame:
              * np.clip(np.minimum(d[:, 3], k[:, 3]) - np.maximum(d[:, 2], k[:, 2]), 0, None))
     union = (d[:, 1] - d[:, 0]) * (d[:, 3] - d[:, 2]) + (k[:, 1] - k[:, 0]) * (k[:, 3] - k[:, 2]) - inter
     iou = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-    covered = set(pairs["_d"].to_numpy()[iou >= oi.MERGE_IOU])  # the same object, already labelled
+    covered = set(pairs["_d"].to_numpy()[iou >= MERGE_IOU])  # the same object, already labelled
     dropped = dropped[~dropped.index.isin(covered)].copy()
     flags = dropped[list(oi.FLAG_OPTIONS.values())].to_numpy() > 0
     names = list(oi.FLAG_OPTIONS)

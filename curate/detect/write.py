@@ -22,11 +22,11 @@ import pandas as pd
 
 from curate import crop as C
 from curate import storage
-from curate.build import FLAG_FIELDS, STATE, Shard
 from curate.detect import formats as F
 from curate.detect.select import DetectPrepared, plan_detect_splits
 from curate.errors import UnreadableImage
 from curate.images import DEFAULT_MAX_PIXELS, decode, read_bytes
+from curate.shard import FLAG_FIELDS, STATE, Shard
 from curate.tree import INFO_NAME, atomic_write_text
 
 COPY_FORMATS = {"JPEG": "jpg", "PNG": "png"}  # formats whose bytes are copied as they are…
