@@ -33,6 +33,9 @@ TEMPLATE = 0.8  # central share of the zoomed image matched against the other on
 BLOCKS = 4  # block_ncc grid
 FLAT = 1e-3  # standard deviation below which an image or block counts as flat
 GATE = 0.70  # coarse gray correlation below this is no copy (every edit tested scores >= 0.77)
+TINY = 48  # images with fewer pixels of real detail than this (Thumb.detail) need near-identical gray too
+DETAIL_LOSS = 0.15  # share of contrast a 2x downscale-upscale loses on an image with full detail
+TINY_GRAY_MIN = 0.995  # aligned gray correlation a tiny image's copy needs (8-px scans of one digit: up to 0.994)
 VERIFY_MIN = 0.85  # median block gradient correlation a copy needs (docs/dedupe.md: how it was measured)
 MAX_CHROMA_SHIFT = 20.0  # mean CIELAB (a*, b*) distance a copy may have (colour edits measured: < 12)
 
@@ -55,6 +58,20 @@ class Thumb:
         if ("fit", side) not in self._memo:
             self._memo[("fit", side)] = _fit(self.gray, side)
         return self._memo[("fit", side)]
+
+    def detail(self, side: int) -> float:
+        """How many pixels of real detail the image has at `side`: `side` scaled by how much a 2x
+        downscale-upscale loses (an 8-px scan upscaled to 28 px has ~14; a photo keeps about all of it)."""
+        if ("detail", side) not in self._memo:
+            import cv2
+
+            x = self.at(side)
+            h, w = x.shape
+            up = cv2.resize(cv2.resize(x, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA), (w, h),
+                            interpolation=cv2.INTER_LINEAR)
+            lost = float(np.linalg.norm(x - up)) / (float(np.linalg.norm(x - x.mean())) + 1e-6)
+            self._memo[("detail", side)] = max(h, w) * min(1.0, lost / DETAIL_LOSS)
+        return self._memo[("detail", side)]
 
     def grad(self, side: int) -> np.ndarray:
         if ("grad", side) not in self._memo:
@@ -209,8 +226,12 @@ def score(a: Thumb, b: Thumb) -> float:
     if m == -2.0:  # flat or too small to slide: the gray match decides
         return c
     t = _centre(other.at(side), z)
-    v = block_ncc(_grad(base.at(side)[y : y + t.shape[0], x : x + t.shape[1]]), _grad(t))
-    return c if v is None else max(0.0, v)
+    win = base.at(side)[y : y + t.shape[0], x : x + t.shape[1]]
+    v = block_ncc(_grad(win), _grad(t))
+    v = c if v is None else max(0.0, v)
+    if min(a.detail(side), b.detail(side)) < TINY:  # too little detail to tell another photo by structure
+        v = min(v, _ncc(win, t) - (TINY_GRAY_MIN - VERIFY_MIN))  # the gray match must be all but exact
+    return v
 
 
 def mirrored(a: Thumb, b: Thumb) -> Thumb:

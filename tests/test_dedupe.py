@@ -454,3 +454,21 @@ def test_dedupe_and_resplit_refuse_a_detection_set(tmp_path, capsys):
             main(argv)
         assert e.value.code == 2 and "YOLO detection set" in capsys.readouterr().err
     assert snapshot(root) == before
+
+
+def test_tiny_look_alikes_are_not_copies(tmp_path):
+    # scikit-learn's real 8x8 digit scans, upscaled to 28 px: hundreds of "1"s within a few hash bits of
+    # each other, none a copy. With so little detail only an all-but-identical image verifies.
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    root = tmp_path / "digits"
+    for i in range(500):
+        x = np.asarray(Image.fromarray((d.images[i] / 16 * 255).astype(np.uint8)).resize((28, 28), Image.BILINEAR))
+        dupsynth.save(root / "train" / str(d.target[i]) / f"{i:03d}.png", np.repeat(x[:, :, None], 3, axis=2))
+    x0 = np.asarray(Image.open(root / "train" / str(d.target[0]) / "000.png"))
+    dupsynth.save(root / "train" / str(d.target[0]) / "000_copy.png", dupsynth.brightness(x0, 1.02))
+    res = find_duplicates(root, workers=2, quiet=True)
+    near = res.pairs[res.pairs["kind"] == "near"]
+    assert len(near) > 500  # plenty of candidates ...
+    assert [c.members for c in res.clusters] == [[f"train/{d.target[0]}/000.png", f"train/{d.target[0]}/000_copy.png"]]
