@@ -31,12 +31,14 @@ FINE = (-0.03, -0.02, -0.01, 0.0, 0.01, 0.02, 0.03)  # relative zoom steps aroun
 REACH = 4  # pixels (at THUMB_SIDE) the fine search moves around the coarse position
 TEMPLATE = 0.8  # central share of the zoomed image matched against the other one
 BLOCKS = 4  # block_ncc grid
+BLOCK_QUANTILE = 15  # percentile of the block correlations that scores a pair (about the 3rd worst of 16)
+LOW_ENERGY = 0.35  # blocks with less gradient energy than this share of the median block do not count
 FLAT = 1e-3  # standard deviation below which an image or block counts as flat
 GATE = 0.70  # coarse gray correlation below this is no copy (every edit tested scores >= 0.77)
 TINY = 48  # images with fewer pixels of real detail than this (Thumb.detail) need near-identical gray too
 DETAIL_LOSS = 0.15  # share of contrast a 2x downscale-upscale loses on an image with full detail
 TINY_GRAY_MIN = 0.995  # aligned gray correlation a tiny image's copy needs (8-px scans of one digit: up to 0.994)
-VERIFY_MIN = 0.85  # median block gradient correlation a copy needs (docs/dedupe.md: how it was measured)
+VERIFY_MIN = 0.78  # block gradient correlation a copy needs (block_ncc) (docs/dedupe.md: how it was measured)
 MAX_CHROMA_SHIFT = 20.0  # mean CIELAB (a*, b*) distance a copy may have (colour edits measured: < 12)
 
 
@@ -198,17 +200,24 @@ def _ncc(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def block_ncc(x: np.ndarray, y: np.ndarray, n: int = BLOCKS) -> float | None:
-    """Median correlation of two aligned gradient images over an n x n grid of blocks: the shared outline
-    (a coin's rim) weighs one block, not the whole score. Blocks flat in both are skipped; None if all are."""
+    """How well two aligned gradient images agree everywhere that has structure: over an n x n grid of
+    blocks, the BLOCK_QUANTILE-th percentile of the blocks' correlations. A copy agrees in (almost) every
+    block; a look-alike agrees on the shared outline (a coin's rim through the border blocks, a common
+    backdrop) but not inside. Blocks with little gradient energy (below LOW_ENERGY of the median block:
+    sky, paper, flat backgrounds whose noise JPEG rewrites) do not count; None if no block has structure."""
     h, w = x.shape
-    vals = []
+    vals, energy = [], []
     for i in range(n):
         for j in range(n):
             bx = x[i * h // n : (i + 1) * h // n, j * w // n : (j + 1) * w // n]
             by = y[i * h // n : (i + 1) * h // n, j * w // n : (j + 1) * w // n]
             if bx.size and (float(bx.std()) > FLAT or float(by.std()) > FLAT):
                 vals.append(_ncc(bx, by))
-    return float(np.median(vals)) if vals else None
+                energy.append(float(bx.mean()) + float(by.mean()))
+    if not vals:
+        return None
+    e = np.asarray(energy)
+    return float(np.percentile(np.asarray(vals)[e >= LOW_ENERGY * np.median(e)], BLOCK_QUANTILE))
 
 
 def score(a: Thumb, b: Thumb) -> float:
