@@ -109,9 +109,10 @@ def print_cases(truth, res) -> None:
     rows = truth[truth["kind"] != "original"].copy()
     rows["joined"] = [cluster_of.get(p, -1) == cluster_of.get(orig[s], -2)
                       for p, s in zip(rows["path"], rows["source"], strict=True)]
-    for kind, what in (("copy", "found with their original"), ("look-alike", "WRONGLY joined to their source")):
+    for kind, what in (("copy", "copies found with their original"),
+                       ("look-alike", "look-alikes WRONGLY joined to their source")):
         g = rows[rows["kind"] == kind].groupby("case")["joined"].agg(["sum", "count"])
-        print(f"  {kind}s {what}: " + ", ".join(f"{c} {int(s)}/{int(n)}" for c, (s, n) in g.iterrows()))
+        print(f"  {what}: " + ", ".join(f"{c} {int(s)}/{int(n)}" for c, (s, n) in g.iterrows()))
 
 
 def main() -> None:

@@ -248,30 +248,34 @@ def _cases(a: np.ndarray, watermarked: bool) -> dict[str, np.ndarray]:
     return {name: fn(a) for name, fn in edits.items()}
 
 
-def _groups(seed: int) -> list[tuple[str, np.ndarray, bool, dict[str, np.ndarray]]]:
-    """(photo name, pixels, watermarked, its look-alikes by case) for every distinct photo of the set."""
+def _groups(seed: int, per_family: int | None) -> list[tuple[str, np.ndarray, bool, dict[str, np.ndarray]]]:
+    """(photo name, pixels, watermarked, its look-alikes by case) for every distinct photo of the set:
+    the sample photos, the coin scenes and the letterboxed crops (the first `per_family` of each)."""
     rng = np.random.default_rng(seed)
     out = []
-    for n in (k for k in PHOTOS if k != "horse"):
+    for n in [k for k in PHOTOS if k != "horse"][:per_family]:
         a = load_photo(n)
         out.append((n, a, False, {"flip": flip(a), "second-shot": second_shot(a, rng)}))
     cuts = coin_cutouts()
-    for i, cut in enumerate(cuts):
+    for i, cut in enumerate(cuts[:per_family]):
         turn, dx, dy = rng.uniform(3, 10) * rng.choice([-1, 1]), *rng.uniform(-0.04, 0.04, 2)
         shot = relight(coin_scene(*cut, size=0.86 * rng.uniform(0.94, 1.06), angle=turn, shift=(dx, dy)), rng)
         back = coin_scene(*other_face(cut, cuts[(i + 1) % len(cuts)]), angle=rng.uniform(-20, 20))
         out.append((f"coin{i:02d}", coin_scene(*cut), True, {"second-shot": shot, "other-face": back}))
-    shots = region_crops(shot=lambda cell: second_shot(cell, rng))
-    for i, a in enumerate(region_crops()):
+    names = ("astronaut", "chelsea", "coffee", "motorcycle", "china", "flower", "rocket", "grace_hopper")
+    names = names[: None if per_family is None else -(-per_family // 4)]  # 4 crops per photo
+    shots = region_crops(names, shot=lambda cell: second_shot(cell, rng))
+    for i, a in enumerate(region_crops(names)[:per_family]):
         out.append((f"lbox{i:02d}", a, False, {"flip": flip(a), "second-shot": shots[i]}))
     return out
 
 
-def build_set(root: Path, seed: int = 0) -> pd.DataFrame:
+def build_set(root: Path, seed: int = 0, per_family: int | None = None) -> pd.DataFrame:
     """Write the dupsynth set under root/train/x/ and return its ground truth, one row per file:
     path (tree-relative), photo (files with the same photo are copies of one photo; every other pair
     is two different photos), source (the photo a file was made from), kind (original, copy or
-    look-alike) and case (the edit or look-alike made)."""
+    look-alike) and case (the edit or look-alike made). `per_family` keeps only the first photos of
+    each family (sample photos, coins, crops): a small set for tests."""
     rows = []
 
     def put(name: str, a: np.ndarray, photo: str, source: str, kind: str, case: str, ext: str = ".jpg"):
@@ -279,7 +283,7 @@ def build_set(root: Path, seed: int = 0) -> pd.DataFrame:
         save(Path(root) / rel, a)
         rows.append({"path": rel, "photo": photo, "source": source, "kind": kind, "case": case})
 
-    for name, a, marked, looks in _groups(seed):
+    for name, a, marked, looks in _groups(seed, per_family):
         put(name, a, name, name, "original", "original", ".png")
         for case, b in _cases(a, marked).items():
             put(f"{name}-{case}", b, name, name, "copy", case)
