@@ -13,7 +13,7 @@
    --seed (bench/dedupe_sets.py, cached under $TMPDIR/curate-bench-dedupe): 8,000 files grown from
    coins-dev at threshold 12 and 60,000 small discs at thresholds 8 and 12, with the candidate pairs,
    how many are true copies, and the peak RSS of the run (target: >= 1.5x, < 1 GiB, not growing with
-   the candidate pairs). --quick: 300 coin files and 2,000 discs.
+   the candidate pairs). --quick: 150 coin files and 600 discs.
 
 Usage: python bench/dedupe.py [--quick] [--skip-imagededup] [--hashing-only] [--whole-only | --skip-whole]
        [--limit SECONDS] [--mem-cap-gib GIB] [--seed N]
@@ -137,13 +137,13 @@ def main() -> None:
 
 
 def bench_whole(args) -> list[dict]:
-    from dedupe_sets import coins_set, discs_set
+    from dedupe_sets import FULL, QUICK, coins_set, discs_set
     from dedupe_whole import bench_set
 
-    n_coins, n_discs = (300, 2000) if args.quick else (8000, 60000)
+    n = QUICK if args.quick else FULL
     common = {"workers": 2, "limit_s": args.limit, "cap_gib": args.mem_cap_gib}
-    rows = bench_set("coins grown from coins-dev", *coins_set(n_coins, args.seed), [12], **common)
-    rows += bench_set("small discs", *discs_set(n_discs, args.seed), [8, 12], **common)
+    rows = bench_set("coins grown from coins-dev", *coins_set(n["coins"], args.seed), [12], **common)
+    rows += bench_set("small discs", *discs_set(n["discs"], args.seed), [8, 12], **common)
     return rows
 
 

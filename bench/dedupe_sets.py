@@ -23,7 +23,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-VERSION = 1
+VERSION = 2
+FULL = {"coins": 8000, "discs": 60000}  # files per set in bench/dedupe.py
+QUICK = {"coins": 150, "discs": 600}  # --quick
 COINS_DEV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "coins-dev"
 SPLITS = np.array(["train"] * 8 + ["validation", "test"])
 
@@ -47,7 +49,7 @@ def cached(name: str, n: int, seed: int, make) -> tuple[Path, pd.DataFrame]:
 
 
 def add_copies(root: Path, rows: list[dict], rng: np.random.Generator, share: float = 0.01) -> None:
-    """True copies of `share` of the files: re-encodes (JPEG 70-95), 80 % resizes and byte-identical
+    """True copies of `share` of the files: re-encodes (JPEG 70-95), 80 % resizes (not below 32 px) and byte-identical
     copies, each under its own name in a random split, appended to rows."""
     picks = rng.choice(len(rows), max(3, int(len(rows) * share)), replace=False)
     for k, i in enumerate(picks):
@@ -61,7 +63,8 @@ def add_copies(root: Path, rows: list[dict], rng: np.random.Generator, share: fl
         else:
             im = Image.open(root / src["path"]).convert("RGB")
             if how == "resize":
-                im = im.resize((max(8, im.width * 4 // 5), max(8, im.height * 4 // 5)), Image.BILINEAR)
+                im = im.resize((max(min(32, im.width), im.width * 4 // 5), max(min(32, im.height), im.height * 4 // 5)),
+                               Image.BILINEAR)  # never below 32 px
             im.save(root / rel, quality=int(rng.integers(70, 96)))
         rows.append({"path": rel, "photo": src["photo"]})
 
