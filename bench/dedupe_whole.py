@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,6 +103,7 @@ def run_dedupe(root: Path, threshold: int, workers: int, limit_s: float, cap_gib
         d = json.loads((out / "dedupe.json").read_text())
         res["members"] = [c["members"] for c in d["clusters"]]
         res["near_clusters"] = sum(c["kind"] == "near" for c in d["clusters"])
+    shutil.rmtree(out, ignore_errors=True)
     return res
 
 
