@@ -74,6 +74,12 @@ def coins_dev(args, tmp: Path) -> None:
             res, secs = run(root, t, verify, args.workers)
             if have_truth:
                 print(line("coins-dev", t, verify, res, photo, secs), flush=True)
+                if "kind" in truth:  # recall of the listed pairs by kind (bytes, reencode, ...)
+                    pred = cluster_pairs(res.clusters)
+                    found = [tuple(sorted(p)) in pred for p in zip(truth["a"], truth["b"], strict=True)]
+                    g = truth.assign(found=found).groupby("kind")["found"].agg(["sum", "count"])
+                    print("  listed copy pairs clustered: " + ", ".join(f"{k} {int(a)}/{int(n)}"
+                                                                         for k, (a, n) in g.iterrows()))
                 continue
             pred = cluster_pairs(res.clusters)
             cross = sum(photo[a] != photo[b] for a, b in pred)

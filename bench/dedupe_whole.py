@@ -25,8 +25,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def baseline(files: list[Path]) -> tuple[float, list[str]]:
     """Seconds for md5 + imagehash.phash(Image.open(p)) over files, one process; and the hashes."""
@@ -71,7 +69,10 @@ def run_dedupe(root: Path, threshold: int, workers: int, limit_s: float, cap_gib
     def limits() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    import curate  # the run uses the same curate as this bench (PYTHONPATH decides which checkout)
+
+    home = str(Path(curate.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([home, os.environ.get("PYTHONPATH", "")])}
     log = open(out / "log.txt", "wb")
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, preexec_fn=limits, start_new_session=True,
