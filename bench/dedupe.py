@@ -16,7 +16,7 @@
    the candidate pairs). --quick: 150 coin files and 600 discs.
 
 Usage: python bench/dedupe.py [--quick] [--skip-imagededup] [--hashing-only] [--whole-only | --skip-whole]
-       [--limit SECONDS] [--mem-cap-gib GIB] [--seed N]
+       [--limit SECONDS] [--mem-cap-gib GIB] [--seed N] [--sets coins,discs]
 """
 
 from __future__ import annotations
@@ -129,6 +129,7 @@ def main() -> None:
     ap.add_argument("--limit", type=float, default=600, help="seconds a whole dedupe run may take")
     ap.add_argument("--mem-cap-gib", type=float, default=4, help="address-space cap of a whole dedupe run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sets", default="coins,discs", help="whole-run sets: coins, discs or both")
     args = ap.parse_args()
     if not args.whole_only:
         sections_1_to_3(args)
@@ -142,8 +143,11 @@ def bench_whole(args) -> list[dict]:
 
     n = QUICK if args.quick else FULL
     common = {"workers": 2, "limit_s": args.limit, "cap_gib": args.mem_cap_gib}
-    rows = bench_set("coins grown from coins-dev", *coins_set(n["coins"], args.seed), [12], **common)
-    rows += bench_set("small discs", *discs_set(n["discs"], args.seed), [8, 12], **common)
+    rows = []
+    if "coins" in args.sets:
+        rows += bench_set("coins grown from coins-dev", *coins_set(n["coins"], args.seed), [12], **common)
+    if "discs" in args.sets:
+        rows += bench_set("small discs", *discs_set(n["discs"], args.seed), [8, 12], **common)
     return rows
 
 

@@ -1,11 +1,10 @@
 """Look-alike-dense image sets for bench/dedupe.py, generated from a seed and cached in a temp folder.
 
-- `coins_set`: photos grown from ../shared/data/coins-dev: each a coin of coins-dev cut out and put back,
-  turned a little, resized, moved, relit and with fresh noise, on the one white background with the
-  watermark strip, or another crop of a coins-dev photo turned and relit. Every such file is a different
-  photo; about 1 % of files are true copies (re-encodes, resizes, byte-identical copies). About 3 % of
-  its pairs of files are within 12 bits (the real world-coins set: 235,606 of the pairs of its 4,470
-  distinct images, 2.4 %).
+- `coins_set`: photos grown from ../shared/data/coins-dev, up to 20 poses of each (see coin_photo): its
+  coin cut out and put back turned, resized, moved, relit and with fresh noise on the one white background
+  with the watermark strip, or another crop of the whole photo, turned and relit. Every such file is a
+  different photo (two poses of one photo differ by >= 3.5 degrees of turn); about 1 % of files are true
+  copies (re-encodes, resizes, byte-identical copies).
 - `discs_set`: small (32-64 px) discs with varied texture centred on one flat grey background; their
   perceptual hashes are mostly within a few bits of many others. About 1 % are true copies.
 
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-VERSION = 3
+VERSION = 5
 FULL = {"coins": 8000, "discs": 60000}  # files per set in bench/dedupe.py
 QUICK = {"coins": 150, "discs": 600}  # --quick
 COINS_DEV = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "coins-dev"
@@ -75,12 +74,18 @@ def add_copies(root: Path, rows: list[dict], rng: np.random.Generator, share: fl
 
 
 def load_coins_dev(side: int = 224) -> tuple[list[np.ndarray], list[str]]:
-    """Every coins-dev photo padded to side x side (white), with its label."""
+    """Every distinct coins-dev photo padded to side x side (white), with its label. coins-dev holds
+    copies of one photo (same bytes, or re-encoded) under several names: only the first is kept, so that
+    two generated photos never come from one photo's pixels by way of its copies."""
     if not COINS_DEV.is_dir():
         raise SystemExit(f"{COINS_DEV} not found: the coins set is grown from it")
-    photos, labels = [], []
+    photos, labels, thumbs = [], [], []
     for p in sorted(COINS_DEV.glob("*/*/*.jpg")):
         im = Image.open(p).convert("RGB")
+        thumb = np.asarray(im.convert("L").resize((16, 16), Image.BILINEAR), np.float32)
+        if thumbs and np.abs(np.array(thumbs) - thumb).mean(axis=(1, 2)).min() < 4:
+            continue  # a copy of a photo already taken
+        thumbs.append(thumb)
         canvas = Image.new("RGB", (side, side), (246, 246, 246))
         canvas.paste(im.resize((min(side, im.width), min(side, im.height))), (0, 0))
         photos.append(np.asarray(canvas))
@@ -88,16 +93,22 @@ def load_coins_dev(side: int = 224) -> tuple[list[np.ndarray], list[str]]:
     return photos, labels
 
 
-def coin_photo(src: np.ndarray, rng: np.random.Generator, background: np.ndarray, disc: np.ndarray) -> np.ndarray:
-    """A new photo from one coins-dev photo: its coin (the central disc) or another crop of it, turned
-    up to 10 degrees, resized and moved a little, relit, with fresh noise; coins go on the shared white
-    background with the watermark strip."""
+TURNS = (-9.0, -4.5, 0.0, 4.5, 9.0)  # small turns; with the quarter turns, 20 poses per coins-dev photo
+
+
+def coin_photo(src: np.ndarray, pose: int, rng: np.random.Generator, background: np.ndarray,
+               disc: np.ndarray) -> np.ndarray:
+    """New photo number `pose` (0-19) of one coins-dev photo. Poses 0-4: another crop of the whole photo,
+    turned by TURNS[pose]; poses 5-19: its coin (the central disc) turned by a quarter turn plus a small
+    turn, resized and moved, on the shared white background with the watermark strip. Two poses of one
+    photo differ by at least 3.5 degrees of turn (a second shot, not a copy); each is relit, with noise."""
     from curate.dupsynth import relight, watermark
 
     side = src.shape[0]
-    im = Image.fromarray(src).rotate(rng.uniform(-10, 10), Image.BILINEAR, fillcolor=(246, 246, 246))
-    if rng.random() < 0.7:  # the coin on the shared background
-        s = round(side * rng.uniform(0.75, 1.05))  # with the shifts: 2.9 % of pairs within 12 bits, real: 2.4 %
+    turn = TURNS[pose % 5] + rng.uniform(-0.5, 0.5) + 90 * (pose // 5 % 4)
+    im = Image.fromarray(src).rotate(turn, Image.BILINEAR, fillcolor=(246, 246, 246))
+    if pose >= 5:  # the coin on the shared background
+        s = round(side * rng.uniform(0.75, 1.05))
         coin = im.resize((s, s), Image.BILINEAR)
         mask = Image.fromarray(disc).resize((s, s), Image.BILINEAR)
         canvas = Image.fromarray(background)
@@ -119,11 +130,16 @@ def make_coins(root: Path, n: int, rng: np.random.Generator) -> pd.DataFrame:
                                  (side, side, 3)).astype(np.uint8)
     rows = []
     n_new = n - max(3, int(n * 0.01))
+    if n_new > 20 * len(photos):
+        raise SystemExit(f"at most {20 * len(photos)} photos can be grown from coins-dev")
+    order = rng.permutation(len(photos))
+    poses = rng.permuted(np.tile(np.arange(20), (len(photos), 1)), axis=1)  # each photo's poses, shuffled
     for k in range(n_new):
-        i = int(rng.integers(len(photos)))
+        i = int(order[k % len(photos)])  # round robin: every pose of a photo is used once at most
         rel = f"{rng.choice(SPLITS)}/{labels[i]}/g{k:05d}.jpg"
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(coin_photo(photos[i], rng, background, disc)).save(root / rel, quality=88)
+        pose = int(poses[i, k // len(photos)])
+        Image.fromarray(coin_photo(photos[i], pose, rng, background, disc)).save(root / rel, quality=88)
         rows.append({"path": rel, "photo": f"g{k:05d}"})
     add_copies(root, rows, rng, share=(n - n_new) / n_new)
     return pd.DataFrame(rows)
