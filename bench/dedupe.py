@@ -7,18 +7,29 @@
    PHash().find_duplicates (brute_force_cython, one worker); the pair sets must be identical.
 3. Scale: 100k hashes at threshold 8 and 1M hashes at threshold 4 (random 64-bit codes with planted
    near-duplicates, every planted pair must be found).
+4. Whole run (issue 11): a whole `curate dedupe` (CLI, --workers 2, cold cache = a fresh tree of hard
+   links with no state folder, --dry-run so the cached set is reused) vs a plain one-process md5 +
+   imagehash.phash(Image.open(p)) loop over the same files, on two look-alike-dense sets generated from
+   --seed (bench/dedupe_sets.py, cached under $TMPDIR/curate-bench-dedupe): 8,000 files grown from
+   coins-dev at threshold 12 and 60,000 small discs at thresholds 8 and 12, with the candidate pairs,
+   how many are true copies, and the peak RSS of the run (target: >= 1.5x, < 1 GiB, not growing with
+   the candidate pairs). --quick: 150 coin files and 600 discs.
 
-Usage: python bench/dedupe.py [--quick] [--skip-imagededup] [--hashing-only]
+Usage: python bench/dedupe.py [--quick] [--skip-imagededup] [--hashing-only] [--whole-only | --skip-whole]
+       [--limit SECONDS] [--mem-cap-gib GIB] [--seed N] [--sets coins,discs]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def make_jpegs(folder: Path, size: tuple[int, int], n: int) -> list[Path]:
@@ -113,7 +124,34 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer images, skip the 1M search")
     ap.add_argument("--skip-imagededup", action="store_true")
     ap.add_argument("--hashing-only", action="store_true")
+    ap.add_argument("--whole-only", action="store_true", help="only the whole-run ratio (section 4)")
+    ap.add_argument("--skip-whole", action="store_true")
+    ap.add_argument("--limit", type=float, default=600, help="seconds a whole dedupe run may take")
+    ap.add_argument("--mem-cap-gib", type=float, default=4, help="address-space cap of a whole dedupe run")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--sets", default="coins,discs", help="whole-run sets: coins, discs or both")
     args = ap.parse_args()
+    if not args.whole_only:
+        sections_1_to_3(args)
+    if not (args.skip_whole or args.hashing_only):
+        bench_whole(args)
+
+
+def bench_whole(args) -> list[dict]:
+    from dedupe_sets import FULL, QUICK, coins_set, discs_set
+    from dedupe_whole import bench_set
+
+    n = QUICK if args.quick else FULL
+    common = {"workers": 2, "limit_s": args.limit, "cap_gib": args.mem_cap_gib}
+    rows = []
+    if "coins" in args.sets:
+        rows += bench_set("coins grown from coins-dev", *coins_set(n["coins"], args.seed), [12], **common)
+    if "discs" in args.sets:
+        rows += bench_set("small discs", *discs_set(n["discs"], args.seed), [8, 12], **common)
+    return rows
+
+
+def sections_1_to_3(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         bench_hashing(make_jpegs(tmp, (640, 480), 26 if args.quick else 52), "640x480 JPEG")
