@@ -23,7 +23,17 @@ import numpy as np
 import pandas as pd
 
 from curate import storage
-from curate.dupverify import VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
+from curate.dupverify import (
+    PRE_MIN,
+    VERIFY_MIN,
+    Thumb,
+    descriptor,
+    make_thumb,
+    mirrored,
+    prefilter_scores,
+    score,
+    score_batch,
+)
 from curate.errors import InputError, UnreadableImage
 from curate.hashing import check_params, decode_small, hash_files, read_image_bytes
 from curate.tree import SPLIT_ORDER
@@ -109,6 +119,11 @@ load_thumbnail = thumb_of  # the report's name for it
 
 def _thumb_shard(paths: list[str]) -> list[Thumb | None]:
     return [thumb_of(p) for p in paths]
+
+
+def _desc_shard(paths: list[str]) -> list[np.ndarray | None]:
+    """The prefilter descriptor of each file (its thumbnail is dropped: only survivors need one)."""
+    return [None if t is None else descriptor(t) for t in map(thumb_of, paths)]
 
 
 def _score_shard(task: tuple[list[Thumb | None], list[tuple[int, int]]]) -> list[float]:
@@ -362,26 +377,38 @@ def _candidates(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int
 
 
 def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, min_sim: float) -> list:
-    """[((group a, group b, distance), similarity)] for every candidate pair that was compared."""
+    """[((group a, group b, distance), similarity)] for every candidate pair that was compared. Pairs go
+    through the vectorised prefilter first (dupverify.prefilter_scores: a coarse block gradient
+    correlation, one descriptor per image); only those at PRE_MIN or more are scored on thumbnails. A pair
+    the prefilter drops gets half its prefilter correlation (like score() below its gray gate), so it never
+    reads as a near miss. With min_sim below VERIFY_MIN every pair is scored."""
     near, big = cand
-    thumbs: dict[int, Thumb | None] = {}
+    desc: dict[int, np.ndarray | None] = {}
+
+    def fetch(fn, groups: list[int], what: str) -> list:
+        shards = [groups[k : k + 32] for k in range(0, len(groups), 32)]
+        got = ex.map(fn, [[storage.join(root, gpath[g]) for g in sh] for sh in shards], desc=what, units=len,
+                     unit="images")
+        return [x for xs in got for x in xs]
 
     def check(batch: list[tuple[int, int, int]]) -> list[float]:
         if not verify or not batch:
             return [1.0] * len(batch)
-        need = sorted({g for a, b, _ in batch for g in (a, b)} - thumbs.keys())
-        shards = [need[k : k + 32] for k in range(0, len(need), 32)]
-        got = ex.map(_thumb_shard, [[storage.join(root, gpath[g]) for g in sh] for sh in shards],
-                     desc="thumbnails", units=len, unit="images")
-        thumbs.update(zip(need, (t for ts in got for t in ts), strict=True))
-        tasks = []
-        for k in range(0, len(batch), 256):
-            chunk = batch[k : k + 256]
-            ids = sorted({g for a, b, _ in chunk for g in (a, b)})
-            local = {g: n for n, g in enumerate(ids)}
-            tasks.append(([thumbs[g] for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
-        return [s for ss in ex.map(_score_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
-                                   unit="pairs") for s in ss]
+        need = sorted({g for a, b, _ in batch for g in (a, b)} - desc.keys())
+        desc.update(zip(need, fetch(_desc_shard, need, "descriptors"), strict=True))
+        sims = np.full(len(batch), -1.0)
+        ok = np.array([desc[a] is not None and desc[b] is not None for a, b, _ in batch], dtype=bool)
+        if min_sim >= VERIFY_MIN and ok.any():
+            ids = sorted({g for (a, b, _), k in zip(batch, ok, strict=True) if k for g in (a, b)})
+            row = {g: n for n, g in enumerate(ids)}
+            stack = np.stack([desc[g] for g in ids])
+            at = np.flatnonzero(ok)
+            pre = prefilter_scores(stack, np.array([(row[batch[k][0]], row[batch[k][1]]) for k in at]))
+            sims[at] = pre * 0.5
+            ok[at[pre < PRE_MIN]] = False
+        todo = [batch[k] for k in np.flatnonzero(ok)]
+        sims[ok] = _score_pairs(todo, lambda g: fetch(_thumb_shard, g, "thumbnails"), ex)
+        return sims.tolist()
 
     # a star leaves out the members its centre does not match (another look-alike family with the same
     # hash, e.g. blank images of another colour): they form the next star, until few enough for all pairs
@@ -401,6 +428,23 @@ def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, m
                 todo += [(a, b, 0) for k, a in enumerate(left) for b in left[k + 1 :]]
         stars_left = next_stars
     return checked
+
+
+def _score_pairs(pairs: list[tuple[int, int, int]], thumbs_of, ex) -> list[float]:
+    """score() of each pair through the executor, in shards of 256 pairs with their thumbnails; the
+    thumbnails (`thumbs_of(groups)`) are made only for the groups these pairs touch, and then let go."""
+    if not pairs:
+        return []
+    need = sorted({g for a, b, _ in pairs for g in (a, b)})
+    thumbs = dict(zip(need, thumbs_of(need), strict=True))
+    tasks = []
+    for k in range(0, len(pairs), 256):
+        chunk = pairs[k : k + 256]
+        ids = sorted({g for a, b, _ in chunk for g in (a, b)})
+        local = {g: n for n, g in enumerate(ids)}
+        tasks.append(([thumbs[g] for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
+    return [s for ss in ex.map(_score_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
+                               unit="pairs") for s in ss]
 
 
 def _unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: str):

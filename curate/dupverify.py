@@ -93,10 +93,10 @@ def _fit(gray: np.ndarray, side: int) -> np.ndarray:
                       interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
 
 
-def _grad(x: np.ndarray) -> np.ndarray:
+def _grad(x: np.ndarray, blur: float = 0.7) -> np.ndarray:
     import cv2
 
-    x = cv2.GaussianBlur(x, (0, 0), 0.7)
+    x = cv2.GaussianBlur(x, (0, 0), blur)
     return cv2.magnitude(cv2.Sobel(x, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3))
 
 
@@ -216,6 +216,72 @@ def score(a: Thumb, b: Thumb) -> float:
 def mirrored(a: Thumb, b: Thumb) -> Thumb:
     """`b` flipped left-right (for the report's mirrored-copy check)."""
     return Thumb(np.ascontiguousarray(b.gray[:, ::-1]), b.chroma, b.size)
+
+
+# ---------------------------------------------------------------- the vectorised prefilter
+
+PRE_SIDE = 24  # side of each prefilter descriptor (pixels of the central region's gradient image)
+PRE_SHARES = (0.8, 0.76, 0.84, 0.88, 0.92)  # central shares: [0] is the reference, the rest match it zoomed
+PRE_BLUR = 1.5  # Gaussian sigma (px at PRE_SIDE) before the gradient: tolerates small shifts and rotations
+PRE_MIN = 0.7  # prefilter correlation below which a pair never reaches score() (docs/dedupe.md)
+PRE_CHUNK = 2048  # pairs per numpy batch (bounded memory)
+
+
+def descriptor(t: Thumb) -> np.ndarray:
+    """(len(PRE_SHARES), BLOCKS**2, cell**2) int8 (x 127): the gradient magnitude of the central share of the
+    image at PRE_SIDE px, cut into the BLOCKS x BLOCKS grid of score(), each block zero mean and unit norm
+    (all zero when flat). A copy cropped by a few percent shows the reference region as a larger central
+    share, so one image's [0] against the other's best share is a coarse, zoom-tolerant block_ncc."""
+    import cv2
+
+    x = t.at(_side(t, t, COARSE_SIDE))
+    h, w = x.shape
+    c = PRE_SIDE // BLOCKS
+    out = np.zeros((len(PRE_SHARES), BLOCKS * BLOCKS, c * c), np.float32)
+    for k, share in enumerate(PRE_SHARES):
+        cw, ch = max(1, round(w * share)), max(1, round(h * share))
+        region = x[(h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
+        g = _grad(cv2.resize(region, (PRE_SIDE, PRE_SIDE), interpolation=cv2.INTER_AREA), PRE_BLUR)
+        g = g.reshape(BLOCKS, c, BLOCKS, c).transpose(0, 2, 1, 3).reshape(BLOCKS * BLOCKS, c * c)
+        g = g - g.mean(axis=1, keepdims=True)
+        n = np.linalg.norm(g, axis=1, keepdims=True)
+        out[k] = np.where(n > FLAT, g / np.maximum(n, FLAT), 0.0)
+    return np.round(out * 127).astype(np.int8)
+
+
+def _block_median(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n, shares): median block correlation of a (n, blocks, d) against each share of b (n, shares,
+    blocks, d); blocks flat in both are left out (as in block_ncc), all flat gives 1."""
+    corr = np.einsum("nbd,nkbd->nkb", a, b)
+    both_flat = ~(a.any(axis=2)[:, None, :] | b.any(axis=3))
+    corr[both_flat] = np.inf  # sorted to the end, then left out
+    corr.sort(axis=2)
+    m = (~both_flat).sum(axis=2)
+    lo = np.take_along_axis(corr, np.maximum(0, (m - 1) // 2)[..., None], axis=2)[..., 0]
+    hi = np.take_along_axis(corr, np.maximum(0, m // 2)[..., None], axis=2)[..., 0]
+    return np.where(m > 0, (lo + hi) / 2, 1.0)
+
+
+def prefilter_scores(desc: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Coarse block correlation of each pair (rows of indices into `desc`, stacked descriptors), both
+    ways round, best share, in chunks of PRE_CHUNK pairs."""
+    out = np.empty(len(pairs), np.float32)
+    for k in range(0, len(pairs), PRE_CHUNK):
+        i, j = pairs[k : k + PRE_CHUNK, 0], pairs[k : k + PRE_CHUNK, 1]
+        a, b = desc[i].astype(np.float32) / 127, desc[j].astype(np.float32) / 127
+        ab = _block_median(a[:, 0], b).max(axis=1)
+        ba = _block_median(b[:, 0], a).max(axis=1)
+        out[k : k + PRE_CHUNK] = np.maximum(ab, ba)
+    return out
+
+
+def prefilter(desc: np.ndarray, pairs: np.ndarray, flat: np.ndarray | None = None) -> np.ndarray:
+    """Which pairs may be copies (bool per pair): coarse gradient correlation >= PRE_MIN. A pair with a
+    flat image (no gradient: `flat`) always goes on to score(), which has its own rule for flat images."""
+    keep = prefilter_scores(desc, pairs) >= PRE_MIN
+    if flat is not None and len(pairs):
+        keep |= flat[pairs[:, 0]] | flat[pairs[:, 1]]
+    return keep
 
 
 def score_batch(thumbs: list[Thumb | None], pairs: list[tuple[int, int]]) -> list[float]:
