@@ -123,7 +123,8 @@ def run_once(root: str, threshold: int) -> dict:
     dd._exact_groups = timed("exact", dd._exact_groups)
     dd._candidates = timed("search", dd._candidates)
     dd._verify = timed("verify", dd._verify)
-    dd.prefilter_scores = counted(dd.prefilter_scores)
+    dd.prefilter_scores = timed("prefilter", counted(dd.prefilter_scores))
+    dd._score_pairs = timed("thumbs+score", dd._score_pairs)
     t0 = time.perf_counter()
     res = dd.find_duplicates(root, threshold=threshold, workers=2, quiet=True)
     total = time.perf_counter() - t0
@@ -167,6 +168,7 @@ def main() -> None:
             for t in (int(x) for x in args.thresholds.split(",")):
                 r = measure(root, t)
                 stages = " ".join(f"{k[2:]} {v:.1f}" for k, v in r.items() if k.startswith("s_"))
+                stages += " (verify = descriptors + prefilter + thumbs+score)"
                 print(f"  t={t}: candidates {r.get('candidates', 0)}, after prefilter {r.get('prefiltered', 0)}, "
                       f"scored {r['scored']}, verified {r['verified']}, clusters {r['clusters']} | "
                       f"total {r['total']:.1f} s ({stages}) | ratio {base / r['total']:.2f}x | "
