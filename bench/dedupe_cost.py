@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -95,10 +96,29 @@ def baseline(root: Path) -> float:
     return time.perf_counter() - t0
 
 
-def run_once(root: str, threshold: int) -> dict:
-    """One cold find_duplicates(workers=2), with each stage timed (called in a child process)."""
+def _sample_rss(peak: list[int], done: threading.Event) -> None:
+    """Peak summed RSS of this process and all its descendants (the executor's workers), every 0.1 s."""
+    import psutil
+
+    me = psutil.Process()
+    while not done.wait(0.1):
+        total = 0
+        for p in [me, *me.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                pass
+        peak[0] = max(peak[0], total)
+
+
+def run_once(root: str, threshold: int, prefilter: bool = True) -> dict:
+    """One cold find_duplicates(workers=2), with each stage timed (called in a child process). Without
+    `prefilter` every candidate pair is scored (the prefilter still runs, its answer is ignored)."""
     import curate.dedupe as dd
     import curate.dupverify as dv
+
+    if not prefilter:
+        dd.PRE_MIN = -np.inf
 
     times: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -125,25 +145,30 @@ def run_once(root: str, threshold: int) -> dict:
     dd._verify = timed("verify", dd._verify)
     dd.prefilter_scores = timed("prefilter", counted(dd.prefilter_scores))
     dd._score_pairs = timed("thumbs+score", dd._score_pairs)
+    peak, done = [0], threading.Event()
+    sampler = threading.Thread(target=_sample_rss, args=(peak, done), daemon=True)
+    sampler.start()
     t0 = time.perf_counter()
     res = dd.find_duplicates(root, threshold=threshold, workers=2, quiet=True)
     total = time.perf_counter() - t0
+    done.set()
+    sampler.join()
     near = res.pairs[res.pairs["kind"] == "near"]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    kids = peak[0] / 2**20
     return {"total": total, **{f"s_{k}": v for k, v in times.items()}, **counts,
             "scored": int(near["similarity"].notna().sum()) if len(near) else 0,
             "verified": int(near["verified"].sum()) if len(near) else 0,
             "clusters": len(res.clusters), "rss_mib": rss, "worker_rss_mib": kids}
 
 
-def measure(src: Path, threshold: int) -> dict:
+def measure(src: Path, threshold: int, prefilter: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "set"
         shutil.copytree(src, root)
         here = str(Path(__file__).parent)
         code = (f"import json,sys; sys.path.insert(0, {here!r}); import dedupe_cost as b; "
-                f"print(json.dumps(b.run_once({str(root)!r}, {threshold})))")
+                f"print(json.dumps(b.run_once({str(root)!r}, {threshold}, {prefilter})))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -153,6 +178,7 @@ def main() -> None:
     ap.add_argument("--coins", type=int, default=3000, help="files grown from coins-dev")
     ap.add_argument("--discs", type=int, default=10000, help="small generated look-alikes")
     ap.add_argument("--thresholds", default="8,12")
+    ap.add_argument("--compare", action="store_true", help="also run without the prefilter (slow)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         sets = []
@@ -165,14 +191,16 @@ def main() -> None:
         for name, root, n, planted in sets:
             base = baseline(root)
             print(f"{name}: {n} files, {planted} planted copies; md5+phash loop {base:.1f} s")
-            for t in (int(x) for x in args.thresholds.split(",")):
-                r = measure(root, t)
+            runs = [(int(x), True) for x in args.thresholds.split(",")]
+            runs += [(int(x), False) for x in args.thresholds.split(",")] if args.compare else []
+            for t, pre in runs:
+                r = measure(root, t, pre)
                 stages = " ".join(f"{k[2:]} {v:.1f}" for k, v in r.items() if k.startswith("s_"))
                 stages += " (verify = descriptors + prefilter + thumbs+score)"
-                print(f"  t={t}: candidates {r.get('candidates', 0)}, after prefilter {r.get('prefiltered', 0)}, "
-                      f"scored {r['scored']}, verified {r['verified']}, clusters {r['clusters']} | "
+                print(f"  t={t}{'' if pre else ' no prefilter'}: candidates {r.get('candidates', 0)}, after prefilter {r.get('prefiltered', 0)}, "
+                      f"pairs recorded {r['scored']}, verified {r['verified']}, clusters {r['clusters']} | "
                       f"total {r['total']:.1f} s ({stages}) | ratio {base / r['total']:.2f}x | "
-                      f"peak RSS {r['rss_mib']:.0f} MiB, workers {r['worker_rss_mib']:.0f} MiB")
+                      f"peak RSS {r['rss_mib']:.0f} MiB, with workers {r['worker_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from curate.dupverify import (
     PRE_MIN,
     VERIFY_MIN,
     Thumb,
-    descriptor,
+    descriptor_of,
     make_thumb,
     mirrored,
     prefilter_scores,
@@ -35,7 +35,7 @@ from curate.dupverify import (
     score_batch,
 )
 from curate.errors import InputError, UnreadableImage
-from curate.hashing import check_params, decode_small, hash_files, read_image_bytes
+from curate.hashing import check_params, decode_small, gray_small, hash_files, read_image_bytes
 from curate.tree import SPLIT_ORDER
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
@@ -121,9 +121,19 @@ def _thumb_shard(paths: list[str]) -> list[Thumb | None]:
     return [thumb_of(p) for p in paths]
 
 
+def desc_of(path: str) -> np.ndarray | None:
+    """The prefilter descriptor of an image file or URL (dupverify.descriptor_of of a reduced-size
+    grayscale decode, a few times cheaper than a thumbnail); None when it cannot be read."""
+    from curate.dupverify import COARSE_SIDE
+
+    try:
+        return descriptor_of(*gray_small(read_image_bytes(path), COARSE_SIDE))
+    except (UnreadableImage, OSError):
+        return None
+
+
 def _desc_shard(paths: list[str]) -> list[np.ndarray | None]:
-    """The prefilter descriptor of each file (its thumbnail is dropped: only survivors need one)."""
-    return [None if t is None else descriptor(t) for t in map(thumb_of, paths)]
+    return [desc_of(p) for p in paths]
 
 
 def _score_shard(task: tuple[list[Thumb | None], list[tuple[int, int]]]) -> list[float]:

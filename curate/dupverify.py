@@ -232,9 +232,15 @@ def descriptor(t: Thumb) -> np.ndarray:
     image at PRE_SIDE px, cut into the BLOCKS x BLOCKS grid of score(), each block zero mean and unit norm
     (all zero when flat). A copy cropped by a few percent shows the reference region as a larger central
     share, so one image's [0] against the other's best share is a coarse, zoom-tolerant block_ncc."""
+    return descriptor_of(t.gray, t.size)
+
+
+def descriptor_of(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """descriptor() of a grayscale uint8 image (any size of at least COARSE_SIDE on its longer side, or
+    the original `size` when that is smaller): no thumbnail needed."""
     import cv2
 
-    x = t.at(_side(t, t, COARSE_SIDE))
+    x = _fit(gray, max(16, min(COARSE_SIDE, max(size))))
     h, w = x.shape
     c = PRE_SIDE // BLOCKS
     out = np.zeros((len(PRE_SHARES), BLOCKS * BLOCKS, c * c), np.float32)

@@ -76,8 +76,9 @@ def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
     return decode(data, min_scale=min(1.0, side / max(1, small)))
 
 
-def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
-    """Plain JPEGs: decode straight to grayscale at reduced size (the luma plane, no colour conversion).
+def _jpeg_gray(data: bytes, side: int):
+    """Plain JPEGs: (grayscale PIL image decoded at reduced size, both sides >= `side` where the file
+    allows, upright; format, mode, original (width, height)). The luma plane, no colour conversion.
     None when the file needs decode()'s general path (other formats, CMYK, damage, huge)."""
     from PIL import Image, ImageOps
 
@@ -95,9 +96,32 @@ def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict |
             im = ImageOps.exif_transpose(im)
             if orient in (5, 6, 7, 8):
                 w, h = h, w
+        return im, fmt, mode, (w, h)
+    except Exception:  # decode() names the problem
+        return None
+
+
+def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
+    got = _jpeg_gray(data, side)
+    if got is None:
+        return None
+    im, fmt, mode, (w, h) = got
+    try:
         return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(im, hash_name, hash_size)}
     except Exception:  # decode() names the problem
         return None
+
+
+def gray_small(data: bytes, side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """(grayscale uint8 array, original (width, height)) of an image file's bytes, decoded at reduced size
+    (both sides >= `side` where the file allows). Raises UnreadableImage like decode()."""
+    import cv2
+
+    got = _jpeg_gray(data, side)
+    if got is not None:
+        return np.asarray(got[0].convert("L")), got[3]
+    d = decode_small(data, side)
+    return cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY), (d.width, d.height)
 
 
 def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) -> dict:
