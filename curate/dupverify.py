@@ -71,8 +71,8 @@ def make_thumb(pixels: np.ndarray, size: tuple[int, int] | None = None) -> Thumb
     import cv2
 
     h, w = pixels.shape[:2]
-    lab = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2LAB).reshape(-1, 3)
-    chroma = lab[:, 1:].mean(axis=0).astype(np.float32) - 128.0
+    lab = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2LAB)
+    chroma = np.array(cv2.mean(lab)[1:3], np.float32) - 128.0  # cv2.mean: ~10x a numpy mean of a view
     gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     s = min(1.0, THUMB_SIDE / max(h, w))
     if s < 1.0:
