@@ -111,14 +111,18 @@ def _sample_rss(peak: list[int], done: threading.Event) -> None:
         peak[0] = max(peak[0], total)
 
 
-def run_once(root: str, threshold: int, prefilter: bool = True) -> dict:
-    """One cold find_duplicates(workers=2), with each stage timed (called in a child process). Without
-    `prefilter` every candidate pair is scored (the prefilter still runs, its answer is ignored)."""
+def run_once(root: str, threshold: int, mode: str = "full") -> dict:
+    """One cold find_duplicates(workers=2), with each stage timed (called in a child process). Modes:
+    "full"; "no-prefilter": every candidate pair is scored (the prefilter still runs, its answer is
+    ignored); "second-decode": descriptors made in their own pass, not taken from the hashing pass."""
     import curate.dedupe as dd
     import curate.dupverify as dv
 
-    if not prefilter:
+    if mode == "no-prefilter":
         dd.PRE_MIN = -np.inf
+    if mode == "second-decode":
+        verify = dd._verify
+        dd._verify = lambda *a: verify(*a[:6])
 
     times: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -162,13 +166,13 @@ def run_once(root: str, threshold: int, prefilter: bool = True) -> dict:
             "clusters": len(res.clusters), "rss_mib": rss, "worker_rss_mib": kids}
 
 
-def measure(src: Path, threshold: int, prefilter: bool = True) -> dict:
+def measure(src: Path, threshold: int, mode: str = "full") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "set"
         shutil.copytree(src, root)
         here = str(Path(__file__).parent)
         code = (f"import json,sys; sys.path.insert(0, {here!r}); import dedupe_cost as b; "
-                f"print(json.dumps(b.run_once({str(root)!r}, {threshold}, {prefilter})))")
+                f"print(json.dumps(b.run_once({str(root)!r}, {threshold}, {mode!r})))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -178,7 +182,8 @@ def main() -> None:
     ap.add_argument("--coins", type=int, default=3000, help="files grown from coins-dev")
     ap.add_argument("--discs", type=int, default=10000, help="small generated look-alikes")
     ap.add_argument("--thresholds", default="8,12")
-    ap.add_argument("--compare", action="store_true", help="also run without the prefilter (slow)")
+    ap.add_argument("--compare", action="store_true",
+                    help="also run without the prefilter (slow) and with descriptors in a second decode pass")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         sets = []
@@ -191,16 +196,16 @@ def main() -> None:
         for name, root, n, planted in sets:
             base = baseline(root)
             print(f"{name}: {n} files, {planted} planted copies; md5+phash loop {base:.1f} s")
-            runs = [(int(x), True) for x in args.thresholds.split(",")]
-            runs += [(int(x), False) for x in args.thresholds.split(",")] if args.compare else []
-            for t, pre in runs:
-                r = measure(root, t, pre)
-                stages = " ".join(f"{k[2:]} {v:.1f}" for k, v in r.items() if k.startswith("s_"))
-                stages += " (verify = descriptors + prefilter + thumbs+score)"
-                print(f"  t={t}{'' if pre else ' no prefilter'}: candidates {r.get('candidates', 0)}, after prefilter {r.get('prefiltered', 0)}, "
-                      f"pairs recorded {r['scored']}, verified {r['verified']}, clusters {r['clusters']} | "
-                      f"total {r['total']:.1f} s ({stages}) | ratio {base / r['total']:.2f}x | "
-                      f"peak RSS {r['rss_mib']:.0f} MiB, with workers {r['worker_rss_mib']:.0f} MiB")
+            modes = ["full", "second-decode", "no-prefilter"] if args.compare else ["full"]
+            for mode in modes:
+                for t in (int(x) for x in args.thresholds.split(",")):
+                    r = measure(root, t, mode)
+                    stages = " ".join(f"{k[2:]} {v:.1f}" for k, v in r.items() if k.startswith("s_"))
+                    stages += " (verify = descriptors + prefilter + thumbs+score)"
+                    print(f"  t={t}{'' if mode == 'full' else ' ' + mode}: candidates {r.get('candidates', 0)}, after prefilter {r.get('prefiltered', 0)}, "
+                          f"pairs recorded {r['scored']}, verified {r['verified']}, clusters {r['clusters']} | "
+                          f"total {r['total']:.1f} s ({stages}) | ratio {base / r['total']:.2f}x | "
+                          f"peak RSS {r['rss_mib']:.0f} MiB, with workers {r['worker_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ import pandas as pd
 
 from curate import storage
 from curate.dupverify import (
+    BLOCKS,
     PRE_MIN,
+    PRE_SHARES,
+    PRE_SIDE,
     VERIFY_MIN,
     Thumb,
     descriptor_of,
@@ -124,10 +127,10 @@ def _thumb_shard(paths: list[str]) -> list[Thumb | None]:
 def desc_of(path: str) -> np.ndarray | None:
     """The prefilter descriptor of an image file or URL (dupverify.descriptor_of of a reduced-size
     grayscale decode, a few times cheaper than a thumbnail); None when it cannot be read."""
-    from curate.dupverify import COARSE_SIDE
+    from curate.hashing import HASH_DECODE_SIDE
 
     try:
-        return descriptor_of(*gray_small(read_image_bytes(path), COARSE_SIDE))
+        return descriptor_of(*gray_small(read_image_bytes(path), HASH_DECODE_SIDE))
     except (UnreadableImage, OSError):
         return None
 
@@ -291,7 +294,7 @@ def find_duplicates(
     unit_rows, best, order = _unit_order(ok, exact, groups, keep)
     near = _candidates(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
     gpath = [ok["path"].iat[int(g)] for g in groups]
-    checked = _verify(root, gpath, near, ex, verify, min_similarity)
+    checked = _verify(root, gpath, near, ex, verify, min_similarity, ok["desc"].to_numpy()[groups])
     for (a, b, d), sim in checked:
         pa, pb = sorted((gpath[a], gpath[b]))
         pair_rows.append({"a": pa, "b": pb, "distance": int(d), "kind": "near",
@@ -386,14 +389,20 @@ def _candidates(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int
     return near, big
 
 
-def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, min_sim: float) -> list:
+def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, min_sim: float,
+            gdesc=None) -> list:
     """[((group a, group b, distance), similarity)] for every candidate pair that was compared. Pairs go
     through the vectorised prefilter first (dupverify.prefilter_scores: a coarse block gradient
     correlation, one descriptor per image); only those at PRE_MIN or more are scored on thumbnails. A pair
     the prefilter drops gets half its prefilter correlation (like score() below its gray gate), so it never
-    reads as a near miss. With min_sim below VERIFY_MIN every pair is scored."""
+    reads as a near miss. With min_sim below VERIFY_MIN every pair is scored. `gdesc`: each group's
+    descriptor bytes from hash_files (made in the hashing pass: no second decode), None where missing."""
     near, big = cand
     desc: dict[int, np.ndarray | None] = {}
+    shape = (len(PRE_SHARES), BLOCKS * BLOCKS, (PRE_SIDE // BLOCKS) ** 2)
+    for g, b in enumerate([] if gdesc is None else gdesc):
+        if isinstance(b, bytes) and len(b) == int(np.prod(shape)):
+            desc[g] = np.frombuffer(b, np.int8).reshape(shape)
 
     def fetch(fn, groups: list[int], what: str) -> list:
         shards = [groups[k : k + 32] for k in range(0, len(groups), 32)]

@@ -1,7 +1,8 @@
 """Perceptual hashes of every image of a tree, computed in parallel and cached.
 
 `hash_files(root)` gives one row per image: path, split, label, sha256, size, width, height, format,
-mode, hash (hex, as imagehash prints it), error (reason or None). JPEGs are decoded at reduced size
+mode, hash (hex, as imagehash prints it), error (reason or None), desc (the verification prefilter's
+descriptor, curate.dupverify.descriptor_of of the same reduced decode, as bytes). JPEGs are decoded at reduced size
 (DCT scaling) down to max(48, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail,
 so this changes at most a bit or two of 64 (measured in bench/dedupe.py) at a fraction of the cost.
 Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
@@ -26,9 +27,9 @@ from curate.storage import read_image_bytes  # noqa: F401  (re-exported for dedu
 from curate.tree import TreeFile, atomic_write_bytes
 
 HASHES = ("phash", "dhash", "ahash", "whash")
-COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error"]
+COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "desc"]
 HASH_DECODE_SIDE = 48  # reduced JPEG decoding keeps both sides at least this long (6 x hash_size)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: with the verification prefilter's descriptor
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -102,12 +103,16 @@ def _jpeg_gray(data: bytes, side: int):
 
 
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
+    """hash_file's row for a plain JPEG from one reduced grayscale decode (hash and descriptor)."""
+    from curate.dupverify import descriptor_of
+
     got = _jpeg_gray(data, side)
     if got is None:
         return None
     im, fmt, mode, (w, h) = got
     try:
-        return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(im, hash_name, hash_size)}
+        return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(im, hash_name, hash_size),
+                "desc": descriptor_of(np.asarray(im.convert("L")), (w, h)).tobytes()}
     except Exception:  # decode() names the problem
         return None
 
@@ -139,9 +144,15 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
         if fast is not None:
             row.update(fast)
         else:
+            import cv2
+
+            from curate.dupverify import descriptor_of
+
             d = decode_small(data, side)
             row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
             row["hash"] = hash_pixels(d.pixels, hash_name, hash_size)
+            gray = cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY)
+            row["desc"] = descriptor_of(gray, (d.width, d.height)).tobytes()
     except UnreadableImage as e:
         row["error"] = e.reason
     except Exception:  # an odd decoder failure is still one bad file, never a stopped run
@@ -216,7 +227,7 @@ def hash_files(
     for f in files:
         r = {"path": f.path, "split": f.split, "label": f.label, **results[f.path]}
         if r["error"] is not None:
-            r["hash"] = None
+            r["hash"] = r["desc"] = None
         rows.append(r)
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("size", "width", "height"):
