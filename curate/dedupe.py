@@ -120,10 +120,6 @@ def thumb_of(path: str) -> Thumb | None:
 load_thumbnail = thumb_of  # the report's name for it
 
 
-def _thumb_shard(paths: list[str]) -> list[Thumb | None]:
-    return [thumb_of(p) for p in paths]
-
-
 def desc_of(path: str) -> np.ndarray | None:
     """The prefilter descriptor of an image file or URL (dupverify.descriptor_of of a reduced-size
     grayscale decode, a few times cheaper than a thumbnail); None when it cannot be read."""
@@ -139,8 +135,11 @@ def _desc_shard(paths: list[str]) -> list[np.ndarray | None]:
     return [desc_of(p) for p in paths]
 
 
-def _score_shard(task: tuple[list[Thumb | None], list[tuple[int, int]]]) -> list[float]:
-    return score_batch(*task)
+def _score_shard(task: tuple[list[str], list[tuple[int, int]]]) -> list[float]:
+    """score() of pairs of indices into the shard's files: the worker makes their thumbnails itself, so
+    no thumbnail is shipped between processes or held by the parent."""
+    paths, pairs = task
+    return score_batch([thumb_of(p) for p in paths], pairs)
 
 
 def mirrored_similarity(a: Thumb, b: Thumb) -> float | None:
@@ -426,7 +425,7 @@ def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, m
             sims[at] = pre * 0.5
             ok[at[pre < PRE_MIN]] = False
         todo = [batch[k] for k in np.flatnonzero(ok)]
-        sims[ok] = _score_pairs(todo, lambda g: fetch(_thumb_shard, g, "thumbnails"), ex)
+        sims[ok] = _score_pairs(todo, lambda g: storage.join(root, gpath[g]), ex)
         return sims.tolist()
 
     # a star leaves out the members its centre does not match (another look-alike family with the same
@@ -449,19 +448,18 @@ def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, m
     return checked
 
 
-def _score_pairs(pairs: list[tuple[int, int, int]], thumbs_of, ex) -> list[float]:
-    """score() of each pair through the executor, in shards of 256 pairs with their thumbnails; the
-    thumbnails (`thumbs_of(groups)`) are made only for the groups these pairs touch, and then let go."""
+def _score_pairs(pairs: list[tuple[int, int, int]], path_of, ex) -> list[float]:
+    """score() of each pair through the executor, in shards of 256 pairs (sorted, so a shard's pairs
+    share images) that make their own thumbnails from `path_of(group)`: one pool, nothing shipped back
+    but the scores, parent memory independent of the number of pairs scored."""
     if not pairs:
         return []
-    need = sorted({g for a, b, _ in pairs for g in (a, b)})
-    thumbs = dict(zip(need, thumbs_of(need), strict=True))
     tasks = []
     for k in range(0, len(pairs), 256):
         chunk = pairs[k : k + 256]
         ids = sorted({g for a, b, _ in chunk for g in (a, b)})
         local = {g: n for n, g in enumerate(ids)}
-        tasks.append(([thumbs[g] for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
+        tasks.append(([path_of(g) for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
     return [s for ss in ex.map(_score_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
                                unit="pairs") for s in ss]
 
