@@ -273,39 +273,33 @@ def descriptor_of(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.round(out * 127).astype(np.int8)
 
 
-def _block_median(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _block_median(a: np.ndarray, b: np.ndarray, flat_a: np.ndarray, flat_b: np.ndarray) -> np.ndarray:
     """(n, shares): median block correlation of a (n, blocks, d) against each share of b (n, shares,
-    blocks, d); blocks flat in both are left out (as in block_ncc), all flat gives 1."""
+    blocks, d), x 127**2; blocks flat in both (flat_a (n, blocks), flat_b (n, shares, blocks)) are left
+    out (as in block_ncc), all flat gives 1."""
     corr = np.einsum("nbd,nkbd->nkb", a, b)
-    both_flat = ~(a.any(axis=2)[:, None, :] | b.any(axis=3))
+    both_flat = flat_a[:, None, :] & flat_b
     corr[both_flat] = np.inf  # sorted to the end, then left out
     corr.sort(axis=2)
     m = (~both_flat).sum(axis=2)
     lo = np.take_along_axis(corr, np.maximum(0, (m - 1) // 2)[..., None], axis=2)[..., 0]
     hi = np.take_along_axis(corr, np.maximum(0, m // 2)[..., None], axis=2)[..., 0]
-    return np.where(m > 0, (lo + hi) / 2, 1.0)
+    return np.where(m > 0, (lo + hi) / 2, 127.0**2)
 
 
 def prefilter_scores(desc: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """Coarse block correlation of each pair (rows of indices into `desc`, stacked descriptors), both
     ways round, best share, in chunks of PRE_CHUNK pairs."""
+    flat = ~desc.any(axis=3)  # once per image, not per pair
     out = np.empty(len(pairs), np.float32)
     for k in range(0, len(pairs), PRE_CHUNK):
         i, j = pairs[k : k + PRE_CHUNK, 0], pairs[k : k + PRE_CHUNK, 1]
-        a, b = desc[i].astype(np.float32) / 127, desc[j].astype(np.float32) / 127
-        ab = _block_median(a[:, 0], b).max(axis=1)
-        ba = _block_median(b[:, 0], a).max(axis=1)
-        out[k : k + PRE_CHUNK] = np.maximum(ab, ba)
+        a, b = desc[i].astype(np.float32), desc[j].astype(np.float32)
+        fa, fb = flat[i], flat[j]
+        ab = _block_median(a[:, 0], b, fa[:, 0], fb).max(axis=1)
+        ba = _block_median(b[:, 0], a, fb[:, 0], fa).max(axis=1)
+        out[k : k + PRE_CHUNK] = np.maximum(ab, ba) / 127.0**2
     return out
-
-
-def prefilter(desc: np.ndarray, pairs: np.ndarray, flat: np.ndarray | None = None) -> np.ndarray:
-    """Which pairs may be copies (bool per pair): coarse gradient correlation >= PRE_MIN. A pair with a
-    flat image (no gradient: `flat`) always goes on to score(), which has its own rule for flat images."""
-    keep = prefilter_scores(desc, pairs) >= PRE_MIN
-    if flat is not None and len(pairs):
-        keep |= flat[pairs[:, 0]] | flat[pairs[:, 1]]
-    return keep
 
 
 def score_batch(thumbs: list[Thumb | None], pairs: list[tuple[int, int]]) -> list[float]:
