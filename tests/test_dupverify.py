@@ -96,3 +96,23 @@ def test_coins_dev_clusters_match_the_truth(tmp_path):
     for c in res.clusters:
         assert len({find(m) for m in c.members}) == 1, c.members  # never joins two truth families
         assert all(m in parent for m in c.members), c.members
+
+
+def test_hashing_pass_descriptor_matches_and_is_cached(tmp_path):
+    """hash_files makes each descriptor from its own reduced decode (JPEG and PNG), equal to desc_of's,
+    and a rerun takes it from the cache; an unreadable file has none."""
+    from curate.hashing import hash_files
+
+    a = coin_photos(300)[0]
+    dupsynth.save(tmp_path / "train/x/a.jpg", a)
+    dupsynth.save(tmp_path / "train/x/b.png", dupsynth.crop(a, 0.03))
+    (tmp_path / "train/x/bad.jpg").write_bytes(b"not an image")
+    first = hash_files(tmp_path, workers=1, quiet=True).set_index("path")
+    for p in ("train/x/a.jpg", "train/x/b.png"):
+        assert first.loc[p, "desc"] == desc_of(str(tmp_path / p)).tobytes()
+    assert first.loc["train/x/bad.jpg", "desc"] is None
+    again = hash_files(tmp_path, workers=1, quiet=True).set_index("path")
+    assert again.loc["train/x/a.jpg", "desc"] == first.loc["train/x/a.jpg", "desc"]
+    d = np.stack([np.frombuffer(first.loc[p, "desc"], np.int8).reshape(descriptor(make_thumb(a)).shape)
+                  for p in ("train/x/a.jpg", "train/x/b.png")])
+    assert prefilter_scores(d, np.array([[0, 1]]))[0] >= PRE_MIN  # the 3 % crop passes
