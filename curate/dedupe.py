@@ -413,7 +413,8 @@ def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, m
         if not verify or not batch:
             return [1.0] * len(batch)
         need = sorted({g for a, b, _ in batch for g in (a, b)} - desc.keys())
-        desc.update(zip(need, fetch(_desc_shard, need, "descriptors"), strict=True))
+        if need:  # only files the hashing pass could not describe (normally none)
+            desc.update(zip(need, fetch(_desc_shard, need, "descriptors"), strict=True))
         sims = np.full(len(batch), -1.0)
         ok = np.array([desc[a] is not None and desc[b] is not None for a, b, _ in batch], dtype=bool)
         if min_sim >= VERIFY_MIN and ok.any():
