@@ -116,3 +116,20 @@ def test_hashing_pass_descriptor_matches_and_is_cached(tmp_path):
     d = np.stack([np.frombuffer(first.loc[p, "desc"], np.int8).reshape(descriptor(make_thumb(a)).shape)
                   for p in ("train/x/a.jpg", "train/x/b.png")])
     assert prefilter_scores(d, np.array([[0, 1]]))[0] >= PRE_MIN  # the 3 % crop passes
+
+
+def test_files_without_a_descriptor_are_described_again(tmp_path, monkeypatch):
+    """Where hash_files has no descriptor for a file, _verify makes one itself: same clusters."""
+    import curate.dedupe as dd
+
+    a, b = coin_photos(100)[:2]
+    for name, img in {"a.jpg": a, "a_q50.jpg": dupsynth.jpeg(a, 50), "a_crop.png": dupsynth.crop(a, 0.03),
+                      "b.jpg": b, "b_half.jpg": dupsynth.resize(b, 0.5)}.items():
+        dupsynth.save(tmp_path / "train/x" / name, img)
+    with_desc = find_duplicates(tmp_path, workers=1, quiet=True)
+    real = dd.hash_files
+    monkeypatch.setattr(dd, "hash_files", lambda *a, **k: real(*a, **k).assign(desc=None))
+    without = find_duplicates(tmp_path, workers=1, quiet=True)
+    assert [c.members for c in without.clusters] == [c.members for c in with_desc.clusters]
+    assert sorted(m for c in with_desc.clusters for m in c.members) == sorted(
+        f"train/x/{n}" for n in ("a.jpg", "a_q50.jpg", "a_crop.png", "b.jpg", "b_half.jpg"))
