@@ -23,9 +23,22 @@ import numpy as np
 import pandas as pd
 
 from curate import storage
-from curate.dupverify import VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
+from curate.dupverify import (
+    BLOCKS,
+    PRE_MIN,
+    PRE_SHARES,
+    PRE_SIDE,
+    VERIFY_MIN,
+    Thumb,
+    descriptor_of,
+    make_thumb,
+    mirrored,
+    prefilter_scores,
+    score,
+    score_batch,
+)
 from curate.errors import InputError, UnreadableImage
-from curate.hashing import check_params, decode_small, hash_files, read_image_bytes
+from curate.hashing import check_params, decode_small, gray_small, hash_files, read_image_bytes
 from curate.tree import SPLIT_ORDER
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
@@ -107,12 +120,26 @@ def thumb_of(path: str) -> Thumb | None:
 load_thumbnail = thumb_of  # the report's name for it
 
 
-def _thumb_shard(paths: list[str]) -> list[Thumb | None]:
-    return [thumb_of(p) for p in paths]
+def desc_of(path: str) -> np.ndarray | None:
+    """The prefilter descriptor of an image file or URL (dupverify.descriptor_of of a reduced-size
+    grayscale decode, a few times cheaper than a thumbnail); None when it cannot be read."""
+    from curate.hashing import HASH_DECODE_SIDE
+
+    try:
+        return descriptor_of(*gray_small(read_image_bytes(path), HASH_DECODE_SIDE))
+    except (UnreadableImage, OSError):
+        return None
 
 
-def _score_shard(task: tuple[list[Thumb | None], list[tuple[int, int]]]) -> list[float]:
-    return score_batch(*task)
+def _desc_shard(paths: list[str]) -> list[np.ndarray | None]:
+    return [desc_of(p) for p in paths]
+
+
+def _score_shard(task: tuple[list[str], list[tuple[int, int]]]) -> list[float]:
+    """score() of pairs of indices into the shard's files: the worker makes their thumbnails itself, so
+    no thumbnail is shipped between processes or held by the parent."""
+    paths, pairs = task
+    return score_batch([thumb_of(p) for p in paths], pairs)
 
 
 def mirrored_similarity(a: Thumb, b: Thumb) -> float | None:
@@ -266,7 +293,7 @@ def find_duplicates(
     unit_rows, best, order = _unit_order(ok, exact, groups, keep)
     near = _candidates(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
     gpath = [ok["path"].iat[int(g)] for g in groups]
-    checked = _verify(root, gpath, near, ex, verify, min_similarity)
+    checked = _verify(root, gpath, near, ex, verify, min_similarity, ok["desc"].to_numpy()[groups])
     for (a, b, d), sim in checked:
         pa, pb = sorted((gpath[a], gpath[b]))
         pair_rows.append({"a": pa, "b": pb, "distance": int(d), "kind": "near",
@@ -361,27 +388,46 @@ def _candidates(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int
     return near, big
 
 
-def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, min_sim: float) -> list:
-    """[((group a, group b, distance), similarity)] for every candidate pair that was compared."""
+def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, min_sim: float,
+            gdesc=None) -> list:
+    """[((group a, group b, distance), similarity)] for every candidate pair that was compared. Pairs go
+    through the vectorised prefilter first (dupverify.prefilter_scores: a coarse block gradient
+    correlation, one descriptor per image); only those at PRE_MIN or more are scored on thumbnails. A pair
+    the prefilter drops gets half its prefilter correlation (like score() below its gray gate), so it never
+    reads as a near miss. With min_sim below VERIFY_MIN every pair is scored. `gdesc`: each group's
+    descriptor bytes from hash_files (made in the hashing pass: no second decode), None where missing."""
     near, big = cand
-    thumbs: dict[int, Thumb | None] = {}
+    desc: dict[int, np.ndarray | None] = {}
+    shape = (len(PRE_SHARES), BLOCKS * BLOCKS, (PRE_SIDE // BLOCKS) ** 2)
+    for g, b in enumerate([] if gdesc is None else gdesc):
+        if isinstance(b, bytes) and len(b) == int(np.prod(shape)):
+            desc[g] = np.frombuffer(b, np.int8).reshape(shape)
+
+    def fetch(fn, groups: list[int], what: str) -> list:
+        shards = [groups[k : k + 32] for k in range(0, len(groups), 32)]
+        got = ex.map(fn, [[storage.join(root, gpath[g]) for g in sh] for sh in shards], desc=what, units=len,
+                     unit="images")
+        return [x for xs in got for x in xs]
 
     def check(batch: list[tuple[int, int, int]]) -> list[float]:
         if not verify or not batch:
             return [1.0] * len(batch)
-        need = sorted({g for a, b, _ in batch for g in (a, b)} - thumbs.keys())
-        shards = [need[k : k + 32] for k in range(0, len(need), 32)]
-        got = ex.map(_thumb_shard, [[storage.join(root, gpath[g]) for g in sh] for sh in shards],
-                     desc="thumbnails", units=len, unit="images")
-        thumbs.update(zip(need, (t for ts in got for t in ts), strict=True))
-        tasks = []
-        for k in range(0, len(batch), 256):
-            chunk = batch[k : k + 256]
-            ids = sorted({g for a, b, _ in chunk for g in (a, b)})
-            local = {g: n for n, g in enumerate(ids)}
-            tasks.append(([thumbs[g] for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
-        return [s for ss in ex.map(_score_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
-                                   unit="pairs") for s in ss]
+        need = sorted({g for a, b, _ in batch for g in (a, b)} - desc.keys())
+        if need:  # only files the hashing pass could not describe (normally none)
+            desc.update(zip(need, fetch(_desc_shard, need, "descriptors"), strict=True))
+        sims = np.full(len(batch), -1.0)
+        ok = np.array([desc[a] is not None and desc[b] is not None for a, b, _ in batch], dtype=bool)
+        if min_sim >= VERIFY_MIN and ok.any():
+            ids = sorted({g for (a, b, _), k in zip(batch, ok, strict=True) if k for g in (a, b)})
+            row = {g: n for n, g in enumerate(ids)}
+            stack = np.stack([desc[g] for g in ids])
+            at = np.flatnonzero(ok)
+            pre = prefilter_scores(stack, np.array([(row[batch[k][0]], row[batch[k][1]]) for k in at]))
+            sims[at] = pre * 0.5
+            ok[at[pre < PRE_MIN]] = False
+        todo = [batch[k] for k in np.flatnonzero(ok)]
+        sims[ok] = _score_pairs(todo, lambda g: storage.join(root, gpath[g]), ex)
+        return sims.tolist()
 
     # a star leaves out the members its centre does not match (another look-alike family with the same
     # hash, e.g. blank images of another colour): they form the next star, until few enough for all pairs
@@ -401,6 +447,22 @@ def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, m
                 todo += [(a, b, 0) for k, a in enumerate(left) for b in left[k + 1 :]]
         stars_left = next_stars
     return checked
+
+
+def _score_pairs(pairs: list[tuple[int, int, int]], path_of, ex) -> list[float]:
+    """score() of each pair through the executor, in shards of 256 pairs (sorted, so a shard's pairs
+    share images) that make their own thumbnails from `path_of(group)`: one pool, nothing shipped back
+    but the scores, parent memory independent of the number of pairs scored."""
+    if not pairs:
+        return []
+    tasks = []
+    for k in range(0, len(pairs), 256):
+        chunk = pairs[k : k + 256]
+        ids = sorted({g for a, b, _ in chunk for g in (a, b)})
+        local = {g: n for n, g in enumerate(ids)}
+        tasks.append(([path_of(g) for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
+    return [s for ss in ex.map(_score_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
+                               unit="pairs") for s in ss]
 
 
 def _unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: str):

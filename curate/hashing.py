@@ -1,7 +1,8 @@
 """Perceptual hashes of every image of a tree, computed in parallel and cached.
 
 `hash_files(root)` gives one row per image: path, split, label, sha256, size, width, height, format,
-mode, hash (hex, as imagehash prints it), error (reason or None). JPEGs are decoded at reduced size
+mode, hash (hex, as imagehash prints it), error (reason or None), desc (the verification prefilter's
+descriptor, curate.dupverify.descriptor_of of the same reduced decode, as bytes). JPEGs are decoded at reduced size
 (DCT scaling) down to max(48, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail,
 so this changes at most a bit or two of 64 (measured in bench/dedupe.py) at a fraction of the cost.
 Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
@@ -26,9 +27,9 @@ from curate.storage import read_image_bytes  # noqa: F401  (re-exported for dedu
 from curate.tree import TreeFile, atomic_write_bytes
 
 HASHES = ("phash", "dhash", "ahash", "whash")
-COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error"]
+COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "desc"]
 HASH_DECODE_SIDE = 48  # reduced JPEG decoding keeps both sides at least this long (6 x hash_size)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: with the verification prefilter's descriptor
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -76,8 +77,9 @@ def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
     return decode(data, min_scale=min(1.0, side / max(1, small)))
 
 
-def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
-    """Plain JPEGs: decode straight to grayscale at reduced size (the luma plane, no colour conversion).
+def _jpeg_gray(data: bytes, side: int):
+    """Plain JPEGs: (grayscale PIL image decoded at reduced size, both sides >= `side` where the file
+    allows, upright; format, mode, original (width, height)). The luma plane, no colour conversion.
     None when the file needs decode()'s general path (other formats, CMYK, damage, huge)."""
     from PIL import Image, ImageOps
 
@@ -95,9 +97,36 @@ def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict |
             im = ImageOps.exif_transpose(im)
             if orient in (5, 6, 7, 8):
                 w, h = h, w
-        return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(im, hash_name, hash_size)}
+        return im, fmt, mode, (w, h)
     except Exception:  # decode() names the problem
         return None
+
+
+def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
+    """hash_file's row for a plain JPEG from one reduced grayscale decode (hash and descriptor)."""
+    from curate.dupverify import descriptor_of
+
+    got = _jpeg_gray(data, side)
+    if got is None:
+        return None
+    im, fmt, mode, (w, h) = got
+    try:
+        return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(im, hash_name, hash_size),
+                "desc": descriptor_of(np.asarray(im.convert("L")), (w, h)).tobytes()}
+    except Exception:  # decode() names the problem
+        return None
+
+
+def gray_small(data: bytes, side: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """(grayscale uint8 array, original (width, height)) of an image file's bytes, decoded at reduced size
+    (both sides >= `side` where the file allows). Raises UnreadableImage like decode()."""
+    import cv2
+
+    got = _jpeg_gray(data, side)
+    if got is not None:
+        return np.asarray(got[0].convert("L")), got[3]
+    d = decode_small(data, side)
+    return cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY), (d.width, d.height)
 
 
 def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) -> dict:
@@ -115,9 +144,15 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
         if fast is not None:
             row.update(fast)
         else:
+            import cv2
+
+            from curate.dupverify import descriptor_of
+
             d = decode_small(data, side)
             row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
             row["hash"] = hash_pixels(d.pixels, hash_name, hash_size)
+            gray = cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY)
+            row["desc"] = descriptor_of(gray, (d.width, d.height)).tobytes()
     except UnreadableImage as e:
         row["error"] = e.reason
     except Exception:  # an odd decoder failure is still one bad file, never a stopped run
@@ -192,7 +227,7 @@ def hash_files(
     for f in files:
         r = {"path": f.path, "split": f.split, "label": f.label, **results[f.path]}
         if r["error"] is not None:
-            r["hash"] = None
+            r["hash"] = r["desc"] = None
         rows.append(r)
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("size", "width", "height"):
