@@ -384,8 +384,32 @@ def _candidates(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int
         ui, uj, ud = hamming_pairs(pack(list(uniq), nbits), threshold, nbits)
         for a, b, d in zip(ui.tolist(), uj.tolist(), ud.tolist(), strict=True):
             near += [(x, y, d) for x in members[a] for y in members[b]]
+    near += _crop_pairs(ok, groups, threshold, nbits, {(a, b) for a, b, _ in near})
     near.sort()
     return near, big
+
+
+def _crop_pairs(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, seen: set) -> list:
+    """Candidate pairs where one image's full hash is within `threshold` of the other's centre hash
+    (zhash): a copy cropped by a few percent per side, whose full hash drifted further."""
+    from curate.dupsearch import hamming_pairs, pack
+
+    n = len(groups)
+    if "zhash" not in ok.columns or n < 2 or threshold <= 0:
+        return []
+    full, zoom = ok["hash"].to_numpy()[groups], ok["zhash"].to_numpy()[groups]
+    have = np.flatnonzero(pd.notna(zoom))
+    codes = pack(list(full) + [zoom[k] for k in have], nbits)
+    ci, cj, cd = hamming_pairs(codes, threshold, nbits)
+    best: dict[tuple[int, int], int] = {}
+    for i, j, d in zip(ci.tolist(), cj.tolist(), cd.tolist(), strict=True):
+        if (i < n) == (j < n):
+            continue  # full-full (found above) or zoom-zoom (no evidence of a crop)
+        a, b = (i, int(have[j - n])) if i < n else (j, int(have[i - n]))
+        key = (min(a, b), max(a, b))
+        if a != b and key not in seen:
+            best[key] = min(best.get(key, d), d)
+    return [(a, b, d) for (a, b), d in best.items()]
 
 
 def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, min_sim: float,

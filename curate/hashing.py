@@ -27,9 +27,11 @@ from curate.storage import read_image_bytes  # noqa: F401  (re-exported for dedu
 from curate.tree import TreeFile, atomic_write_bytes
 
 HASHES = ("phash", "dhash", "ahash", "whash")
-COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "desc"]
+COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "desc",
+           "zhash"]
+ZOOM_SHARE = 0.88  # zhash: the hash of the image's central 88 %, what a crop of a few percent per side shows
 HASH_DECODE_SIDE = 48  # reduced JPEG decoding keeps both sides at least this long (6 x hash_size)
-CACHE_VERSION = 2  # 2: with the verification prefilter's descriptor
+CACHE_VERSION = 3  # 2: with the verification prefilter's descriptor; 3: with zhash
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -111,10 +113,21 @@ def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict |
         return None
     im, fmt, mode, (w, h) = got
     try:
+        gray = np.asarray(im.convert("L"))
         return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(im, hash_name, hash_size),
-                "desc": descriptor_of(np.asarray(im.convert("L")), (w, h)).tobytes()}
+                "desc": descriptor_of(gray, (w, h)).tobytes(), "zhash": zoom_hash(gray, hash_name, hash_size)}
     except Exception:  # decode() names the problem
         return None
+
+
+def zoom_hash(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
+    """The hash of the central ZOOM_SHARE of a grayscale image: a copy cropped by a few percent per side
+    hashes close to it, where its full hash may have drifted past the threshold (dedupe compares both)."""
+    from PIL import Image
+
+    h, w = gray.shape
+    dy, dx = round(h * (1 - ZOOM_SHARE) / 2), round(w * (1 - ZOOM_SHARE) / 2)
+    return hash_image(Image.fromarray(np.ascontiguousarray(gray[dy : h - dy, dx : w - dx])), hash_name, hash_size)
 
 
 def gray_small(data: bytes, side: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -153,6 +166,7 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
             row["hash"] = hash_pixels(d.pixels, hash_name, hash_size)
             gray = cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY)
             row["desc"] = descriptor_of(gray, (d.width, d.height)).tobytes()
+            row["zhash"] = zoom_hash(gray, hash_name, hash_size)
     except UnreadableImage as e:
         row["error"] = e.reason
     except Exception:  # an odd decoder failure is still one bad file, never a stopped run
@@ -227,7 +241,7 @@ def hash_files(
     for f in files:
         r = {"path": f.path, "split": f.split, "label": f.label, **results[f.path]}
         if r["error"] is not None:
-            r["hash"] = r["desc"] = None
+            r["hash"] = r["desc"] = r["zhash"] = None
         rows.append(r)
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("size", "width", "height"):
