@@ -5,7 +5,7 @@
 2. Near: exact groups whose perceptual hashes are within `threshold` bits (curate.dupsearch finds the
    pairs without comparing all of them), then verification on pixels (curate.dupverify: aligned gradient
    correlation), which tells a copy of one photo from another photo of the same design.
-3. Clusters are stars, never chains: the best file (split order, then the keep policy) is a centre, and
+3. Clusters are stars, never chains (curate.dupcluster): the best file (split order, then the keep policy) is a centre, and
    a cluster is that centre plus the files verified directly against it. Two files that were never
    compared, or that failed verification, are never in one cluster.
 4. Policies: evaluation copies of a training file are leakage and go, whatever their label; inside one
@@ -23,6 +23,17 @@ import numpy as np
 import pandas as pd
 
 from curate import storage
+from curate.dupcluster import (  # noqa: F401  (re-exported: the dedupe API)
+    CONFLICT_POLICIES,
+    KEEP_POLICIES,
+    LEAKAGE_POLICIES,
+    Cluster,
+    build_clusters,
+    check_policies,
+    pick_keep,
+    stars,
+    unit_order,
+)
 from curate.dupverify import (
     BLOCKS,
     PRE_MIN,
@@ -39,30 +50,10 @@ from curate.dupverify import (
 )
 from curate.errors import InputError, UnreadableImage
 from curate.hashing import check_params, decode_small, gray_small, hash_files, read_image_bytes
-from curate.tree import SPLIT_ORDER
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
 UNVERIFIED_THRESHOLD = 8  # without verification a looser threshold merges look-alikes (docs/dedupe.md)
-KEEP_POLICIES = ("largest", "bytes", "first")
-LEAKAGE_POLICIES = ("train", "report")
-CONFLICT_POLICIES = ("keep", "drop")
 STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see find_duplicates, step 3)
-
-
-@dataclass
-class Cluster:
-    id: int
-    kind: str  # "exact" (all copies identical) or "near"
-    members: list[str]  # tree-relative paths, sorted
-    keep: str
-    splits: list[str]
-    labels: list[str]
-    cross_split: bool
-    label_conflict: bool
-    max_distance: int
-    remove: list[str] = field(default_factory=list)  # what the keep/leakage/conflict policies move out
-    duplicate_of: dict[str, str] = field(default_factory=dict)  # removed path -> the copy it duplicates
-    links: dict[str, dict] = field(default_factory=dict)  # member -> {distance, similarity} to `keep`
 
 
 @dataclass
@@ -170,93 +161,6 @@ class _DSU:
             self.p[max(ra, rb)] = min(ra, rb)
 
 
-# ---------------------------------------------------------------- policies
-
-
-def _rank_split(split: str) -> int:
-    return SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER)
-
-
-def _keep_key(row, keep: str) -> tuple:
-    """Sort key of the keep policy for one hash_files row (smaller is kept first); ties by path."""
-    px, sz = int(row.width) * int(row.height), int(row.size)
-    if keep == "first":
-        return (row.path,)
-    return (-px, -sz, row.path) if keep == "largest" else (-sz, -px, row.path)
-
-
-def pick_keep(rows: pd.DataFrame, keep: str) -> str:
-    """The path a keep policy keeps among `rows` (hash_files rows); ties by path."""
-    return min(rows.itertuples(index=False), key=lambda r: _keep_key(r, keep)).path
-
-
-def _apply_policy(c: Cluster, rows: pd.DataFrame, unit_of: dict[str, int], leakage: str, conflicts: str) -> None:
-    """Which members go. `rows` are the cluster's hash_files rows, `c.keep` is set.
-
-    - another split than the kept file's: leakage. With leakage="train" it goes, whatever its label (a
-      test image that was trained on is not a test image); with "report" it stays, except exact copies of
-      that split's own kept copy.
-    - the kept file's split, same label: a duplicate, it goes.
-    - the kept file's split, another label: a conflict. conflicts="keep" leaves it (reported);
-      "drop" removes every copy in that split, the kept file too (it then names itself).
-    """
-    split_of = dict(zip(rows["path"], rows["split"], strict=True))
-    label_of = dict(zip(rows["path"], rows["label"], strict=True))
-    ks, kl = split_of[c.keep], label_of[c.keep]
-    split_keep: dict[str, str] = {}
-    for r in sorted(rows.itertuples(index=False), key=lambda r: (unit_of[r.path] != unit_of[c.keep], r.path)):
-        split_keep.setdefault(r.split, r.path)
-    conflict_here = any(split_of[p] == ks and label_of[p] != kl for p in c.members)
-    out: dict[str, str] = {}
-    for p in c.members:
-        if p == c.keep:
-            continue
-        if split_of[p] != ks:
-            if leakage == "train":
-                out[p] = c.keep
-            elif p != split_keep[split_of[p]] and unit_of[p] == unit_of[split_keep[split_of[p]]] \
-                    and label_of[p] == label_of[split_keep[split_of[p]]]:
-                out[p] = split_keep[split_of[p]]
-        elif label_of[p] == kl and not (conflict_here and conflicts == "drop"):
-            out[p] = c.keep
-        elif conflicts == "drop":
-            out[p] = c.keep
-    if conflict_here and conflicts == "drop":
-        out[c.keep] = c.keep
-    c.duplicate_of = out
-    c.remove = sorted(out)
-
-
-def stars(order: list[int], edges: dict[int, list[tuple[int, int, float]]]) -> dict[int, list[tuple]]:
-    """Greedy star clustering: each unit in `order` not yet taken becomes a centre and takes every untaken
-    unit verified directly against it. Returns centre -> [(unit, distance, similarity), ...]."""
-    taken: set[int] = set()
-    out: dict[int, list[tuple]] = {}
-    for u in order:
-        if u in taken:
-            continue
-        taken.add(u)
-        out[u] = []
-        for v, d, sim in sorted(edges.get(u, ()), key=lambda e: (-e[2], e[1], e[0])):
-            if v not in taken:
-                taken.add(v)
-                out[u].append((v, d, sim))
-    return out
-
-
-# ---------------------------------------------------------------- the analysis
-
-
-def check_policies(keep: str, leakage: str, conflicts: str = "keep") -> None:
-    if keep not in KEEP_POLICIES:
-        raise InputError(f"unknown keep policy '{keep}'", f"choose one of: {', '.join(KEEP_POLICIES)}")
-    if leakage not in LEAKAGE_POLICIES:
-        raise InputError(f"unknown leakage policy '{leakage}'", f"choose one of: {', '.join(LEAKAGE_POLICIES)}")
-    if conflicts not in CONFLICT_POLICIES:
-        raise InputError(f"unknown conflicts policy '{conflicts}'",
-                         f"choose one of: {', '.join(CONFLICT_POLICIES)}")
-
-
 def find_duplicates(
     root: str | Path,
     *,
@@ -290,7 +194,7 @@ def find_duplicates(
     ex = make_executor(engine, workers, quiet)
     exact = _exact_groups(root, ok, nbits, verify, ex)
     groups, pair_rows = _units(ok, exact)
-    unit_rows, best, order = _unit_order(ok, exact, groups, keep)
+    unit_rows, best, order = unit_order(ok, exact, groups, keep)
     near = _candidates(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
     gpath = [ok["path"].iat[int(g)] for g in groups]
     checked = _verify(root, gpath, near, ex, verify, min_similarity, ok["desc"].to_numpy()[groups])
@@ -304,7 +208,7 @@ def find_duplicates(
         if not verify or sim >= min_similarity:
             edges.setdefault(a, []).append((b, d, sim))
             edges.setdefault(b, []).append((a, d, sim))
-    clusters = _clusters(ok, unit_rows, best, order, edges, leakage, conflicts)
+    clusters = build_clusters(ok, unit_rows, best, order, edges, leakage, conflicts)
     pairs = pd.DataFrame(pair_rows, columns=["a", "b", "distance", "kind", "verified", "similarity"])
     pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
     params = {"hash": hash_name, "hash_size": hash_size, "threshold": threshold, "verify": verify,
@@ -487,44 +391,3 @@ def _score_pairs(pairs: list[tuple[int, int, int]], path_of, ex) -> list[float]:
         tasks.append(([path_of(g) for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
     return [s for ss in ex.map(_score_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
                                unit="pairs") for s in ss]
-
-
-def _unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: str):
-    """(rows of each unit, its best row, units in keep order): split order first, then the keep policy."""
-    unit_rows: dict[int, list] = {}
-    unit_by_root = {int(exact[g]): k for k, g in enumerate(groups.tolist())}
-    rows = list(ok.itertuples(index=False))
-    for i, r in enumerate(exact.tolist()):
-        unit_rows.setdefault(unit_by_root[r], []).append(rows[i])
-    best = {u: min(rs, key=lambda r: (_rank_split(r.split), _keep_key(r, keep))) for u, rs in unit_rows.items()}
-    order = sorted(best, key=lambda u: (_rank_split(best[u].split), _keep_key(best[u], keep)))
-    return unit_rows, best, order
-
-
-def _clusters(ok: pd.DataFrame, unit_rows: dict, best: dict, order: list[int], edges: dict, leakage: str,
-              conflicts: str) -> list[Cluster]:
-    """Star clusters over exact groups (units), centres in keep order."""
-    clusters: list[Cluster] = []
-    for centre, taken in stars(order, edges).items():
-        units = [centre] + [u for u, _, _ in taken]
-        members = sorted(r.path for u in units for r in unit_rows[u])
-        if len(members) < 2:
-            continue
-        k = best[centre].path
-        links = {r.path: {"distance": 0, "similarity": 1.0} for r in unit_rows[centre] if r.path != k}
-        for u, d, sim in taken:
-            links.update({r.path: {"distance": int(d), "similarity": round(float(sim), 4)} for r in unit_rows[u]})
-        sub = ok[ok["path"].isin(set(members))]
-        splits = sorted(set(sub["split"]), key=lambda s: (_rank_split(s), s))
-        labels = sorted(set(sub["label"]))
-        c = Cluster(id=len(clusters), kind="exact" if len(units) == 1 else "near", members=members, keep=k,
-                    splits=splits, labels=labels, cross_split=len(splits) > 1, label_conflict=len(labels) > 1,
-                    max_distance=max((v["distance"] for v in links.values()), default=0), links=links)
-        unit_of = {r.path: u for u in units for r in unit_rows[u]}
-        _apply_policy(c, sub, unit_of, leakage, conflicts)
-        clusters.append(c)
-    clusters.sort(key=lambda c: c.members)
-    for n, c in enumerate(clusters):
-        c.id = n
-    return clusters
-

@@ -1,0 +1,162 @@
+"""Clusters of duplicates and what each keeps: star clustering over exact groups, and the keep, leakage and
+conflict policies (curate.dedupe.find_duplicates builds the edges; this module decides the clusters).
+
+Clusters never chain: exact groups are taken in keep order (earliest split, then the keep policy); each
+group not yet taken is a centre, and its cluster is the centre plus every group verified directly against
+it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from curate.errors import InputError
+from curate.tree import SPLIT_ORDER
+
+KEEP_POLICIES = ("largest", "bytes", "first")
+LEAKAGE_POLICIES = ("train", "report")
+CONFLICT_POLICIES = ("keep", "drop")
+
+
+@dataclass
+class Cluster:
+    id: int
+    kind: str  # "exact" (all copies identical) or "near"
+    members: list[str]  # tree-relative paths, sorted
+    keep: str
+    splits: list[str]
+    labels: list[str]
+    cross_split: bool
+    label_conflict: bool
+    max_distance: int
+    remove: list[str] = field(default_factory=list)  # what the keep/leakage/conflict policies move out
+    duplicate_of: dict[str, str] = field(default_factory=dict)  # removed path -> the copy it duplicates
+    links: dict[str, dict] = field(default_factory=dict)  # member -> {distance, similarity} to `keep`
+
+
+def _rank_split(split: str) -> int:
+    return SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER)
+
+
+def _keep_key(row, keep: str) -> tuple:
+    """Sort key of the keep policy for one hash_files row (smaller is kept first); ties by path."""
+    px, sz = int(row.width) * int(row.height), int(row.size)
+    if keep == "first":
+        return (row.path,)
+    return (-px, -sz, row.path) if keep == "largest" else (-sz, -px, row.path)
+
+
+def pick_keep(rows: pd.DataFrame, keep: str) -> str:
+    """The path a keep policy keeps among `rows` (hash_files rows); ties by path."""
+    return min(rows.itertuples(index=False), key=lambda r: _keep_key(r, keep)).path
+
+
+def _apply_policy(c: Cluster, rows: pd.DataFrame, unit_of: dict[str, int], leakage: str, conflicts: str) -> None:
+    """Which members go. `rows` are the cluster's hash_files rows, `c.keep` is set.
+
+    - another split than the kept file's: leakage. With leakage="train" it goes, whatever its label (a
+      test image that was trained on is not a test image); with "report" it stays, except exact copies of
+      that split's own kept copy.
+    - the kept file's split, same label: a duplicate, it goes.
+    - the kept file's split, another label: a conflict. conflicts="keep" leaves it (reported);
+      "drop" removes every copy in that split, the kept file too (it then names itself).
+    """
+    split_of = dict(zip(rows["path"], rows["split"], strict=True))
+    label_of = dict(zip(rows["path"], rows["label"], strict=True))
+    ks, kl = split_of[c.keep], label_of[c.keep]
+    split_keep: dict[str, str] = {}
+    for r in sorted(rows.itertuples(index=False), key=lambda r: (unit_of[r.path] != unit_of[c.keep], r.path)):
+        split_keep.setdefault(r.split, r.path)
+    conflict_here = any(split_of[p] == ks and label_of[p] != kl for p in c.members)
+    out: dict[str, str] = {}
+    for p in c.members:
+        if p == c.keep:
+            continue
+        if split_of[p] != ks:
+            if leakage == "train":
+                out[p] = c.keep
+            elif p != split_keep[split_of[p]] and unit_of[p] == unit_of[split_keep[split_of[p]]] \
+                    and label_of[p] == label_of[split_keep[split_of[p]]]:
+                out[p] = split_keep[split_of[p]]
+        elif label_of[p] == kl and not (conflict_here and conflicts == "drop"):
+            out[p] = c.keep
+        elif conflicts == "drop":
+            out[p] = c.keep
+    if conflict_here and conflicts == "drop":
+        out[c.keep] = c.keep
+    c.duplicate_of = out
+    c.remove = sorted(out)
+
+
+def stars(order: list[int], edges: dict[int, list[tuple[int, int, float]]]) -> dict[int, list[tuple]]:
+    """Greedy star clustering: each unit in `order` not yet taken becomes a centre and takes every untaken
+    unit verified directly against it. Returns centre -> [(unit, distance, similarity), ...]."""
+    taken: set[int] = set()
+    out: dict[int, list[tuple]] = {}
+    for u in order:
+        if u in taken:
+            continue
+        taken.add(u)
+        out[u] = []
+        for v, d, sim in sorted(edges.get(u, ()), key=lambda e: (-e[2], e[1], e[0])):
+            if v not in taken:
+                taken.add(v)
+                out[u].append((v, d, sim))
+    return out
+
+
+# ---------------------------------------------------------------- the analysis
+
+
+def check_policies(keep: str, leakage: str, conflicts: str = "keep") -> None:
+    if keep not in KEEP_POLICIES:
+        raise InputError(f"unknown keep policy '{keep}'", f"choose one of: {', '.join(KEEP_POLICIES)}")
+    if leakage not in LEAKAGE_POLICIES:
+        raise InputError(f"unknown leakage policy '{leakage}'", f"choose one of: {', '.join(LEAKAGE_POLICIES)}")
+    if conflicts not in CONFLICT_POLICIES:
+        raise InputError(f"unknown conflicts policy '{conflicts}'",
+                         f"choose one of: {', '.join(CONFLICT_POLICIES)}")
+
+
+def unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: str):
+    """(rows of each unit, its best row, units in keep order): split order first, then the keep policy."""
+    unit_rows: dict[int, list] = {}
+    unit_by_root = {int(exact[g]): k for k, g in enumerate(groups.tolist())}
+    rows = list(ok.itertuples(index=False))
+    for i, r in enumerate(exact.tolist()):
+        unit_rows.setdefault(unit_by_root[r], []).append(rows[i])
+    best = {u: min(rs, key=lambda r: (_rank_split(r.split), _keep_key(r, keep))) for u, rs in unit_rows.items()}
+    order = sorted(best, key=lambda u: (_rank_split(best[u].split), _keep_key(best[u], keep)))
+    return unit_rows, best, order
+
+
+def build_clusters(ok: pd.DataFrame, unit_rows: dict, best: dict, order: list[int], edges: dict, leakage: str,
+              conflicts: str) -> list[Cluster]:
+    """Star clusters over exact groups (units), centres in keep order."""
+    clusters: list[Cluster] = []
+    for centre, taken in stars(order, edges).items():
+        units = [centre] + [u for u, _, _ in taken]
+        members = sorted(r.path for u in units for r in unit_rows[u])
+        if len(members) < 2:
+            continue
+        k = best[centre].path
+        links = {r.path: {"distance": 0, "similarity": 1.0} for r in unit_rows[centre] if r.path != k}
+        for u, d, sim in taken:
+            links.update({r.path: {"distance": int(d), "similarity": round(float(sim), 4)} for r in unit_rows[u]})
+        sub = ok[ok["path"].isin(set(members))]
+        splits = sorted(set(sub["split"]), key=lambda s: (_rank_split(s), s))
+        labels = sorted(set(sub["label"]))
+        c = Cluster(id=len(clusters), kind="exact" if len(units) == 1 else "near", members=members, keep=k,
+                    splits=splits, labels=labels, cross_split=len(splits) > 1, label_conflict=len(labels) > 1,
+                    max_distance=max((v["distance"] for v in links.values()), default=0), links=links)
+        unit_of = {r.path: u for u in units for r in unit_rows[u]}
+        _apply_policy(c, sub, unit_of, leakage, conflicts)
+        clusters.append(c)
+    clusters.sort(key=lambda c: c.members)
+    for n, c in enumerate(clusters):
+        c.id = n
+    return clusters
+
