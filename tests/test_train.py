@@ -344,7 +344,8 @@ def test_weights_absent_offline_is_one_clear_line(tmp_path, monkeypatch):
     assert "resnet18-f37072fd.pth" in msg and str(tmp_path / "torch") in msg and "--weights none" in msg
 
 
-def test_cached_imagenet_weights_are_used(tmp_path, monkeypatch):
+def cache_resnet18(tmp_path, monkeypatch):
+    """A resnet18 with random weights saved where torchvision looks for its ImageNet checkpoint (offline)."""
     import torchvision
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -353,9 +354,14 @@ def test_cached_imagenet_weights_are_used(tmp_path, monkeypatch):
     ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
     ckpt.parent.mkdir(parents=True)
     torch.save(ref.state_dict(), ckpt)
+    return ref
+
+
+def test_cached_imagenet_weights_are_used(tmp_path, monkeypatch):
+    ref = cache_resnet18(tmp_path, monkeypatch)
     model, _ = build_model("resnet18", 3, weights="imagenet")
     assert torch.equal(model.conv1.weight, ref.conv1.weight)
-    ckpt.write_bytes(b"truncated")
+    (tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth").write_bytes(b"truncated")
     with pytest.raises(InputError, match="cannot load cached weights"):
         build_model("resnet18", 3, weights="imagenet")
 

@@ -86,14 +86,9 @@ def test_small_stem_is_picked_below_64_px_and_can_be_overridden():
 
 
 def test_small_stem_keeps_the_centre_of_pretrained_kernels_and_trains_the_stem(tmp_path, monkeypatch):
-    import torchvision
+    from test_train import cache_resnet18
 
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("CURATE_OFFLINE", "1")
-    ref = torchvision.models.resnet18()
-    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    ckpt.parent.mkdir(parents=True)
-    torch.save(ref.state_dict(), ckpt)
+    ref = cache_resnet18(tmp_path, monkeypatch)
     model, info = build_model("resnet18", 3, weights="imagenet", size=32, stem="auto")
     assert torch.equal(model.conv1.weight, ref.conv1.weight[:, :, 2:5, 2:5])
     assert torch.equal(model.layer1[0].conv1.weight, ref.layer1[0].conv1.weight)
