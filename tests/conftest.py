@@ -24,3 +24,24 @@ def demo_source(tmp_path_factory) -> Path:
     from curate.demo import build_source
 
     return build_source(tmp_path_factory.mktemp("demo") / "source")
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """torch on one thread for the test (two shared cores: OpenMP with two threads under load is far slower)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def build_detect_tree(demo_source: Path, out: Path, label_format: str, seed: int) -> Path:
+    """A detection set (YOLO or COCO) of the demo source with two background images."""
+    from curate.demo import DEMO_CLASSES
+    from curate.detect import DetectParams, build_detect, prepare_detect
+
+    prep = prepare_detect(DEMO_CLASSES, source=demo_source, seed=seed, background=2)
+    build_detect(prep, out, DetectParams(label_format=label_format, seed=seed), quiet=True)
+    return out

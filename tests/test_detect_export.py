@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import build_detect_tree
 from detect_parse import parse_coco, parse_yolo
 
 from curate.demo import DEMO_CLASSES
@@ -20,10 +21,7 @@ from curate.errors import InputError
 
 @pytest.fixture(scope="module")
 def yolo_tree(demo_source, tmp_path_factory):
-    out = tmp_path_factory.mktemp("yolo") / "y"
-    prep = prepare_detect(DEMO_CLASSES, source=demo_source, seed=1, background=2)
-    build_detect(prep, out, DetectParams(label_format="yolo", seed=1), quiet=True)
-    return out
+    return build_detect_tree(demo_source, tmp_path_factory.mktemp("yolo") / "y", "yolo", seed=1)
 
 
 @pytest.fixture(scope="module")

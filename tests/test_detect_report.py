@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from conftest import build_detect_tree
 from detect_parse import parse_coco, parse_yolo
 
 from curate.demo import DEMO_CLASSES
@@ -16,10 +17,7 @@ from curate.report import build_report
 
 @pytest.fixture(scope="module")
 def coco_tree(demo_source, tmp_path_factory):
-    out = tmp_path_factory.mktemp("rep") / "c"
-    prep = prepare_detect(DEMO_CLASSES, source=demo_source, seed=2, background=2)
-    build_detect(prep, out, DetectParams(label_format="coco", seed=2), quiet=True)
-    return out
+    return build_detect_tree(demo_source, tmp_path_factory.mktemp("rep") / "c", "coco", seed=2)
 
 
 def test_report_on_a_coco_tree(coco_tree, tmp_path):

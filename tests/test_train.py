@@ -24,13 +24,7 @@ FAST = dict(weights="none", size=32, stem="imagenet", batch_size=12, lr=3e-3, fr
             workers=1, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two shared cores: OpenMP with two threads under load is far slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_tree(root: Path, classes=CLASSES, n_train=8, n_val=3, size=48, seed=0, names=True) -> Path:

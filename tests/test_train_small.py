@@ -23,12 +23,7 @@ from curate.train.prep import load_dataset  # noqa: E402
 QUICK = dict(size=28, batch_size=16, workers=1, seed=0, patience=0, augment="none", threads=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_digits(root: Path, digits=(0, 1, 7), n_train=12, n_val=6, side=28, colour=False) -> Path:
