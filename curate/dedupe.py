@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from curate import storage
+from curate.dupcandidates import STAR_ABOVE, Counts, Search, descriptors, gate, search
 from curate.dupcluster import (  # noqa: F401  (re-exported: the dedupe API)
     CONFLICT_POLICIES,
     KEEP_POLICIES,
@@ -34,26 +35,12 @@ from curate.dupcluster import (  # noqa: F401  (re-exported: the dedupe API)
     stars,
     unit_order,
 )
-from curate.dupverify import (
-    BLOCKS,
-    PRE_MIN,
-    PRE_SHARES,
-    PRE_SIDE,
-    VERIFY_MIN,
-    Thumb,
-    descriptor_of,
-    make_thumb,
-    mirrored,
-    prefilter_scores,
-    score,
-    score_batch,
-)
+from curate.dupverify import VERIFY_MIN, Thumb, descriptor_of, make_thumb, mirrored, score, score_batch
 from curate.errors import InputError, UnreadableImage
 from curate.hashing import check_params, decode_small, gray_small, hash_files, read_image_bytes
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
 UNVERIFIED_THRESHOLD = 8  # without verification a looser threshold merges look-alikes (docs/dedupe.md)
-STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see find_duplicates, step 3)
 
 
 @dataclass
@@ -63,6 +50,7 @@ class DedupeResult:
     files: pd.DataFrame  # hash_files output
     unreadable: list[tuple[str, str]]  # (path, reason)
     params: dict = field(default_factory=dict)
+    counts: Counts = field(default_factory=Counts)  # near candidate pairs: found, turned away, scored
 
     def removals(self) -> dict[str, str]:
         """Every path the policies remove -> the kept copy it duplicates."""
@@ -71,6 +59,7 @@ class DedupeResult:
     def to_json(self) -> dict:
         return {
             "params": self.params,
+            "candidates": self.counts.to_dict(),
             "clusters": [asdict(c) for c in self.clusters],
             "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
         }
@@ -120,10 +109,6 @@ def desc_of(path: str) -> np.ndarray | None:
         return descriptor_of(*gray_small(read_image_bytes(path), HASH_DECODE_SIDE))
     except (UnreadableImage, OSError):
         return None
-
-
-def _desc_shard(paths: list[str]) -> list[np.ndarray | None]:
-    return [desc_of(p) for p in paths]
 
 
 def _score_shard(task: tuple[list[str], list[tuple[int, int]]]) -> list[float]:
@@ -195,25 +180,38 @@ def find_duplicates(
     exact = _exact_groups(root, ok, nbits, verify, ex)
     groups, pair_rows = _units(ok, exact)
     unit_rows, best, order = unit_order(ok, exact, groups, keep)
-    near = _candidates(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
+    srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
     gpath = [ok["path"].iat[int(g)] for g in groups]
-    checked = _verify(root, gpath, near, ex, verify, min_similarity, ok["desc"].to_numpy()[groups])
-    for (a, b, d), sim in checked:
-        pa, pb = sorted((gpath[a], gpath[b]))
-        pair_rows.append({"a": pa, "b": pb, "distance": int(d), "kind": "near",
-                          "verified": (sim >= min_similarity) if verify else True,
-                          "similarity": round(float(sim), 4) if verify else None})
+    counts = Counts()
+    chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
+        np.full((len(groups), 2), np.nan)
+    arr, sims = _verify(root, gpath, srch, ex, verify, min_similarity,
+                        (chroma, descriptors(ok["desc"].to_numpy()[groups]), counts))
+    good = np.ones(len(arr), bool) if not verify else sims >= min_similarity
     edges: dict[int, list[tuple[int, int, float]]] = {}
-    for (a, b, d), sim in checked:
-        if not verify or sim >= min_similarity:
-            edges.setdefault(a, []).append((b, d, sim))
-            edges.setdefault(b, []).append((a, d, sim))
+    for (a, b, d), sim in zip(arr[good].tolist(), sims[good].tolist(), strict=True):
+        edges.setdefault(a, []).append((b, d, sim))
+        edges.setdefault(b, []).append((a, d, sim))
     clusters = build_clusters(ok, unit_rows, best, order, edges, leakage, conflicts)
-    pairs = pd.DataFrame(pair_rows, columns=["a", "b", "distance", "kind", "verified", "similarity"])
+    pairs = pd.concat([pd.DataFrame(pair_rows, columns=PAIR_COLUMNS), _near_rows(gpath, arr, sims, good, verify)],
+                      ignore_index=True) if pair_rows else _near_rows(gpath, arr, sims, good, verify)
     pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
     params = {"hash": hash_name, "hash_size": hash_size, "threshold": threshold, "verify": verify,
               "min_similarity": min_similarity, "keep": keep, "leakage": leakage, "conflicts": conflicts}
-    return DedupeResult(clusters, pairs, files, unreadable, params)
+    return DedupeResult(clusters, pairs, files, unreadable, params, counts)
+
+
+PAIR_COLUMNS = ["a", "b", "distance", "kind", "verified", "similarity"]
+
+
+def _near_rows(gpath: list[str], arr: np.ndarray, sims: np.ndarray, good: np.ndarray, verify: bool) -> pd.DataFrame:
+    """The pairs table's rows of the near pairs compared (a before b by path)."""
+    paths = np.asarray(gpath, dtype=object)
+    pa, pb = paths[arr[:, 0]], paths[arr[:, 1]]
+    swap = np.array([x > y for x, y in zip(pa, pb, strict=True)], bool)
+    return pd.DataFrame({"a": np.where(swap, pb, pa), "b": np.where(swap, pa, pb),
+                         "distance": arr[:, 2].astype(np.int64), "kind": "near", "verified": good,
+                         "similarity": np.round(sims, 4) if verify else None}, columns=PAIR_COLUMNS)
 
 
 def _exact_groups(root, ok: pd.DataFrame, nbits: int, verify: bool, ex) -> np.ndarray:
@@ -265,116 +263,62 @@ def _units(ok: pd.DataFrame, exact: np.ndarray) -> tuple[np.ndarray, list[dict]]
     return np.array(sorted(rep_of.values()), dtype=np.int64), rows
 
 
-def _candidates(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int,
-                rank: dict[int, int]) -> tuple[list, list]:
-    """(pairs, stars): near candidate pairs (group a, group b, distance) from the Hamming search, and big
-    buckets of equal hashes (> STAR_ABOVE groups), verified as successive stars instead of all pairs, each
-    centred on the group the clusters will keep first (`rank`), so a family is never split."""
-    from curate.dupsearch import hamming_pairs, pack
+def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: float,
+            gates) -> tuple[np.ndarray, np.ndarray]:
+    """((k, 3) group a, group b, distance; (k,) similarity) of every candidate pair scored on pixels (every
+    candidate without verification). Candidates stream from the search in batches through the cheap gates
+    (curate.dupcandidates: colour, then the descriptor prefilter, which min_sim below VERIFY_MIN skips);
+    only the survivors are kept and scored, the others counted. `gates`: (chroma, descriptors, counts)."""
+    chroma, desc, counts = gates
+    use_gates = verify and min_sim > 0
 
-    ghash = ok["hash"].to_numpy()[groups]
-    uniq, inv = np.unique(ghash, return_inverse=True)
-    members: list[list[int]] = [[] for _ in range(len(uniq))]
-    for g, u in enumerate(inv):
-        members[u].append(g)
-    near: list[tuple[int, int, int]] = []
-    big: list[list[int]] = []
-    for m in members:
-        if len(m) > STAR_ABOVE:
-            big.append(sorted(m, key=lambda g: rank[g]))
-        else:
-            near += [(a, b, 0) for k, a in enumerate(m) for b in m[k + 1 :]]
-    if len(uniq) > 1 and threshold > 0:
-        ui, uj, ud = hamming_pairs(pack(list(uniq), nbits), threshold, nbits)
-        for a, b, d in zip(ui.tolist(), uj.tolist(), ud.tolist(), strict=True):
-            near += [(x, y, d) for x in members[a] for y in members[b]]
-    near += _crop_pairs(ok, groups, threshold, nbits, {(a, b) for a, b, _ in near})
-    near.sort()
-    return near, big
+    def passing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if not use_gates:
+            return np.ones(len(a), bool)
+        return gate(a, b, chroma, desc, counts, min_sim >= VERIFY_MIN)[0]
 
+    got = []
+    for a, b, d in srch.batches():
+        counts.candidates += len(a)
+        go = passing(a, b)
+        got.append(np.stack([a[go], b[go], d[go]], axis=1))
+    todo = np.concatenate(got) if got else np.zeros((0, 3), np.int64)
+    todo = todo[np.lexsort((todo[:, 1], todo[:, 0]))]
 
-def _crop_pairs(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, seen: set) -> list:
-    """Candidate pairs where one image's full hash is within `threshold` of the other's centre hash
-    (zhash): a copy cropped by a few percent per side, whose full hash drifted further."""
-    from curate.dupsearch import hamming_pairs, pack
-
-    n = len(groups)
-    if "zhash" not in ok.columns or n < 2 or threshold <= 0:
-        return []
-    full, zoom = ok["hash"].to_numpy()[groups], ok["zhash"].to_numpy()[groups]
-    have = np.flatnonzero(pd.notna(zoom))
-    codes = pack(list(full) + [zoom[k] for k in have], nbits)
-    ci, cj, cd = hamming_pairs(codes, threshold, nbits)
-    best: dict[tuple[int, int], int] = {}
-    for i, j, d in zip(ci.tolist(), cj.tolist(), cd.tolist(), strict=True):
-        if (i < n) == (j < n):
-            continue  # full-full (found above) or zoom-zoom (no evidence of a crop)
-        a, b = (i, int(have[j - n])) if i < n else (j, int(have[i - n]))
-        key = (min(a, b), max(a, b))
-        if a != b and key not in seen:
-            best[key] = min(best.get(key, d), d)
-    return [(a, b, d) for (a, b), d in best.items()]
-
-
-def _verify(root, gpath: list[str], cand: tuple[list, list], ex, verify: bool, min_sim: float,
-            gdesc=None) -> list:
-    """[((group a, group b, distance), similarity)] for every candidate pair that was compared. Pairs go
-    through the vectorised prefilter first (dupverify.prefilter_scores: a coarse block gradient
-    correlation, one descriptor per image); only those at PRE_MIN or more are scored on thumbnails. A pair
-    the prefilter drops gets half its prefilter correlation (like score() below its gray gate), so it never
-    reads as a near miss. With min_sim below VERIFY_MIN every pair is scored. `gdesc`: each group's
-    descriptor bytes from hash_files (made in the hashing pass: no second decode), None where missing."""
-    near, big = cand
-    desc: dict[int, np.ndarray | None] = {}
-    shape = (len(PRE_SHARES), BLOCKS * BLOCKS, (PRE_SIDE // BLOCKS) ** 2)
-    for g, b in enumerate([] if gdesc is None else gdesc):
-        if isinstance(b, bytes) and len(b) == int(np.prod(shape)):
-            desc[g] = np.frombuffer(b, np.int8).reshape(shape)
-
-    def fetch(fn, groups: list[int], what: str) -> list:
-        shards = [groups[k : k + 32] for k in range(0, len(groups), 32)]
-        got = ex.map(fn, [[storage.join(root, gpath[g]) for g in sh] for sh in shards], desc=what, units=len,
-                     unit="images")
-        return [x for xs in got for x in xs]
-
-    def check(batch: list[tuple[int, int, int]]) -> list[float]:
-        if not verify or not batch:
-            return [1.0] * len(batch)
-        need = sorted({g for a, b, _ in batch for g in (a, b)} - desc.keys())
-        if need:  # only files the hashing pass could not describe (normally none)
-            desc.update(zip(need, fetch(_desc_shard, need, "descriptors"), strict=True))
-        sims = np.full(len(batch), -1.0)
-        ok = np.array([desc[a] is not None and desc[b] is not None for a, b, _ in batch], dtype=bool)
-        if min_sim >= VERIFY_MIN and ok.any():
-            ids = sorted({g for (a, b, _), k in zip(batch, ok, strict=True) if k for g in (a, b)})
-            row = {g: n for n, g in enumerate(ids)}
-            stack = np.stack([desc[g] for g in ids])
-            at = np.flatnonzero(ok)
-            pre = prefilter_scores(stack, np.array([(row[batch[k][0]], row[batch[k][1]]) for k in at]))
-            sims[at] = pre * 0.5
-            ok[at[pre < PRE_MIN]] = False
-        todo = [batch[k] for k in np.flatnonzero(ok)]
-        sims[ok] = _score_pairs(todo, lambda g: storage.join(root, gpath[g]), ex)
-        return sims.tolist()
+    def check(batch: np.ndarray, gated: int) -> tuple[np.ndarray, np.ndarray]:
+        """Similarities of `batch` (k, 3) and which pairs were scored; its first `gated` passed the gates."""
+        if not verify:
+            return np.ones(len(batch)), np.ones(len(batch), bool)
+        go = np.ones(len(batch), bool)
+        go[gated:] = passing(batch[gated:, 0], batch[gated:, 1])
+        sims = np.zeros(len(batch))
+        sims[go] = _score_pairs(batch[go].tolist(), lambda g: storage.join(root, gpath[g]), ex)
+        counts.scored += int(go.sum())
+        return sims, go
 
     # a star leaves out the members its centre does not match (another look-alike family with the same
     # hash, e.g. blank images of another colour): they form the next star, until few enough for all pairs
-    checked: list = []
-    todo, stars_left = near, big
-    while todo or stars_left:
-        batch = todo + [(m[0], b, 0) for m in stars_left for b in m[1:]]
-        sims = check(batch)
-        checked += zip(batch, sims, strict=True)
-        rest = iter(sims[len(todo) :])
-        todo, next_stars = [], []
+    out_pairs, out_sims = [], []
+    stars_left, gated = srch.big, len(todo)
+    while len(todo) or stars_left:
+        star = np.array([(m[0], b, 0) for m in stars_left for b in m[1:]], np.int64).reshape(-1, 3)
+        batch = np.concatenate([todo, star])
+        sims, scored = check(batch, gated)
+        out_pairs.append(batch[scored])
+        out_sims.append(sims[scored])
+        rest = iter(sims[len(todo) :].tolist())
+        left_pairs, next_stars = [], []
         for m in stars_left:
             left = [b for b in m[1:] if next(rest) < min_sim]
             if len(left) > STAR_ABOVE:
                 next_stars.append(left)
             else:
-                todo += [(a, b, 0) for k, a in enumerate(left) for b in left[k + 1 :]]
-        stars_left = next_stars
-    return checked
+                left_pairs += [(a, b, 0) for k, a in enumerate(left) for b in left[k + 1 :]]
+        todo = np.array(left_pairs, np.int64).reshape(-1, 3)
+        stars_left, gated = next_stars, 0
+    if not out_pairs:
+        return np.zeros((0, 3), np.int64), np.zeros(0)
+    return np.concatenate(out_pairs), np.concatenate(out_sims)
 
 
 def _score_pairs(pairs: list[tuple[int, int, int]], path_of, ex) -> list[float]:

@@ -50,21 +50,27 @@ def _finish(i: np.ndarray, j: np.ndarray, d: np.ndarray):
 
 
 def brute_pairs(codes: np.ndarray, threshold: int):
+    return _collect(_brute_batches(codes, threshold))
+
+
+def _brute_batches(codes: np.ndarray, threshold: int, queries: int | None = None):
     n = len(codes)
-    if n < 2:
-        return _empty()
+    nq = n if queries is None else queries
     block = max(1, min(n, 4_000_000 // max(1, n * codes.shape[1])))
-    out_i, out_j, out_d = [], [], []
-    for s in range(0, n, block):
-        e = min(n, s + block)
+    for s in range(0, nq, block):
+        e = min(nq, s + block)
         d = np.bitwise_count(codes[s:e, None, :] ^ codes[None, s:, :]).sum(axis=-1, dtype=np.int64)
         ii, jj = np.nonzero(d <= threshold)
         keep = jj > ii  # row r is code s + r and column c is code s + c
         ii, jj = ii[keep], jj[keep]
-        out_i.append(ii + s)
-        out_j.append(jj + s)
-        out_d.append(d[ii, jj])
-    return _finish(np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_d))
+        yield ii + s, jj + s, d[ii, jj]
+
+
+def _collect(batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    got = [b for b in batches if len(b[0])]
+    if not got:
+        return _empty()
+    return _finish(*(np.concatenate([b[k] for b in got]) for k in range(3)))
 
 
 def _bits(codes: np.ndarray) -> np.ndarray:
@@ -110,19 +116,26 @@ def choose(n: int, nbits: int, threshold: int) -> tuple[str, int]:
 
 
 def mih_pairs(codes: np.ndarray, threshold: int, m: int, nbits: int | None = None):
+    return _collect(_mih_batches(codes, threshold, m, nbits))
+
+
+def _mih_batches(codes: np.ndarray, threshold: int, m: int, nbits: int | None = None, queries: int | None = None):
+    """Batches (i, j, distance) of the pairs within `threshold`, each pair exactly once: from the first
+    chunk where the two codes agree within the radius (so memory never holds more than one batch). With
+    `queries`, only pairs with i < queries (pairs among the later codes are never looked for)."""
     n = len(codes)
+    nq = n if queries is None else queries
     if n < 2:
-        return _empty()
+        return
     nbits = nbits or codes.shape[1] * 64
     bits = _bits(codes)[:, :nbits]
     radius = threshold // m
     idx = np.arange(n, dtype=np.int64)
-    found: list[np.ndarray] = []
-    dists: list[np.ndarray] = []
-    for lo, hi in _chunks(nbits, m):
+    keys = np.stack([bits[:, lo:hi].astype(np.int64) @ (1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64))
+                     for lo, hi in _chunks(nbits, m)], axis=1)
+    for c, (lo, hi) in enumerate(_chunks(nbits, m)):
         width = hi - lo
-        weights = (1 << np.arange(width - 1, -1, -1, dtype=np.int64))
-        key = bits[:, lo:hi].astype(np.int64) @ weights
+        key = keys[:, c]
         order = np.argsort(key, kind="stable")
         if width <= MAX_CHUNK_BITS:  # direct-addressed bucket table
             cnt = np.bincount(key, minlength=1 << width)
@@ -132,41 +145,47 @@ def mih_pairs(codes: np.ndarray, threshold: int, m: int, nbits: int | None = Non
         for f in _flips(width, radius):
             q = key ^ f
             if width <= MAX_CHUNK_BITS:
-                c = cnt[q]
+                cn = cnt[q]
                 s = start[q]
             else:
                 s = np.searchsorted(sk, q, side="left")
-                c = np.searchsorted(sk, q, side="right") - s
-            cum = np.cumsum(c)
-            if cum[-1] == 0:
+                cn = np.searchsorted(sk, q, side="right") - s
+            cum = np.cumsum(cn[:nq])
+            if not nq or cum[-1] == 0:
                 continue
             b0 = 0  # queries in slices of at most BATCH candidates; each pair kept from its smaller end
-            while b0 < n:
+            while b0 < nq:
                 b1 = int(np.searchsorted(cum, (cum[b0 - 1] if b0 else 0) + BATCH, side="right"))
                 b1 = max(b1, b0 + 1)
-                cc = c[b0:b1]
+                cc = cn[b0:b1]
                 tot = int(cc.sum())
                 if tot:
                     ii = np.repeat(idx[b0:b1], cc)
                     offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(cc) - cc, cc)
                     jj = order[np.repeat(s[b0:b1], cc) + offs]
-                    keep = ii < jj
+                    keep = (ii < jj) | (jj >= nq)  # a later code is never a query: found from this side
                     ii, jj = ii[keep], jj[keep]
                     d = distances(codes[ii], codes[jj])
                     ok = d <= threshold
-                    found.append(ii[ok] * n + jj[ok])
-                    dists.append(d[ok])
+                    ii, jj, d = ii[ok], jj[ok], d[ok]
+                    if c and len(ii):  # drop the pairs an earlier chunk found
+                        ok = ~(np.bitwise_count(keys[ii, :c] ^ keys[jj, :c]) <= radius).any(axis=1)
+                        ii, jj, d = ii[ok], jj[ok], d[ok]
+                    if len(ii):
+                        yield ii, jj, d
                 b0 = b1
-    if not found:
-        return _empty()
-    keys = np.concatenate(found)
-    d = np.concatenate(dists)
-    keys, first = np.unique(keys, return_index=True)
-    return keys // n, keys % n, d[first]
 
 
 def hamming_pairs(codes: np.ndarray, threshold: int, nbits: int | None = None, method: str = "auto"):
     """All (i, j, distance) with i < j and distance <= threshold, sorted by (i, j)."""
+    return _collect(pair_batches(codes, threshold, nbits, method))
+
+
+def pair_batches(codes: np.ndarray, threshold: int, nbits: int | None = None, method: str = "auto",
+                 queries: int | None = None):
+    """hamming_pairs in unsorted batches (i, j, distance), each pair once, at most BATCH pairs held at a
+    time: memory does not grow with the number of pairs. With `queries`, only the pairs with
+    i < queries: the first codes against each other and against the rest, not the rest among themselves."""
     codes = np.ascontiguousarray(codes, dtype=np.uint64)
     if codes.ndim == 1:
         codes = codes[:, None]
@@ -177,6 +196,8 @@ def hamming_pairs(codes: np.ndarray, threshold: int, nbits: int | None = None, m
         m = choose(len(codes), nbits, threshold)[1] if method == "mih" else 0
         if method == "mih" and m == 0:
             m = max(1, -(-nbits // MAX_CHUNK_BITS), min(threshold + 1, 4))
+    if len(codes) < 2:
+        return iter(())
     if method == "brute":
-        return brute_pairs(codes, threshold)
-    return mih_pairs(codes, threshold, m, nbits)
+        return _brute_batches(codes, threshold, queries)
+    return _mih_batches(codes, threshold, m, nbits, queries)

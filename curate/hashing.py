@@ -2,7 +2,9 @@
 
 `hash_files(root)` gives one row per image: path, split, label, sha256, size, width, height, format,
 mode, hash (hex, as imagehash prints it), error (reason or None), desc (the verification prefilter's
-descriptor, curate.dupverify.descriptor_of of the same reduced decode, as bytes). JPEGs are decoded at reduced size
+descriptor, curate.dupverify.descriptor_of of the same reduced decode, as bytes), zhash (the hash of the
+central ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as dupverify.Thumb.chroma: the colour gate),
+centre (curate.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on). JPEGs are decoded at reduced size
 (DCT scaling) down to max(48, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail,
 so this changes at most a bit or two of 64 (measured in bench/dedupe.py) at a fraction of the cost.
 Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
@@ -28,10 +30,10 @@ from curate.tree import TreeFile, atomic_write_bytes
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "desc",
-           "zhash"]
+           "zhash", "chroma_a", "chroma_b", "centre"]
 ZOOM_SHARE = 0.88  # zhash: the hash of the image's central 88 %, what a crop of a few percent per side shows
 HASH_DECODE_SIDE = 48  # reduced JPEG decoding keeps both sides at least this long (6 x hash_size)
-CACHE_VERSION = 3  # 2: with the verification prefilter's descriptor; 3: with zhash
+CACHE_VERSION = 4  # 2: with the verification prefilter's descriptor; 3: with zhash; 4: chroma, centre
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -79,10 +81,10 @@ def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
     return decode(data, min_scale=min(1.0, side / max(1, small)))
 
 
-def _jpeg_gray(data: bytes, side: int):
-    """Plain JPEGs: (grayscale PIL image decoded at reduced size, both sides >= `side` where the file
-    allows, upright; format, mode, original (width, height)). The luma plane, no colour conversion.
-    None when the file needs decode()'s general path (other formats, CMYK, damage, huge)."""
+def _jpeg_small(data: bytes, side: int):
+    """Plain JPEGs: (PIL image decoded at reduced size, both sides >= `side` where the file allows,
+    upright, in its own mode L or RGB; format, mode, original (width, height)). None when the file needs
+    decode()'s general path (other formats, CMYK, damage, huge)."""
     from PIL import Image, ImageOps
 
     from curate.images import DEFAULT_MAX_PIXELS
@@ -93,7 +95,7 @@ def _jpeg_gray(data: bytes, side: int):
             return None
         fmt, mode, (w, h) = im.format, im.mode, im.size
         orient = int(im.getexif().get(0x0112, 1) or 1) if "exif" in im.info else 1
-        im.draft("L", (side, side))
+        im.draft(mode, (side, side))
         im.load()
         if orient != 1:
             im = ImageOps.exif_transpose(im)
@@ -104,18 +106,32 @@ def _jpeg_gray(data: bytes, side: int):
         return None
 
 
+def chroma_of(pixels: np.ndarray) -> tuple[float, float]:
+    """Mean CIELAB (a*, b*) of an RGB (or grayscale: 0, 0) uint8 array, as dupverify.make_thumb has it."""
+    import cv2
+
+    if pixels.ndim == 2:
+        return 0.0, 0.0
+    lab = cv2.mean(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2LAB))
+    return lab[1] - 128.0, lab[2] - 128.0
+
+
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
-    """hash_file's row for a plain JPEG from one reduced grayscale decode (hash and descriptor)."""
+    """hash_file's row for a plain JPEG from one reduced decode (hash, descriptor, colour, centre)."""
+    from curate.centrecode import coefficients
     from curate.dupverify import descriptor_of
 
-    got = _jpeg_gray(data, side)
+    got = _jpeg_small(data, side)
     if got is None:
         return None
     im, fmt, mode, (w, h) = got
     try:
-        gray = np.asarray(im.convert("L"))
-        return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(im, hash_name, hash_size),
-                "desc": descriptor_of(gray, (w, h)).tobytes(), "zhash": zoom_hash(gray, hash_name, hash_size)}
+        g = im.convert("L")
+        gray = np.asarray(g)
+        ca, cb = chroma_of(np.asarray(im))
+        return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(g, hash_name, hash_size),
+                "desc": descriptor_of(gray, (w, h)).tobytes(), "zhash": zoom_hash(gray, hash_name, hash_size),
+                "chroma_a": ca, "chroma_b": cb, "centre": coefficients(gray).tobytes()}
     except Exception:  # decode() names the problem
         return None
 
@@ -135,7 +151,7 @@ def gray_small(data: bytes, side: int) -> tuple[np.ndarray, tuple[int, int]]:
     (both sides >= `side` where the file allows). Raises UnreadableImage like decode()."""
     import cv2
 
-    got = _jpeg_gray(data, side)
+    got = _jpeg_small(data, side)
     if got is not None:
         return np.asarray(got[0].convert("L")), got[3]
     d = decode_small(data, side)
@@ -159,6 +175,7 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
         else:
             import cv2
 
+            from curate.centrecode import coefficients
             from curate.dupverify import descriptor_of
 
             d = decode_small(data, side)
@@ -167,6 +184,8 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
             gray = cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY)
             row["desc"] = descriptor_of(gray, (d.width, d.height)).tobytes()
             row["zhash"] = zoom_hash(gray, hash_name, hash_size)
+            row["chroma_a"], row["chroma_b"] = chroma_of(d.pixels)
+            row["centre"] = coefficients(gray).tobytes()
     except UnreadableImage as e:
         row["error"] = e.reason
     except Exception:  # an odd decoder failure is still one bad file, never a stopped run
@@ -195,6 +214,8 @@ def _read_cache(p: Path) -> dict[str, dict]:
         df = pd.read_parquet(p)
     except Exception:  # a broken cache is only a slower run
         return {}
+    if not {"path", "_size", "_mtime", *COLUMNS[3:]} <= set(df.columns):
+        return {}  # written by another version of the columns
     return {r["path"]: r for r in df.to_dict("records")}
 
 
@@ -241,11 +262,13 @@ def hash_files(
     for f in files:
         r = {"path": f.path, "split": f.split, "label": f.label, **results[f.path]}
         if r["error"] is not None:
-            r["hash"] = r["desc"] = r["zhash"] = None
+            r["hash"] = r["desc"] = r["zhash"] = r["chroma_a"] = r["chroma_b"] = r["centre"] = None
         rows.append(r)
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("size", "width", "height"):
         df[c] = df[c].astype("Int64")
+    for c in ("chroma_a", "chroma_b"):
+        df[c] = df[c].astype("float64")
     df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
     if todo:
         _write_cache(cpath, df, stats, cache)

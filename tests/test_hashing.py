@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from curate import hashing
-from curate.dupsearch import brute_pairs, choose, distances, hamming_pairs, mih_pairs, pack
+from curate.dupsearch import brute_pairs, choose, distances, hamming_pairs, mih_pairs, pack, pair_batches
 from curate.errors import InputError
 from curate.hashing import COLUMNS, cache_path, hash_files
 from curate.samples import load_photo
@@ -126,6 +126,19 @@ def test_brute_and_mih_find_the_same_pairs(t):
             continue  # too many probes to be a sensible choice (and slow)
         mi, mj, md = mih_pairs(codes, t, m)
         assert np.array_equal(mi, bi) and np.array_equal(mj, bj) and np.array_equal(md, bd)
+
+
+@pytest.mark.parametrize("method", ["brute", "mih"])
+def test_pair_batches_stream_each_pair_once_and_honour_queries(method):
+    codes, _ = _planted(2000, 8)
+    i, j, d = hamming_pairs(codes, 8)
+    got = [np.stack(b, axis=1) for b in pair_batches(codes, 8, method=method)]
+    rows = np.concatenate(got)
+    assert len(rows) == len(i) and {tuple(r) for r in rows.tolist()} == set(zip(i.tolist(), j.tolist(), d.tolist()))
+    q = 700  # the first 700 codes against each other and against the rest, the rest never among themselves
+    sub = np.concatenate([np.stack(b, axis=1) for b in pair_batches(codes, 8, method=method, queries=q)])
+    want = {(a, b, c) for a, b, c in zip(i.tolist(), j.tolist(), d.tolist(), strict=True) if a < q}
+    assert len(sub) == len(want) and {tuple(r) for r in sub.tolist()} == want
 
 
 def test_auto_choice_scales():

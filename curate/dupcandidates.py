@@ -1,0 +1,176 @@
+"""Near-duplicate candidate pairs of a tree's exact groups, streamed in bounded batches, and the cheap
+vectorised gates that turn most look-alikes away before pixel verification (curate.dupverify.score).
+
+A look-alike-dense set (coins on one white background, product shots) has hundreds of candidate pairs
+per image within a 64-bit perceptual-hash threshold, almost all of them false. So the search runs on
+the set-fitted centre code (curate.centrecode), which has far fewer of them, and requires the hash
+threshold on top; nothing holds every candidate pair at once: the Hamming search yields batches
+(curate.dupsearch.pair_batches), each batch goes through the gates at once, and only the survivors are
+kept; the others are counted (`Counts`).
+
+Gates, in order, each a necessary condition of `score` accepting the pair:
+1. colour: mean CIELAB (a*, b*) from the hashing pass more than MAX_CHROMA_SHIFT + COLOUR_MARGIN apart
+   (score's own first test, with a margin for the smaller decode the hashing pass uses);
+2. prefilter: dupverify.prefilter_scores of the block descriptors below PRE_MIN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from curate.centrecode import NCOEF, RADIUS, ZOOMS, fit
+from curate.dupsearch import distances, pack, pair_batches
+from curate.dupverify import BLOCKS, MAX_CHROMA_SHIFT, PRE_MIN, PRE_SHARES, PRE_SIDE, prefilter_scores
+
+STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see dedupe._verify)
+COLOUR_MARGIN = 3.0  # the hashing pass's mean colour vs the thumbnail's: measured within 1.5 (docs/dedupe.md)
+
+
+@dataclass
+class Counts:
+    """What happened to the near candidate pairs of one run."""
+
+    candidates: int = 0  # pairs within the threshold (full hash, or one's full against the other's centre)
+    colour: int = 0  # turned away by the colour gate
+    prefilter: int = 0  # turned away by the descriptor prefilter
+    scored: int = 0  # verified on pixels
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Search:
+    """The near candidates of a run. `batches()` yields (a, b, distance) arrays of group indices (a < b):
+    pairs whose centre codes (curate.centrecode) are within `radius`, full against full or full against a
+    zoom, and whose perceptual hashes are within `threshold` (full against full, else one's full against
+    the other's centre hash: a crop), that distance recorded. `big` lists the groups of equal hashes
+    verified as stars instead, each in keep order; their pairs are left out of the batches."""
+
+    hashes: np.ndarray  # (groups, W) full perceptual hashes
+    zoom: np.ndarray  # (groups, W) centre hashes (zeros where missing)
+    has_zoom: np.ndarray  # bool per group
+    codes: np.ndarray  # (groups * (1 + len(ZOOMS)), 1) centre codes: every group's full region, then each zoom
+    threshold: int
+    nbits: int
+    radius: int
+    big: list[list[int]]
+    bucket: np.ndarray  # group -> index in big, or -1
+
+    def batches(self):
+        n = len(self.hashes)
+        if n < 2:
+            return
+        for i, j, _ in pair_batches(self.codes, self.radius, 64, queries=n):
+            a, b, va, vb = i % n, j % n, i // n, j // n
+            keep = (a != b) & ((va == 0) | (vb == 0))  # a zoom against a zoom is no evidence of a crop
+            a, b, va, vb = a[keep], b[keep], va[keep], vb[keep]
+            flip = a > b
+            lo, hi = np.where(flip, b, a), np.where(flip, a, b)
+            vlo, vhi = np.where(flip, vb, va), np.where(flip, va, vb)
+            keep = self._first_combo(lo, hi, vlo, vhi) & ((self.bucket[lo] < 0) | (self.bucket[lo] != self.bucket[hi]))
+            lo, hi = lo[keep], hi[keep]
+            d = self._hash_distance(lo, hi)
+            ok = d <= self.threshold
+            if ok.any():
+                yield lo[ok], hi[ok], d[ok]
+
+    def _first_combo(self, lo, hi, vlo, vhi) -> np.ndarray:
+        """True where (vlo, vhi) is the first of COMBOS within the radius for the pair: each pair once."""
+        n = len(self.hashes)
+        first = np.full(len(lo), -1)
+        for k, (x, y) in enumerate(COMBOS):
+            near = distances(self.codes[lo + x * n], self.codes[hi + y * n]) <= self.radius
+            first[(first < 0) & near] = k
+        combo = np.full(len(lo), -2)
+        for k, (x, y) in enumerate(COMBOS):
+            combo[(vlo == x) & (vhi == y)] = k
+        return combo == first
+
+    def _hash_distance(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Full-hash distance, or where that is beyond the threshold the closer crop distance."""
+        d = distances(self.hashes[lo], self.hashes[hi])
+        far = self.nbits + 1
+        crop = np.minimum(np.where(self.has_zoom[hi], distances(self.hashes[lo], self.zoom[hi]), far),
+                          np.where(self.has_zoom[lo], distances(self.zoom[lo], self.hashes[hi]), far))
+        return np.where(d <= self.threshold, d, crop)
+
+
+COMBOS = ((0, 0), (0, 1), (1, 0), (0, 2), (2, 0))  # (region of a, region of b): 0 full, k the k-th zoom
+
+
+def search(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, rank: dict[int, int]) -> Search:
+    """The Search over the representatives `groups` (rows of `ok`); `rank` orders groups for keeping."""
+    ghash = ok["hash"].to_numpy()[groups]
+    zh = ok["zhash"].to_numpy()[groups]
+    has_zoom = np.asarray(pd.notna(zh), bool)
+    hashes = pack(list(ghash), nbits)
+    zoom = np.zeros_like(hashes)
+    if has_zoom.any():
+        zoom[has_zoom] = pack([zh[k] for k in np.flatnonzero(has_zoom)], nbits)
+    uniq, inv = np.unique(ghash, return_inverse=True)
+    count = np.bincount(inv, minlength=len(uniq))
+    bucket = np.full(len(groups), -1)
+    big = []
+    for u in np.flatnonzero(count > STAR_ABOVE):
+        m = np.flatnonzero(inv == u)
+        bucket[m] = len(big)
+        big.append(sorted(m.tolist(), key=lambda g: rank[g]))
+    coef = np.zeros((len(groups), 1 + len(ZOOMS), NCOEF), np.float16)
+    for k, raw in enumerate(ok["centre"].to_numpy()[groups]):
+        if isinstance(raw, bytes) and len(raw) == coef[0].nbytes:
+            coef[k] = np.frombuffer(raw, np.float16).reshape(coef[0].shape)
+    f = fit(coef[:, 0])
+    codes = np.concatenate([f.codes(coef[:, v]) for v in range(1 + len(ZOOMS))])
+    radius = max(RADIUS, round(threshold * 64 / nbits) + 2)
+    return Search(hashes, zoom, has_zoom, codes, threshold, nbits, radius, big, bucket)
+
+
+def colour_far(chroma: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairs whose mean colours are surely further apart than score's MAX_CHROMA_SHIFT (NaN: unknown, kept)."""
+    dist = np.linalg.norm(chroma[a] - chroma[b], axis=1)
+    return dist > MAX_CHROMA_SHIFT + COLOUR_MARGIN
+
+
+def descriptors(gdesc) -> dict[int, np.ndarray]:
+    """Group -> prefilter descriptor, from hash_files' `desc` bytes (missing where absent or malformed)."""
+    shape = (len(PRE_SHARES), BLOCKS * BLOCKS, (PRE_SIDE // BLOCKS) ** 2)
+    out = {}
+    for g, raw in enumerate([] if gdesc is None else gdesc):
+        if isinstance(raw, bytes) and len(raw) == int(np.prod(shape)):
+            out[g] = np.frombuffer(raw, np.int8).reshape(shape)
+    return out
+
+
+def prefilter(desc: dict[int, np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Prefilter correlation of each pair; NaN where a descriptor is missing (the pair goes on)."""
+    out = np.full(len(a), np.nan, np.float32)
+    have = np.array([x in desc and y in desc for x, y in zip(a.tolist(), b.tolist(), strict=True)], bool)
+    if have.any():
+        ids = np.unique(np.concatenate([a[have], b[have]]))
+        stack = np.stack([desc[int(g)] for g in ids])
+        pairs = np.stack([np.searchsorted(ids, a[have]), np.searchsorted(ids, b[have])], axis=1)
+        out[have] = prefilter_scores(stack, pairs)
+    return out
+
+
+def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, desc: dict, counts: Counts,
+         use_prefilter: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs that go on to score, similarity to record for the others: 0 for colour, half the
+    prefilter correlation for the prefilter, so a turned-away pair never reads as a near miss)."""
+    sims = np.full(len(a), np.nan)
+    far = colour_far(chroma, a, b)
+    counts.colour += int(far.sum())
+    sims[far] = 0.0
+    go = ~far
+    if use_prefilter and go.any():
+        at = np.flatnonzero(go)
+        pre = prefilter(desc, a[at], b[at])
+        low = pre < PRE_MIN  # NaN compares False: kept
+        counts.prefilter += int(low.sum())
+        sims[at[low]] = pre[low] * 0.5
+        go[at[low]] = False
+    return go, sims
