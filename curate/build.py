@@ -27,6 +27,7 @@ from curate.manifest import read_info, to_parquet_bytes, update_info, write_mani
 from curate.shard import BOX_COLUMNS, STATE, BuildParams, Shard, ShardResult, publish, run_shard
 from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, json_bytes
 
+TAPER = 2  # shards' worth of boxes at the end cut into quarter shards (the last shard no longer runs alone)
 SOLO_BOXES = 400  # smaller jobs run in this process: a pool costs ~0.2-1 s to start, as much as the work
 
 __all__ = ["BuildParams", "BuildResult", "Shard", "ShardResult", "build_tree", "plan_splits", "publish",
@@ -69,10 +70,11 @@ def make_shards(boxes: pd.DataFrame, out: Path | str, params, extra: tuple[str, 
         return []
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     ends = np.r_[starts[1:], len(ids)]
+    tail = len(ids) - TAPER * params.shard_size  # the last boxes go in quarter shards: workers finish together
     cuts, n, first = [], 0, 0
     for s, e in zip(starts, ends, strict=True):
         n += e - s
-        if n >= params.shard_size:
+        if n >= (params.shard_size if first < tail else max(1, params.shard_size // 4)):
             cuts.append((first, e))
             first, n = e, 0
     if first < len(ids):

@@ -45,20 +45,20 @@ _D8 = _dct_rows()
 
 def coefficients(gray: np.ndarray) -> np.ndarray:
     """(1 + len(ZOOMS), NCOEF) float16: unit-norm low DCT coefficients of the central region of a uint8
-    grayscale image and of its zooms (zeros for a flat region)."""
+    grayscale image and of its zooms (zeros for a flat region). Lanczos with fractional boxes: integer
+    crops with OpenCV's area filter cost dupsynth 1.3 points of recall."""
     from PIL import Image
 
     im = Image.fromarray(np.ascontiguousarray(gray))
     w, h = im.size
-    out = np.zeros((1 + len(ZOOMS), NCOEF), np.float32)
-    for k, share in enumerate((CENTRE, *(CENTRE * z for z in ZOOMS))):
+    regions = []
+    for share in (CENTRE, *(CENTRE * z for z in ZOOMS)):
         cw, ch = w * share, h * share
         box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-        x = np.asarray(im.resize((SIDE, SIDE), Image.LANCZOS, box=box), np.float64)
-        c = (_D8 @ x @ _D8.T).ravel()[1:]
-        norm = float(np.linalg.norm(c))
-        if norm > 1e-6 * SIDE * SIDE:
-            out[k] = c / norm
+        regions.append(np.asarray(im.resize((SIDE, SIDE), Image.Resampling.LANCZOS, box=box)))
+    c = (_D8 @ np.stack(regions).astype(np.float64) @ _D8.T).reshape(len(regions), -1)[:, 1:]
+    norm = np.linalg.norm(c, axis=1, keepdims=True)
+    out = np.where(norm > 1e-6 * SIDE * SIDE, c / np.maximum(norm, 1e-12), 0.0)
     return out.astype(np.float16)
 
 

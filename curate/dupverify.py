@@ -291,15 +291,17 @@ def descriptor_of(gray: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     x = _fit(gray, max(16, min(COARSE_SIDE, max(size))))
     h, w = x.shape
     c = PRE_SIDE // BLOCKS
-    out = np.zeros((len(PRE_SHARES), BLOCKS * BLOCKS, c * c), np.float32)
-    for k, share in enumerate(PRE_SHARES):
+    regions = []
+    for share in PRE_SHARES:
         cw, ch = max(1, round(w * share)), max(1, round(h * share))
         region = x[(h - ch) // 2 : (h - ch) // 2 + ch, (w - cw) // 2 : (w - cw) // 2 + cw]
-        g = _grad(cv2.resize(region, (PRE_SIDE, PRE_SIDE), interpolation=cv2.INTER_AREA), PRE_BLUR)
-        g = g.reshape(BLOCKS, c, BLOCKS, c).transpose(0, 2, 1, 3).reshape(BLOCKS * BLOCKS, c * c)
-        g = g - g.mean(axis=1, keepdims=True)
-        n = np.linalg.norm(g, axis=1, keepdims=True)
-        out[k] = np.where(n > FLAT, g / np.maximum(n, FLAT), 0.0)
+        regions.append(cv2.resize(region, (PRE_SIDE, PRE_SIDE), interpolation=cv2.INTER_AREA))
+    g = _grad(np.ascontiguousarray(np.stack(regions, axis=2)), PRE_BLUR)  # every share at once, one per channel
+    g = g.reshape(BLOCKS, c, BLOCKS, c, len(PRE_SHARES)).transpose(4, 0, 2, 1, 3)
+    g = g.reshape(len(PRE_SHARES), BLOCKS * BLOCKS, c * c)
+    g = g - g.mean(axis=2, keepdims=True)
+    n = np.linalg.norm(g, axis=2, keepdims=True)
+    out = np.where(n > FLAT, g / np.maximum(n, FLAT), 0.0)
     return np.round(out * 127).astype(np.int8)
 
 

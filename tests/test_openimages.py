@@ -284,6 +284,15 @@ def test_a_shard_reaches_a_worker_as_plain_values(demo_source):
     assert r.stdout.decode().split() == [str(shards[0].n_boxes), str(len(shards[0].images)), "False"], r.stderr
 
 
+def test_last_shards_are_quarter_size_so_workers_finish_together():
+    from curate.build import TAPER, make_shards
+
+    boxes = pd.DataFrame({"ImageID": [f"i{k // 2:04d}" for k in range(1000)]})  # two boxes an image
+    sizes = [s.frame.shape[0] for s in make_shards(boxes, "unused", BuildParams(shard_size=200))]
+    assert sum(sizes) == 1000 and sizes[:3] == [200, 200, 200] and TAPER == 2
+    assert sizes[3:] == [50] * 8  # the last 2 x 200 boxes in quarters, never splitting an image
+
+
 def test_small_jobs_start_no_pool(demo_source, tmp_path, monkeypatch):
     import curate.executor as E
 
