@@ -17,7 +17,9 @@ HELP = """Find exact and near-duplicate images in a tree and move the extra copi
 Exact duplicates (same bytes, then same decoded pixels) come first; near duplicates are images whose
 perceptual hashes differ by at most --threshold bits AND that verification confirms as one photo: after
 aligning the two, their fine structure (gradients, block by block) must agree, so another photo of the
-same coin, the other face, or a different object on the same background stays apart.
+same coin, the other face, or a different object on the same background stays apart. The pairs are
+searched on a code fitted to the set (its central region's main variations), so a set of look-alikes
+on one background does not make every image a candidate of every other.
 
 Clusters never chain: a cluster is one kept file plus the files verified directly against it. The kept
 file is the best copy in the earliest split (train, then val, then test), then by --keep (largest =
@@ -129,8 +131,10 @@ def dedupe(
     say(f"{len(r.clusters)} clusters ({exact} exact, {len(r.clusters) - exact} near); "
         f"leakage: {res.leakage} clusters span splits; label conflicts: {res.label_conflicts}")
     rejected = int((~r.pairs["verified"]).sum()) if len(r.pairs) else 0
-    if rejected:
-        say(f"{rejected} candidate pairs within the threshold failed verification (kept apart)")
+    turned = r.counts.colour + r.counts.prefilter
+    if rejected or turned:
+        say(f"{r.counts.candidates} candidate pairs: {turned} turned away by colour or coarse structure, "
+            f"{r.counts.scored} compared on pixels, {rejected} of them kept apart")
     for p, reason in r.unreadable[:10]:
         common.warn(f"unreadable ({reason}), left in place: {p}")
     if len(r.unreadable) > 10:
