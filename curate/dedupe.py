@@ -321,17 +321,25 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
     return np.concatenate(out_pairs), np.concatenate(out_sims)
 
 
-def _score_pairs(pairs: list[tuple[int, int, int]], path_of, ex) -> list[float]:
+SCORE_ROUND = 65_536  # pairs whose scoring tasks exist at once (one executor map each)
+
+
+def _score_pairs(pairs: list, path_of, ex) -> list[float]:
     """score() of each pair through the executor, in shards of 256 pairs (sorted, so a shard's pairs
-    share images) that make their own thumbnails from `path_of(group)`: one pool, nothing shipped back
-    but the scores, parent memory independent of the number of pairs scored."""
-    if not pairs:
-        return []
-    tasks = []
-    for k in range(0, len(pairs), 256):
-        chunk = pairs[k : k + 256]
-        ids = sorted({g for a, b, _ in chunk for g in (a, b)})
-        local = {g: n for n, g in enumerate(ids)}
-        tasks.append(([path_of(g) for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
-    return [s for ss in ex.map(_score_shard, tasks, desc="verifying pairs", units=lambda t: len(t[1]),
-                               unit="pairs") for s in ss]
+    share images) that make their own thumbnails from `path_of(group)`: nothing shipped back but the
+    scores. Tasks are made SCORE_ROUND pairs at a time, so the parent's memory stays flat however many
+    pairs a look-alike-dense set sends here (a round costs one pool start)."""
+    out: list[float] = []
+    rounds = -(-len(pairs) // SCORE_ROUND)
+    for r in range(rounds):
+        tasks = []
+        end = min(len(pairs), (r + 1) * SCORE_ROUND)
+        for k in range(r * SCORE_ROUND, end, 256):
+            chunk = pairs[k : min(k + 256, end)]
+            ids = sorted({g for a, b, _ in chunk for g in (a, b)})
+            local = {g: n for n, g in enumerate(ids)}
+            tasks.append(([path_of(g) for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
+        desc = "verifying pairs" if rounds == 1 else f"verifying pairs ({r + 1}/{rounds})"
+        out += [s for ss in ex.map(_score_shard, tasks, desc=desc, units=lambda t: len(t[1]), unit="pairs")
+                for s in ss]
+    return out

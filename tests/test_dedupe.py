@@ -476,3 +476,20 @@ def test_tiny_look_alikes_are_not_copies(tmp_path):
     assert by_hash > 500  # plenty of look-alikes within the hash threshold ...
     assert 0 < res.counts.candidates < by_hash / 5  # ... most of which the centre code never proposes
     assert [c.members for c in res.clusters] == [[f"train/{d.target[0]}/000.png", f"train/{d.target[0]}/000_copy.png"]]
+
+
+def test_scoring_in_rounds_gives_the_same_result(tmp_path, monkeypatch):
+    import curate.dedupe as dd
+
+    root = tmp_path / "rounds"
+    for name in ("chelsea", "coffee", "rocket"):
+        a = small(name, 160)
+        dupsynth.save(root / "train" / name / f"{name}.png", a)
+        dupsynth.save(root / "train" / name / f"{name}_q70.jpg", dupsynth.jpeg(a, 70))
+        dupsynth.save(root / "val" / name / f"{name}_crop.jpg", dupsynth.crop(a, 0.04))
+    whole = find_duplicates(root, workers=1, quiet=True)
+    monkeypatch.setattr(dd, "SCORE_ROUND", 2)
+    rounds = find_duplicates(root, workers=2, quiet=True)
+    assert whole.counts.scored > 2  # more than one round
+    assert [c.members for c in rounds.clusters] == [c.members for c in whole.clusters]
+    assert rounds.pairs.equals(whole.pairs)
