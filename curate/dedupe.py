@@ -282,8 +282,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
         counts.candidates += len(a)
         go = passing(a, b)
         got.append(np.stack([a[go], b[go], d[go]], axis=1))
-    todo = np.concatenate(got) if got else np.zeros((0, 3), np.int64)
-    todo = todo[np.lexsort((todo[:, 1], todo[:, 0]))]
+    todo = _local_order(np.concatenate(got) if got else np.zeros((0, 3), np.int64), len(gpath))
 
     def check(batch: np.ndarray, gated: int) -> tuple[np.ndarray, np.ndarray]:
         """Similarities of `batch` (k, 3) and which pairs were scored; its first `gated` passed the gates."""
@@ -319,6 +318,22 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
     if not out_pairs:
         return np.zeros((0, 3), np.int64), np.zeros(0)
     return np.concatenate(out_pairs), np.concatenate(out_sims)
+
+
+def _local_order(pairs: np.ndarray, n: int) -> np.ndarray:
+    """`pairs` (k, 3) in an order where neighbouring pairs share images: groups renumbered by reverse
+    Cuthill-McKee on the pair graph (a narrow band), pairs sorted by the new numbers. A scoring shard then
+    decodes ~0.56 thumbnails a pair instead of ~0.99 (grown coins set); scores do not depend on it."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import reverse_cuthill_mckee
+
+    if len(pairs) < 2:
+        return pairs
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n)).tocsr()
+    pos = np.empty(n, np.int64)
+    pos[reverse_cuthill_mckee(graph + graph.T, symmetric_mode=True)] = np.arange(n)
+    lo, hi = np.minimum(pos[pairs[:, 0]], pos[pairs[:, 1]]), np.maximum(pos[pairs[:, 0]], pos[pairs[:, 1]])
+    return pairs[np.lexsort((hi, lo))]
 
 
 SCORE_ROUND = 65_536  # pairs whose scoring tasks exist at once (one executor map each)
