@@ -134,7 +134,7 @@ def test_pair_batches_stream_each_pair_once_and_honour_queries(method):
     i, j, d = hamming_pairs(codes, 8)
     got = [np.stack(b, axis=1) for b in pair_batches(codes, 8, method=method)]
     rows = np.concatenate(got)
-    assert len(rows) == len(i) and {tuple(r) for r in rows.tolist()} == set(zip(i.tolist(), j.tolist(), d.tolist()))
+    assert len(rows) == len(i) and {tuple(r) for r in rows.tolist()} == set(zip(i.tolist(), j.tolist(), d.tolist(), strict=True))
     q = 700  # the first 700 codes against each other and against the rest, the rest never among themselves
     sub = np.concatenate([np.stack(b, axis=1) for b in pair_batches(codes, 8, method=method, queries=q)])
     want = {(a, b, c) for a, b, c in zip(i.tolist(), j.tolist(), d.tolist(), strict=True) if a < q}
