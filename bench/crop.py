@@ -26,6 +26,7 @@ Targets (issue 15) are printed with their measured ratios; run on an idle machin
 from __future__ import annotations
 
 import argparse
+import compileall
 import csv
 import os
 import resource
@@ -332,6 +333,10 @@ def main() -> None:
     a = parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        # every command runs from compiled bytecode, as an installed package does (a checkout run with
+        # PYTHONDONTWRITEBYTECODE=1 would recompile curate's modules in each run: ~0.06 s)
+        for tree in (ROOT, a.compare) if a.compare else (ROOT,):
+            compileall.compile_dir(str(Path(tree) / "curate"), quiet=1)
         if a.source:
             source, split = a.source.expanduser(), a.split
         else:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from curate import storage
-from curate.dupcandidates import STAR_ABOVE, Counts, Search, descriptors, gate, search
+from curate.dupcandidates import STAR_ABOVE, Bands, Counts, Search, gate, search
 from curate.dupcluster import (  # noqa: F401  (re-exported: the dedupe API)
     CONFLICT_POLICIES,
     KEEP_POLICIES,
@@ -35,7 +35,7 @@ from curate.dupcluster import (  # noqa: F401  (re-exported: the dedupe API)
     stars,
     unit_order,
 )
-from curate.dupverify import VERIFY_MIN, Thumb, descriptor_of, make_thumb, mirrored, score, score_batch
+from curate.dupverify import VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
 from curate.errors import InputError, UnreadableImage
 from curate.hashing import check_params, decode_small, gray_small, hash_files, read_image_bytes
 
@@ -100,13 +100,14 @@ def thumb_of(path: str) -> Thumb | None:
 load_thumbnail = thumb_of  # the report's name for it
 
 
-def desc_of(path: str) -> np.ndarray | None:
-    """The prefilter descriptor of an image file or URL (dupverify.descriptor_of of a reduced-size
-    grayscale decode, a few times cheaper than a thumbnail); None when it cannot be read."""
+def band_of(path: str) -> np.ndarray | None:
+    """The mid-band signature of an image file or URL (curate.midband.signature of the hashing pass's
+    reduced grayscale decode); None when it cannot be read or the test abstains."""
     from curate.hashing import HASH_DECODE_SIDE
+    from curate.midband import signature
 
     try:
-        return descriptor_of(*gray_small(read_image_bytes(path), HASH_DECODE_SIDE))
+        return signature(*gray_small(read_image_bytes(path), HASH_DECODE_SIDE))
     except (UnreadableImage, OSError):
         return None
 
@@ -186,7 +187,7 @@ def find_duplicates(
     chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
         np.full((len(groups), 2), np.nan)
     arr, sims = _verify(root, gpath, srch, ex, verify, min_similarity,
-                        (chroma, descriptors(ok["desc"].to_numpy()[groups]), counts))
+                        (chroma, Bands.of(ok["band"].to_numpy()[groups]), counts))
     good = np.ones(len(arr), bool) if not verify else sims >= min_similarity
     edges: dict[int, list[tuple[int, int, float]]] = {}
     for (a, b, d), sim in zip(arr[good].tolist(), sims[good].tolist(), strict=True):
@@ -232,9 +233,15 @@ def _exact_groups(root, ok: pd.DataFrame, nbits: int, verify: bool, ex) -> np.nd
     hash_size = round(nbits ** 0.5)
     close = min(nbits - 1, default_threshold(hash_size, verify=False))
     cand_set: set[int] = set()
+    centre = _centre_full(ok)
     for _, g in same_size.groupby(["width", "height"], sort=True):
         gi, gj, _ = hamming_pairs(pack(g["hash"].tolist(), nbits), close, nbits)
         at = g.index.to_numpy()
+        # equal pixels have equal centre coefficients (up to the decode path: a JPEG's reduced decode vs a
+        # PNG's): look-alikes with close hashes are not decoded in full
+        a, b = centre[at[gi]], centre[at[gj]]
+        same = (np.einsum("nd,nd->n", a, b) >= SAME_CENTRE) | ~a.any(axis=1) | ~b.any(axis=1)
+        gi, gj = gi[same], gj[same]
         cand_set.update(at[gi].tolist())
         cand_set.update(at[gj].tolist())
     cand = sorted(cand_set)
@@ -248,6 +255,23 @@ def _exact_groups(root, ok: pd.DataFrame, nbits: int, verify: bool, ex) -> np.nd
             if d is not None:
                 dsu.union(i, first.setdefault(d, i))
     return np.array([dsu.find(i) for i in range(len(ok))], dtype=np.int64)
+
+
+SAME_CENTRE = 0.98  # centre-coefficient cosine above which two same-size images may hold equal pixels
+
+
+def _centre_full(ok: pd.DataFrame) -> np.ndarray:
+    """(rows, NCOEF) float32 unit centre coefficients of each row's full region (curate.centrecode); zeros
+    where there are none (a flat image, an old cache): such a row's pairs are compared on pixels."""
+    from curate.centrecode import NCOEF, ZOOMS
+
+    out = np.zeros((len(ok), NCOEF), np.float32)
+    width = (1 + len(ZOOMS)) * NCOEF * 2
+    raw = ok["centre"].tolist() if "centre" in ok.columns else [None] * len(ok)
+    for i, r in enumerate(raw):
+        if isinstance(r, bytes) and len(r) == width:
+            out[i] = np.frombuffer(r, np.float16)[:NCOEF]
+    return out
 
 
 def _units(ok: pd.DataFrame, exact: np.ndarray) -> tuple[np.ndarray, list[dict]]:
@@ -267,15 +291,15 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
             gates) -> tuple[np.ndarray, np.ndarray]:
     """((k, 3) group a, group b, distance; (k,) similarity) of every candidate pair scored on pixels (every
     candidate without verification). Candidates stream from the search in batches through the cheap gates
-    (curate.dupcandidates: colour, then the descriptor prefilter, which min_sim below VERIFY_MIN skips);
-    only the survivors are kept and scored, the others counted. `gates`: (chroma, descriptors, counts)."""
-    chroma, desc, counts = gates
+    (curate.dupcandidates: colour, then the mid-band test, which min_sim below VERIFY_MIN skips);
+    only the survivors are kept and scored, the others counted. `gates`: (chroma, bands, counts)."""
+    chroma, bands, counts = gates
     use_gates = verify and min_sim > 0
 
     def passing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if not use_gates:
             return np.ones(len(a), bool)
-        return gate(a, b, chroma, desc, counts, min_sim >= VERIFY_MIN)[0]
+        return gate(a, b, chroma, bands, counts, min_sim >= VERIFY_MIN)[0]
 
     got = []
     for a, b, d in srch.batches():

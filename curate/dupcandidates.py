@@ -11,7 +11,9 @@ kept; the others are counted (`Counts`).
 Gates, in order, each a necessary condition of `score` accepting the pair:
 1. colour: mean CIELAB (a*, b*) from the hashing pass more than MAX_CHROMA_SHIFT + COLOUR_MARGIN apart
    (score's own first test, with a margin for the smaller decode the hashing pass uses);
-2. prefilter: dupverify.prefilter_scores of the block descriptors below PRE_MIN.
+2. prefilter: the mid-band similarity (curate.midband) below midband.MIN: another photo of the same
+   thing, or the same thing turned by a few degrees, agrees with it in the low frequencies that the
+   search looks at, not in the next octave.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from curate import midband
 from curate.centrecode import NCOEF, RADIUS, ZOOMS, fit
 from curate.dupsearch import distances, pack, pair_batches
-from curate.dupverify import BLOCKS, MAX_CHROMA_SHIFT, PRE_MIN, PRE_SHARES, PRE_SIDE, prefilter_scores
+from curate.dupverify import MAX_CHROMA_SHIFT
 
 STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see dedupe._verify)
 COLOUR_MARGIN = 3.0  # the hashing pass's mean colour vs the thumbnail's: measured within 1.5 (docs/dedupe.md)
@@ -35,7 +38,7 @@ class Counts:
 
     candidates: int = 0  # pairs within the threshold (full hash, or one's full against the other's centre)
     colour: int = 0  # turned away by the colour gate
-    prefilter: int = 0  # turned away by the descriptor prefilter
+    prefilter: int = 0  # turned away by the mid-band test
     scored: int = 0  # verified on pixels
 
     def to_dict(self) -> dict:
@@ -135,32 +138,38 @@ def colour_far(chroma: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return dist > MAX_CHROMA_SHIFT + COLOUR_MARGIN
 
 
-def descriptors(gdesc) -> dict[int, np.ndarray]:
-    """Group -> prefilter descriptor, from hash_files' `desc` bytes (missing where absent or malformed)."""
-    shape = (len(PRE_SHARES), BLOCKS * BLOCKS, (PRE_SIDE // BLOCKS) ** 2)
-    out = {}
-    for g, raw in enumerate([] if gdesc is None else gdesc):
-        if isinstance(raw, bytes) and len(raw) == int(np.prod(shape)):
-            out[g] = np.frombuffer(raw, np.int8).reshape(shape)
-    return out
+@dataclass
+class Bands:
+    """Mid-band signatures of the groups (curate.midband), from hash_files' `band` bytes."""
+
+    sig: np.ndarray  # (groups, len(ZOOMS), NBAND) int8
+    have: np.ndarray  # bool per group: False where the test abstains (or the cache has none)
+
+    @classmethod
+    def of(cls, raw) -> Bands:
+        raw = [] if raw is None else list(raw)
+        shape = (len(midband.ZOOMS), midband.NBAND)
+        sig = np.zeros((len(raw), *shape), np.int8)
+        have = np.zeros(len(raw), bool)
+        for g, r in enumerate(raw):
+            if isinstance(r, bytes) and len(r) == shape[0] * shape[1]:
+                sig[g] = np.frombuffer(r, np.int8).reshape(shape)
+                have[g] = True
+        return cls(sig, have)
+
+    def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Each pair's mid-band similarity; NaN where either image has no signature (the pair goes on)."""
+        out = np.full(len(a), np.nan, np.float32)
+        both = self.have[a] & self.have[b]
+        if both.any():
+            out[both] = midband.similarity(self.sig, a[both], b[both])
+        return out
 
 
-def prefilter(desc: dict[int, np.ndarray], a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Prefilter correlation of each pair; NaN where a descriptor is missing (the pair goes on)."""
-    out = np.full(len(a), np.nan, np.float32)
-    have = np.array([x in desc and y in desc for x, y in zip(a.tolist(), b.tolist(), strict=True)], bool)
-    if have.any():
-        ids = np.unique(np.concatenate([a[have], b[have]]))
-        stack = np.stack([desc[int(g)] for g in ids])
-        pairs = np.stack([np.searchsorted(ids, a[have]), np.searchsorted(ids, b[have])], axis=1)
-        out[have] = prefilter_scores(stack, pairs)
-    return out
-
-
-def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, desc: dict, counts: Counts,
+def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, bands: Bands, counts: Counts,
          use_prefilter: bool) -> tuple[np.ndarray, np.ndarray]:
     """(pairs that go on to score, similarity to record for the others: 0 for colour, half the
-    prefilter correlation for the prefilter, so a turned-away pair never reads as a near miss)."""
+    mid-band similarity for the prefilter, so a turned-away pair never reads as a near miss)."""
     sims = np.full(len(a), np.nan)
     far = colour_far(chroma, a, b)
     counts.colour += int(far.sum())
@@ -168,8 +177,8 @@ def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, desc: dict, counts: C
     go = ~far
     if use_prefilter and go.any():
         at = np.flatnonzero(go)
-        pre = prefilter(desc, a[at], b[at])
-        low = pre < PRE_MIN  # NaN compares False: kept
+        pre = bands.similarity(a[at], b[at])
+        low = pre < midband.MIN  # NaN compares False: kept
         counts.prefilter += int(low.sum())
         sims[at[low]] = pre[low] * 0.5
         go[at[low]] = False

@@ -1,8 +1,8 @@
 """Perceptual hashes of every image of a tree, computed in parallel and cached.
 
 `hash_files(root)` gives one row per image: path, split, label, sha256, size, width, height, format,
-mode, hash (hex, as imagehash prints it), error (reason or None), desc (the verification prefilter's
-descriptor, curate.dupverify.descriptor_of of the same reduced decode, as bytes), zhash (the hash of the
+mode, hash (hex, as imagehash prints it), error (reason or None), band (curate.midband.signature of the
+same reduced decode, as bytes; None where that test abstains), zhash (the hash of the
 central ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as dupverify.Thumb.chroma: the colour gate),
 centre (curate.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on). JPEGs are decoded at reduced size
 (DCT scaling) down to max(48, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail,
@@ -29,11 +29,11 @@ from curate.storage import read_image_bytes  # noqa: F401  (re-exported for dedu
 from curate.tree import TreeFile, atomic_write_bytes
 
 HASHES = ("phash", "dhash", "ahash", "whash")
-COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "desc",
+COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
            "zhash", "chroma_a", "chroma_b", "centre"]
 ZOOM_SHARE = 0.88  # zhash: the hash of the image's central 88 %, what a crop of a few percent per side shows
-HASH_DECODE_SIDE = 48  # reduced JPEG decoding keeps both sides at least this long (6 x hash_size)
-CACHE_VERSION = 4  # 2: with the verification prefilter's descriptor; 3: with zhash; 4: chroma, centre
+HASH_DECODE_SIDE = 64  # reduced JPEG decoding keeps both sides at least this long (6 x hash_size)
+CACHE_VERSION = 5  # 2: with the verification prefilter's descriptor; 3: with zhash; 4: chroma, centre; 5: band
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -136,9 +136,8 @@ def chroma_of(pixels: np.ndarray) -> tuple[float, float]:
 
 
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
-    """hash_file's row for a plain JPEG from one reduced decode (hash, descriptor, colour, centre)."""
+    """hash_file's row for a plain JPEG from one reduced decode (hash, band, colour, centre)."""
     from curate.centrecode import coefficients
-    from curate.dupverify import descriptor_of
 
     got = _jpeg_small(data, side)
     if got is None:
@@ -149,10 +148,17 @@ def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict |
         gray = np.asarray(g)
         ca, cb = chroma_of(np.asarray(im))
         return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(g, hash_name, hash_size),
-                "desc": descriptor_of(gray, (w, h)).tobytes(), "zhash": zoom_hash(gray, hash_name, hash_size),
+                "band": _band_bytes(gray, (w, h)), "zhash": zoom_hash(gray, hash_name, hash_size),
                 "chroma_a": ca, "chroma_b": cb, "centre": coefficients(gray).tobytes()}
     except Exception:  # decode() names the problem
         return None
+
+
+def _band_bytes(gray: np.ndarray, size: tuple[int, int]) -> bytes | None:
+    from curate.midband import signature
+
+    sig = signature(gray, size)
+    return None if sig is None else sig.tobytes()
 
 
 def zoom_hash(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
@@ -195,13 +201,12 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
             import cv2
 
             from curate.centrecode import coefficients
-            from curate.dupverify import descriptor_of
 
             d = decode_small(data, side)
             row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
             row["hash"] = hash_pixels(d.pixels, hash_name, hash_size)
             gray = cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY)
-            row["desc"] = descriptor_of(gray, (d.width, d.height)).tobytes()
+            row["band"] = _band_bytes(gray, (d.width, d.height))
             row["zhash"] = zoom_hash(gray, hash_name, hash_size)
             row["chroma_a"], row["chroma_b"] = chroma_of(d.pixels)
             row["centre"] = coefficients(gray).tobytes()
@@ -281,7 +286,7 @@ def hash_files(
     for f in files:
         r = {"path": f.path, "split": f.split, "label": f.label, **results[f.path]}
         if r["error"] is not None:
-            r["hash"] = r["desc"] = r["zhash"] = r["chroma_a"] = r["chroma_b"] = r["centre"] = None
+            r["hash"] = r["band"] = r["zhash"] = r["chroma_a"] = r["chroma_b"] = r["centre"] = None
         rows.append(r)
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("size", "width", "height"):

@@ -1,0 +1,104 @@
+"""The mid-band signature: a cheap test that turns away the close look-alikes the centre code lets through.
+
+Two photos of one coin, or a coin turned by a few degrees, share their low frequencies (shape, layout,
+tone): that is why the perceptual hash and the centre code (curate.centrecode) find them. They differ in
+the next octave, the engraving and the texture, where a copy (re-encoded, resized, cropped a few percent,
+relit) still agrees with its original. So, per image, in the hashing pass:
+
+- the central CENTRE share of the reduced grayscale decode, and that region zoomed by each of ZOOMS (a
+  copy cropped by a few percent shows the original's centre larger), each resampled to SIDE x SIDE px
+  (Lanczos-3, fractional boxes) and transformed by the 2-D DCT;
+- the coefficients of the band LOW <= max(u, v) < K (frequencies of 6 to 12 cycles across the region),
+  unit norm, as int8 (len(ZOOMS) x NBAND bytes), and the band's RMS amplitude in gray levels.
+
+A pair's similarity is the best cosine of one image's full region against the other's zooms (or both
+full). Pixel verification (curate.dupverify.score) accepts a pair only if it is at least MIN. The test
+abstains (no signature) where the band holds noise rather than structure: images whose central region
+is under SIDE px in the original file (thumbnails, small icons, digit scans: JPEG noise fills that
+octave), and images whose band is weaker than FAINT gray levels (blank pages, smooth gradients).
+docs/dedupe.md has the measurements behind MIN.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+CENTRE = 0.8  # central share of each side, as the centre code
+ZOOMS = (1.0, 0.98, 0.96, 0.94, 0.92, 0.90, 0.88)  # further central shares of that region, for cropped copies
+SIDE = 48
+K = 24
+LOW = 12
+MIN = 0.85  # similarity below which score() never accepts a pair (docs/dedupe.md)
+FAINT = 1.0  # band RMS (gray levels) below which the test abstains
+COMBOS = ((0, 0), *((0, z) for z in range(1, len(ZOOMS))), *((z, 0) for z in range(1, len(ZOOMS))))
+
+_U, _V = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
+BAND = (np.maximum(_U, _V) >= LOW).ravel()
+NBAND = int(BAND.sum())
+
+
+def _dct(n: int) -> np.ndarray:
+    """(K, n) rows of the orthonormal DCT-II."""
+    x = np.arange(n)
+    d = np.cos(np.pi * np.arange(K)[:, None] * (2 * x[None, :] + 1) / (2 * n)) * np.sqrt(2 / n)
+    d[0] /= np.sqrt(2)
+    return d
+
+
+def _lanczos(x: np.ndarray) -> np.ndarray:
+    return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
+
+
+@lru_cache(maxsize=1024)
+def _rows(n: int) -> np.ndarray:
+    """(len(ZOOMS) * K, n) float32: for a side of n pixels, each zoom's central region resampled to SIDE
+    samples (Lanczos-3, widened when shrinking) followed by the DCT rows: one matrix product per side."""
+    dct, out = _dct(SIDE), []
+    centres = np.arange(n) + 0.5
+    for z in ZOOMS:
+        length = n * CENTRE * z
+        scale = length / SIDE  # input pixels per output sample
+        at = (n - length) / 2 + (np.arange(SIDE) + 0.5) * scale
+        w = _lanczos((centres[None, :] - at[:, None]) / max(1.0, scale))
+        w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+        out.append(dct @ w)
+    return np.concatenate(out).astype(np.float32)
+
+
+def signature(gray: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray | None:
+    """(len(ZOOMS), NBAND) int8 band coefficients (x 127 / largest) of a uint8 grayscale image (possibly a
+    reduced decode of an original of `size` (width, height)); None where the test abstains."""
+    if min(size or gray.shape) * CENTRE < SIDE:
+        return None
+    q, rms = _band(gray)
+    return q if rms >= FAINT else None
+
+
+def _band(gray: np.ndarray) -> tuple[np.ndarray, float]:
+    """The band coefficients as int8 and the full region's band RMS amplitude (gray levels)."""
+    x = np.asarray(gray, np.float32)
+    h, w = x.shape
+    a = (_rows(h) @ x).reshape(len(ZOOMS), K, w)
+    c = (a @ _rows(w).reshape(len(ZOOMS), K, w).transpose(0, 2, 1)).reshape(len(ZOOMS), K * K)[:, BAND]
+    norm = np.linalg.norm(c, axis=1, keepdims=True)
+    rms = float(norm[0, 0] / SIDE)
+    peak = np.abs(c).max(axis=1, keepdims=True)
+    q = np.where(norm > 1e-6, np.round(c * 127 / np.maximum(peak, 1e-12)), 0)
+    return q.astype(np.int8), rms
+
+
+def similarity(sig: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Best cosine over COMBOS of pairs (a[k], b[k]) of rows of `sig` ((n, len(ZOOMS), NBAND) int8)."""
+    out = np.empty(len(a), np.float32)
+    for k in range(0, len(a), chunk):
+        x = sig[a[k : k + chunk]].astype(np.float32)
+        y = sig[b[k : k + chunk]].astype(np.float32)
+        x /= np.maximum(np.linalg.norm(x, axis=2, keepdims=True), 1e-12)
+        y /= np.maximum(np.linalg.norm(y, axis=2, keepdims=True), 1e-12)
+        best = np.full(len(x), -1.0, np.float32)
+        for i, j in COMBOS:
+            best = np.maximum(best, np.einsum("nd,nd->n", x[:, i], y[:, j]))
+        out[k : k + chunk] = best
+    return out
