@@ -28,38 +28,29 @@ import numpy as np
 
 CENTRE = 0.8  # central share of each side that the code describes
 ZOOMS = (0.94, 0.88)  # further central shares of that region, for cropped copies
-SIDE = 32
 MIN_FIT = 256  # images needed to fit principal axes
 FIT_SAMPLE = 20_000  # images the fit looks at (evenly spaced rows)
 NCOEF = 63
 RADIUS = 14  # bits (of 64) within which two codes make a search candidate
 
 
-def _dct_rows() -> np.ndarray:
-    n = np.arange(SIDE)
-    return np.cos(np.pi * np.arange(8)[:, None] * (2 * n[None, :] + 1) / (2 * SIDE))
-
-
-_D8 = _dct_rows()
-
-
-def coefficients(gray: np.ndarray) -> np.ndarray:
+def coefficients(gray: np.ndarray, stack: np.ndarray | None = None) -> np.ndarray:
     """(1 + len(ZOOMS), NCOEF) float16: unit-norm low DCT coefficients of the central region of a uint8
-    grayscale image and of its zooms (zeros for a flat region). Lanczos with fractional boxes: integer
-    crops with OpenCV's area filter cost dupsynth 1.3 points of recall."""
-    from PIL import Image
+    grayscale image and of its zooms (zeros for a flat region), taken from curate.midband.dct_stack
+    (Lanczos-3 with fractional boxes; `stack`: that stack when already made). The plain cosine basis:
+    first row and column weigh sqrt(2) more than in the orthonormal one."""
+    from curate import midband
 
-    im = Image.fromarray(np.ascontiguousarray(gray))
-    w, h = im.size
-    regions = []
-    for share in (CENTRE, *(CENTRE * z for z in ZOOMS)):
-        cw, ch = w * share, h * share
-        box = ((w - cw) / 2, (h - ch) / 2, (w + cw) / 2, (h + ch) / 2)
-        regions.append(np.asarray(im.resize((SIDE, SIDE), Image.Resampling.LANCZOS, box=box)))
-    c = (_D8 @ np.stack(regions).astype(np.float64) @ _D8.T).reshape(len(regions), -1)[:, 1:]
+    s = midband.dct_stack(gray) if stack is None else stack
+    c = s[[midband.ZOOMS.index(z) for z in (1.0, *ZOOMS)], :8, :8].astype(np.float64) * _PLAIN
+    c = c.reshape(1 + len(ZOOMS), 64)[:, 1:]
     norm = np.linalg.norm(c, axis=1, keepdims=True)
-    out = np.where(norm > 1e-6 * SIDE * SIDE, c / np.maximum(norm, 1e-12), 0.0)
+    out = np.where(norm > 1e-3 * midband.SIDE, c / np.maximum(norm, 1e-12), 0.0)  # flat: under 0.001 gray level
     return out.astype(np.float16)
+
+
+_R = np.r_[np.sqrt(2.0), np.ones(7)]
+_PLAIN = np.outer(_R, _R)
 
 
 @dataclass

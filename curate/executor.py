@@ -76,7 +76,10 @@ class LocalExecutor:
 
     def _iter(self, fn: Callable, items: Sequence) -> Iterator:
         if self.workers == 1 or len(items) <= 1:
-            yield from map(fn, items)
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(1):  # one worker, one core, as in the pool (see _init_worker)
+                yield from map(fn, items)
             return
         from concurrent.futures import ProcessPoolExecutor  # here: a one-process run never imports the pool
         from concurrent.futures.process import BrokenProcessPool

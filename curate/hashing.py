@@ -33,7 +33,7 @@ COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "forma
            "zhash", "chroma_a", "chroma_b", "centre"]
 ZOOM_SHARE = 0.88  # zhash: the hash of the image's central 88 %, what a crop of a few percent per side shows
 HASH_DECODE_SIDE = 64  # reduced JPEG decoding keeps both sides at least this long (6 x hash_size)
-CACHE_VERSION = 5  # 2: with the verification prefilter's descriptor; 3: with zhash; 4: chroma, centre; 5: band
+CACHE_VERSION = 6  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from the band's DCT
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -138,6 +138,7 @@ def chroma_of(pixels: np.ndarray) -> tuple[float, float]:
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
     """hash_file's row for a plain JPEG from one reduced decode (hash, band, colour, centre)."""
     from curate.centrecode import coefficients
+    from curate.midband import dct_stack
 
     got = _jpeg_small(data, side)
     if got is None:
@@ -147,17 +148,18 @@ def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict |
         g = im.convert("L")
         gray = np.asarray(g)
         ca, cb = chroma_of(np.asarray(im))
+        stack = dct_stack(gray)
         return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(g, hash_name, hash_size),
-                "band": _band_bytes(gray, (w, h)), "zhash": zoom_hash(gray, hash_name, hash_size),
-                "chroma_a": ca, "chroma_b": cb, "centre": coefficients(gray).tobytes()}
+                "band": _band_bytes(gray, (w, h), stack), "zhash": zoom_hash(gray, hash_name, hash_size),
+                "chroma_a": ca, "chroma_b": cb, "centre": coefficients(gray, stack).tobytes()}
     except Exception:  # decode() names the problem
         return None
 
 
-def _band_bytes(gray: np.ndarray, size: tuple[int, int]) -> bytes | None:
+def _band_bytes(gray: np.ndarray, size: tuple[int, int], stack: np.ndarray) -> bytes | None:
     from curate.midband import signature
 
-    sig = signature(gray, size)
+    sig = signature(gray, size, stack)
     return None if sig is None else sig.tobytes()
 
 
@@ -201,15 +203,17 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
             import cv2
 
             from curate.centrecode import coefficients
+            from curate.midband import dct_stack
 
             d = decode_small(data, side)
             row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
             row["hash"] = hash_pixels(d.pixels, hash_name, hash_size)
             gray = cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY)
-            row["band"] = _band_bytes(gray, (d.width, d.height))
+            stack = dct_stack(gray)
+            row["band"] = _band_bytes(gray, (d.width, d.height), stack)
             row["zhash"] = zoom_hash(gray, hash_name, hash_size)
             row["chroma_a"], row["chroma_b"] = chroma_of(d.pixels)
-            row["centre"] = coefficients(gray).tobytes()
+            row["centre"] = coefficients(gray, stack).tobytes()
     except UnreadableImage as e:
         row["error"] = e.reason
     except Exception:  # an odd decoder failure is still one bad file, never a stopped run

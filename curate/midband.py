@@ -67,26 +67,28 @@ def _rows(n: int) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def signature(gray: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray | None:
-    """(len(ZOOMS), NBAND) int8 band coefficients (x 127 / largest) of a uint8 grayscale image (possibly a
-    reduced decode of an original of `size` (width, height)); None where the test abstains."""
-    if min(size or gray.shape) * CENTRE < SIDE:
-        return None
-    q, rms = _band(gray)
-    return q if rms >= FAINT else None
-
-
-def _band(gray: np.ndarray) -> tuple[np.ndarray, float]:
-    """The band coefficients as int8 and the full region's band RMS amplitude (gray levels)."""
+def dct_stack(gray: np.ndarray) -> np.ndarray:
+    """(len(ZOOMS), K, K) float32: the orthonormal 2-D DCT (lowest K x K) of each zoom's central region
+    of a grayscale image, resampled to SIDE x SIDE px; also what curate.centrecode takes its 8 x 8 from."""
     x = np.asarray(gray, np.float32)
     h, w = x.shape
     a = (_rows(h) @ x).reshape(len(ZOOMS), K, w)
-    c = (a @ _rows(w).reshape(len(ZOOMS), K, w).transpose(0, 2, 1)).reshape(len(ZOOMS), K * K)[:, BAND]
+    return a @ _rows(w).reshape(len(ZOOMS), K, w).transpose(0, 2, 1)
+
+
+def signature(gray: np.ndarray, size: tuple[int, int] | None = None,
+              stack: np.ndarray | None = None) -> np.ndarray | None:
+    """(len(ZOOMS), NBAND) int8 band coefficients (x 127 / largest) of a uint8 grayscale image (possibly a
+    reduced decode of an original of `size` (width, height); `stack`: its dct_stack when already made);
+    None where the test abstains."""
+    if min(size or gray.shape) * CENTRE < SIDE:
+        return None
+    c = (dct_stack(gray) if stack is None else stack).reshape(len(ZOOMS), K * K)[:, BAND]
     norm = np.linalg.norm(c, axis=1, keepdims=True)
-    rms = float(norm[0, 0] / SIDE)
+    if norm[0, 0] / SIDE < FAINT:  # the band's RMS amplitude, gray levels
+        return None
     peak = np.abs(c).max(axis=1, keepdims=True)
-    q = np.where(norm > 1e-6, np.round(c * 127 / np.maximum(peak, 1e-12)), 0)
-    return q.astype(np.int8), rms
+    return np.where(norm > 1e-6, np.round(c * 127 / np.maximum(peak, 1e-12)), 0).astype(np.int8)
 
 
 def similarity(sig: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> np.ndarray:

@@ -294,12 +294,12 @@ def test_last_shards_are_quarter_size_so_workers_finish_together():
 
 
 def test_small_jobs_start_no_pool(demo_source, tmp_path, monkeypatch):
-    import curate.executor as E
+    import concurrent.futures
 
     def no_pool(*a, **k):
         raise AssertionError("a process pool was started for 21 crops")
 
-    monkeypatch.setattr(E, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", no_pool)  # the executor imports it lazily
     res = build(demo_source, tmp_path / "a", workers=2, shard_size=4)
     assert len(res.manifest) == 21
 
