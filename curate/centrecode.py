@@ -7,7 +7,8 @@ all of them look-alikes (the grown coins set: 1.7 million candidate pairs among 
 code keeps the same low frequencies but spends its bits where the set varies:
 
 - per image (`coefficients`, in the hashing pass): the 63 lowest 2-D DCT coefficients (8 x 8 without
-  DC) of the central CENTRE share at 32 x 32 px, unit norm (brightness and contrast do not count), also
+  DC) of the central CENTRE share (resampled to 48 x 48 px with curate.midband's DCT stack, which the
+  hashing pass makes anyway), unit norm (brightness and contrast do not count), also
   for that region zoomed by ZOOMS (a copy cropped by a few percent shows the original's centre larger).
   Only the centre: a watermark strip or a border along an edge does not move it;
 - per set (`fit`): the principal axes of the images' coefficients and the set's median on each, so
