@@ -224,18 +224,25 @@ def block_ncc(x: np.ndarray, y: np.ndarray, n: int = BLOCKS) -> float | None:
     backdrop) but not inside. Blocks with little gradient energy (below LOW_ENERGY of the median block:
     sky, paper, flat backgrounds whose noise JPEG rewrites) do not count; None if no block has structure."""
     h, w = x.shape
-    vals, energy = [], []
-    for i in range(n):
-        for j in range(n):
-            bx = x[i * h // n : (i + 1) * h // n, j * w // n : (j + 1) * w // n]
-            by = y[i * h // n : (i + 1) * h // n, j * w // n : (j + 1) * w // n]
-            if bx.size and (_std(bx) > FLAT or _std(by) > FLAT):
-                vals.append(_ncc(bx, by))
-                energy.append(float(bx.mean()) + float(by.mean()))
-    if not vals:
+    if h < n or w < n:
         return None
-    e = np.asarray(energy)
-    return float(np.percentile(np.asarray(vals)[e >= LOW_ENERGY * np.median(e)], BLOCK_QUANTILE))
+    rows, cols = [i * h // n for i in range(n)], [j * w // n for j in range(n)]
+    x, y = x.astype(np.float64), y.astype(np.float64)
+
+    def sums(v: np.ndarray) -> np.ndarray:  # (n, n) sum of v over each block, all blocks at once
+        return np.add.reduceat(np.add.reduceat(v, rows, axis=0), cols, axis=1)
+
+    count = np.diff([*rows, h])[:, None] * np.diff([*cols, w])[None, :]
+    mx, my = sums(x) / count, sums(y) / count
+    vx, vy = sums(x * x) / count - mx * mx, sums(y * y) / count - my * my
+    cov = sums(x * y) / count - mx * my
+    live = (np.sqrt(np.maximum(vx, 0)) > FLAT) | (np.sqrt(np.maximum(vy, 0)) > FLAT)
+    if not live.any():
+        return None
+    den = np.sqrt(np.maximum(vx, 0) * np.maximum(vy, 0)) * count
+    vals = np.where(den > 1e-6, cov * count / np.maximum(den, 1e-300), 0.0)[live]
+    e = (mx + my)[live]
+    return float(np.percentile(vals[e >= LOW_ENERGY * np.median(e)], BLOCK_QUANTILE))
 
 
 def score(a: Thumb, b: Thumb) -> float:
