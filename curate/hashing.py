@@ -5,7 +5,7 @@ mode, hash (hex, as imagehash prints it), error (reason or None), band (curate.m
 same reduced decode, as bytes; None where that test abstains), zhash (the hash of the
 central ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as dupverify.Thumb.chroma: the colour gate),
 centre (curate.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on). JPEGs are decoded at reduced size
-(DCT scaling) down to max(48, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail,
+(DCT scaling) down to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail,
 so this changes at most a bit or two of 64 (measured in bench/dedupe.py) at a fraction of the cost.
 Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
 object-store URL (s3://…): files are read through curate.storage and the cache lives in the local user
@@ -32,8 +32,9 @@ HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
            "zhash", "chroma_a", "chroma_b", "centre"]
 ZOOM_SHARE = 0.88  # zhash: the hash of the image's central 88 %, what a crop of a few percent per side shows
-HASH_DECODE_SIDE = 64  # reduced JPEG decoding keeps both sides at least this long (6 x hash_size)
-CACHE_VERSION = 6  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from the band's DCT
+HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
+# needs its central 80 % at 48 px (curate.midband.SIDE / CENTRE)
+CACHE_VERSION = 7  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
