@@ -133,7 +133,7 @@ def dedupe(
     rejected = int((~r.pairs["verified"]).sum()) if len(r.pairs) else 0
     turned = r.counts.colour + r.counts.prefilter
     if rejected or turned:
-        say(f"{r.counts.candidates} candidate pairs: {turned} turned away by colour or coarse structure, "
+        say(f"{r.counts.candidates} candidate pairs: {turned} turned away by colour or fine structure, "
             f"{r.counts.scored} compared on pixels, {rejected} of them kept apart")
     for p, reason in r.unreadable[:10]:
         common.warn(f"unreadable ({reason}), left in place: {p}")
