@@ -34,7 +34,8 @@ COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "forma
 ZOOM_SHARE = 0.88  # zhash: the hash of the image's central 88 %, what a crop of a few percent per side shows
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
 # needs its central 80 % at 48 px (curate.midband.SIDE / CENTRE)
-CACHE_VERSION = 7  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px
+CACHE_VERSION = 8  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
+# 8: the band from the central 60 %
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 

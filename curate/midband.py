@@ -5,17 +5,21 @@ tone): that is why the perceptual hash and the centre code (curate.centrecode) f
 the next octave, the engraving and the texture, where a copy (re-encoded, resized, cropped a few percent,
 relit) still agrees with its original. So, per image, in the hashing pass:
 
-- the central CENTRE share of the reduced grayscale decode, and that region zoomed by each of ZOOMS (a
-  copy cropped by a few percent shows the original's centre larger), each resampled to SIDE x SIDE px
-  (Lanczos-3, fractional boxes) and transformed by the 2-D DCT;
-- the coefficients of the band LOW <= max(u, v) < K (frequencies of 6 to 12 cycles across the region),
-  unit norm, as int8 (len(ZOOMS) x NBAND bytes), and the band's RMS amplitude in gray levels.
+- the central CENTRE share of the reduced grayscale decode (inside a coin's rim, a product's outline:
+  the outline of an object that every photo of a set shows at about the same place and size would
+  otherwise dominate the band), and that region zoomed by each of ZOOMS (a copy cropped by a few percent
+  shows the original's centre larger), each resampled to SIDE x SIDE px (Lanczos-3, fractional boxes)
+  and transformed by the 2-D DCT;
+- the coefficients of the band LOW <= max(u, v) < K (4.5 to 9 cycles across the region, 7.5 to 15 across
+  the image), as int8 (len(ZOOMS) x NBAND bytes).
 
 A pair's similarity is the best cosine of one image's full region against the other's zooms (or both
 full). Pixel verification (curate.dupverify.score) accepts a pair only if it is at least MIN. The test
 abstains (no signature) where the band holds noise rather than structure: images whose central region
 is under SIDE px in the original file (thumbnails, small icons, digit scans: JPEG noise fills that
-octave), and images whose band is weaker than FAINT gray levels (blank pages, smooth gradients).
+octave), and images whose band is weaker than FAINT gray levels RMS (blank pages, smooth gradients,
+mostly-letterbox crops: a heavy re-encode rewrites a band that weak).
+The same matrix products also give curate.centrecode its coefficients (REGIONS after the band's).
 docs/dedupe.md has the measurements behind MIN.
 """
 
@@ -25,14 +29,20 @@ from functools import lru_cache
 
 import numpy as np
 
-CENTRE = 0.8  # central share of each side, as the centre code
+from curate.centrecode import CENTRE as CODE_CENTRE
+from curate.centrecode import ZOOMS as CODE_ZOOMS
+
+CENTRE = 0.6  # central share of each side the band test looks at
 ZOOMS = (1.0, 0.98, 0.96, 0.94, 0.92, 0.90, 0.88)  # further central shares of that region, for cropped copies
-SIDE = 48
-K = 24
-LOW = 12
+SIDE = 36
+K = 18
+LOW = 9
 MIN = 0.85  # similarity below which score() never accepts a pair (docs/dedupe.md)
-FAINT = 1.0  # band RMS (gray levels) below which the test abstains
+FAINT = 3.0  # band RMS (gray levels) below which the test abstains
 COMBOS = ((0, 0), *((0, z) for z in range(1, len(ZOOMS))), *((z, 0) for z in range(1, len(ZOOMS))))
+# (share of the side, samples) of every region dct_stack transforms: the band's, then the centre code's
+REGIONS = tuple((CENTRE * z, SIDE) for z in ZOOMS) + tuple((CODE_CENTRE * z, 48) for z in (1.0, *CODE_ZOOMS))
+CODE_AT = len(ZOOMS)  # index of the centre code's first region
 
 _U, _V = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
 BAND = (np.maximum(_U, _V) >= LOW).ravel()
@@ -53,27 +63,27 @@ def _lanczos(x: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=1024)
 def _rows(n: int) -> np.ndarray:
-    """(len(ZOOMS) * K, n) float32: for a side of n pixels, each zoom's central region resampled to SIDE
-    samples (Lanczos-3, widened when shrinking) followed by the DCT rows: one matrix product per side."""
-    dct, out = _dct(SIDE), []
+    """(len(REGIONS) * K, n) float32: for a side of n pixels, each region resampled to its samples
+    (Lanczos-3, widened when shrinking) followed by the DCT rows: one matrix product per side."""
+    out = []
     centres = np.arange(n) + 0.5
-    for z in ZOOMS:
-        length = n * CENTRE * z
-        scale = length / SIDE  # input pixels per output sample
-        at = (n - length) / 2 + (np.arange(SIDE) + 0.5) * scale
+    for share, side in REGIONS:
+        length = n * share
+        scale = length / side  # input pixels per output sample
+        at = (n - length) / 2 + (np.arange(side) + 0.5) * scale
         w = _lanczos((centres[None, :] - at[:, None]) / max(1.0, scale))
         w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-        out.append(dct @ w)
+        out.append(_dct(side) @ w)
     return np.concatenate(out).astype(np.float32)
 
 
 def dct_stack(gray: np.ndarray) -> np.ndarray:
-    """(len(ZOOMS), K, K) float32: the orthonormal 2-D DCT (lowest K x K) of each zoom's central region
-    of a grayscale image, resampled to SIDE x SIDE px; also what curate.centrecode takes its 8 x 8 from."""
+    """(len(REGIONS), K, K) float32: the orthonormal 2-D DCT (lowest K x K) of each region of a grayscale
+    image: the band's regions, then (from CODE_AT) the centre code's, which takes its 8 x 8 from them."""
     x = np.asarray(gray, np.float32)
     h, w = x.shape
-    a = (_rows(h) @ x).reshape(len(ZOOMS), K, w)
-    return a @ _rows(w).reshape(len(ZOOMS), K, w).transpose(0, 2, 1)
+    a = (_rows(h) @ x).reshape(len(REGIONS), K, w)
+    return a @ _rows(w).reshape(len(REGIONS), K, w).transpose(0, 2, 1)
 
 
 def signature(gray: np.ndarray, size: tuple[int, int] | None = None,
@@ -83,9 +93,9 @@ def signature(gray: np.ndarray, size: tuple[int, int] | None = None,
     None where the test abstains."""
     if min(size or gray.shape) * CENTRE < SIDE:
         return None
-    c = (dct_stack(gray) if stack is None else stack).reshape(len(ZOOMS), K * K)[:, BAND]
+    c = (dct_stack(gray) if stack is None else stack)[: len(ZOOMS)].reshape(len(ZOOMS), K * K)[:, BAND]
     norm = np.linalg.norm(c, axis=1, keepdims=True)
-    if norm[0, 0] / SIDE < FAINT:  # the band's RMS amplitude, gray levels
+    if norm[0, 0] / SIDE < FAINT:  # the band's RMS amplitude over the region, gray levels
         return None
     peak = np.abs(c).max(axis=1, keepdims=True)
     return np.where(norm > 1e-6, np.round(c * 127 / np.maximum(peak, 1e-12)), 0).astype(np.int8)

@@ -56,9 +56,10 @@ def test_band_keeps_every_copy_score_accepts(tmp_path):
 def test_band_turns_most_lookalikes_away():
     """Different coins-dev photos (other coins on the same white background): nearly all turned away,
     and a batch gives what one pair at a time gives."""
-    photos = coin_photos(15)
-    sig = np.stack([midband.signature(np.asarray(Image.fromarray(a).convert("L"))) for a in photos])
-    pairs = np.array([(i, j) for i in range(len(photos)) for j in range(i + 1, len(photos))])
+    sigs = [midband.signature(np.asarray(Image.fromarray(a).convert("L"))) for a in coin_photos(15)]
+    assert sum(x is None for x in sigs) <= 2  # coin photos have structure in the band: few abstain
+    sig = np.stack([x for x in sigs if x is not None])
+    pairs = np.array([(i, j) for i in range(len(sig)) for j in range(i + 1, len(sig))])
     s = midband.similarity(sig, pairs[:, 0], pairs[:, 1], chunk=100)
     assert s.shape == (len(pairs),)
     assert (s >= midband.MIN).mean() < 0.02
