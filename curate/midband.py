@@ -61,7 +61,7 @@ def _lanczos(x: np.ndarray) -> np.ndarray:
     return np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)  # one per side length met (~70 KB each at 100 px): sets have few distinct sizes
 def _rows(n: int) -> np.ndarray:
     """(len(REGIONS) * K, n) float32: for a side of n pixels, each region resampled to its samples
     (Lanczos-3, widened when shrinking) followed by the DCT rows: one matrix product per side."""
