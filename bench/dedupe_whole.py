@@ -104,6 +104,7 @@ def run_dedupe(root: Path, threshold: int, workers: int, limit_s: float, cap_gib
         d = json.loads((out / "dedupe.json").read_text())
         res["members"] = [c["members"] for c in d["clusters"]]
         res["near_clusters"] = sum(c["kind"] == "near" for c in d["clusters"])
+        res["search"] = d.get("candidates")  # what dedupe's own search proposed and its gates turned away
     shutil.rmtree(out, ignore_errors=True)
     return res
 
@@ -143,6 +144,10 @@ def bench_set(name: str, root: Path, truth, thresholds: list[int], workers: int,
             pairs, good = clustered(r["members"], photo)
             print(f"    {len(r['members'])} clusters ({r['near_clusters']} near): {pairs:,} pairs of files clustered, "
                   f"{good:,} of them true copies, of {n_pairs:,} true pairs", flush=True)
+        if r.get("search"):
+            c = r["search"]
+            print(f"    dedupe's search: {c['candidates']:,} candidates; turned away by colour {c['colour']:,}, "
+                  f"by the mid-band test {c['prefilter']:,}; verified on pixels {c['scored']:,}", flush=True)
         rows.append({"set": name, "threshold": t, "files": len(files), "baseline_s": base_s, "candidates": n_cand,
                      "true_candidates": n_true, **r})
     return rows
