@@ -43,11 +43,11 @@ def coefficients(gray: np.ndarray, stack: np.ndarray | None = None) -> np.ndarra
     from curate import midband
 
     s = midband.dct_stack(gray) if stack is None else stack
-    c = s[midband.CODE_AT : midband.CODE_AT + 1 + len(ZOOMS), :8, :8].astype(np.float64) * _PLAIN
-    c = c.reshape(1 + len(ZOOMS), 64)[:, 1:]
-    norm = np.linalg.norm(c, axis=1, keepdims=True)
-    out = np.where(norm > 0.048, c / np.maximum(norm, 1e-12), 0.0)  # flat: under 0.001 gray level at 48 px
-    return out.astype(np.float16)
+    c = (s[midband.CODE_AT : midband.CODE_AT + 1 + len(ZOOMS), :8, :8] * _PLAIN).reshape(1 + len(ZOOMS), 64)[:, 1:]
+    norm = np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.float64))
+    c = c / np.maximum(norm, 1e-12)[:, None]
+    c[norm <= 0.048] = 0.0  # flat: under 0.001 gray level at 48 px
+    return c.astype(np.float16)
 
 
 _R = np.r_[np.sqrt(2.0), np.ones(7)]

@@ -128,23 +128,16 @@ def mirrored_similarity(a: Thumb, b: Thumb) -> float | None:
     return m
 
 
-# ---------------------------------------------------------------- union-find
+def _smallest_member(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """For each of n items joined by edges (a[k], b[k]): the smallest index of its connected group."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-
-class _DSU:
-    def __init__(self, n: int):
-        self.p = list(range(n))
-
-    def find(self, x: int) -> int:
-        while self.p[x] != x:
-            self.p[x] = self.p[self.p[x]]
-            x = self.p[x]
-        return x
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.p[max(ra, rb)] = min(ra, rb)
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max(initial=-1) + 1, n, np.int64)
+    np.minimum.at(first, labels, np.arange(n))
+    return first[labels]
 
 
 def find_duplicates(
@@ -182,7 +175,7 @@ def find_duplicates(
     groups, pair_rows = _units(ok, exact)
     unit_rows, best, order = unit_order(ok, exact, groups, keep)
     srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
-    gpath = [ok["path"].iat[int(g)] for g in groups]
+    gpath = ok["path"].to_numpy()[groups].tolist()
     counts = Counts()
     chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
         np.full((len(groups), 2), np.nan)
@@ -222,13 +215,8 @@ def _exact_groups(root, ok: pd.DataFrame, nbits: int, verify: bool, ex) -> np.nd
 
     paths = ok["path"].tolist()
     sha_first: dict[str, int] = {}
-    unit = np.empty(len(ok), dtype=np.int64)
-    for i, sha in enumerate(ok["sha256"]):
-        unit[i] = sha_first.setdefault(sha, i)
+    unit = np.array([sha_first.setdefault(sha, i) for i, sha in enumerate(ok["sha256"])], np.int64)
     rep_df = ok.iloc[np.unique(unit)]
-    dsu = _DSU(len(ok))
-    for i in range(len(ok)):
-        dsu.union(i, int(unit[i]))
     same_size = rep_df[rep_df.groupby(["width", "height"], sort=True)["path"].transform("size") > 1]
     hash_size = round(nbits ** 0.5)
     close = min(nbits - 1, default_threshold(hash_size, verify=False))
@@ -251,10 +239,11 @@ def _exact_groups(root, ok: pd.DataFrame, nbits: int, verify: bool, ex) -> np.nd
         digests = [d for ds in ex.map(_digest_shard, tasks, desc="comparing pixels", units=len, unit="images")
                    for d in ds]
         first: dict[str, int] = {}
-        for i, d in zip(cand, digests, strict=True):
-            if d is not None:
-                dsu.union(i, first.setdefault(d, i))
-    return np.array([dsu.find(i) for i in range(len(ok))], dtype=np.int64)
+        pix = [(i, first.setdefault(d, i)) for i, d in zip(cand, digests, strict=True) if d is not None]
+        if pix:
+            a, b = np.array(pix, np.int64).T
+            unit = _smallest_member(len(ok), np.r_[np.arange(len(ok)), a], np.r_[unit, b])
+    return unit
 
 
 SAME_CENTRE = 0.995  # centre cosine above which same-size images may hold equal pixels (a JPEG and a PNG
@@ -307,7 +296,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
         counts.candidates += len(a)
         go = passing(a, b)
         got.append(np.stack([a[go], b[go], d[go]], axis=1))
-    todo = _local_order(np.concatenate(got) if got else np.zeros((0, 3), np.int64), len(gpath))
+    todo = _local_order(np.concatenate(got) if got else np.zeros((0, 3), np.int64))
 
     def check(batch: np.ndarray, gated: int) -> tuple[np.ndarray, np.ndarray]:
         """Similarities of `batch` (k, 3) and which pairs were scored; its first `gated` passed the gates."""
@@ -345,7 +334,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
     return np.concatenate(out_pairs), np.concatenate(out_sims)
 
 
-def _local_order(pairs: np.ndarray, n: int) -> np.ndarray:
+def _local_order(pairs: np.ndarray) -> np.ndarray:
     """`pairs` (k, 3) in an order where neighbouring pairs share images: groups renumbered by reverse
     Cuthill-McKee on the pair graph (a narrow band), pairs sorted by the new numbers. A scoring shard then
     decodes ~0.56 thumbnails a pair instead of ~0.99 (grown coins set); scores do not depend on it."""
@@ -354,10 +343,13 @@ def _local_order(pairs: np.ndarray, n: int) -> np.ndarray:
 
     if len(pairs) < 2:
         return pairs
-    graph = coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n)).tocsr()
-    pos = np.empty(n, np.int64)
-    pos[reverse_cuthill_mckee(graph + graph.T, symmetric_mode=True)] = np.arange(n)
-    lo, hi = np.minimum(pos[pairs[:, 0]], pos[pairs[:, 1]]), np.maximum(pos[pairs[:, 0]], pos[pairs[:, 1]])
+    used, local = np.unique(pairs[:, :2], return_inverse=True)  # only the groups in a pair
+    local = local.reshape(-1, 2)
+    m = len(used)
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (local[:, 0], local[:, 1])), shape=(m, m)).tocsr()
+    pos = np.empty(m, np.int64)
+    pos[reverse_cuthill_mckee(graph + graph.T, symmetric_mode=True)] = np.arange(m)
+    lo, hi = np.minimum(pos[local[:, 0]], pos[local[:, 1]]), np.maximum(pos[local[:, 0]], pos[local[:, 1]])
     return pairs[np.lexsort((hi, lo))]
 
 
@@ -365,17 +357,19 @@ SCORE_ROUND = 65_536  # pairs whose scoring tasks exist at once (one executor ma
 
 
 def _score_pairs(pairs: list, path_of, ex) -> list[float]:
-    """score() of each pair through the executor, in shards of 256 pairs (sorted, so a shard's pairs
+    """score() of each pair through the executor, in shards of up to 256 pairs (sorted, so a shard's pairs
     share images) that make their own thumbnails from `path_of(group)`: nothing shipped back but the
     scores. Tasks are made SCORE_ROUND pairs at a time, so the parent's memory stays flat however many
     pairs a look-alike-dense set sends here (a round costs one pool start)."""
     out: list[float] = []
     rounds = -(-len(pairs) // SCORE_ROUND)
+    # at least 4 shards a worker where pairs are few: one worker must not get the last full shard alone
+    size = max(32, min(256, -(-len(pairs) // (4 * max(1, getattr(ex, "workers", 1))))))
     for r in range(rounds):
         tasks = []
         end = min(len(pairs), (r + 1) * SCORE_ROUND)
-        for k in range(r * SCORE_ROUND, end, 256):
-            chunk = pairs[k : min(k + 256, end)]
+        for k in range(r * SCORE_ROUND, end, size):
+            chunk = pairs[k : min(k + size, end)]
             ids = sorted({g for a, b, _ in chunk for g in (a, b)})
             local = {g: n for n, g in enumerate(ids)}
             tasks.append(([path_of(g) for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))

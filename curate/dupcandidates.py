@@ -144,6 +144,7 @@ class Bands:
 
     sig: np.ndarray  # (groups, len(ZOOMS), NBAND) int8
     have: np.ndarray  # bool per group: False where the test abstains (or the cache has none)
+    inv: np.ndarray  # (groups, len(ZOOMS)) float32: midband.inverse_norms of sig
 
     @classmethod
     def of(cls, raw) -> Bands:
@@ -155,14 +156,14 @@ class Bands:
             if isinstance(r, bytes) and len(r) == shape[0] * shape[1]:
                 sig[g] = np.frombuffer(r, np.int8).reshape(shape)
                 have[g] = True
-        return cls(sig, have)
+        return cls(sig, have, midband.inverse_norms(sig))
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Each pair's mid-band similarity; NaN where either image has no signature (the pair goes on)."""
         out = np.full(len(a), np.nan, np.float32)
         both = self.have[a] & self.have[b]
         if both.any():
-            out[both] = midband.similarity(self.sig, a[both], b[both])
+            out[both] = midband.similarity(self.sig, a[both], b[both], self.inv)
         return out
 
 

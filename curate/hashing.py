@@ -2,11 +2,13 @@
 
 `hash_files(root)` gives one row per image: path, split, label, sha256, size, width, height, format,
 mode, hash (hex, as imagehash prints it), error (reason or None), band (curate.midband.signature of the
-same reduced decode, as bytes; None where that test abstains), zhash (the hash of the
-central ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as dupverify.Thumb.chroma: the colour gate),
-centre (curate.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on). JPEGs are decoded at reduced size
-(DCT scaling) down to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail,
-so this changes at most a bit or two of 64 (measured in bench/dedupe.py) at a fraction of the cost.
+same reduced decode, as bytes; None where that test abstains), zhash (the hash of the central
+ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as dupverify.Thumb.chroma: the colour gate),
+centre (curate.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on).
+Each file is decoded once. JPEGs are decoded by OpenCV's libjpeg-turbo at reduced size (DCT scaling) down
+to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail, so
+this changes at most a bit or two of 64 (measured in bench/dedupe.py) at a fraction of the cost. The
+perceptual hash is imagehash's, bit for bit on the same pixels (phash_hex), as matrix products.
 Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
 object-store URL (s3://…): files are read through curate.storage and the cache lives in the local user
 cache dir (storage.url_state_dir), keyed by (path, size, ETag).
@@ -17,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from functools import lru_cache
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -34,8 +38,8 @@ COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "forma
 ZOOM_SHARE = 0.88  # zhash: the hash of the image's central 88 %, what a crop of a few percent per side shows
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
 # needs its central 80 % at 48 px (curate.midband.SIDE / CENTRE)
-CACHE_VERSION = 8  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
-# 8: the band from the central 60 %, colour from ~24 px
+CACHE_VERSION = 9  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
+# 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -49,28 +53,12 @@ def check_params(hash_name: str, hash_size: int) -> None:
         raise InputError("whash needs a power-of-two --hash-size", "use 4, 8, 16 or 32")
 
 
-def hash_pixels(pixels: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
-    """The perceptual hash (hex string) of an RGB uint8 array."""
-    from PIL import Image
-
-    return hash_image(Image.fromarray(pixels).convert("L"), hash_name, hash_size)
-
-
 def hash_image(im, hash_name: str = "phash", hash_size: int = 8) -> str:
     """The perceptual hash (hex string) of a grayscale PIL image."""
     import imagehash
 
-    if hash_name == "phash":  # imagehash.phash, step for step, without its slow bit-string hex
-        import scipy.fftpack
-        from PIL import Image
-
-        side = hash_size * 4
-        px = np.asarray(im.convert("L").resize((side, side), Image.Resampling.LANCZOS))
-        low = scipy.fftpack.dct(scipy.fftpack.dct(px, axis=0), axis=1)[:hash_size, :hash_size]
-        flat = np.sort(low, axis=None)  # np.median, without its overhead
-        mid = len(flat) // 2
-        med = flat[mid] if len(flat) % 2 else (flat[mid - 1] + flat[mid]) / 2
-        return bits_hex(low > med)
+    if hash_name == "phash":
+        return phash_hex(np.asarray(im.convert("L")), hash_size)
     elif hash_name == "dhash":
         h = imagehash.dhash(im, hash_size=hash_size)
     elif hash_name == "ahash":
@@ -78,6 +66,71 @@ def hash_image(im, hash_name: str = "phash", hash_size: int = 8) -> str:
     else:  # fixed wavelet scale so the hash never depends on the decode size
         h = imagehash.whash(im, hash_size=hash_size, image_scale=hash_size * 8)
     return str(h)
+
+
+PRECISION = 22  # Pillow's fixed-point resampling: weights x 2**22, sums rounded half up and clipped to uint8
+
+
+@lru_cache(maxsize=256)
+def _pillow_lanczos(n: int, out: int) -> np.ndarray:
+    """(out, n) float64: Pillow's integer Lanczos weights (x 2**PRECISION) resizing a side of n pixels to `out`
+    (Image.resize: support widened by the scale, each row normalised, rounded half away from zero)."""
+    scale = n / out
+    x = (np.arange(n)[None, :] - (np.arange(out)[:, None] + 0.5) * scale + 0.5) / max(1.0, scale)
+    w = np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
+    w /= w.sum(axis=1, keepdims=True)
+    return np.trunc(w * (1 << PRECISION) + np.copysign(0.5, w))
+
+
+def _pillow_pass(sums: np.ndarray) -> np.ndarray:
+    """Pillow's clip8 of fixed-point sums (in place): rounded half up to whole gray levels, clipped to 0..255."""
+    sums *= 1.0 / (1 << PRECISION)  # a power of two: exact
+    sums += 0.5
+    np.floor(sums, out=sums)
+    np.minimum(sums, 255.0, out=sums)
+    return np.maximum(sums, 0.0, out=sums)
+
+
+@lru_cache(maxsize=1)
+def _vertical_first_rule() -> bool:
+    """Whether the installed Pillow resizes vertically first where the height shrinks more than twice as much
+    as the width (Pillow 13 does; older ones always start horizontally): one 40 x 33 probe."""
+    from PIL import Image
+
+    g = (np.arange(40 * 33).reshape(40, 33) * 7919 % 251).astype(np.uint8)
+    ref = np.asarray(Image.fromarray(g).resize((32, 32), Image.Resampling.LANCZOS)).astype(np.float64)
+    vert = _pillow_pass(_pillow_pass(_pillow_lanczos(40, 32) @ g) @ _pillow_lanczos(33, 32).T)
+    return bool((ref == vert).all())
+
+
+@lru_cache(maxsize=8)
+def _dct_rows(n: int, k: int) -> np.ndarray:
+    """(k, n): the lowest k rows of scipy.fftpack.dct (type II, unnormalised)."""
+    return 2 * np.cos(np.pi * np.arange(k)[:, None] * (2 * np.arange(n)[None, :] + 1) / (2 * n))
+
+
+def phash_hex(gray: np.ndarray, hash_size: int = 8) -> str:
+    """imagehash.phash of a uint8 grayscale array, bit for bit (Image.resize to 4 x hash_size, Lanczos,
+    emulated in Pillow's own fixed-point steps; the DCT's lowest hash_size x hash_size, above their median)
+    as matrix products: a fraction of the cost of a PIL image, a resize and two scipy DCTs per hash. Where
+    imagehash's bits come from floating-point noise (the zero coefficients of a flat image) these are 0."""
+    side = hash_size * 4
+    h, w = gray.shape
+    x = np.asarray(gray, np.float64)  # integer sums stay exact in float64 (< 2**53)
+    vertical_first = h > side and h - side > 2 * (w - side) and _vertical_first_rule()
+    if vertical_first:
+        x = _pillow_pass(_pillow_lanczos(h, side) @ x)
+    if w != side:
+        x = _pillow_pass(x @ _pillow_lanczos(w, side).T)
+    if h != side and not vertical_first:
+        x = _pillow_pass(_pillow_lanczos(h, side) @ x)
+    d = _dct_rows(side, hash_size)
+    low = d @ x @ d.T
+    low[np.abs(low) < 1e-9 * np.abs(low).max()] = 0.0  # exact zeros (a flat image): never rounding noise
+    flat = np.sort(low, axis=None)  # np.median, without its overhead
+    mid = len(flat) // 2
+    med = flat[mid] if len(flat) % 2 else (flat[mid - 1] + flat[mid]) / 2
+    return bits_hex(low > med)
 
 
 def bits_hex(bits: np.ndarray) -> str:
@@ -92,6 +145,8 @@ def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
     """decode() with reduced-size JPEG decoding down to `side` pixels on the shorter side."""
     from PIL import Image
 
+    if data[:2] != b"\xff\xd8":  # not a JPEG: no reduced decoding, no need to read the header twice
+        return decode(data)
     try:
         with Image.open(io.BytesIO(data)) as im:  # header only: picks the reduced decode size
             small = min(im.size)
@@ -101,63 +156,69 @@ def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
 
 
 def _jpeg_small(data: bytes, side: int):
-    """Plain JPEGs: (PIL image decoded at reduced size, both sides >= `side` where the file allows,
-    upright, in its own mode L or RGB; format, mode, original (width, height)). None when the file needs
-    decode()'s general path (other formats, CMYK, damage, huge)."""
-    from PIL import Image, ImageOps
+    """Plain, complete JPEGs: (pixels decoded at reduced size by OpenCV's libjpeg-turbo (DCT scaling by 2, 4
+    or 8), both sides >= `side` where the file allows, upright: BGR, or gray for a grayscale file; format,
+    mode, original upright (width, height)). None when the file needs decode()'s general path (other
+    formats, CMYK, damage, huge). The header is read by Pillow (size, mode, EXIF orientation)."""
+    from PIL import Image
 
     from curate.images import DEFAULT_MAX_PIXELS
 
-    if data[:2] != b"\xff\xd8":  # not a JPEG: no need to open it here
+    if data[:2] != b"\xff\xd8" or b"\xff\xd9" not in data[-1024:]:  # not a complete JPEG: decode() says why
         return None
     try:
         im = Image.open(io.BytesIO(data))
         if im.format != "JPEG" or im.mode not in ("L", "RGB") or im.size[0] * im.size[1] > DEFAULT_MAX_PIXELS:
             return None
-        fmt, mode, (w, h) = im.format, im.mode, im.size
+        mode, (w, h) = im.mode, im.size
         orient = int(im.getexif().get(0x0112, 1) or 1) if "exif" in im.info else 1
-        im.draft(mode, (side, side))
-        im.load()
-        if orient != 1:
-            im = ImageOps.exif_transpose(im)
-            if orient in (5, 6, 7, 8):
-                w, h = h, w
-        return im, fmt, mode, (w, h)
+        factor = 1
+        while factor < 8 and -(-min(w, h) // (factor * 2)) >= side:
+            factor *= 2
+        flag = _GRAY[factor] if mode == "L" else _COLOR[factor]
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)  # applies the EXIF orientation
+        if pixels is None:
+            return None
+        return pixels, "JPEG", mode, ((h, w) if orient in (5, 6, 7, 8) else (w, h))
     except Exception:  # decode() names the problem
         return None
 
 
-def chroma_of(pixels: np.ndarray) -> tuple[float, float]:
+_COLOR = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+          8: cv2.IMREAD_REDUCED_COLOR_8}
+_GRAY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
+         8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+
+
+def chroma_of(pixels: np.ndarray, bgr: bool = False) -> tuple[float, float]:
     """Mean CIELAB (a*, b*) of an RGB (or grayscale: 0, 0) uint8 array, as dupverify.make_thumb has it,
     from an area-averaged copy of about 24 px (within 0.61 of the full-size mean on 1,854 coins-dev and
-    dupsynth files; the colour gate allows for 3)."""
-    import cv2
-
+    dupsynth files; the colour gate allows for 3). `bgr`: OpenCV's channel order."""
     if pixels.ndim == 2:
         return 0.0, 0.0
     h, w = pixels.shape[:2]
     f = max(1, min(h, w) // 24)
     if f > 1:
         pixels = cv2.resize(pixels, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-    lab = cv2.mean(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2LAB))
+    lab = cv2.mean(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2LAB if bgr else cv2.COLOR_RGB2LAB))
     return lab[1] - 128.0, lab[2] - 128.0
 
 
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
     """hash_file's row for a plain JPEG from one reduced decode (hash, band, colour, centre)."""
+
     from curate.centrecode import coefficients
     from curate.midband import dct_stack
 
     got = _jpeg_small(data, side)
     if got is None:
         return None
-    im, fmt, mode, (w, h) = got
+    pixels, fmt, mode, (w, h) = got
     try:
-        g = im.convert("L")
-        gray = np.asarray(g)
-        ca, cb = chroma_of(np.asarray(im))
+        gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+        ca, cb = chroma_of(pixels, bgr=True)
         stack = dct_stack(gray)
-        return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_image(g, hash_name, hash_size),
+        return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_gray(gray, hash_name, hash_size),
                 "band": _band_bytes(gray, (w, h), stack), "zhash": zoom_hash(gray, hash_name, hash_size),
                 "chroma_a": ca, "chroma_b": cb, "centre": coefficients(gray, stack).tobytes()}
     except Exception:  # decode() names the problem
@@ -174,21 +235,26 @@ def _band_bytes(gray: np.ndarray, size: tuple[int, int], stack: np.ndarray) -> b
 def zoom_hash(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
     """The hash of the central ZOOM_SHARE of a grayscale image: a copy cropped by a few percent per side
     hashes close to it, where its full hash may have drifted past the threshold (dedupe compares both)."""
-    from PIL import Image
-
     h, w = gray.shape
     dy, dx = round(h * (1 - ZOOM_SHARE) / 2), round(w * (1 - ZOOM_SHARE) / 2)
-    return hash_image(Image.fromarray(np.ascontiguousarray(gray[dy : h - dy, dx : w - dx])), hash_name, hash_size)
+    return hash_gray(gray[dy : h - dy, dx : w - dx], hash_name, hash_size)
+
+
+def hash_gray(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
+    """hash_image of a uint8 grayscale array."""
+    from PIL import Image
+
+    if hash_name == "phash":
+        return phash_hex(gray, hash_size)
+    return hash_image(Image.fromarray(np.ascontiguousarray(gray)), hash_name, hash_size)
 
 
 def gray_small(data: bytes, side: int) -> tuple[np.ndarray, tuple[int, int]]:
     """(grayscale uint8 array, original (width, height)) of an image file's bytes, decoded at reduced size
     (both sides >= `side` where the file allows). Raises UnreadableImage like decode()."""
-    import cv2
-
     got = _jpeg_small(data, side)
     if got is not None:
-        return np.asarray(got[0].convert("L")), got[3]
+        return (got[0] if got[0].ndim == 2 else cv2.cvtColor(got[0], cv2.COLOR_BGR2GRAY)), got[3]
     d = decode_small(data, side)
     return cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY), (d.width, d.height)
 
@@ -208,15 +274,15 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
         if fast is not None:
             row.update(fast)
         else:
-            import cv2
+            from PIL import Image
 
             from curate.centrecode import coefficients
             from curate.midband import dct_stack
 
             d = decode_small(data, side)
             row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
-            row["hash"] = hash_pixels(d.pixels, hash_name, hash_size)
-            gray = cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY)
+            gray = np.asarray(Image.fromarray(d.pixels).convert("L"))  # Pillow's gray: imagehash's exactly
+            row["hash"] = hash_gray(gray, hash_name, hash_size)
             stack = dct_stack(gray)
             row["band"] = _band_bytes(gray, (d.width, d.height), stack)
             row["zhash"] = zoom_hash(gray, hash_name, hash_size)

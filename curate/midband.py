@@ -47,6 +47,7 @@ CODE_AT = len(ZOOMS)  # index of the centre code's first region
 _U, _V = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
 BAND = (np.maximum(_U, _V) >= LOW).ravel()
 NBAND = int(BAND.sum())
+_BAND_AT = np.flatnonzero(BAND)
 
 
 def _dct(n: int) -> np.ndarray:
@@ -93,24 +94,32 @@ def signature(gray: np.ndarray, size: tuple[int, int] | None = None,
     None where the test abstains."""
     if min(size or gray.shape) * CENTRE < SIDE:
         return None
-    c = (dct_stack(gray) if stack is None else stack)[: len(ZOOMS)].reshape(len(ZOOMS), K * K)[:, BAND]
-    norm = np.linalg.norm(c, axis=1, keepdims=True)
-    if norm[0, 0] / SIDE < FAINT:  # the band's RMS amplitude over the region, gray levels
+    c = (dct_stack(gray) if stack is None else stack)[: len(ZOOMS)].reshape(len(ZOOMS), K * K).take(_BAND_AT, axis=1)
+    norm = np.sqrt(np.einsum("ij,ij->i", c, c))
+    if norm[0] / SIDE < FAINT:  # the band's RMS amplitude over the region, gray levels
         return None
-    peak = np.abs(c).max(axis=1, keepdims=True)
-    return np.where(norm > 1e-6, np.round(c * 127 / np.maximum(peak, 1e-12)), 0).astype(np.int8)
+    peak = np.maximum(c.max(axis=1), -c.min(axis=1))
+    c *= (127 / np.maximum(peak, 1e-12))[:, None]
+    c[norm <= 1e-6] = 0
+    return np.rint(c, out=c).astype(np.int8)
 
 
-def similarity(sig: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Best cosine over COMBOS of pairs (a[k], b[k]) of rows of `sig` ((n, len(ZOOMS), NBAND) int8)."""
+def inverse_norms(sig: np.ndarray) -> np.ndarray:
+    """(n, len(ZOOMS)) float32: 1 / the length of each signature row (0 for an all-zero row)."""
+    norm = np.sqrt(np.einsum("nzd,nzd->nz", sig, sig, dtype=np.float32))
+    return np.where(norm > 0, 1 / np.maximum(norm, 1e-12), 0).astype(np.float32)
+
+
+def similarity(sig: np.ndarray, a: np.ndarray, b: np.ndarray, inv: np.ndarray | None = None,
+               chunk: int = 4096) -> np.ndarray:
+    """Best cosine over COMBOS of pairs (a[k], b[k]) of rows of `sig` ((n, len(ZOOMS), NBAND) int8);
+    `inv`: its inverse_norms when already made."""
+    inv = inverse_norms(sig) if inv is None else inv
     out = np.empty(len(a), np.float32)
     for k in range(0, len(a), chunk):
-        x = sig[a[k : k + chunk]].astype(np.float32)
-        y = sig[b[k : k + chunk]].astype(np.float32)
-        x /= np.maximum(np.linalg.norm(x, axis=2, keepdims=True), 1e-12)
-        y /= np.maximum(np.linalg.norm(y, axis=2, keepdims=True), 1e-12)
-        best = np.full(len(x), -1.0, np.float32)
-        for i, j in COMBOS:
-            best = np.maximum(best, np.einsum("nd,nd->n", x[:, i], y[:, j]))
-        out[k : k + chunk] = best
+        ia, ib = a[k : k + chunk], b[k : k + chunk]
+        x, y = sig[ia].astype(np.float32), sig[ib].astype(np.float32)
+        full_a = np.einsum("nd,nzd->nz", x[:, 0], y) * inv[ib] * inv[ia, :1]  # a's full region vs b's zooms
+        full_b = np.einsum("nd,nzd->nz", y[:, 0], x[:, 1:]) * inv[ia, 1:] * inv[ib, :1]  # and the reverse
+        out[k : k + chunk] = np.maximum(full_a.max(axis=1), full_b.max(axis=1))
     return out

@@ -118,12 +118,16 @@ def scan_tree(root: str | Path) -> Tree:
             n = 0
             for dirpath, dirnames, filenames in os.walk(cdir):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                reldir = Path(dirpath).relative_to(root).as_posix()
                 for fn in sorted(filenames):
                     if fn.startswith("."):
                         continue
-                    rel = Path(dirpath, fn).relative_to(root).as_posix()
+                    rel = f"{reldir}/{fn}"
                     if is_image_name(fn):
-                        _check_name(root / rel)
+                        try:
+                            rel.encode("utf-8")
+                        except UnicodeEncodeError:
+                            _check_name(root / rel)  # says which file
                         tree.files.append(TreeFile(rel, split, cdir.name))
                         n += 1
                     else:
