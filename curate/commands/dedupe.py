@@ -112,6 +112,11 @@ def dedupe(
     if undo:
         _undo(root, force)
     names = _sheet_names(root, sheet)
+    if engine == "local":
+        from curate.executor import make_executor
+
+        # the pool's fork server imports what every worker runs while this process imports the rest
+        make_executor(engine, workers, True).prestart("curate.dedupe")
     from curate.dedupe_apply import dedupe as run
     from curate.labelnames import with_name
 
