@@ -7,8 +7,10 @@ ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as dupverify.Thumb.chrom
 centre (curate.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on).
 Each file is decoded once. JPEGs are decoded by OpenCV's libjpeg-turbo at reduced size (DCT scaling) down
 to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail, so
-this changes at most a bit or two of 64 (measured in bench/dedupe.py) at a fraction of the cost. The
-perceptual hash is imagehash's, bit for bit on the same pixels (phash_hex), as matrix products.
+this moves a photo's hash by a bit or two of 64 (bench/dedupe.py), at a fraction of the cost; on images
+whose DCT coefficients crowd the median (a centred coin on white) up to 8 (coins-dev, JPEG vs a PNG of its
+pixels), which dedupe's exact-pixel check allows for. The perceptual hash is imagehash's, bit for bit on
+the same pixels (phash_hex), as matrix products.
 Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
 object-store URL (s3://…): files are read through curate.storage and the cache lives in the local user
 cache dir (storage.url_state_dir), keyed by (path, size, ETag).

@@ -58,6 +58,28 @@ def test_reduced_jpeg_decoding_keeps_the_hash(tmp_path):
     assert bin(int(ours, 16) ^ int(ref, 16)).count("1") <= 2
 
 
+@pytest.mark.parametrize("name", ["chelsea", "coffee", "astronaut", "camera"])
+def test_phash_is_imagehash_bit_for_bit(name):
+    # the matrix-product phash emulates Pillow's fixed-point Lanczos resize (and its choice of which pass
+    # goes first: tall images shrink vertically first in Pillow 13) and scipy's DCT
+    photo = Image.fromarray(load_photo(name)).convert("L")
+    shapes = [photo.size, (111, 224), (224, 111), (33, 40), (40, 33), (32, 300), (64, 48), (19, 23)]
+    for w, h in shapes:
+        im = photo.resize((w, h), Image.BICUBIC)
+        for size in (4, 8, 16):
+            assert hashing.hash_image(im, "phash", size) == str(imagehash.phash(im, hash_size=size)), (w, h, size)
+        g = np.asarray(im)
+        dy, dx = round(h * (1 - hashing.ZOOM_SHARE) / 2), round(w * (1 - hashing.ZOOM_SHARE) / 2)
+        assert hashing.zoom_hash(g) == str(imagehash.phash(Image.fromarray(np.ascontiguousarray(g[dy:h - dy, dx:w - dx]))))
+
+
+def test_phash_of_flat_images_is_defined():
+    # imagehash's bits of a flat image come from floating-point noise; ours are 0 there, so every flat
+    # image of any gray hashes alike, and black has no bit set
+    assert {hashing.phash_hex(np.full((50, 70), v, np.uint8)) for v in (1, 128, 255)} == {"8000000000000000"}
+    assert hashing.phash_hex(np.zeros((9, 300), np.uint8)) == "0000000000000000"
+
+
 def test_cache_rehashes_only_changed_files(tree, monkeypatch):
     hash_files(tree, workers=1, quiet=True)
     assert cache_path(tree, "phash", 8).exists()
