@@ -291,12 +291,15 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
             return np.ones(len(a), bool)
         return gate(a, b, chroma, bands, counts, min_sim >= VERIFY_MIN)[0]
 
-    got = []
-    for a, b, d in srch.batches():
-        counts.candidates += len(a)
-        go = passing(a, b)
-        got.append(np.stack([a[go], b[go], d[go]], axis=1))
-    todo = _local_order(np.concatenate(got) if got else np.zeros((0, 3), np.int64))
+    def gated_batches():
+        for a, b, d in srch.batches():
+            counts.candidates += len(a)
+            go = passing(a, b)
+            if go.any():
+                yield np.stack([a[go], b[go], d[go]], axis=1)
+
+    def path_of(g: int) -> str:
+        return storage.join(root, gpath[g])
 
     def check(batch: np.ndarray, gated: int) -> tuple[np.ndarray, np.ndarray]:
         """Similarities of `batch` (k, 3) and which pairs were scored; its first `gated` passed the gates."""
@@ -305,14 +308,22 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
         go = np.ones(len(batch), bool)
         go[gated:] = passing(batch[gated:, 0], batch[gated:, 1])
         sims = np.zeros(len(batch))
-        sims[go] = _score_pairs(batch[go].tolist(), lambda g: storage.join(root, gpath[g]), ex)
+        sims[go] = _score_stream(iter([batch[go]]), path_of, ex, reorder=False)[1]
         counts.scored += int(go.sum())
         return sims, go
 
+    if verify:  # scored while the search goes on: workers take tasks as the gated batches come
+        first, first_sims = _score_stream(gated_batches(), path_of, ex)
+        counts.scored += len(first)
+    else:
+        got = list(gated_batches())
+        first = np.concatenate(got) if got else np.zeros((0, 3), np.int64)
+        first_sims = np.ones(len(first))
+
     # a star leaves out the members its centre does not match (another look-alike family with the same
     # hash, e.g. blank images of another colour): they form the next star, until few enough for all pairs
-    out_pairs, out_sims = [], []
-    stars_left, gated = srch.big, len(todo)
+    out_pairs, out_sims = [first], [first_sims]
+    todo, stars_left, gated = np.zeros((0, 3), np.int64), srch.big, 0
     while len(todo) or stars_left:
         star = np.array([(m[0], b, 0) for m in stars_left for b in m[1:]], np.int64).reshape(-1, 3)
         batch = np.concatenate([todo, star])
@@ -329,8 +340,6 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
                 left_pairs += [(a, b, 0) for k, a in enumerate(left) for b in left[k + 1 :]]
         todo = np.array(left_pairs, np.int64).reshape(-1, 3)
         stars_left, gated = next_stars, 0
-    if not out_pairs:
-        return np.zeros((0, 3), np.int64), np.zeros(0)
     return np.concatenate(out_pairs), np.concatenate(out_sims)
 
 
@@ -353,27 +362,44 @@ def _local_order(pairs: np.ndarray) -> np.ndarray:
     return pairs[np.lexsort((hi, lo))]
 
 
-SCORE_ROUND = 65_536  # pairs whose scoring tasks exist at once (one executor map each)
+STREAM_MIN = 128  # gated pairs a scoring task waits for (fewer only at the end)
+SHARD_PAIRS = 256  # most pairs in one scoring task
 
 
-def _score_pairs(pairs: list, path_of, ex) -> list[float]:
-    """score() of each pair through the executor, in shards of up to 256 pairs (sorted, so a shard's pairs
-    share images) that make their own thumbnails from `path_of(group)`: nothing shipped back but the
-    scores. Tasks are made SCORE_ROUND pairs at a time, so the parent's memory stays flat however many
-    pairs a look-alike-dense set sends here (a round costs one pool start)."""
-    out: list[float] = []
-    rounds = -(-len(pairs) // SCORE_ROUND)
-    # at least 4 shards a worker where pairs are few: one worker must not get the last full shard alone
-    size = max(32, min(256, -(-len(pairs) // (4 * max(1, getattr(ex, "workers", 1))))))
-    for r in range(rounds):
-        tasks = []
-        end = min(len(pairs), (r + 1) * SCORE_ROUND)
-        for k in range(r * SCORE_ROUND, end, size):
-            chunk = pairs[k : min(k + size, end)]
-            ids = sorted({g for a, b, _ in chunk for g in (a, b)})
-            local = {g: n for n, g in enumerate(ids)}
-            tasks.append(([path_of(g) for g in ids], [(local[a], local[b]) for a, b, _ in chunk]))
-        desc = "verifying pairs" if rounds == 1 else f"verifying pairs ({r + 1}/{rounds})"
-        out += [s for ss in ex.map(_score_shard, tasks, desc=desc, units=lambda t: len(t[1]), unit="pairs")
-                for s in ss]
-    return out
+def _score_stream(batches, path_of, ex, reorder: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """score() of every pair of `batches` ((k, 3) arrays of group a, group b, distance), made while the
+    batches are still being produced: the executor pulls a task whenever a worker is free, and a task is
+    cut from what has come by then (once STREAM_MIN pairs are held; in _local_order unless not
+    `reorder`; at most SHARD_PAIRS, fewer where that leaves a worker idle). Each task makes its own
+    thumbnails from `path_of(group)`: nothing ships back but the scores, and the parent holds no more
+    than one batch and the tasks in flight. Where the cuts fall depends on the batches only, never on
+    timing or worker count. Returns the pairs in the order scored and their scores."""
+    workers = max(1, getattr(ex, "workers", 1))
+    order: list[np.ndarray] = []  # the pairs of each task made, in task order (results come in this order)
+
+    def cut(pairs: np.ndarray):
+        pairs = _local_order(pairs) if reorder else pairs
+        size = max(STREAM_MIN, min(SHARD_PAIRS, -(-len(pairs) // (2 * workers))))
+        for k in range(0, len(pairs), size):
+            part = pairs[k : k + size]
+            order.append(part)
+            ids = np.unique(part[:, :2])
+            local = np.searchsorted(ids, part[:, :2])
+            yield [path_of(int(g)) for g in ids], [(int(x), int(y)) for x, y in local]
+
+    def tasks():
+        held: list[np.ndarray] = []
+        count = 0
+        for b in batches:
+            held.append(b)
+            count += len(b)
+            if count >= STREAM_MIN:
+                yield from cut(np.concatenate(held))
+                held, count = [], 0
+        if held:
+            yield from cut(np.concatenate(held))
+
+    scores = [s for ss in ex.map(_score_shard, tasks(), desc="verifying pairs", units=lambda t: len(t[1]),
+                                 unit="pairs", stream=True) for s in ss]
+    pairs = np.concatenate(order) if order else np.zeros((0, 3), np.int64)
+    return pairs, np.asarray(scores, np.float64)

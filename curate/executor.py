@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -74,8 +74,8 @@ class LocalExecutor:
         if self.workers > 1:
             _context(module)
 
-    def _iter(self, fn: Callable, items: Sequence) -> Iterator:
-        if self.workers == 1 or len(items) <= 1:
+    def _iter(self, fn: Callable, items: Iterable, stream: bool = False) -> Iterator:
+        if self.workers == 1 or (not stream and len(items) <= 1):
             from threadpoolctl import threadpool_limits
 
             with threadpool_limits(1):  # one worker, one core, as in the pool (see _init_worker)
@@ -85,7 +85,7 @@ class LocalExecutor:
         from concurrent.futures.process import BrokenProcessPool
 
         ctx = _context(getattr(fn, "__module__", "curate"))
-        n = min(self.workers, len(items))
+        n = self.workers if stream else min(self.workers, len(items))
         window = 2 * n  # bounded in flight: memory stays flat however many items there are
         # concurrent.futures (not multiprocessing.Pool): a worker that dies (OOM killer, segfault) raises
         # BrokenProcessPool here instead of hanging the run forever.
@@ -120,16 +120,33 @@ class LocalExecutor:
         desc: str = "working",
         units: Callable[[Any], int] | None = None,
         unit: str = "items",
+        stream: bool = False,
     ) -> Iterator:
         """Apply picklable `fn` to each item, yielding results in input order with a progress bar.
 
-        `units(item)` sizes each item (e.g. boxes in a shard) so the bar counts real work.
+        `units(item)` sizes each item (e.g. boxes in a shard) so the bar counts real work. With `stream`,
+        `items` (a generator) is pulled only as workers free up, so the caller's work that produces the
+        items overlaps theirs (the bar's total shows as ?); otherwise the items are listed first.
         """
+        if stream:
+            sizes: deque = deque()
+
+            def pulled():
+                for it in items:
+                    sizes.append(units(it) if units else 1)
+                    yield it
+
+            with progress_bar(self.quiet) as bar:
+                task = bar.add_task(desc, total=None, unit=unit)
+                for result in self._iter(fn, pulled(), stream=True):
+                    bar.advance(task, sizes.popleft())
+                    yield result
+            return
         items = list(items)
-        sizes = [units(it) if units else 1 for it in items]
+        sizes_list = [units(it) if units else 1 for it in items]
         with progress_bar(self.quiet) as bar:
-            task = bar.add_task(desc, total=sum(sizes), unit=unit)
-            for size, result in zip(sizes, self._iter(fn, items), strict=True):
+            task = bar.add_task(desc, total=sum(sizes_list), unit=unit)
+            for size, result in zip(sizes_list, self._iter(fn, items), strict=True):
                 bar.advance(task, size)
                 yield result
 

@@ -100,8 +100,10 @@ class RayExecutor:
         desc: str = "working",
         units: Callable[[Any], int] | None = None,
         unit: str = "items",
+        stream: bool = False,
     ) -> Iterator:
-        """Apply picklable `fn` to each item as Ray tasks, yielding results in input order."""
+        """Apply picklable `fn` to each item as Ray tasks, yielding results in input order. `stream` is
+        accepted for the local engine's signature: the items are listed first here."""
         items = list(items)
         sizes = [units(it) if units else 1 for it in items]
         fn_ref = ray.put(fn) if items else None

@@ -63,6 +63,21 @@ def test_executor_keeps_input_order():
     assert out == [5, 3, 1, 0, 9]
 
 
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_streamed_map_pulls_items_as_workers_free_up(workers):
+    pulled = []
+
+    def items():
+        for i in range(-20, 0):
+            pulled.append(i)
+            yield i
+
+    it = make_executor("local", workers=workers, quiet=True).map(abs, items(), stream=True)
+    assert next(it) == 20
+    assert len(pulled) <= 2 * workers + 1  # the rest is made while workers run
+    assert list(it) == list(range(19, 0, -1)) and len(pulled) == 20
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     r = run("-m", "curate", "-q", "demo", "--out", str(tmp_path / "d"))

@@ -499,7 +499,7 @@ def test_tiny_look_alikes_are_not_copies(tmp_path):
     assert [c.members for c in res.clusters] == [[f"train/{d.target[0]}/000.png", f"train/{d.target[0]}/000_copy.png"]]
 
 
-def test_scoring_in_rounds_gives_the_same_result(tmp_path, monkeypatch):
+def test_scoring_in_streamed_tasks_gives_the_same_result(tmp_path, monkeypatch):
     import curate.dedupe as dd
 
     root = tmp_path / "rounds"
@@ -509,8 +509,17 @@ def test_scoring_in_rounds_gives_the_same_result(tmp_path, monkeypatch):
         dupsynth.save(root / "train" / name / f"{name}_q70.jpg", dupsynth.jpeg(a, 70))
         dupsynth.save(root / "val" / name / f"{name}_crop.jpg", dupsynth.crop(a, 0.04))
     whole = find_duplicates(root, workers=1, quiet=True)
-    monkeypatch.setattr(dd, "SCORE_ROUND", 2)
-    rounds = find_duplicates(root, workers=2, quiet=True)
-    assert whole.counts.scored > 2  # more than one round
+    made = []
+    real = dd._score_shard
+    monkeypatch.setattr(dd, "STREAM_MIN", 1)  # a task per gated batch, one pair each
+    monkeypatch.setattr(dd, "SHARD_PAIRS", 1)
+    monkeypatch.setattr(dd, "_score_shard", lambda task: made.append(task) or real(task))
+    rounds = find_duplicates(root, workers=1, quiet=True)
+    monkeypatch.setattr(dd, "_score_shard", real)  # a pool needs the module's own (picklable) function
+    streamed = find_duplicates(root, workers=2, quiet=True)
+    assert whole.counts.scored > 2 and len(made) == rounds.counts.scored  # one task a pair
+    assert rounds.pairs.equals(whole.pairs)
+    assert [c.members for c in streamed.clusters] == [c.members for c in whole.clusters]
+    assert streamed.pairs.equals(whole.pairs)
     assert [c.members for c in rounds.clusters] == [c.members for c in whole.clusters]
     assert rounds.pairs.equals(whole.pairs)
