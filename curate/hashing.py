@@ -161,29 +161,33 @@ def _jpeg_small(data: bytes, side: int):
     """Plain, complete JPEGs: (pixels decoded at reduced size by OpenCV's libjpeg-turbo (DCT scaling by 2, 4
     or 8), both sides >= `side` where the file allows, upright: BGR, or gray for a grayscale file; format,
     mode, original upright (width, height)). None when the file needs decode()'s general path (other
-    formats, CMYK, damage, huge). The header is read by Pillow (size, mode, EXIF orientation)."""
-    from PIL import Image
+    formats, CMYK, damage, huge). The size comes from the frame header (images.jpeg_frame); OpenCV applies
+    the EXIF orientation, and the decoded shape says whether it swapped the sides."""
+    from curate.images import DEFAULT_MAX_PIXELS, jpeg_frame
 
-    from curate.images import DEFAULT_MAX_PIXELS
-
-    if data[:2] != b"\xff\xd8" or b"\xff\xd9" not in data[-1024:]:  # not a complete JPEG: decode() says why
+    if b"\xff\xd9" not in data[-1024:]:  # not a complete JPEG: decode() says why
         return None
+    frame = jpeg_frame(data)
+    if frame is None or frame[2] not in (1, 3) or frame[0] * frame[1] > DEFAULT_MAX_PIXELS:
+        return None
+    w, h, components, exif = frame
+    factor = 1
+    while factor < 8 and -(-min(w, h) // (factor * 2)) >= side:
+        factor *= 2
     try:
-        im = Image.open(io.BytesIO(data))
-        if im.format != "JPEG" or im.mode not in ("L", "RGB") or im.size[0] * im.size[1] > DEFAULT_MAX_PIXELS:
-            return None
-        mode, (w, h) = im.mode, im.size
-        orient = int(im.getexif().get(0x0112, 1) or 1) if "exif" in im.info else 1
-        factor = 1
-        while factor < 8 and -(-min(w, h) // (factor * 2)) >= side:
-            factor *= 2
-        flag = _GRAY[factor] if mode == "L" else _COLOR[factor]
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), flag)  # applies the EXIF orientation
-        if pixels is None:
-            return None
-        return pixels, "JPEG", mode, ((h, w) if orient in (5, 6, 7, 8) else (w, h))
-    except Exception:  # decode() names the problem
+        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), (_GRAY if components == 1 else _COLOR)[factor])
+    except cv2.error:
         return None
+    if pixels is None:
+        return None
+    stored, turned = (-(-h // factor), -(-w // factor)), (-(-w // factor), -(-h // factor))
+    if pixels.shape[:2] == stored and (stored != turned or not exif or w == h):
+        size = (w, h)
+    elif pixels.shape[:2] == turned and stored != turned:
+        size = (h, w)
+    else:  # turned or not, the shape cannot tell (near-square, EXIF): decode() reads the orientation
+        return None
+    return pixels, "JPEG", "L" if components == 1 else "RGB", size
 
 
 _COLOR = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,

@@ -170,6 +170,37 @@ def _has_eoi(data: bytes) -> bool:
     return b"\xff\xd9" in data[-1024:]
 
 
+def jpeg_frame(data: bytes) -> tuple[int, int, int, bool] | None:
+    """(width, height, components, whether an EXIF segment came before) of a JPEG as stored (before any
+    EXIF orientation), from its start-of-frame marker: what Pillow's header parsing gives, without
+    reading every table in Python (the hashing pass's cost on small JPEGs). None for anything else: not
+    a JPEG, a multi-picture (MPO) index, a header cut short, a frame whose height comes later (DNL);
+    decode() then reads it."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n, exif = 2, len(data), False
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA or length < 2:  # a scan before any frame, or a broken segment
+            return None
+        if marker == 0xE2 and data[i + 4 : i + 8] == b"MPF\x00":  # Pillow decides JPEG or MPO
+            return None
+        exif = exif or (marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\x00\x00")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn (not DHT, JPG, DAC)
+            if i + 10 > n:
+                return None
+            h, w = int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
+            return (w, h, data[i + 9], exif) if w and h else None
+        i += 2 + length
+    return None
+
+
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}
 

@@ -183,6 +183,25 @@ def test_exif_rotated_jpeg_hashes_upright(tmp_path):
     assert bin(int(r["hash"], 16) ^ int(u["hash"], 16)).count("1") <= 4
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("size", [(640, 427), (224, 223), (121, 120)])
+def test_reduced_jpeg_size_and_orientation_as_pillow_reads_them(tmp_path, orientation, size):
+    # the fast path reads the size from the frame header and lets OpenCV turn the image; where the decoded
+    # shape cannot say whether it turned (near-square), the general path reads the EXIF with Pillow
+    from curate.images import decode
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    p = tmp_path / "o.jpg"
+    Image.fromarray(load_photo("rocket")).resize(size).save(p, quality=90, exif=exif)
+    row, ref = hashing.hash_file(p), decode(p.read_bytes())
+    assert (row["width"], row["height"], row["format"], row["mode"]) == (ref.width, ref.height, "JPEG", "RGB")
+    gray, upright = hashing.gray_small(p.read_bytes(), 60)
+    assert upright == (ref.width, ref.height)
+    if abs(ref.width - ref.height) > 8:  # the pixels themselves are upright
+        assert (gray.shape[1] > gray.shape[0]) == (ref.width > ref.height)
+
+
 def test_access_errors_are_not_cached(tree, monkeypatch):
     # a permission problem fixed with chmod leaves size and mtime alone: the file must be read again
     from curate.errors import UnreadableImage

@@ -150,3 +150,28 @@ def test_reported_size_is_upright_like_the_pixels(fmt):
     assert d.pixels.shape[:2] == (100, 40) and (d.width, d.height) == (40, 100)
     p = probe(buf.getvalue(), verify=False)
     assert (p.width, p.height) == (40, 100)
+
+
+def _jpeg(im: Image.Image, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, **kw)
+    return buf.getvalue()
+
+
+def test_jpeg_frame_reads_what_pillow_reads(photo):
+    from curate.images import jpeg_frame
+
+    im = Image.fromarray(photo).resize((223, 224))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    cases = {"baseline": _jpeg(im, format="JPEG"), "progressive": _jpeg(im, format="JPEG", progressive=True),
+             "gray": _jpeg(im.convert("L"), format="JPEG"), "cmyk": _jpeg(im.convert("CMYK"), format="JPEG"),
+             "exif": _jpeg(im, format="JPEG", exif=exif)}
+    for name, data in cases.items():
+        ref = Image.open(io.BytesIO(data))
+        assert jpeg_frame(data) == (*ref.size, len(ref.getbands()), name == "exif"), name
+    mpo = _jpeg(im, format="MPO", save_all=True, append_images=[im.rotate(10)])
+    png = io.BytesIO()
+    im.save(png, format="PNG")
+    cut = cases["baseline"][:20]  # the file ends inside its tables
+    assert jpeg_frame(mpo) is jpeg_frame(png.getvalue()) is jpeg_frame(cut) is jpeg_frame(b"") is None
