@@ -210,32 +210,32 @@ def chroma_of(pixels: np.ndarray, bgr: bool = False) -> tuple[float, float]:
     return lab[1] - 128.0, lab[2] - 128.0
 
 
-def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
-    """hash_file's row for a plain JPEG from one reduced decode (hash, band, colour, centre)."""
-
+def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_name: str, hash_size: int,
+              bgr: bool = False) -> dict:
+    """hash_file's hash, band, zhash, colour and centre of one decode (`gray`, and `pixels` for colour)."""
     from curate.centrecode import coefficients
-    from curate.midband import dct_stack
+    from curate.midband import dct_stack, signature
 
+    stack = dct_stack(gray)
+    band = signature(gray, size, stack)
+    ca, cb = chroma_of(pixels, bgr)
+    return {"hash": hash_gray(gray, hash_name, hash_size), "band": None if band is None else band.tobytes(),
+            "zhash": zoom_hash(gray, hash_name, hash_size), "chroma_a": ca, "chroma_b": cb,
+            "centre": coefficients(gray, stack).tobytes()}
+
+
+def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
+    """hash_file's row for a plain JPEG from one reduced decode; None: decode()'s general path."""
     got = _jpeg_small(data, side)
     if got is None:
         return None
     pixels, fmt, mode, (w, h) = got
     try:
         gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
-        ca, cb = chroma_of(pixels, bgr=True)
-        stack = dct_stack(gray)
-        return {"width": w, "height": h, "format": fmt, "mode": mode, "hash": hash_gray(gray, hash_name, hash_size),
-                "band": _band_bytes(gray, (w, h), stack), "zhash": zoom_hash(gray, hash_name, hash_size),
-                "chroma_a": ca, "chroma_b": cb, "centre": coefficients(gray, stack).tobytes()}
+        return {"width": w, "height": h, "format": fmt, "mode": mode,
+                **_features(gray, pixels, (w, h), hash_name, hash_size, bgr=True)}
     except Exception:  # decode() names the problem
         return None
-
-
-def _band_bytes(gray: np.ndarray, size: tuple[int, int], stack: np.ndarray) -> bytes | None:
-    from curate.midband import signature
-
-    sig = signature(gray, size, stack)
-    return None if sig is None else sig.tobytes()
 
 
 def zoom_hash(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
@@ -282,18 +282,10 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
         else:
             from PIL import Image
 
-            from curate.centrecode import coefficients
-            from curate.midband import dct_stack
-
             d = decode_small(data, side)
             row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
             gray = np.asarray(Image.fromarray(d.pixels).convert("L"))  # Pillow's gray: imagehash's exactly
-            row["hash"] = hash_gray(gray, hash_name, hash_size)
-            stack = dct_stack(gray)
-            row["band"] = _band_bytes(gray, (d.width, d.height), stack)
-            row["zhash"] = zoom_hash(gray, hash_name, hash_size)
-            row["chroma_a"], row["chroma_b"] = chroma_of(d.pixels)
-            row["centre"] = coefficients(gray, stack).tobytes()
+            row.update(_features(gray, d.pixels, (d.width, d.height), hash_name, hash_size))
     except UnreadableImage as e:
         row["error"] = e.reason
     except Exception:  # an odd decoder failure is still one bad file, never a stopped run
@@ -308,6 +300,9 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
 
 def _hash_shard(task: tuple[str, list[str], str, int]) -> list[dict]:
     root, paths, hash_name, hash_size = task
+    if not storage.is_url(root):  # a plain join: no path object per file
+        base = str(storage.local_path(root))
+        return [hash_file(os.path.join(base, p), hash_name, hash_size) for p in paths]
     return [hash_file(storage.join(root, p), hash_name, hash_size) for p in paths]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,10 +127,12 @@ def test_unreadable_file_is_a_reason_not_a_crash(tmp_path, monkeypatch, error, r
     p = tmp_path / "locked.jpg"
     p.write_bytes(b"x")
 
-    def refuse(self):
+    def refuse(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    import curate.images
+
+    monkeypatch.setattr(curate.images, "open", refuse, raising=False)  # the module's reads go through it
     with pytest.raises(UnreadableImage) as e:
         decode(p)
     assert e.value.reason == reason
