@@ -186,7 +186,7 @@ def find_duplicates(
     for (a, b, d), sim in zip(arr[good].tolist(), sims[good].tolist(), strict=True):
         edges.setdefault(a, []).append((b, d, sim))
         edges.setdefault(b, []).append((a, d, sim))
-    clusters = build_clusters(ok, unit_rows, best, order, edges, leakage, conflicts)
+    clusters = build_clusters(unit_rows, best, order, edges, leakage, conflicts)
     pairs = pd.concat([pd.DataFrame(pair_rows, columns=PAIR_COLUMNS), _near_rows(gpath, arr, sims, good, verify)],
                       ignore_index=True) if pair_rows else _near_rows(gpath, arr, sims, good, verify)
     pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)

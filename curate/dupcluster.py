@@ -54,8 +54,8 @@ def pick_keep(rows: pd.DataFrame, keep: str) -> str:
     return min(rows.itertuples(index=False), key=lambda r: _keep_key(r, keep)).path
 
 
-def _apply_policy(c: Cluster, rows: pd.DataFrame, unit_of: dict[str, int], leakage: str, conflicts: str) -> None:
-    """Which members go. `rows` are the cluster's hash_files rows, `c.keep` is set.
+def _apply_policy(c: Cluster, rows: list, unit_of: dict[str, int], leakage: str, conflicts: str) -> None:
+    """Which members go. `rows` are the cluster's hash_files rows (with .path, .split, .label), `c.keep` is set.
 
     - another split than the kept file's: leakage. With leakage="train" it goes, whatever its label (a
       test image that was trained on is not a test image); with "report" it stays, except exact copies of
@@ -64,11 +64,11 @@ def _apply_policy(c: Cluster, rows: pd.DataFrame, unit_of: dict[str, int], leaka
     - the kept file's split, another label: a conflict. conflicts="keep" leaves it (reported);
       "drop" removes every copy in that split, the kept file too (it then names itself).
     """
-    split_of = dict(zip(rows["path"], rows["split"], strict=True))
-    label_of = dict(zip(rows["path"], rows["label"], strict=True))
+    split_of = {r.path: r.split for r in rows}
+    label_of = {r.path: r.label for r in rows}
     ks, kl = split_of[c.keep], label_of[c.keep]
     split_keep: dict[str, str] = {}
-    for r in sorted(rows.itertuples(index=False), key=lambda r: (unit_of[r.path] != unit_of[c.keep], r.path)):
+    for r in sorted(rows, key=lambda r: (unit_of[r.path] != unit_of[c.keep], r.path)):
         split_keep.setdefault(r.split, r.path)
     conflict_here = any(split_of[p] == ks and label_of[p] != kl for p in c.members)
     out: dict[str, str] = {}
@@ -125,7 +125,7 @@ def unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: st
     """(rows of each unit, its best row, units in keep order): split order first, then the keep policy."""
     unit_rows: dict[int, list] = {}
     unit_by_root = {int(exact[g]): k for k, g in enumerate(groups.tolist())}
-    rows = list(ok.itertuples(index=False))
+    rows = list(ok[["path", "split", "label", "size", "width", "height"]].itertuples(index=False))
     for i, r in enumerate(exact.tolist()):
         unit_rows.setdefault(unit_by_root[r], []).append(rows[i])
     best = {u: min(rs, key=lambda r: (_rank_split(r.split), _keep_key(r, keep))) for u, rs in unit_rows.items()}
@@ -133,8 +133,8 @@ def unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: st
     return unit_rows, best, order
 
 
-def build_clusters(ok: pd.DataFrame, unit_rows: dict, best: dict, order: list[int], edges: dict, leakage: str,
-              conflicts: str) -> list[Cluster]:
+def build_clusters(unit_rows: dict, best: dict, order: list[int], edges: dict, leakage: str,
+                   conflicts: str) -> list[Cluster]:
     """Star clusters over exact groups (units), centres in keep order."""
     clusters: list[Cluster] = []
     for centre, taken in stars(order, edges).items():
@@ -146,9 +146,9 @@ def build_clusters(ok: pd.DataFrame, unit_rows: dict, best: dict, order: list[in
         links = {r.path: {"distance": 0, "similarity": 1.0} for r in unit_rows[centre] if r.path != k}
         for u, d, sim in taken:
             links.update({r.path: {"distance": int(d), "similarity": round(float(sim), 4)} for r in unit_rows[u]})
-        sub = ok[ok["path"].isin(set(members))]
-        splits = sorted(set(sub["split"]), key=lambda s: (_rank_split(s), s))
-        labels = sorted(set(sub["label"]))
+        sub = [r for u in units for r in unit_rows[u]]  # the members' rows
+        splits = sorted({r.split for r in sub}, key=lambda s: (_rank_split(s), s))
+        labels = sorted({r.label for r in sub})
         c = Cluster(id=len(clusters), kind="exact" if len(units) == 1 else "near", members=members, keep=k,
                     splits=splits, labels=labels, cross_split=len(splits) > 1, label_conflict=len(labels) > 1,
                     max_distance=max((v["distance"] for v in links.values()), default=0), links=links)

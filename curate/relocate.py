@@ -17,11 +17,12 @@ from pathlib import Path
 from curate.errors import InputError
 from curate.tree import (
     Journal,
+    Tree,
     atomic_write_bytes,
     atomic_write_json,
+    detect_splits,
     journals,
     prune_empty_dirs,
-    scan_tree,
     undo_journal,
 )
 
@@ -40,7 +41,7 @@ def free_name(dst: Path, taken: set[Path]) -> Path:
 
 
 def check_outside_splits(root: Path, target: Path, what: str = "quarantine") -> None:
-    tree = scan_tree(root)
+    tree = Tree(root=Path(root), split_dirs=detect_splits(Path(root)))  # the split folders; no file listing
     target = target.resolve()
     if target == Path(root).resolve():  # files would only be renamed inside their own split folders
         raise InputError(f"the {what} {target} is the tree itself", "choose a folder outside every split root")
