@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -31,13 +30,13 @@ import pandas as pd
 from curate import storage
 from curate.errors import InputError, UnreadableImage
 from curate.images import decode
+from curate.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
 from curate.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
 from curate.tree import TreeFile, atomic_write_bytes
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
            "zhash", "chroma_a", "chroma_b", "centre"]
-ZOOM_SHARE = 0.88  # zhash: the hash of the image's central 88 %, what a crop of a few percent per side shows
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
 # needs its central 80 % at 48 px (curate.midband.SIDE / CENTRE)
 CACHE_VERSION = 9  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
@@ -68,79 +67,6 @@ def hash_image(im, hash_name: str = "phash", hash_size: int = 8) -> str:
     else:  # fixed wavelet scale so the hash never depends on the decode size
         h = imagehash.whash(im, hash_size=hash_size, image_scale=hash_size * 8)
     return str(h)
-
-
-PRECISION = 22  # Pillow's fixed-point resampling: weights x 2**22, sums rounded half up and clipped to uint8
-
-
-@lru_cache(maxsize=256)
-def _pillow_lanczos(n: int, out: int) -> np.ndarray:
-    """(out, n) float64: Pillow's integer Lanczos weights (x 2**PRECISION) resizing a side of n pixels to `out`
-    (Image.resize: support widened by the scale, each row normalised, rounded half away from zero)."""
-    scale = n / out
-    x = (np.arange(n)[None, :] - (np.arange(out)[:, None] + 0.5) * scale + 0.5) / max(1.0, scale)
-    w = np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)
-    w /= w.sum(axis=1, keepdims=True)
-    return np.trunc(w * (1 << PRECISION) + np.copysign(0.5, w))
-
-
-def _pillow_pass(sums: np.ndarray) -> np.ndarray:
-    """Pillow's clip8 of fixed-point sums (in place): rounded half up to whole gray levels, clipped to 0..255."""
-    sums *= 1.0 / (1 << PRECISION)  # a power of two: exact
-    sums += 0.5
-    np.floor(sums, out=sums)
-    np.minimum(sums, 255.0, out=sums)
-    return np.maximum(sums, 0.0, out=sums)
-
-
-@lru_cache(maxsize=1)
-def _vertical_first_rule() -> bool:
-    """Whether the installed Pillow resizes vertically first where the height shrinks more than twice as much
-    as the width (Pillow 13 does; older ones always start horizontally): one 40 x 33 probe."""
-    from PIL import Image
-
-    g = (np.arange(40 * 33).reshape(40, 33) * 7919 % 251).astype(np.uint8)
-    ref = np.asarray(Image.fromarray(g).resize((32, 32), Image.Resampling.LANCZOS)).astype(np.float64)
-    vert = _pillow_pass(_pillow_pass(_pillow_lanczos(40, 32) @ g) @ _pillow_lanczos(33, 32).T)
-    return bool((ref == vert).all())
-
-
-@lru_cache(maxsize=8)
-def _dct_rows(n: int, k: int) -> np.ndarray:
-    """(k, n): the lowest k rows of scipy.fftpack.dct (type II, unnormalised)."""
-    return 2 * np.cos(np.pi * np.arange(k)[:, None] * (2 * np.arange(n)[None, :] + 1) / (2 * n))
-
-
-def phash_hex(gray: np.ndarray, hash_size: int = 8) -> str:
-    """imagehash.phash of a uint8 grayscale array, bit for bit (Image.resize to 4 x hash_size, Lanczos,
-    emulated in Pillow's own fixed-point steps; the DCT's lowest hash_size x hash_size, above their median)
-    as matrix products: a fraction of the cost of a PIL image, a resize and two scipy DCTs per hash. Where
-    imagehash's bits come from floating-point noise (the zero coefficients of a flat image) these are 0."""
-    side = hash_size * 4
-    h, w = gray.shape
-    x = np.asarray(gray, np.float64)  # integer sums stay exact in float64 (< 2**53)
-    vertical_first = h > side and h - side > 2 * (w - side) and _vertical_first_rule()
-    if vertical_first:
-        x = _pillow_pass(_pillow_lanczos(h, side) @ x)
-    if w != side:
-        x = _pillow_pass(x @ _pillow_lanczos(w, side).T)
-    if h != side and not vertical_first:
-        x = _pillow_pass(_pillow_lanczos(h, side) @ x)
-    d = _dct_rows(side, hash_size)
-    low = d @ x @ d.T
-    low[np.abs(low) < 1e-9 * np.abs(low).max()] = 0.0  # exact zeros (a flat image): never rounding noise
-    flat = np.sort(low, axis=None)  # np.median, without its overhead
-    mid = len(flat) // 2
-    med = flat[mid] if len(flat) % 2 else (flat[mid - 1] + flat[mid]) / 2
-    return bits_hex(low > med)
-
-
-def bits_hex(bits: np.ndarray) -> str:
-    """A boolean array as imagehash prints it: its bits as one big-endian number, ceil(n / 4) hex digits."""
-    flat = bits.ravel().astype(np.uint8)
-    pad = (-len(flat)) % 8
-    raw = np.packbits(np.concatenate([np.zeros(pad, np.uint8), flat])).tobytes().hex()
-    return raw[len(raw) - -(-len(flat) // 4):]
 
 
 def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
@@ -211,17 +137,21 @@ def chroma_of(pixels: np.ndarray, bgr: bool = False) -> tuple[float, float]:
 
 
 def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_name: str, hash_size: int,
-              bgr: bool = False) -> dict:
-    """hash_file's hash, band, zhash, colour and centre of one decode (`gray`, and `pixels` for colour)."""
+              bgr: bool = False, exact: bool = True) -> dict:
+    """hash_file's hash, band, zhash, colour and centre of one decode (`gray`, and `pixels` for colour);
+    not `exact`: a reduced JPEG decode, whose phash pair comes from curate.phash.phash_pair."""
     from curate.centrecode import coefficients
     from curate.midband import dct_stack, signature
 
     stack = dct_stack(gray)
     band = signature(gray, size, stack)
     ca, cb = chroma_of(pixels, bgr)
-    return {"hash": hash_gray(gray, hash_name, hash_size), "band": None if band is None else band.tobytes(),
-            "zhash": zoom_hash(gray, hash_name, hash_size), "chroma_a": ca, "chroma_b": cb,
-            "centre": coefficients(gray, stack).tobytes()}
+    if hash_name == "phash" and not exact:
+        full, crop = phash_pair(gray, hash_size)
+    else:
+        full, crop = hash_gray(gray, hash_name, hash_size), zoom_hash(gray, hash_name, hash_size)
+    return {"hash": full, "band": None if band is None else band.tobytes(), "zhash": crop, "chroma_a": ca,
+            "chroma_b": cb, "centre": coefficients(gray, stack).tobytes()}
 
 
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
@@ -233,7 +163,7 @@ def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict |
     try:
         gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
         return {"width": w, "height": h, "format": fmt, "mode": mode,
-                **_features(gray, pixels, (w, h), hash_name, hash_size, bgr=True)}
+                **_features(gray, pixels, (w, h), hash_name, hash_size, bgr=True, exact=False)}
     except Exception:  # decode() names the problem
         return None
 
@@ -241,9 +171,8 @@ def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict |
 def zoom_hash(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
     """The hash of the central ZOOM_SHARE of a grayscale image: a copy cropped by a few percent per side
     hashes close to it, where its full hash may have drifted past the threshold (dedupe compares both)."""
-    h, w = gray.shape
-    dy, dx = round(h * (1 - ZOOM_SHARE) / 2), round(w * (1 - ZOOM_SHARE) / 2)
-    return hash_gray(gray[dy : h - dy, dx : w - dx], hash_name, hash_size)
+    (y0, y1), (x0, x1) = crop_box(gray.shape[0]), crop_box(gray.shape[1])
+    return hash_gray(gray[y0:y1, x0:x1], hash_name, hash_size)
 
 
 def hash_gray(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
