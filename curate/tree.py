@@ -45,7 +45,7 @@ def canonical_split(name: str) -> str | None:
 
 
 def is_image_name(name: str) -> bool:
-    return Path(name).suffix.lower() in IMAGE_EXTS
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTS
 
 
 @dataclass(frozen=True)
