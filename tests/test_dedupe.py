@@ -362,7 +362,6 @@ def test_png_of_a_jpeg_is_an_exact_copy_even_with_another_hash(tmp_path):
 def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
     # same size, hashes within 8 bits: a PNG of a JPEG's pixels is decoded in full and grouped; the same
     # photo turned by 3 degrees or moved by 4 px (look-alikes, 8 and 6 bits away) is not decoded at all
-    import curate.dedupe as dd
 
     root = tmp_path / "px"
     (root / "train/r").mkdir(parents=True)
@@ -372,8 +371,10 @@ def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
     Image.fromarray(a).rotate(3, Image.BILINEAR).save(root / "train/r/c.jpg", quality=90)
     Image.fromarray(np.roll(a, 4, axis=1)).save(root / "train/r/d.jpg", quality=90)
     seen: list[str] = []
-    real = dd._digest_shard
-    monkeypatch.setattr(dd, "_digest_shard", lambda paths: (seen.extend(map(str, paths)), real(paths))[1])
+    import curate.dupexact as dx
+
+    real = dx._digest_shard
+    monkeypatch.setattr(dx, "_digest_shard", lambda paths: (seen.extend(map(str, paths)), real(paths))[1])
     res = find_duplicates(root, threshold=8, verify=False, workers=1, quiet=True)
     assert sorted(Path(p).name for p in seen) == ["a.jpg", "b.png"]
     assert {(p.a, p.b) for p in res.pairs.itertuples() if p.kind == "exact"} == {("train/r/a.jpg", "train/r/b.png")}
