@@ -9,8 +9,9 @@ Each file is decoded once. JPEGs are decoded by OpenCV's libjpeg-turbo at reduce
 to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail, so
 this moves a photo's hash by a bit or two of 64 (bench/dedupe.py), at a fraction of the cost; on images
 whose DCT coefficients crowd the median (a centred coin on white) up to 8 (coins-dev, JPEG vs a PNG of its
-pixels), which dedupe's exact-pixel check allows for. The perceptual hash is imagehash's, bit for bit on
-the same pixels (phash_hex), as matrix products.
+pixels), which dedupe's exact-pixel check allows for; a reduced decode's hash pair is computed in
+floating point (curate.phash.phash_pair). Plain 8-bit PNGs are decoded by OpenCV with Pillow's gray,
+other files by decode(): there the perceptual hash is imagehash's, bit for bit (phash.phash_hex).
 Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
 object-store URL (s3://…): files are read through curate.storage and the cache lives in the local user
 cache dir (storage.url_state_dir), keyed by (path, size, ETag).
@@ -29,7 +30,7 @@ import pandas as pd
 
 from curate import storage
 from curate.errors import InputError, UnreadableImage
-from curate.images import decode
+from curate.images import c_quiet, decode
 from curate.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
 from curate.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
 from curate.tree import TreeFile, atomic_write_bytes
@@ -39,8 +40,8 @@ COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "forma
            "zhash", "chroma_a", "chroma_b", "centre"]
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
 # needs its central 80 % at 48 px (curate.midband.SIDE / CENTRE)
-CACHE_VERSION = 9  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
-# 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV
+CACHE_VERSION = 10  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
+# 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV; 10: their hash pair in floats
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -101,7 +102,8 @@ def _jpeg_small(data: bytes, side: int):
     while factor < 8 and -(-min(w, h) // (factor * 2)) >= side:
         factor *= 2
     try:
-        pixels = cv2.imdecode(np.frombuffer(data, np.uint8), (_GRAY if components == 1 else _COLOR)[factor])
+        with c_quiet():
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), (_GRAY if components == 1 else _COLOR)[factor])
     except cv2.error:
         return None
     if pixels is None:
@@ -134,6 +136,27 @@ def chroma_of(pixels: np.ndarray, bgr: bool = False) -> tuple[float, float]:
         pixels = cv2.resize(pixels, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
     lab = cv2.mean(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2LAB if bgr else cv2.COLOR_RGB2LAB))
     return lab[1] - 128.0, lab[2] - 128.0
+
+
+def _png_fast(data: bytes, hash_name: str, hash_size: int) -> dict | None:
+    """hash_file's row for a plain PNG (images.png_plain) decoded by OpenCV: Pillow's pixels and gray, so
+    the hash is imagehash's bit for bit; None: decode()'s general path."""
+    from curate.images import DEFAULT_MAX_PIXELS, pil_gray, png_plain
+
+    plain = png_plain(data)
+    if plain is None or plain[0] * plain[1] > DEFAULT_MAX_PIXELS:
+        return None
+    w, h, channels = plain
+    try:
+        with c_quiet():
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    if pixels is None or pixels.shape[:2] != (h, w) or (pixels.ndim == 3) != (channels == 3):
+        return None
+    gray = pixels if channels == 1 else pil_gray(pixels[..., ::-1])
+    return {"width": w, "height": h, "format": "PNG", "mode": "L" if channels == 1 else "RGB",
+            **_features(gray, pixels, (w, h), hash_name, hash_size, bgr=True)}
 
 
 def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_name: str, hash_size: int,
@@ -205,7 +228,7 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
         row["size"] = len(data)
         row["sha256"] = hashlib.sha256(data).hexdigest()
         side = max(HASH_DECODE_SIDE, 6 * hash_size)
-        fast = _jpeg_fast(data, side, hash_name, hash_size)
+        fast = _jpeg_fast(data, side, hash_name, hash_size) or _png_fast(data, hash_name, hash_size)
         if fast is not None:
             row.update(fast)
         else:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,6 +202,57 @@ def jpeg_frame(data: bytes) -> tuple[int, int, int, bool] | None:
             return (w, h, data[i + 9], exif) if w and h else None
         i += 2 + length
     return None
+
+
+@contextmanager
+def c_quiet():
+    """Keep what C decoders print on stderr (libjpeg's "Corrupt JPEG data", libpng's errors) off the
+    terminal while OpenCV decodes: such a file still decodes, or goes to decode()'s own reasons."""
+    global _DEVNULL
+    try:
+        if _DEVNULL is None:
+            _DEVNULL = os.open(os.devnull, os.O_WRONLY)
+        saved = os.dup(2)
+    except OSError:  # no stderr to guard
+        yield
+        return
+    try:
+        os.dup2(_DEVNULL, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+_DEVNULL: int | None = None
+
+
+def png_plain(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, channels) of a plain PNG: 8-bit gray or RGB, not interlaced, no transparency and
+    no EXIF before its pixels, which OpenCV decodes to exactly Pillow's pixels; None for anything else
+    (palette, alpha, 16-bit, tRNS, eXIf, a damaged header: decode() then reads it with Pillow)."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or b"IEND" not in data[-12:]:
+        return None  # not a PNG, or cut short (decode() says so)
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    depth, colour, interlace = data[24], data[25], data[28]
+    if depth != 8 or colour not in (0, 2) or interlace or not (w and h):
+        return None
+    i = 33
+    while i + 8 <= len(data):
+        kind = data[i + 4 : i + 8]
+        if kind in (b"IDAT", b"IEND"):
+            return w, h, 1 if colour == 0 else 3
+        if kind in (b"tRNS", b"eXIf"):
+            return None
+        i += 12 + int.from_bytes(data[i : i + 4], "big")
+    return None
+
+
+def pil_gray(pixels: np.ndarray) -> np.ndarray:
+    """Pillow's convert("L") of an RGB (or BGR, `pixels[..., ::-1]` given as such) uint8 array, exactly:
+    (R 19595 + G 38470 + B 7471 + 2**15) >> 16."""
+    r, g, b = (pixels[..., k].astype(np.uint32) for k in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,

@@ -91,6 +91,26 @@ def test_fast_phash_pair_is_the_unrounded_phash():
     assert phash_pair(np.zeros((60, 80), np.uint8)) == ("0000000000000000",) * 2
 
 
+def test_png_fast_path_is_the_general_path_bit_for_bit(tmp_path, monkeypatch, capfd):
+    # plain 8-bit PNGs are decoded by OpenCV with Pillow's gray: every column equals decode()'s path;
+    # a damaged one prints nothing from the C decoder and keeps the general path's answer
+    rows = {}
+    for name, mode in (("chelsea", "RGB"), ("camera", "L"), ("coffee", "RGB")):
+        p = tmp_path / f"{name}.png"
+        Image.fromarray(load_photo(name)).convert(mode).save(p)
+        rows[p] = hashing.hash_file(p)
+    bad = tmp_path / "bad.png"
+    data = bytearray((tmp_path / "chelsea.png").read_bytes())
+    data[200:240] = bytes(40)
+    bad.write_bytes(bytes(data))
+    rows[bad] = hashing.hash_file(bad)
+    assert capfd.readouterr().err == ""
+    monkeypatch.setattr(hashing, "_png_fast", lambda *a: None)
+    for p, row in rows.items():
+        assert row == hashing.hash_file(p), p.name
+    assert rows[tmp_path / "camera.png"]["mode"] == "L"
+
+
 def test_phash_of_flat_images_is_defined():
     # imagehash's bits of a flat image come from floating-point noise; ours are 0 there, so every flat
     # image of any gray hashes alike, and black has no bit set

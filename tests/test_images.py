@@ -176,3 +176,18 @@ def test_jpeg_frame_reads_what_pillow_reads(photo):
     im.save(png, format="PNG")
     cut = cases["baseline"][:20]  # the file ends inside its tables
     assert jpeg_frame(mpo) is jpeg_frame(png.getvalue()) is jpeg_frame(cut) is jpeg_frame(b"") is None
+
+
+def test_png_plain_only_for_what_opencv_decodes_as_pillow(photo):
+    from curate.images import png_plain
+
+    im = Image.fromarray(photo)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    plain = {"RGB": _jpeg(im, format="PNG"), "L": _jpeg(im.convert("L"), format="PNG")}
+    other = {"RGBA": _jpeg(im.convert("RGBA"), format="PNG"), "P": _jpeg(im.convert("P"), format="PNG"),
+             "16-bit": _jpeg(im.convert("I;16"), format="PNG"), "exif": _jpeg(im, format="PNG", exif=exif)}
+    assert png_plain(plain["RGB"]) == (*im.size, 3) and png_plain(plain["L"]) == (*im.size, 1)
+    for name, data in other.items():
+        assert png_plain(data) is None, name
+    assert png_plain(plain["RGB"][: len(plain["RGB"]) // 2]) is None  # cut short: decode() names it
