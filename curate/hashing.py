@@ -331,16 +331,16 @@ def hash_files(
 
 
 def _write_cache(cpath: Path, df: pd.DataFrame, stats: dict[str, tuple[int, int | str]], old: dict) -> None:
-    sizes = [stats[p][0] for p in df["path"]]
-    cacheable = [s >= 0 and e not in NOT_CACHED for s, e in zip(sizes, df["error"], strict=True)]
+    version = [stats[p] for p in df["path"].tolist()]
+    cacheable = [v[0] >= 0 and e not in NOT_CACHED for v, e in zip(version, df["error"].tolist(), strict=True)]
     keep = df[cacheable].drop(columns=["split", "label"])
-    keep["_size"] = [stats[p][0] for p in keep["path"]]
-    keep["_mtime"] = [stats[p][1] for p in keep["path"]]
+    keep["_size"] = [v[0] for v, c in zip(version, cacheable, strict=True) if c]
+    keep["_mtime"] = [v[1] for v, c in zip(version, cacheable, strict=True) if c]
     others = [r for p, r in old.items() if p not in stats]  # files outside this call stay cached
-    if others:
-        keep = pd.concat([keep, pd.DataFrame(others, columns=keep.columns)], ignore_index=True)
+    if others:  # (df is sorted by path already)
+        keep = pd.concat([keep, pd.DataFrame(others, columns=keep.columns)], ignore_index=True).sort_values("path")
     buf = io.BytesIO()
-    keep.sort_values("path").to_parquet(buf, index=False)
+    keep.to_parquet(buf, index=False)
     try:
         atomic_write_bytes(cpath, buf.getvalue())
     except OSError:  # a read-only tree still gets its answer, just without a cache
