@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -207,24 +208,27 @@ def jpeg_frame(data: bytes) -> tuple[int, int, int, bool] | None:
 @contextmanager
 def c_quiet():
     """Keep what C decoders print on stderr (libjpeg's "Corrupt JPEG data", libpng's errors) off the
-    terminal while OpenCV decodes: such a file still decodes, or goes to decode()'s own reasons."""
+    terminal while OpenCV decodes: such a file still decodes, or goes to decode()'s own reasons. One
+    thread at a time (file descriptor 2 is the process's)."""
     global _DEVNULL
-    try:
-        if _DEVNULL is None:
-            _DEVNULL = os.open(os.devnull, os.O_WRONLY)
-        saved = os.dup(2)
-    except OSError:  # no stderr to guard
-        yield
-        return
-    try:
-        os.dup2(_DEVNULL, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    with _QUIET:
+        try:
+            if _DEVNULL is None:
+                _DEVNULL = os.open(os.devnull, os.O_WRONLY)
+            saved = os.dup(2)
+        except OSError:  # no stderr to guard
+            yield
+            return
+        try:
+            os.dup2(_DEVNULL, 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 _DEVNULL: int | None = None
+_QUIET = threading.Lock()
 
 
 def png_plain(data: bytes) -> tuple[int, int, int] | None:
