@@ -37,7 +37,7 @@ from curate.dupcluster import (  # noqa: F401  (re-exported: the dedupe API)
 from curate.dupexact import exact_groups as _exact_groups
 from curate.dupverify import VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
 from curate.errors import InputError, UnreadableImage
-from curate.hashing import check_params, decode_small, gray_small, hash_files, read_image_bytes
+from curate.hashing import check_params, decode_small, gray_small, hash_files, jpeg_small, read_image_bytes
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
 UNVERIFIED_THRESHOLD = 8  # without verification a looser threshold merges look-alikes (docs/dedupe.md)
@@ -77,7 +77,11 @@ def thumb_of(path: str) -> Thumb | None:
     from curate.dupverify import THUMB_SIDE
 
     try:
-        d = decode_small(read_image_bytes(path), 2 * THUMB_SIDE)
+        data = read_image_bytes(path)
+        got = jpeg_small(data, 2 * THUMB_SIDE)  # a plain JPEG: OpenCV's reduced decode, no Pillow
+        if got is not None:
+            return make_thumb(got[0], got[3], bgr=True)
+        d = decode_small(data, 2 * THUMB_SIDE)
     except (UnreadableImage, OSError):
         return None
     return make_thumb(d.pixels, (d.width, d.height))

@@ -96,14 +96,18 @@ class Thumb:
         return self.gray.nbytes + self.chroma.nbytes
 
 
-def make_thumb(pixels: np.ndarray, size: tuple[int, int] | None = None) -> Thumb:
-    """Thumb of an RGB uint8 array (`size`: the original width, height when `pixels` is a reduced decode)."""
+def make_thumb(pixels: np.ndarray, size: tuple[int, int] | None = None, bgr: bool = False) -> Thumb:
+    """Thumb of an RGB uint8 array (`bgr`: OpenCV's order; 2-D: grayscale; `size`: the original width,
+    height when `pixels` is a reduced decode)."""
     import cv2
 
     h, w = pixels.shape[:2]
-    lab = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_RGB2LAB)
-    chroma = np.array(cv2.mean(lab)[1:3], np.float32) - 128.0  # cv2.mean: ~10x a numpy mean of a view
-    gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
+    if pixels.ndim == 2:
+        chroma, gray = np.zeros(2, np.float32), pixels
+    else:
+        lab = cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2LAB if bgr else cv2.COLOR_RGB2LAB)
+        chroma = np.array(cv2.mean(lab)[1:3], np.float32) - 128.0  # cv2.mean: ~10x a numpy mean of a view
+        gray = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY)
     s = min(1.0, THUMB_SIDE / max(h, w))
     if s < 1.0:
         gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)

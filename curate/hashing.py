@@ -84,7 +84,7 @@ def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
     return decode(data, min_scale=min(1.0, side / max(1, small)))
 
 
-def _jpeg_small(data: bytes, side: int):
+def jpeg_small(data: bytes, side: int):
     """Plain, complete JPEGs: (pixels decoded at reduced size by OpenCV's libjpeg-turbo (DCT scaling by 2, 4
     or 8), both sides >= `side` where the file allows, upright: BGR, or gray for a grayscale file; format,
     mode, original upright (width, height)). None when the file needs decode()'s general path (other
@@ -179,7 +179,7 @@ def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_
 
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
     """hash_file's row for a plain JPEG from one reduced decode; None: decode()'s general path."""
-    got = _jpeg_small(data, side)
+    got = jpeg_small(data, side)
     if got is None:
         return None
     pixels, fmt, mode, (w, h) = got
@@ -210,7 +210,7 @@ def hash_gray(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) ->
 def gray_small(data: bytes, side: int) -> tuple[np.ndarray, tuple[int, int]]:
     """(grayscale uint8 array, original (width, height)) of an image file's bytes, decoded at reduced size
     (both sides >= `side` where the file allows). Raises UnreadableImage like decode()."""
-    got = _jpeg_small(data, side)
+    got = jpeg_small(data, side)
     if got is not None:
         return (got[0] if got[0].ndim == 2 else cv2.cvtColor(got[0], cv2.COLOR_BGR2GRAY)), got[3]
     d = decode_small(data, side)
