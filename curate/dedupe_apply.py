@@ -16,17 +16,11 @@ import pandas as pd
 from curate.dedupe import DedupeResult, find_duplicates
 from curate.detect.formats import refuse_detection_tree
 from curate.errors import InputError
+from curate.layout import sort_splits
 from curate.manifest import read_info, read_manifest, to_parquet_bytes, update_info
 from curate.relocate import Relocation, UndoReport, check_outside_splits, check_writable, free_name, undo
 from curate.storage import exists, is_url, join, read_bytes, scan, write_many
-from curate.tree import (
-    INFO_NAME,
-    MANIFEST_NAME,
-    SPLIT_ORDER,
-    atomic_write_bytes,
-    default_quarantine,
-    json_bytes,
-)
+from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_bytes, default_quarantine, json_bytes
 
 REPORT_NAME = "dedupe.json"
 PAIRS_NAME = "dedupe-pairs.csv"
@@ -54,7 +48,7 @@ def split_summary(result: DedupeResult) -> list[dict]:
     files = result.files
     removed = result.removals()
     rows = []
-    splits = sorted(set(files["split"]), key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else 9, s))
+    splits = sort_splits(set(files["split"]))
     for s in splits:
         paths = set(files.loc[files["split"] == s, "path"])
         gone = paths & set(removed)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from curate.errors import InputError
-from curate.tree import SPLIT_ORDER
+from curate.layout import sort_splits, split_rank
 
 KEEP_POLICIES = ("largest", "bytes", "first")
 LEAKAGE_POLICIES = ("train", "report")
@@ -35,10 +35,6 @@ class Cluster:
     remove: list[str] = field(default_factory=list)  # what the keep/leakage/conflict policies move out
     duplicate_of: dict[str, str] = field(default_factory=dict)  # removed path -> the copy it duplicates
     links: dict[str, dict] = field(default_factory=dict)  # member -> {distance, similarity} to `keep`
-
-
-def _rank_split(split: str) -> int:
-    return SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER)
 
 
 def _keep_key(row, keep: str) -> tuple:
@@ -128,8 +124,8 @@ def unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: st
     rows = list(ok[["path", "split", "label", "size", "width", "height"]].itertuples(index=False))
     for i, r in enumerate(exact.tolist()):
         unit_rows.setdefault(unit_by_root[r], []).append(rows[i])
-    best = {u: min(rs, key=lambda r: (_rank_split(r.split), _keep_key(r, keep))) for u, rs in unit_rows.items()}
-    order = sorted(best, key=lambda u: (_rank_split(best[u].split), _keep_key(best[u], keep)))
+    best = {u: min(rs, key=lambda r: (split_rank(r.split), _keep_key(r, keep))) for u, rs in unit_rows.items()}
+    order = sorted(best, key=lambda u: (split_rank(best[u].split), _keep_key(best[u], keep)))
     return unit_rows, best, order
 
 
@@ -147,7 +143,7 @@ def build_clusters(unit_rows: dict, best: dict, order: list[int], edges: dict, l
         for u, d, sim in taken:
             links.update({r.path: {"distance": int(d), "similarity": round(float(sim), 4)} for r in unit_rows[u]})
         sub = [r for u in units for r in unit_rows[u]]  # the members' rows
-        splits = sorted({r.split for r in sub}, key=lambda s: (_rank_split(s), s))
+        splits = sort_splits({r.split for r in sub})
         labels = sorted({r.label for r in sub})
         c = Cluster(id=len(clusters), kind="exact" if len(units) == 1 else "near", members=members, keep=k,
                     splits=splits, labels=labels, cross_split=len(splits) > 1, label_conflict=len(labels) > 1,

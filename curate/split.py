@@ -23,9 +23,10 @@ import pandas as pd
 
 from curate.detect.formats import refuse_detection_tree
 from curate.errors import InputError
+from curate.layout import SPLIT_ORDER, canonical_split, scan_tree, sort_splits, split_folders
 from curate.manifest import read_info, read_manifest, to_parquet_bytes, update_info
 from curate.relocate import Relocation, UndoReport, check_writable, free_name, undo
-from curate.tree import INFO_NAME, MANIFEST_NAME, SPLIT_ORDER, atomic_write_bytes, canonical_split, scan_tree
+from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_bytes
 
 
 @dataclass
@@ -54,8 +55,7 @@ class ResplitPlan:
         before = b.groupby(["label", "split"]).size().unstack(fill_value=0)
         a = b.assign(split=[self.after[p] for p in b["path"]])
         after = a.groupby(["label", "split"]).size().unstack(fill_value=0)
-        cols = [s for s in SPLIT_ORDER if s in set(before.columns) | set(after.columns)]
-        cols += sorted((set(before.columns) | set(after.columns)) - set(cols))
+        cols = sort_splits(set(before.columns) | set(after.columns))
         before = before.reindex(columns=cols, fill_value=0).add_prefix("before:")
         after = after.reindex(columns=[c for c in cols if c in self.targets], fill_value=0).add_prefix("after:")
         return before.join(after, how="outer").fillna(0).astype(int).sort_index()
@@ -219,7 +219,7 @@ def plan_resplit(
                          f"splits here: {', '.join(tree.split_dirs)}")
     targets = _splits(into)
     if targets is None:
-        ordered = [s for s in SPLIT_ORDER if s in pool] + [s for s in pool if s not in SPLIT_ORDER]
+        ordered = sort_splits(pool)  # pool holds canonical names only
         grown = list(SPLIT_ORDER[: len(ratios)])  # more ratios than splits: add val, test
         targets = ordered if len(ordered) == len(ratios) else grown if set(ordered) <= set(grown) else ordered
     if len(targets) != len(ratios):
@@ -275,8 +275,8 @@ def plan_resplit(
 
 
 def _split_folder(root: Path, split: str) -> str:
-    tree_dirs = {canonical_split(d.name): d.name for d in root.iterdir() if d.is_dir() and canonical_split(d.name)}
-    return tree_dirs.get(split, split)
+    names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return split_folders(names, root).get(split, split)
 
 
 def apply_resplit(plan: ResplitPlan) -> tuple[int, Path | None]:

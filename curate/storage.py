@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from curate.errors import InputError
-from curate.tree import atomic_write_bytes
+from curate.layout import Tree, TreeFile, canonical_split, is_image_name, scan_tree, tree_splits
+from curate.tree import atomic_write_bytes, state_dir
 
 _GLOB_CHARS = frozenset("*?[")  # fsspec expands these in the paths given to copy/rm/cat/get/put
 
@@ -261,27 +262,13 @@ def list_objects(url: str) -> dict[str, tuple[int, str]]:
 
 
 def scan_url_tree(url: str, objects: dict[str, tuple[int, str]] | None = None):
-    """curate.tree.scan_tree for an object-store prefix: same split aliases, sorted paths and labels.
+    """curate.layout.scan_tree for an object-store prefix: the same split detection, sorted paths and labels.
     Object stores have no empty folders, so `empty_labels` stays empty."""
-    from curate.tree import Tree, TreeFile, _split_rank, canonical_split, is_image_name
-
     url = str(url).rstrip("/")
     objects = list_objects(url) if objects is None else objects
     keys = sorted(k for k in objects if not any(part.startswith(".") for part in k.split("/")))
     top = sorted({k.split("/")[0] for k in keys if "/" in k})
-    splits: dict[str, str] = {}
-    for d in top:
-        canon = canonical_split(d)
-        if canon is None:
-            continue
-        if canon in splits:
-            raise InputError(f"{url} has two folders for split '{canon}': {splits[canon]}/ and {d}/",
-                             "merge or rename one of them")
-        splits[canon] = d
-    if splits:
-        splits = dict(sorted(splits.items(), key=lambda kv: _split_rank(kv[0])))
-    else:
-        splits = {canonical_split(url.rsplit("/", 1)[-1]) or "all": ""}
+    splits = tree_splits(top, url.rsplit("/", 1)[-1], url)
     tree = Tree(root=url, split_dirs=splits)  # root stays a URL string
     for split, folder in splits.items():
         prefix = f"{folder}/" if folder else ""
@@ -303,8 +290,6 @@ def scan_url_tree(url: str, objects: dict[str, tuple[int, str]] | None = None):
 
 def scan(root: str | os.PathLike):
     """scan_tree for local paths, scan_url_tree for object-store URLs."""
-    from curate.tree import scan_tree
-
     return scan_url_tree(str(root)) if is_url(root) else scan_tree(local_path(root))
 
 
@@ -322,8 +307,6 @@ def url_state_dir(url: str) -> Path:
 
 def state_dir_of(root: str | os.PathLike) -> Path:
     """tree.state_dir for local trees, url_state_dir for object-store trees."""
-    from curate.tree import state_dir
-
     return url_state_dir(str(root)) if is_url(root) else state_dir(local_path(root))
 
 

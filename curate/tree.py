@@ -1,8 +1,8 @@
-"""The on-disk curate tree: split folders, class folders, atomic writes and the move journal.
+"""The on-disk curate tree: its state folder, atomic writes and the move journal.
 
-A tree is either a root holding split folders (train/ val/ test/, also valid/ validation/ …) of class
-folders, or a single split root of class folders. Nothing but class folders goes inside a split root;
-curate's own state lives in `state_dir(root)`, outside every split root.
+The layout (split folders, class folders, the scan) is curate.layout; its names are re-exported here.
+Nothing but class folders goes inside a split root; curate's own state lives in `state_dir(root)`,
+outside every split root.
 """
 
 from __future__ import annotations
@@ -20,133 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curate.errors import InputError
+from curate.layout import (  # noqa: F401  (re-exported: the layout lives in curate.layout)
+    IMAGE_EXTS,
+    SPLIT_ALIASES,
+    SPLIT_ORDER,
+    Tree,
+    TreeFile,
+    canonical_split,
+    detect_splits,
+    is_image_name,
+    scan_tree,
+)
 
-SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "val",
-    "test": "test",
-    "testing": "test",
-}
-SPLIT_ORDER = ("train", "val", "test")
-IMAGE_EXTS = {
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-    ".ppm", ".pgm", ".pbm", ".pnm",
-}
 MANIFEST_NAME = "manifest.parquet"
 INFO_NAME = "curate.json"
-
-
-def canonical_split(name: str) -> str | None:
-    return SPLIT_ALIASES.get(name.lower())
-
-
-def is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTS
-
-
-@dataclass(frozen=True)
-class TreeFile:
-    path: str  # relative to the tree root, POSIX separators
-    split: str  # canonical split name (train/val/test, or the folder name, or "all")
-    label: str  # class folder name
-
-
-@dataclass
-class Tree:
-    root: Path
-    split_dirs: dict[str, str]  # canonical split -> folder name on disk ("" for a single split root)
-    files: list[TreeFile] = field(default_factory=list)
-    other: list[str] = field(default_factory=list)  # non-image files inside split roots
-    empty_labels: list[tuple[str, str]] = field(default_factory=list)  # (split, label) with no images
-
-    @property
-    def single(self) -> bool:
-        return list(self.split_dirs.values()) == [""]
-
-    def split_path(self, split: str) -> Path:
-        folder = self.split_dirs.get(split)
-        if folder is None:
-            folder = split
-        return self.root / folder if folder else self.root
-
-    def labels(self) -> list[str]:
-        return sorted({f.label for f in self.files} | {lab for _, lab in self.empty_labels})
-
-
-def _visible_dirs(p: Path) -> list[Path]:
-    return sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
-def detect_splits(root: Path) -> dict[str, str]:
-    """Map canonical split name -> folder name; {"<name>": ""} for a single split root."""
-    if not root.is_dir():
-        raise InputError(f"{root} is not a folder", "pass the root of an image tree")
-    found: dict[str, str] = {}
-    for d in _visible_dirs(root):
-        canon = canonical_split(d.name)
-        if canon is None:
-            continue
-        if canon in found:
-            raise InputError(
-                f"{root} has two folders for split '{canon}': {found[canon]}/ and {d.name}/",
-                "merge or rename one of them",
-            )
-        found[canon] = d.name
-    if found:
-        return dict(sorted(found.items(), key=lambda kv: _split_rank(kv[0])))
-    name = canonical_split(root.name) or "all"
-    return {name: ""}
-
-
-def _split_rank(split: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(split), split) if split in SPLIT_ORDER else (len(SPLIT_ORDER), split)
-
-
-def scan_tree(root: str | Path) -> Tree:
-    """List every image of a tree, sorted by path. Class folders may nest (ImageFolder walks them)."""
-    root = Path(root)
-    tree = Tree(root=root, split_dirs=detect_splits(root))
-    for split, folder in tree.split_dirs.items():
-        sroot = root / folder if folder else root
-        for cdir in _visible_dirs(sroot):
-            if not folder and canonical_split(cdir.name):
-                continue
-            n = 0
-            for dirpath, dirnames, filenames in os.walk(cdir):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-                reldir = Path(dirpath).relative_to(root).as_posix()
-                for fn in sorted(filenames):
-                    if fn.startswith("."):
-                        continue
-                    rel = f"{reldir}/{fn}"
-                    if is_image_name(fn):
-                        try:
-                            rel.encode("utf-8")
-                        except UnicodeEncodeError:
-                            _check_name(root / rel)  # says which file
-                        tree.files.append(TreeFile(rel, split, cdir.name))
-                        n += 1
-                    else:
-                        tree.other.append(rel)
-            if n == 0:
-                _check_name(cdir)
-                tree.empty_labels.append((split, cdir.name))
-    tree.files.sort(key=lambda f: f.path)
-    return tree
-
-
-def _check_name(p: Path) -> None:
-    """Names that are not valid UTF-8 (e.g. Latin-1 bytes from an old archive) cannot be stored or shown."""
-    try:
-        str(p).encode("utf-8")
-    except UnicodeEncodeError:
-        shown = str(p).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        raise InputError(f"file name is not valid UTF-8: {shown}",
-                         "rename it to UTF-8, e.g. with convmv") from None
 
 
 def state_dir(root: str | Path) -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from curate.errors import InputError
-from curate.tree import SPLIT_ORDER, is_image_name
+from curate.layout import is_image_name, sort_splits
 
 FORMATS = ("yolo", "coco")
 TOLERANCE = 1e-6  # normalised coordinates may overshoot [0, 1] by this much (float rounding)
@@ -62,7 +62,7 @@ class Dataset:
 
     def splits(self) -> list[str]:
         present = {e.split for e in self.entries}
-        return [s for s in SPLIT_ORDER if s in present] + sorted(present - set(SPLIT_ORDER))
+        return sort_splits(present)
 
 
 def sniff(root: Path) -> str:

@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from curate.errors import CurateError, InputError
+from curate.layout import scan_tree, split_rank
 from curate.manifest import CORE_COLUMNS, read_manifest
 from curate.report.checks import Check, Context, all_checks
 from curate.report.checks.detection import detection_tree, retag_clusters
 from curate.report.stats import image_stats
 from curate.storage import as_location, is_url, scan
-from curate.tree import SPLIT_ORDER, scan_tree
 
 
 @dataclass
@@ -49,13 +49,12 @@ def join_manifest(images: pd.DataFrame, manifest: pd.DataFrame | None) -> pd.Dat
 def exact_clusters(images: pd.DataFrame) -> list[dict]:
     """Groups of byte-identical readable files, shaped like curate.dedupe's Cluster."""
     df = images[images["error"].isna() & images["sha256"].notna()]
-    rank = {s: i for i, s in enumerate(SPLIT_ORDER)}
     out = []
     for _sha, g in sorted(df.groupby("sha256"), key=lambda kv: sorted(kv[1]["path"])[0]):
         if len(g) < 2:
             continue
         g = g.sort_values("path")
-        keep = min(g.itertuples(index=False), key=lambda r: (rank.get(r.split, 99), r.path)).path
+        keep = min(g.itertuples(index=False), key=lambda r: (split_rank(r.split), r.path)).path
         splits, labels = sorted(set(g["split"])), sorted(set(g["label"]))
         out.append({"id": len(out), "kind": "exact", "members": g["path"].tolist(), "keep": keep,
                     "splits": splits, "labels": labels, "cross_split": len(splits) > 1,

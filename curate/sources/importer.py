@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError, InputError
+from curate.layout import SPLIT_ORDER
 from curate.sources import formats
 from curate.sources.ingest import (
     check_out,
@@ -29,7 +30,7 @@ from curate.sources.ingest import (
     slug,
     tree_complete,
 )
-from curate.tree import SPLIT_ORDER, atomic_write_json, default_quarantine
+from curate.tree import atomic_write_json, default_quarantine
 
 STEP = "import"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.xz", ".tar.bz2", ".txz", ".tbz2")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curate.errors import CredentialsError, CurateError, InputError, NetworkError
+from curate.layout import SPLIT_ORDER, canonical_split, is_image_name
 from curate.resources import resource
 from curate.sources.ingest import (
     check_out,
@@ -29,13 +30,7 @@ from curate.sources.ingest import (
     slug,
     tree_complete,
 )
-from curate.tree import (
-    SPLIT_ORDER,
-    atomic_write_json,
-    canonical_split,
-    default_quarantine,
-    is_image_name,
-)
+from curate.tree import atomic_write_json, default_quarantine
 
 PRESETS_FILE = resource("manifests", "datasets.yaml")
 DATASET_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(/\d+)?$")
