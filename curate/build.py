@@ -23,6 +23,7 @@ import pandas as pd
 from curate import storage
 from curate.errors import InputError
 from curate.executor import make_executor
+from curate.lock import fresh
 from curate.manifest import read_info, to_parquet_bytes, update_info, write_manifest
 from curate.shard import BOX_COLUMNS, STATE, BuildParams, Shard, ShardResult, publish, run_shard
 from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, json_bytes
@@ -109,7 +110,7 @@ def prepare_out(out: Path | str, fp: str, overwrite: bool) -> None:
     fp_file = state / "build.json"
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder", "choose another --out")
-    if out.exists() and any(out.iterdir()):
+    if not fresh(out):
         made_by_us = (out / INFO_NAME).exists() or fp_file.exists()
         if not made_by_us:
             raise InputError(f"{out} is not empty and was not made by curate",

@@ -21,11 +21,13 @@ import json
 import os
 import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from curate.errors import CurateError, InputError
+from curate.lock import hold
 from curate.resources import find_pipeline
 
 TOP_KEYS = {"vars", "out", "seed", "workers", "steps", "name", "description"}
@@ -520,40 +522,41 @@ def run_pipeline(
     results: list[StepResult] = []
     chain = ""
     stopped = False
-    for i, step in enumerate(pipe.steps):
-        ph = params_hash(step)
-        chain = hashlib.sha256(f"{chain}|{ph}|{input_fingerprint(step.external, out)}".encode()).hexdigest()[:16]
-        res = StepResult(step.id, step.command, step.argv, "not-run", params_hash=ph)
-        results.append(res)
-        if i < first or i > last or stopped:
-            continue
-        old = prev_steps.get(step.id, {})
-        ok_codes = (0, 1) if step.continue_on_problems else (0,)
-        if (can_skip and old.get("key") == chain and old.get("exit_code") in ok_codes
-                and all(Path(o).exists() for o in step.outputs)):
-            res.status = "would-skip" if dry_run else "skipped"
-            res.exit_code = None if dry_run else old.get("exit_code")
-            continue
-        can_skip = False
-        if dry_run:
-            res.status = "would-run"
-            continue
-        if on_step:
-            on_step(step, None)
-        code, message, duration = _invoke(step, quiet, app)
-        res.exit_code, res.message, res.duration = code, message, duration
-        res.status = "ran" if code in ok_codes else "failed"
-        if out is not None and out.is_dir():
-            prev_steps[step.id] = {
-                "command": step.command, "argv": step.argv, "params_hash": ph, "key": chain,
-                "exit_code": code, "duration_s": round(duration, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            }
-            record = {"pipeline": str(Path(path)), "steps": prev_steps, "tree": tree_fingerprint(out)}
-            update_info(out, "run", record)
-        if on_step:
-            on_step(step, res)
-        if res.status == "failed":
-            stopped = True
+    with nullcontext() if dry_run or out is None else hold(out):  # one writer for all of the steps
+        for i, step in enumerate(pipe.steps):
+            ph = params_hash(step)
+            chain = hashlib.sha256(f"{chain}|{ph}|{input_fingerprint(step.external, out)}".encode()).hexdigest()[:16]
+            res = StepResult(step.id, step.command, step.argv, "not-run", params_hash=ph)
+            results.append(res)
+            if i < first or i > last or stopped:
+                continue
+            old = prev_steps.get(step.id, {})
+            ok_codes = (0, 1) if step.continue_on_problems else (0,)
+            if (can_skip and old.get("key") == chain and old.get("exit_code") in ok_codes
+                    and all(Path(o).exists() for o in step.outputs)):
+                res.status = "would-skip" if dry_run else "skipped"
+                res.exit_code = None if dry_run else old.get("exit_code")
+                continue
+            can_skip = False
+            if dry_run:
+                res.status = "would-run"
+                continue
+            if on_step:
+                on_step(step, None)
+            code, message, duration = _invoke(step, quiet, app)
+            res.exit_code, res.message, res.duration = code, message, duration
+            res.status = "ran" if code in ok_codes else "failed"
+            if out is not None and out.is_dir():
+                prev_steps[step.id] = {
+                    "command": step.command, "argv": step.argv, "params_hash": ph, "key": chain,
+                    "exit_code": code, "duration_s": round(duration, 3), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                }
+                record = {"pipeline": str(Path(path)), "steps": prev_steps, "tree": tree_fingerprint(out)}
+                update_info(out, "run", record)
+            if on_step:
+                on_step(step, res)
+            if res.status == "failed":
+                stopped = True
     return PipelineResult(Path(path), out, results)
 
 

@@ -56,6 +56,20 @@ def info(message: str, markup: bool = False) -> None:
         _err.print(message, soft_wrap=True, markup=markup)
 
 
+def writing(root):
+    """Context: hold ROOT's write lock (curate.lock) for a command that changes the tree."""
+    from curate.lock import hold
+
+    return hold(root, note=warn)
+
+
+def reading(root) -> None:
+    """For commands that only read ROOT: stop while another process is changing it (curate.lock)."""
+    from curate.lock import check_unlocked
+
+    check_unlocked(root)
+
+
 def workers_option(default=None):
     return typer.Option(default, "--workers", "-j", help="Worker processes (default: CPU count).", min=1)
 

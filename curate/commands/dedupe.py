@@ -109,8 +109,21 @@ def dedupe(
             common.out.print(line, soft_wrap=True)
     if force and not undo:
         raise typer.BadParameter("--force goes with --undo", param_hint="--force")
-    if undo:
-        _undo(root, force)
+    opts = dict(dry_run=dry_run, quarantine=quarantine, hash_name=hash_name, hash_size=hash_size,
+                threshold=threshold, verify=not no_verify, keep=keep, leakage=leakage, conflicts=conflicts,
+                workers=workers, engine=engine)
+    if dry_run and not undo:  # reads the tree, writes only its own cache: runs beside readers, not writers
+        common.reading(root)
+        _run(root, sheet, json_path, to_stdout, say, **opts)
+    with common.writing(root):
+        if undo:
+            _undo(root, force)
+        _run(root, sheet, json_path, to_stdout, say, **opts)
+
+
+def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
+    """The dedupe run and its summary (ends with typer.Exit)."""
+    dry_run, workers, engine = opts["dry_run"], opts["workers"], opts["engine"]
     names = _sheet_names(root, sheet)
     if engine == "local":
         from curate.executor import make_executor
@@ -120,10 +133,7 @@ def dedupe(
     from curate.dedupe_apply import dedupe as run
     from curate.labelnames import with_name
 
-    res = run(root, quarantine=quarantine, dry_run=dry_run, json_path=json_path, hash_name=hash_name,
-              hash_size=hash_size, threshold=threshold, verify=not no_verify, keep=keep, leakage=leakage,
-              conflicts=conflicts,
-              workers=workers, engine=engine, quiet=common.STATE.quiet)
+    res = run(root, json_path=json_path, quiet=common.STATE.quiet, **opts)
     verb = "would remove" if dry_run else "removed"
     for s in res.splits:
         line = (f"{s['split']}: {s['files']} → {s['kept']} kept ({s['removed']} {verb} "

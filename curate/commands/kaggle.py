@@ -47,11 +47,12 @@ def kaggle(
     common.use_ray_address(engine, ray_address)
     from curate.sources.kaggle import import_dataset
 
-    res = import_dataset(
-        dataset, out_dir, source=source, names=names, label_names=label_names, download_dir=download_dir,
-        workers=workers, quiet=STATE.quiet, check_counts=check_counts, engine=engine,
-        overwrite=overwrite,
-    )
+    with common.writing(out_dir):
+        res = import_dataset(
+            dataset, out_dir, source=source, names=names, label_names=label_names, download_dir=download_dir,
+            workers=workers, quiet=STATE.quiet, check_counts=check_counts, engine=engine,
+            overwrite=overwrite,
+        )
     if res.up_to_date:
         info(f"{out_dir} is up to date with {res.dataset} (nothing to do)")
     if res.unknown_ids and not label_names:  # with --label-names it is one of res.problems, listed below
@@ -62,9 +63,9 @@ def kaggle(
         warn(line)
     if len(res.problems) > 20:
         warn(f"… and {len(res.problems) - 20} more problems (see {out_dir}/curate.json)")
-    from curate.tree import SPLIT_ORDER
+    from curate.layout import sort_splits
 
-    order = sorted(res.counts, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
+    order = sort_splits(res.counts)
     split_txt = ", ".join(f"{s} {res.counts[s]}" for s in order)  # train, val, test: also when up to date
     out.print(f"{res.dataset} -> {out_dir}: {sum(res.counts.values())} images ({split_txt}), "
               f"{res.classes} classes, {len(res.problems)} problems", soft_wrap=True)

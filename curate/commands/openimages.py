@@ -146,8 +146,11 @@ def openimages(
     params = BuildParams(size=size, min_size=min_size, margin=margin, seed=seed, format=fmt.value,
                          quality=quality, val_ratio=val_ratio, max_pixels=max_pixels)
     command = common.command_line()
-    res = oi.build(prep, out, params, workers=workers, engine=engine, quiet=common.STATE.quiet,
-                   overwrite=overwrite, command=command, ray_address=ray_address)
+    from curate.storage import as_location
+
+    with common.writing(as_location(out)):
+        res = oi.build(prep, out, params, workers=workers, engine=engine, quiet=common.STATE.quiet,
+                       overwrite=overwrite, command=command, ray_address=ray_address)
     _print_result(res)
     raise typer.Exit(1 if res.problems else 0)
 
@@ -169,8 +172,12 @@ def _detect(classes, out, *, dry_run, workers, engine, overwrite, ray_address, p
     if not prep.image_ids:
         common.err("no image matches the classes and filters; nothing to write")
         raise typer.Exit(1)
-    res = build_detect(prep, out, DetectParams(**params), workers=workers, engine=engine, quiet=common.STATE.quiet,
-                       overwrite=overwrite, command=common.command_line(), ray_address=ray_address)
+    from curate.storage import as_location
+
+    with common.writing(as_location(out)):
+        res = build_detect(prep, out, DetectParams(**params), workers=workers, engine=engine,
+                           quiet=common.STATE.quiet, overwrite=overwrite, command=common.command_line(),
+                           ray_address=ray_address)
     t = common.table("split", "images", "boxes", "ignore regions", "background")
     for split, c in res.counts.items():
         t.add_row(split, f"{c['images']:,}", f"{c['boxes']:,}", f"{c['ignore']:,}", f"{c['background']:,}")

@@ -60,14 +60,25 @@ def resplit(
     if force and not undo:
         raise typer.BadParameter("--force goes with --undo", param_hint="--force")
     if undo:
-        _undo(root, force)
+        with common.writing(root):
+            _undo(root, force)
     if ratios is None:
         raise typer.BadParameter("--ratios is required (e.g. --ratios 0.8,0.1,0.1)", param_hint="--ratios")
+    opts = dict(ratios=ratios, merge=merge, into=into, min_per_class=min_per_class, seed=seed,
+                dedupe_groups=not no_dedupe, threshold=threshold, workers=workers, engine=engine)
+    if dry_run:  # plans only: beside readers, not while a writer changes the tree
+        common.reading(root)
+        _resplit(root, dry_run, opts)
+    with common.writing(root):
+        _resplit(root, dry_run, opts)
+
+
+def _resplit(root, dry_run: bool, opts: dict) -> None:
+    """Plan, print the table and (unless dry_run) move; ends with typer.Exit."""
     from curate.split import apply_resplit, below_minimum, plan_resplit
 
-    plan = plan_resplit(root, ratios=ratios, merge=merge, into=into, min_per_class=min_per_class, seed=seed,
-                        dedupe_groups=not no_dedupe, threshold=threshold, workers=workers, engine=engine,
-                        quiet=common.STATE.quiet)
+    plan = plan_resplit(root, quiet=common.STATE.quiet, **opts)
+    min_per_class = opts["min_per_class"]
     table = plan.table()
     if dry_run or common.STATE.verbose:
         _print_table(table)

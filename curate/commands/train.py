@@ -88,8 +88,12 @@ def train_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out (default: refuse)."),
     compare: str = typer.Option(None, "--compare", help="Comma list of architectures: train each, write compare.md/.csv."),
 ) -> None:
+    from curate.commands.common import reading
+    from curate.storage import as_location
     from curate.train import compare as compare_api
     from curate.train import train as train_api
+
+    reading(as_location(root))
 
     opts = dict(weights=weights, loss=loss, gamma=gamma, alpha=alpha, class_weights=class_weights, epochs=epochs,
                 batch_size=batch_size, lr=lr, weight_decay=weight_decay, freeze_until=freeze_until, dropout=dropout,
@@ -138,8 +142,12 @@ def predict_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
 ) -> None:
+    from curate.commands.common import reading
     from curate.train import predict as predict_api
 
+    for p in inputs:  # folders that are curate trees: not while another process changes them
+        if Path(p).is_dir():
+            reading(Path(p))
     preds = predict_api(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=STATE.quiet)
     bad = [p for p in preds if p.error]
     if as_json:

@@ -18,6 +18,7 @@ from typing import Any
 
 from curate.errors import CurateError, InputError
 from curate.layout import SPLIT_ORDER
+from curate.lock import fresh
 from curate.sources import formats
 from curate.sources.ingest import (
     check_out,
@@ -184,7 +185,7 @@ def import_source(
         raise InputError(f"source {source} does not exist", "pass a local file or folder, or an s3:// URL")
     opts = _options_record(fmt, val_ratio, test_ratio, seed, options, names)
     fp = fingerprint(src)
-    created = not out.exists()
+    created = fresh(out)  # new, or holding only the lock its command took (curate.lock)
     previous, done = _previous(out, src, fp, opts, overwrite)
     if done:
         return ImportResult(out, previous.get("format", fmt), previous.get("counts", {}), previous.get("classes", 0),

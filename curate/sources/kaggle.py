@@ -20,6 +20,7 @@ from pathlib import Path
 
 from curate.errors import CredentialsError, CurateError, InputError, NetworkError
 from curate.layout import SPLIT_ORDER, canonical_split, is_image_name
+from curate.lock import fresh
 from curate.resources import resource
 from curate.sources.ingest import (
     check_out,
@@ -438,7 +439,7 @@ def import_dataset(
         previous = {}
 
     extract_dir = None
-    created = not out.exists()
+    created = fresh(out)  # new, or holding only the lock its command took (curate.lock)
     if src.is_file():
         if not is_archive(src):
             if src.name.lower().endswith((".zip", ".tar", ".tgz", ".gz", ".xz", ".bz2")):
