@@ -360,4 +360,4 @@ def test_html_details_escaping_scores_and_keep(report, planted, tmp_path):
     res2 = build_report(odd, tmp_path / "o", workers=1, quiet=True)
     page2 = res2.html_path.read_text()
     assert "<b>&c" not in page2 and "we<ird>" not in page2
-    assert "a&lt;b&gt;&amp;c" in page2 and "we&lt;ird&gt; &amp; &quot;q&quot;.png" in page2
+    assert "a&lt;b&gt;&amp;c" in page2 and "we&lt;ird&gt; &amp; &#34;q&#34;.png" in page2
