@@ -52,7 +52,8 @@ def test_wheel_ships_resources_and_runs_outside_the_checkout(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("curate/resources/manifests/datasets.yaml", "curate/resources/manifests/openimages-aliases.yaml",
                  "curate/resources/manifests/demo/classes.csv", "curate/resources/pipelines/coins.yaml",
-                 "curate/resources/pipelines/demo.yaml"):
+                 "curate/resources/pipelines/demo.yaml", "curate/report/templates/report.html.j2",
+                 "curate/report/templates/macros.html.j2", "curate/report/templates/report.css"):
         assert must in names, must
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
