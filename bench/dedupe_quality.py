@@ -5,7 +5,7 @@
    of one photo; copies of one photo are all copies of each other). Also the number of verified pairs
    joining two different photos. Without the truth file only counts are printed, and the verified
    pairs across labels (different coins) stand in for the false ones.
-2. dupsynth: curate.dupsynth.build_set, generated copies (re-encodes, resizes, crops, brightness,
+2. dupsynth: curate.testing.dupsynth.build_set, generated copies (re-encodes, resizes, crops, brightness,
    colour shifts, a watermark strip) and look-alikes (mirror images, second shots, the other face of a
    coin, different coins on the same white background with the same watermark strip), with the recall
    of each copy case and the false joins of each look-alike case at the first threshold.
@@ -91,7 +91,7 @@ def coins_dev(args, tmp: Path) -> None:
 
 
 def dupsynth(args, tmp: Path) -> None:
-    from curate.dupsynth import build_set
+    from curate.testing.dupsynth import build_set
 
     root = tmp / "dupsynth"
     truth = build_set(root, seed=args.seed)

@@ -102,7 +102,7 @@ def coin_photo(src: np.ndarray, pose: int, rng: np.random.Generator, background:
     turned by TURNS[pose]; poses 5-19: its coin (the central disc) turned by a quarter turn plus a small
     turn, resized and moved, on the shared white background with the watermark strip. Two poses of one
     photo differ by at least 3.5 degrees of turn (a second shot, not a copy); each is relit, with noise."""
-    from curate.dupsynth import relight, watermark
+    from curate.testing.dupsynth import relight, watermark
 
     side = src.shape[0]
     turn = TURNS[pose % 5] + rng.uniform(-0.5, 0.5) + 90 * (pose // 5 % 4)

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curate import centrecode, dupsynth
+from curate import centrecode
 from curate.cli import main
 from curate.dedupe import find_duplicates
 from curate.dupsearch import distances, hamming_pairs, pack
 from curate.hashing import hash_files
 from curate.samples import PHOTOS, load_photo
+from curate.testing import dupsynth
 
 COINS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coins-dev"
 

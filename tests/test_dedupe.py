@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from curate import dupsynth
 from curate.cli import main
 from curate.dedupe import VERIFY_MIN, find_duplicates
 from curate.dedupe_apply import dedupe, undo_dedupe
@@ -22,6 +21,7 @@ from curate.errors import InputError
 from curate.hashing import hash_files
 from curate.manifest import read_manifest
 from curate.samples import load_photo
+from curate.testing import dupsynth
 
 
 def small(name: str, side: int = 200) -> np.ndarray:

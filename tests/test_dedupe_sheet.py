@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from curate import dupsynth
 from curate.cli import main
 from curate.dedupe import Cluster, find_duplicates
 from curate.dedupe_sheet import SECTION_CAP, sheet_fragment, write_sheet
 from curate.samples import load_photo
+from curate.testing import dupsynth
 
 COINS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coins-dev"
 

@@ -1,4 +1,4 @@
-"""curate.dupsynth: the generated copies and look-alikes are what their names say, with explicit truth."""
+"""curate.testing.dupsynth: the generated copies and look-alikes are what their names say, with explicit truth."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-from curate import dupsynth
 from curate.samples import load_photo
+from curate.testing import dupsynth
 
 
 def photo(side: int = 128) -> np.ndarray:

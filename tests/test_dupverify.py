@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from curate import dupsynth, midband
+from curate import midband
 from curate.dedupe import band_of, find_duplicates
 from curate.dupverify import VERIFY_MIN, make_thumb, score
+from curate.testing import dupsynth
 
 REPO = Path(__file__).resolve().parents[1]
 COINS = REPO / ".." / "shared" / "data" / "coins-dev"

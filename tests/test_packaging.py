@@ -69,3 +69,18 @@ def test_wheel_ships_resources_and_runs_outside_the_checkout(tmp_path):
                           "--dry-run"], cwd=work, capture_output=True, text=True, env=env, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "would-run" in res.stdout and "curate openimages" in res.stdout
+
+
+def test_cli_never_imports_the_testing_helpers(tmp_path):
+    """curate.testing (generated test data) ships in the wheel, but neither `import curate.cli` nor `curate --help`
+    loads it; and nothing under curate/ outside curate/testing/ names it."""
+    code = ("import sys, curate, curate.cli\n"
+            "try:\n    curate.cli.main(['--help'])\nexcept SystemExit as e:\n    assert e.code in (0, None), e.code\n"
+            "bad = sorted(m for m in sys.modules if m.startswith('curate.testing'))\n"
+            "assert not bad, bad\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "usage" in res.stdout.lower()
+    users = [p.relative_to(REPO).as_posix() for p in (REPO / "curate").rglob("*.py")
+             if "curate.testing" in p.read_text() and (REPO / "curate" / "testing") not in p.parents]
+    assert users == []

@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from curate import dupsynth
 from curate.cli import main
 from curate.errors import InputError
 from curate.manifest import read_manifest, write_manifest
 from curate.samples import load_photo
 from curate.split import apply_resplit, below_minimum, plan_resplit, quotas, undo_resplit
+from curate.testing import dupsynth
 from curate.tree import scan_tree
 
 

@@ -12,9 +12,10 @@ import sys
 import pytest
 from test_storage import moto_s3
 
-from curate import dupsynth, storage
+from curate import storage
 from curate.errors import InputError
 from curate.images import decode
+from curate.testing import dupsynth
 from curate.tree import scan_tree
 
 pytestmark = pytest.mark.slow
