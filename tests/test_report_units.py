@@ -130,7 +130,6 @@ def test_help_and_docs_name_every_check():
 
 def test_dedupe_failure_falls_back_to_exact_duplicates(tmp_path, monkeypatch):
     import shutil
-    import sys
 
     import curate.dedupe
 
@@ -145,10 +144,21 @@ def test_dedupe_failure_falls_back_to_exact_duplicates(tmp_path, monkeypatch):
     doc = build_report(root, tmp_path / "a", workers=1, quiet=True).report
     assert doc["duplicates"]["source"] == "sha256" and "boom" in doc["duplicates"]["warning"]
     assert [c["members"] for c in doc["checks"]["leakage"]["findings"]] == [["train/cat/0.png", "val/cat/0.png"]]
-    monkeypatch.setitem(sys.modules, "curate.dedupe", None)  # not installed at all
-    doc = build_report(root, tmp_path / "b", workers=1, quiet=True).report
-    assert doc["duplicates"]["source"] == "sha256" and "unavailable" in doc["duplicates"]["warning"]
-    assert doc["checks"]["leakage"]["count"] == 1
+
+
+def test_a_broken_dedupe_module_fails_loudly(tmp_path, monkeypatch):
+    """No quiet fallback to exact duplicates when curate.dedupe cannot even be imported."""
+    import sys
+
+    import curate
+
+    root = small_tree(tmp_path / "ds")
+    monkeypatch.delitem(sys.modules, "curate.report.build")
+    monkeypatch.delattr(curate, "dedupe")
+    monkeypatch.setitem(sys.modules, "curate.dedupe", None)  # import curate.dedupe -> ImportError
+    with pytest.raises(ImportError, match="curate.dedupe"):
+        build_report(root, tmp_path / "b", workers=1, quiet=True)
+    assert not (tmp_path / "b").exists()
 
 
 def test_sample_grid_is_capped_for_many_labels():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from curate import dedupe
 from curate.errors import CurateError, InputError
 from curate.layout import scan_tree, split_rank
 from curate.manifest import CORE_COLUMNS, read_manifest
@@ -64,13 +65,9 @@ def exact_clusters(images: pd.DataFrame) -> list[dict]:
 
 def find_clusters(root: Path, images: pd.DataFrame, *, workers, engine, quiet) -> tuple[list[dict], str, str]:
     """(clusters, source, warning): curate.dedupe's exact + near clusters, or exact sha256 groups when
-    dedupe is missing or fails unexpectedly (a report still gets written; the warning says why)."""
+    the duplicate search fails unexpectedly (a report still gets written; the warning says why)."""
     try:
-        from curate.dedupe import find_duplicates
-    except ImportError as e:
-        return exact_clusters(images), "sha256", f"curate.dedupe unavailable ({e}): exact duplicates only"
-    try:
-        res = find_duplicates(root, workers=workers, engine=engine, quiet=quiet)
+        res = dedupe.find_duplicates(root, workers=workers, engine=engine, quiet=quiet)
     except CurateError:
         raise
     except Exception as e:  # a dedupe bug must not cost the whole report
