@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from curate import executor, storage
+from curate import dedupe, executor, storage
 from curate.errors import InputError
 from curate.executor import make_executor
 
@@ -162,7 +162,6 @@ def test_crop_on_ray_from_s3_to_s3(cluster, demo_source, tmp_path):
 
 
 def test_dedupe_on_ray_is_identical_to_local(cluster, demo_source, tmp_path):
-    dedupe = pytest.importorskip("curate.dedupe")
     build(demo_source, tmp_path / "crops", shard_size=4)
     for name in ("a", "b"):  # separate trees: the hash cache of one run must not serve the other
         shutil.copytree(tmp_path / "crops", tmp_path / name, ignore=shutil.ignore_patterns(".curate"))
