@@ -22,7 +22,7 @@ import pandas as pd
 
 from curate import storage
 from curate.errors import InputError
-from curate.executor import make_executor
+from curate.executor import Engine, is_local, make_executor
 from curate.lock import fresh
 from curate.manifest import read_info, to_parquet_bytes, update_info, write_manifest
 from curate.shard import BOX_COLUMNS, STATE, BuildParams, Shard, ShardResult, publish, run_shard
@@ -179,10 +179,9 @@ def build_tree(
     fingerprint_data: dict,
     info: dict,
     workers: int | None = None,
-    engine: str = "local",
+    engine: Engine | str = "local",
     quiet: bool = False,
     overwrite: bool = False,
-    ray_address: str | None = None,
 ) -> BuildResult:
     """`boxes`: one row per crop (ImageID, box_index, label, LabelName, source_class, XMin..YMax, flags,
     ambiguous, ambiguous_with, merged). `image_path(image_id)` gives each source image's path."""
@@ -197,9 +196,9 @@ def build_tree(
     paths = {i: str(image_path(i)) for i in boxes.ImageID.unique()}
     boxes["_path"] = boxes.ImageID.map(paths)
     shards = make_shards(boxes, out, params)
-    if engine == "local" and len(boxes) < SOLO_BOXES:
+    if is_local(engine) and len(boxes) < SOLO_BOXES:
         workers = 1  # one process finishes this before a pool would have started
-    ex = make_executor(engine, workers=workers, quiet=quiet, ray_address=ray_address)
+    ex = make_executor(engine, workers=workers, quiet=quiet)
     frames, skipped, reused, lost = [], [], 0, []
     for res in ex.map(run_shard, shards, desc="cropping", units=lambda s: s.n_boxes, unit="boxes"):
         lost += res.lost  # each shard moved its own files into the tree

@@ -211,11 +211,11 @@ def _thumb_chunk(job: tuple[list[str], int]) -> list[str | None]:
 def thumbnails(locations: dict[str, str], *, workers=None, engine="local", quiet=False,
                side: int = THUMB_SIDE) -> dict[str, str | None]:
     """{path: data URI, or None when unreadable} for {path: file or URL to read}, in parallel."""
-    from curate.executor import make_executor
+    from curate.executor import is_local, make_executor
 
     paths = sorted(locations)
     jobs = [([locations[p] for p in paths[i : i + CHUNK]], side) for i in range(0, len(paths), CHUNK)]
-    few = engine == "local" and len(paths) < IN_PROCESS_BELOW
+    few = is_local(engine) and len(paths) < IN_PROCESS_BELOW
     ex = make_executor(engine, workers=1 if few else workers, quiet=quiet)
     uris = [u for chunk in ex.map(_thumb_chunk, jobs, desc="sheet thumbnails", units=lambda j: len(j[0]),
                                   unit="images") for u in chunk]

@@ -3,17 +3,18 @@
 The local engine uses a process pool (forkserver on Linux: workers start from a clean interpreter
 and never inherit torch, kaggle, fiftyone or ray from the parent). With one worker, work runs in-process.
 Results always come back in input order, so outputs never depend on the worker count.
-Other engines (Ray) register themselves in ENGINES with the same `map` signature.
+The Ray engine (curate.ray_engine, imported only when asked for) has the same `map` signature;
+`Engine` names which one runs and with what.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -179,28 +180,56 @@ def _terminate(pool: ProcessPoolExecutor) -> None:
         p.join(timeout=5)
 
 
-ENGINES: dict[str, Callable[..., Any]] = {"local": LocalExecutor}
+ENGINE_NAMES = ("local", "ray")
 
 
-def make_executor(engine: str = "local", workers: int | None = None, quiet: bool = False, **options):
-    """`options` go to the engine; ray takes ray_address ("auto", "ray://HOST:PORT"; None: a local cluster)."""
-    if options.get("ray_address") is not None and engine != "ray":
-        raise InputError("--ray-address needs --engine ray", "add --engine ray, or drop --ray-address")
-    options = {k: v for k, v in options.items() if v is not None}
+@dataclass(frozen=True)
+class Engine:
+    """Where work runs: `local` (a process pool of `workers`; None: one per core) or `ray` (`address`:
+    "auto" or "ray://HOST:PORT"; None: a local cluster, or the job's cluster under `ray job submit`).
+    The CLI builds one from --engine, --workers and --ray-address and passes it to every API that runs
+    work; the APIs still take a plain name ("local", "ray") and their own `workers` too."""
+
+    kind: str = "local"
+    workers: int | None = None
+    address: str | None = None
+
+    def __post_init__(self):
+        if self.kind not in ENGINE_NAMES:
+            raise InputError(f"unknown engine '{self.kind}'", f"choose one of: {', '.join(ENGINE_NAMES)}")
+        if self.address is not None and self.kind != "ray":
+            raise InputError("--ray-address needs --engine ray", "add --engine ray, or drop --ray-address")
+
+    @classmethod
+    def of(cls, engine: Engine | str | None, workers: int | None = None) -> Engine:
+        """`engine` as an Engine; `workers`, when given, replaces its worker count (a caller that runs a
+        few items in one process passes workers=1)."""
+        eng = engine if isinstance(engine, Engine) else cls(engine or "local")
+        return replace(eng, workers=workers) if workers is not None else eng
+
+    @property
+    def local(self) -> bool:
+        return self.kind == "local"
+
+
+def is_local(engine: Engine | str | None) -> bool:
+    return Engine.of(engine).local
+
+
+def make_executor(engine: Engine | str = "local", workers: int | None = None, quiet: bool = False,
+                  ray_address: str | None = None, **ray_options):
+    """The executor of `engine` (an Engine, or its name with `workers` and `ray_address`). Ray is
+    imported here only, when it is asked for; `ray_options` (max_retries, max_in_flight) go to it."""
+    eng = Engine.of(engine, workers)
+    if ray_address is not None:
+        eng = replace(eng, address=ray_address) if eng.kind == "ray" else Engine(eng.kind, eng.workers, ray_address)
+    if eng.local:
+        return LocalExecutor(eng.workers, quiet)
     try:
-        factory = ENGINES[engine]
-    except KeyError:
-        if engine == "ray":
-            try:
-                importlib.import_module("curate.ray_engine")  # registers "ray"
-            except ImportError as e:
-                raise InputError(
-                    "--engine ray needs Ray, which is not installed", "pip install 'curate[ray]'"
-                ) from e
-            factory = ENGINES["ray"]
-        else:
-            raise InputError(f"unknown engine '{engine}'", f"choose one of: {', '.join(ENGINES)}") from None
-    return factory(workers=workers, quiet=quiet, **options)
+        from curate.ray_engine import RayExecutor
+    except ImportError as e:
+        raise InputError("--engine ray needs Ray, which is not installed", "pip install 'curate[ray]'") from e
+    return RayExecutor(eng.workers, quiet, ray_address=eng.address, **ray_options)
 
 
 HEAVY_MODULES = ("torch", "torchvision", "kaggle", "fiftyone", "ray", "matplotlib")

@@ -569,7 +569,6 @@ def _invoke(step: Step, quiet: bool, app=None) -> tuple[int, str, float]:
     if app is None:
         from curate.cli import app
     saved = (common.STATE.quiet, common.STATE.verbose)
-    ray_env = os.environ.get("RAY_ADDRESS")  # a step's --ray-address must not leak into the next step
     root = (["-q"] if quiet or saved[0] else []) + (["-v"] if saved[1] else [])
     start = time.perf_counter()
     message = ""
@@ -596,8 +595,4 @@ def _invoke(step: Step, quiet: bool, app=None) -> tuple[int, str, float]:
         code, message = 1, f"unexpected {type(e).__name__}: {e}"
     finally:
         common.STATE.quiet, common.STATE.verbose = saved
-        if ray_env is None:
-            os.environ.pop("RAY_ADDRESS", None)
-        else:
-            os.environ["RAY_ADDRESS"] = ray_env
     return code, message, time.perf_counter() - start

@@ -1,6 +1,6 @@
 """The Ray engine: the same `map(fn, items)` contract as the local process pool, run as Ray tasks.
 
-Imported only for `--engine ray` (make_executor imports it, which registers ENGINES["ray"]).
+Imported only for `--engine ray` (by executor.make_executor; nothing registers on import).
 Results come back in input order; at most `max_in_flight` tasks run at once and at most `window`
 results wait for an earlier one, so the driver never holds millions of task refs. Failed tasks are
 retried (`max_retries`): exceptions inside the task itself, crashed workers or lost nodes by Ray.
@@ -20,7 +20,7 @@ from typing import Any
 import ray  # ImportError here becomes "pip install 'curate[ray]'" in make_executor
 
 from curate.errors import CurateError, InputError
-from curate.executor import ENGINES, default_workers, progress_bar
+from curate.executor import default_workers, progress_bar
 
 _QUIET = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
           "configure_logging": True}
@@ -148,5 +148,3 @@ def _get(ref) -> Any:
         raise CurateError(f"a Ray task failed: {type(e).__name__}: {msg}",
                           "re-run the same command to resume; see the Ray logs (ray logs) for the cause") from e
 
-
-ENGINES["ray"] = RayExecutor

@@ -204,3 +204,52 @@ def test_help_paragraphs_are_reflowed():
     r = run("-m", "curate", "dedupe", "--help", env=_piped_env(COLUMNS="250"))
     assert r.returncode == 0, r.stderr
     assert "near duplicates are images whose perceptual hashes differ" in r.stdout  # once split by a source newline
+
+
+def test_engine_value_reaches_the_api_and_no_environment_changes(tmp_path, monkeypatch):
+    """--engine, --workers and --ray-address reach the API as one Engine value; no command sets
+    RAY_ADDRESS (it used to, so a pipeline step's address leaked into the next step)."""
+    from typer.testing import CliRunner
+
+    import curate.dedupe_apply
+    import curate.split
+    from curate.cli import app
+    from curate.errors import InputError
+    from curate.executor import Engine
+
+    seen = []
+
+    def fake(root, **kw):
+        seen.append(kw["engine"])
+        raise InputError("stopped by the test")
+
+    monkeypatch.setattr(curate.dedupe_apply, "dedupe", fake)
+    monkeypatch.setattr(curate.split, "plan_resplit", fake)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (tmp_path / "t" / "train" / "a").mkdir(parents=True)
+    root = str(tmp_path / "t")
+    runner = CliRunner()
+    for args in (["dedupe", root, "-n", "--engine", "ray", "--ray-address", "ray://h:1", "-j", "3"],
+                 ["dedupe", root, "-n"], ["resplit", root, "-r", "0.5,0.5", "--engine", "ray", "--ray-address", "auto"]):
+        runner.invoke(app, args)
+    assert seen == [Engine("ray", 3, "ray://h:1"), Engine("local"), Engine("ray", None, "auto")]
+    assert "RAY_ADDRESS" not in os.environ
+    r = runner.invoke(app, ["dedupe", root, "-n", "--ray-address", "auto"])
+    assert r.exit_code == 2 and "--ray-address needs --engine ray" in r.output
+
+
+def test_engine_names_and_ray_imported_only_when_asked_for():
+    from curate.errors import InputError
+    from curate.executor import Engine, LocalExecutor
+
+    assert isinstance(make_executor(Engine("local", 3)), LocalExecutor)
+    assert make_executor(Engine("local", 3)).workers == 3
+    assert make_executor(Engine("local", 3), workers=1).workers == 1  # a caller running few items in-process
+    with pytest.raises(InputError, match="unknown engine 'spark'"):
+        Engine("spark")
+    with pytest.raises(InputError, match="--ray-address needs --engine ray"):
+        Engine("local", address="auto")
+    code = ("import sys, curate.executor, curate.cli, curate.dedupe, curate.build; "
+            "print(any(m == 'ray' or m.startswith(('ray.', 'curate.ray_engine')) for m in sys.modules))")
+    r = run("-c", code)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

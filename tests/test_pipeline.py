@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -50,14 +49,6 @@ def make_app() -> typer.Typer:
 
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.txt").write_text(f"{len(list(root.rglob('*.txt')))} {time.time_ns()}")  # new bytes each run
-
-    @app.command("ray")
-    def ray(root: Path = typer.Argument(...), ray_address: str = typer.Option(None, "--ray-address")) -> None:
-        import os
-
-        (root / "seen.txt").write_text(os.environ.get("RAY_ADDRESS", "-"))
-        if ray_address:
-            os.environ["RAY_ADDRESS"] = ray_address  # what common.use_ray_address does
 
     @app.command("boom")
     def boom(root: Path = typer.Argument(...)) -> None:
@@ -137,16 +128,6 @@ def test_a_step_writing_outside_the_tree_is_skipped_until_its_output_is_gone(tmp
     runs.rmdir()
     assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["skipped", "ran"]
     assert (runs / "model.txt").exists()
-
-
-def test_a_steps_ray_address_does_not_leak_into_the_next(tmp_path, monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    app = make_app()
-    out = tmp_path / "t"
-    p = write(tmp_path / "p.yaml", f"out: {out}\nsteps:\n  - make\n  - ray: {{ray-address: 'ray://h:1'}}\n"
-                                   f"  - ray: {{}}\n    name: after\n")
-    assert [s.status for s in run_pipeline(p, app=app, quiet=True).steps] == ["ran", "ran", "ran"]
-    assert (out / "seen.txt").read_text() == "-" and "RAY_ADDRESS" not in os.environ
 
 
 def test_failure_stops_and_problems_policy(tmp_path):

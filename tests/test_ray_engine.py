@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from curate import dedupe, executor, storage
+from curate import dedupe, storage
 from curate.errors import InputError
 from curate.executor import make_executor
 
@@ -109,7 +109,6 @@ def test_ray_address_needs_ray_engine():
 
 
 def test_missing_ray_is_one_actionable_error(monkeypatch):
-    monkeypatch.delitem(executor.ENGINES, "ray", raising=False)
     monkeypatch.delitem(sys.modules, "curate.ray_engine", raising=False)
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(InputError, match=r"pip install 'curate\[ray\]'"):

@@ -78,10 +78,9 @@ def seed_option(default: int = 0):
     return typer.Option(default, "--seed", help="Seed; same inputs + seed give identical outputs.")
 
 
-ENGINE_NAMES = ("local", "ray")
-
-
 def _check_engine(value: str) -> str:
+    from curate.executor import ENGINE_NAMES
+
     if value not in ENGINE_NAMES:
         raise typer.BadParameter(f"'{value}' is not one of {', '.join(ENGINE_NAMES)}")
     return value
@@ -97,15 +96,13 @@ def ray_address_option():
                         help="With --engine ray: join this cluster (default: start a local one).")
 
 
-def use_ray_address(engine: str, ray_address: str | None) -> None:
-    """For commands whose API does not take ray_address: Ray reads RAY_ADDRESS when it connects."""
-    import os
+def engine_of(engine: str, workers: int | None, ray_address: str | None):
+    """The Engine value a command passes to the API: --engine, --workers and --ray-address together."""
+    from curate.executor import Engine
 
-    if ray_address is None:
-        return
-    if engine != "ray":
+    if ray_address is not None and engine != "ray":
         raise typer.BadParameter("--ray-address needs --engine ray")
-    os.environ["RAY_ADDRESS"] = ray_address
+    return Engine(engine, workers, ray_address)
 
 
 def command_line(drop: tuple[str, ...] = ("--workers", "-j", "--engine", "--ray-address")) -> str:

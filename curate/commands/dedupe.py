@@ -96,7 +96,7 @@ def dedupe(
 ) -> None:
     from curate.storage import as_location
 
-    common.use_ray_address(engine, ray_address)
+    eng = common.engine_of(engine, workers, ray_address)
     root = as_location(root)
     quarantine = as_location(quarantine) if quarantine else None
     to_stdout = str(json_path) == "-"
@@ -111,7 +111,7 @@ def dedupe(
         raise typer.BadParameter("--force goes with --undo", param_hint="--force")
     opts = dict(dry_run=dry_run, quarantine=quarantine, hash_name=hash_name, hash_size=hash_size,
                 threshold=threshold, verify=not no_verify, keep=keep, leakage=leakage, conflicts=conflicts,
-                workers=workers, engine=engine)
+                workers=workers, engine=eng)
     if dry_run and not undo:  # reads the tree, writes only its own cache: runs beside readers, not writers
         common.reading(root)
         _run(root, sheet, json_path, to_stdout, say, **opts)
@@ -125,7 +125,7 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
     """The dedupe run and its summary (ends with typer.Exit)."""
     dry_run, workers, engine = opts["dry_run"], opts["workers"], opts["engine"]
     names = _sheet_names(root, sheet)
-    if engine == "local":
+    if engine.local:
         from curate.executor import make_executor
 
         # the pool's fork server imports what every worker runs while this process imports the rest

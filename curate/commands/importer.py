@@ -52,14 +52,14 @@ def import_command(
 ) -> None:
     from curate.commands.common import STATE
 
-    common.use_ray_address(engine, ray_address)
+    eng = common.engine_of(engine, workers, ray_address)
     from curate.sources.formats import Options
     from curate.sources.importer import import_source
 
     with common.writing(out_dir):
         res = import_source(source, out_dir, fmt=fmt, val_ratio=val_ratio, test_ratio=test_ratio, seed=seed,
                             options=Options(subset, labels, path_column, label_column), names=names,
-                            workers=workers, engine=engine, quiet=STATE.quiet, overwrite=overwrite)
+                            workers=workers, engine=eng, quiet=STATE.quiet, overwrite=overwrite)
     if res.up_to_date:
         info(f"{out_dir} is up to date with {source} (nothing to do)")
     for line in res.notes:

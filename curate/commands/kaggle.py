@@ -44,13 +44,13 @@ def kaggle(
 ) -> None:
     from curate.commands.common import STATE
 
-    common.use_ray_address(engine, ray_address)
+    eng = common.engine_of(engine, workers, ray_address)
     from curate.sources.kaggle import import_dataset
 
     with common.writing(out_dir):
         res = import_dataset(
             dataset, out_dir, source=source, names=names, label_names=label_names, download_dir=download_dir,
-            workers=workers, quiet=STATE.quiet, check_counts=check_counts, engine=engine,
+            workers=workers, quiet=STATE.quiet, check_counts=check_counts, engine=eng,
             overwrite=overwrite,
         )
     if res.up_to_date:

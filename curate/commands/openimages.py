@@ -114,7 +114,8 @@ def openimages(
         raise typer.BadParameter("--classes is required, e.g. --classes person,animal,gun")
     if out is None and not dry_run:
         raise typer.BadParameter("--out is required (or use --dry-run)")
-    if not dry_run and engine == "local":
+    eng = common.engine_of(engine, workers, ray_address)
+    if not dry_run and eng.local:
         from curate.executor import make_executor
 
         make_executor(workers=workers).prestart("curate.shard")  # its imports overlap reading and planning
@@ -123,8 +124,8 @@ def openimages(
     if task is Task.detect:
         _detect(classes, out, source=source, split=split, download_dir=download_dir, include=include,
                 max_per_label=max_per_label, max_samples=max_samples, ambiguous_iou=ambiguous_iou, seed=seed,
-                background=background, dry_run=dry_run, workers=workers, engine=engine, overwrite=overwrite,
-                ray_address=ray_address, params=dict(
+                background=background, dry_run=dry_run, workers=workers, engine=eng, overwrite=overwrite,
+                params=dict(
                     label_format=label_format.value, image_size=image_size, format=fmt.value, quality=quality,
                     min_size=min_size or 1, val_ratio=val_ratio, test_ratio=test_ratio, seed=seed,
                     max_pixels=max_pixels))
@@ -149,13 +150,13 @@ def openimages(
     from curate.storage import as_location
 
     with common.writing(as_location(out)):
-        res = oi.build(prep, out, params, workers=workers, engine=engine, quiet=common.STATE.quiet,
-                       overwrite=overwrite, command=command, ray_address=ray_address)
+        res = oi.build(prep, out, params, workers=workers, engine=eng, quiet=common.STATE.quiet,
+                       overwrite=overwrite, command=command)
     _print_result(res)
     raise typer.Exit(1 if res.problems else 0)
 
 
-def _detect(classes, out, *, dry_run, workers, engine, overwrite, ray_address, params, **select) -> None:
+def _detect(classes, out, *, dry_run, workers, engine, overwrite, params, **select) -> None:
     """--task detect: the same selection, whole images with YOLO or COCO labels (curate.detect)."""
     from curate.detect import DetectParams, build_detect, prepare_detect
 
@@ -176,8 +177,7 @@ def _detect(classes, out, *, dry_run, workers, engine, overwrite, ray_address, p
 
     with common.writing(as_location(out)):
         res = build_detect(prep, out, DetectParams(**params), workers=workers, engine=engine,
-                           quiet=common.STATE.quiet, overwrite=overwrite, command=common.command_line(),
-                           ray_address=ray_address)
+                           quiet=common.STATE.quiet, overwrite=overwrite, command=common.command_line())
     t = common.table("split", "images", "boxes", "ignore regions", "background")
     for split, c in res.counts.items():
         t.add_row(split, f"{c['images']:,}", f"{c['boxes']:,}", f"{c['ignore']:,}", f"{c['background']:,}")

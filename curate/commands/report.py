@@ -56,12 +56,12 @@ def report(
     ray_address: str = common.ray_address_option(),
     seed: int = common.seed_option(),
 ) -> None:
-    common.use_ray_address(engine, ray_address)
+    eng = common.engine_of(engine, workers, ray_address)
     from curate.report import build_report
     from curate.storage import as_location
 
     common.reading(as_location(root))
-    res = build_report(as_location(root), as_location(out) if out else None, workers=workers, engine=engine, quiet=common.STATE.quiet,
+    res = build_report(as_location(root), as_location(out) if out else None, workers=workers, engine=eng, quiet=common.STATE.quiet,
                        fail_on=fail_on, thresholds=threshold, duplicates=not no_duplicates,
                        per_label=per_label, seed=seed)
     if res.report["duplicates"]["warning"]:

@@ -56,7 +56,7 @@ def resplit(
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
 ) -> None:
-    common.use_ray_address(engine, ray_address)
+    eng = common.engine_of(engine, workers, ray_address)
     if force and not undo:
         raise typer.BadParameter("--force goes with --undo", param_hint="--force")
     if undo:
@@ -65,7 +65,7 @@ def resplit(
     if ratios is None:
         raise typer.BadParameter("--ratios is required (e.g. --ratios 0.8,0.1,0.1)", param_hint="--ratios")
     opts = dict(ratios=ratios, merge=merge, into=into, min_per_class=min_per_class, seed=seed,
-                dedupe_groups=not no_dedupe, threshold=threshold, workers=workers, engine=engine)
+                dedupe_groups=not no_dedupe, threshold=threshold, workers=workers, engine=eng)
     if dry_run:  # plans only: beside readers, not while a writer changes the tree
         common.reading(root)
         _resplit(root, dry_run, opts)

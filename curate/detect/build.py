@@ -23,7 +23,7 @@ from curate.tree import atomic_write_json, atomic_write_text
 
 
 def build_detect(prep: DetectPrepared, out, params: DetectParams, *, workers=None, engine="local",
-                 quiet=False, overwrite=False, command: str = "", ray_address: str | None = None) -> DetectResult:
+                 quiet=False, overwrite=False, command: str = "") -> DetectResult:
     """Write the detection set of `prep` to OUT (a local folder) in params.label_format."""
     if params.label_format not in F.FORMATS:
         raise InputError(f"unknown label format '{params.label_format}'", "choose yolo or coco")
@@ -45,7 +45,7 @@ def build_detect(prep: DetectPrepared, out, params: DetectParams, *, workers=Non
     rows["_path"] = rows.ImageID.map({i: str(prep.layout.image_path(i)) for i in rows.ImageID.unique()})
     base = {"ImageID", "_path", *BOX_COLUMNS}
     shards = make_shards(rows, out, params, extra=tuple(c for c in rows.columns if c not in base))
-    ex = make_executor(engine, workers=workers, quiet=quiet, ray_address=ray_address)
+    ex = make_executor(engine, workers=workers, quiet=quiet)
     records, skipped, reused, lost = [], [], 0, []
     for res in ex.map(run_detect_shard, shards, desc="writing images", units=lambda s: s.n_boxes, unit="boxes"):
         lost += publish(res["name"], out, [{"path": f} for f in res["files"]])

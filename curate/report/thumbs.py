@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from curate.errors import UnreadableImage
-from curate.executor import make_executor
+from curate.executor import is_local, make_executor
 
 THUMB_SIDE = 128
 CHUNK = 16
@@ -46,7 +46,7 @@ def thumbnails(root, paths, *, workers=None, engine="local", quiet=False, side=T
     """{path: data URI or None} for the unique `paths` (relative to root), made through the executor."""
     paths = sorted(set(paths))
     jobs = [(str(root), paths[i : i + CHUNK], side) for i in range(0, len(paths), CHUNK)]
-    few = engine == "local" and len(paths) < IN_PROCESS_BELOW  # a pool costs more than it saves
+    few = is_local(engine) and len(paths) < IN_PROCESS_BELOW  # a pool costs more than it saves
     ex = make_executor(engine, workers=1 if few else workers, quiet=quiet)
     uris = [u for chunk in ex.map(_thumb_chunk, jobs, desc="thumbnails", units=lambda j: len(j[1]),
                                   unit="images") for u in chunk]

@@ -326,7 +326,7 @@ def prepare(classes: str, *, source=None, split: str = "train", download_dir=Non
 
 
 def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=False, overwrite=False,
-          command: str = "", ray_address: str | None = None):
+          command: str = ""):
     import pandas as pd
 
     from curate.build import build_tree
@@ -342,5 +342,4 @@ def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=Fa
             "classes": prep.selection.expansion(prep.index),
             "filtered_boxes": prep.chosen.filtered, "merged_boxes": prep.chosen.merged}
     return build_tree(boxes, prep.layout.image_path, out, params, fingerprint_data=fp_data, info=info,
-                      workers=workers, engine=engine, quiet=quiet, overwrite=overwrite,
-                      ray_address=ray_address)
+                      workers=workers, engine=engine, quiet=quiet, overwrite=overwrite)
