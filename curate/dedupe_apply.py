@@ -16,14 +16,16 @@ import pandas as pd
 from curate.dedupe import DedupeResult, find_duplicates
 from curate.detect.formats import refuse_detection_tree
 from curate.errors import InputError
-from curate.layout import sort_splits
-from curate.manifest import read_info, read_manifest, to_parquet_bytes, update_info
-from curate.relocate import Relocation, UndoReport, check_outside_splits, check_writable, free_name, undo
-from curate.storage import exists, is_url, join, read_bytes, scan, write_many
-from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_bytes, default_quarantine, json_bytes
+from curate.journal import Relocation, UndoReport, staged_info, undo
+from curate.layout import detect_splits, sort_splits
+from curate.manifest import read_info, read_manifest, to_parquet_bytes
+from curate.moves import FreeNames, check_outside_splits, files_for
+from curate.storage import is_url, join, scan, write_many
+from curate.tree import INFO_NAME, MANIFEST_NAME, default_quarantine, json_bytes
 
 REPORT_NAME = "dedupe.json"
 PAIRS_NAME = "dedupe-pairs.csv"
+RUN_ONLY = {"workers", "engine", "quiet"}  # options that do not change a run's plan
 
 
 @dataclass
@@ -122,47 +124,50 @@ def dedupe(
     json_path: str | Path | None = None,
     **find_kwargs,
 ) -> DedupeOutcome:
-    """find_duplicates, then (unless dry_run) move every removed copy to the quarantine, journaled.
-    `root` (and `quarantine`, `json_path`) may be object-store URLs (s3://…): see curate.store_relocate."""
-    if is_url(root):
-        return _dedupe_url(str(root).rstrip("/"), quarantine, dry_run, json_path, find_kwargs)
-    root = Path(root).resolve()
-    refuse_detection_tree(root, "dedupe")
-    qdir = Path(quarantine).resolve() if quarantine else default_quarantine(root)
-    check_outside_splits(root, qdir)
+    """find_duplicates, then (unless dry_run) move every removed copy to the quarantine, journaled (curate.journal).
+    `root` (and `quarantine`, `json_path`) may be object-store URLs (s3://…): moves are then copy → verify →
+    delete. A rerun after an interrupted run finishes that run's plan."""
+    root, qdir = _locations(root, quarantine)
+    split_dirs = scan(root).split_dirs if is_url(root) else detect_splits(root)
+    check_outside_splits(str(root), split_dirs, str(qdir))
+    options = {"quarantine": str(qdir), **{k: v for k, v in find_kwargs.items() if k not in RUN_ONLY}}
+    copy_to = f"{qdir}.journal" if is_url(root) else None
+    if not dry_run and (rel := Relocation.resume(root, "dedupe", options, copy_to)):
+        out = rel.outcome
+        out.journal = rel.run()
+        return out
     out = _analyse(root, qdir, dry_run, json_path, find_kwargs)
     result = out.result
     if dry_run:
         return out
-    rel = Relocation(root, "dedupe")
-    sha = dict(zip(result.files["path"], result.files["sha256"], strict=True))
-    taken: set[Path] = set()
-    plan = []
-    for p in sorted(result.removals()):
-        dst = free_name(qdir / p, taken)
-        taken.add(dst)
-        plan.append((root / p, dst))
-    check_writable(plan)
     manifest = to_parquet_bytes(updated_manifest(root, result))  # a broken manifest or curate.json
     read_info(root)  # stops the run here, before anything moves
-    for src, dst in plan:
-        rel.move(src, dst, sha[src.relative_to(root).as_posix()])
-    out.moved = len(rel.moved)
-    rel.write(root / MANIFEST_NAME, manifest)
-    rel.write(root / REPORT_NAME, json_bytes(report_json(out)))
-    rel.write(root / PAIRS_NAME, pairs_csv(result))
-    info_path = root / INFO_NAME
-    before = info_path.read_bytes() if info_path.exists() else None
-    update_info(root, "dedupe", {**result.params, "removed": out.moved, "clusters": len(result.clusters),
-                                 "quarantine": str(qdir)})
-    after = info_path.read_bytes()
-    if before is None:  # record the rewrite for undo: put the old state back, then rewrite through rel
-        info_path.unlink()
-    else:
-        atomic_write_bytes(info_path, before)
-    rel.write(info_path, after)
-    out.journal = rel.close()
+    sha = dict(zip(result.files["path"], result.files["sha256"], strict=True))
+    free = FreeNames(files_for(root), str(qdir))
+    moves = [(join(root, p), free(join(qdir, p)), sha[p]) for p in sorted(result.removals())]
+    out.moved = len(moves)
+    info = staged_info(root, "dedupe", {**result.params, "removed": out.moved, "clusters": len(result.clusters),
+                                         "quarantine": str(qdir)})
+    writes = [(join(root, MANIFEST_NAME), manifest), (join(root, REPORT_NAME), json_bytes(report_json(out))),
+              (join(root, PAIRS_NAME), pairs_csv(result)), (join(root, INFO_NAME), info)]
+    rel = Relocation(root, "dedupe", options=options, copy_to=copy_to)
+    rel.start(moves, writes, outcome=out)
+    out.journal = rel.run()
     return out
+
+
+def _locations(root, quarantine) -> tuple[str | Path, str | Path]:
+    """The tree and its quarantine: URLs (same store) or resolved local paths."""
+    if not is_url(root):
+        root = Path(root).resolve()
+        refuse_detection_tree(root, "dedupe")
+        return root, Path(quarantine).resolve() if quarantine else default_quarantine(root)
+    root = str(root).rstrip("/")
+    qdir = str(quarantine).rstrip("/") if quarantine else f"{root}.quarantine"
+    if not is_url(qdir):
+        raise InputError(f"--quarantine {qdir} must be on the same object store as {root}",
+                         f"leave it out (default {root}.quarantine) or pass a URL prefix")
+    return root, qdir
 
 
 def _analyse(root, qdir, dry_run: bool, json_path, find_kwargs: dict) -> DedupeOutcome:
@@ -191,53 +196,6 @@ def _write_json_report(json_path: str | Path, out: DedupeOutcome) -> None:
                 join(head, stem + "-pairs.csv"): pairs_csv(out.result)})
 
 
-def _dedupe_url(root: str, quarantine, dry_run: bool, json_path, find_kwargs: dict) -> DedupeOutcome:
-    """dedupe() for an object-store tree: same analysis; moves are copy → verify → delete, journaled."""
-    from curate.executor import progress_bar
-    from curate.store_relocate import FreeNames, UrlRelocation, check_outside_splits_url
-
-    tree = scan(root)
-    qdir = str(quarantine).rstrip("/") if quarantine else f"{root}.quarantine"
-    if not is_url(qdir):
-        raise InputError(f"--quarantine {qdir} must be on the same object store as {root}",
-                         f"leave it out (default {root}.quarantine) or pass a URL prefix")
-    check_outside_splits_url(root, tree.split_dirs, qdir)
-    out = _analyse(root, qdir, dry_run, json_path, find_kwargs)
-    result = out.result
-    if dry_run:
-        return out
-    manifest = to_parquet_bytes(updated_manifest(root, result))  # fails before any move when broken
-    read_info(root)
-    rel = UrlRelocation(root, "dedupe", copy_to=f"{qdir}.journal")
-    sha = dict(zip(result.files["path"], result.files["sha256"], strict=True))
-    free = FreeNames(qdir)
-    quiet = find_kwargs.get("quiet", False)
-    try:
-        with progress_bar(quiet) as bar:
-            todo = sorted(result.removals())
-            task = bar.add_task("quarantining", total=len(todo), unit="objects")
-            for p in todo:
-                rel.move(join(root, p), free(join(qdir, p)), sha[p])
-                bar.advance(task)
-        out.moved = rel.moved
-        rel.write(join(root, MANIFEST_NAME), manifest)
-        rel.write(join(root, REPORT_NAME), json_bytes(report_json(out)))
-        rel.write(join(root, PAIRS_NAME), pairs_csv(result))
-        info_url = join(root, INFO_NAME)
-        before = read_bytes(info_url) if exists(info_url) else None
-        update_info(root, "dedupe", {**result.params, "removed": out.moved, "clusters": len(result.clusters),
-                                     "quarantine": qdir})
-        rel.record(info_url, before, read_bytes(info_url))
-    finally:
-        out.journal = rel.close()
-    return out
-
-
 def undo_dedupe(root: str | Path, force: bool = False) -> UndoReport:
-    if is_url(root):
-        if force:
-            raise InputError("--force with --undo works on local trees only", "fix the listed objects and undo again")
-        from curate.store_relocate import undo_url
-
-        return undo_url(str(root), "dedupe", copy_to=f"{str(root).rstrip('/')}.quarantine.journal")
-    return undo(root, "dedupe", force)
+    copy_to = f"{str(root).rstrip('/')}.quarantine.journal" if is_url(root) else None
+    return undo(root, "dedupe", force, copy_to)

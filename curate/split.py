@@ -9,7 +9,7 @@ The files of the merged splits are pooled and dealt again, per label, into the t
   by a fixed rule: one file to train, then evaluation splits in order up to the minimum, the rest to
   train; such labels are listed in the plan;
 - order comes from sha256(seed, group key), never from a global RNG: same seed, same split.
-Moves go through curate.relocate (journaled, `undo`).
+Moves go through curate.journal (journaled, `undo`); the tree may be an object-store URL.
 """
 
 from __future__ import annotations
@@ -19,19 +19,25 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
+from curate.dedupe import find_duplicates
 from curate.detect.formats import refuse_detection_tree
 from curate.errors import InputError
-from curate.layout import SPLIT_ORDER, canonical_split, scan_tree, sort_splits, split_folders
-from curate.manifest import read_info, read_manifest, to_parquet_bytes, update_info
-from curate.relocate import Relocation, UndoReport, check_writable, free_name, undo
-from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_bytes
+from curate.journal import Relocation, UndoReport, staged_info, undo
+from curate.layout import SPLIT_ORDER, canonical_split, sort_splits
+from curate.manifest import read_info, read_manifest, to_parquet_bytes
+from curate.moves import FreeNames, files_for
+from curate.storage import is_url, join, scan
+from curate.tree import INFO_NAME, MANIFEST_NAME
 
 
 @dataclass
 class ResplitPlan:
-    root: Path
+    root: Path | str  # a local folder or an object-store URL
     pool: list[str]  # canonical splits merged
     targets: list[str]  # canonical splits dealt into
     ratios: list[float]
@@ -42,6 +48,9 @@ class ResplitPlan:
     outside_groups: int = 0  # groups with members outside the pool (that leakage stays)
     group_source: str = ""
     min_per_class: int = 0
+    split_dirs: dict[str, str] = field(default_factory=dict)  # canonical split -> its folder
+    options: dict = field(default_factory=dict)  # what plan_resplit was asked (the journal keeps it)
+    resume: Relocation | None = None  # the unfinished run this plan came from
 
     def moves(self) -> list[tuple[str, str, str]]:
         """(path, old split, new split) for every file that changes split."""
@@ -141,29 +150,23 @@ def _key(seed: int, text: str) -> str:
     return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
 
 
-class _DSU:
-    def __init__(self):
-        self.p: dict[str, str] = {}
-
-    def find(self, x: str) -> str:
-        self.p.setdefault(x, x)
-        while self.p[x] != x:
-            self.p[x] = self.p[self.p[x]]
-            x = self.p[x]
-        return x
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.p[max(ra, rb)] = min(ra, rb)
+def _components(paths: list[str], edges: list[tuple[str, str]]) -> dict[str, str]:
+    """path -> its group's id: the smallest path of its connected component."""
+    index = {p: i for i, p in enumerate(paths)}
+    rows = [index[a] for a, _ in edges]
+    cols = [index[b] for _, b in edges]
+    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(len(paths), len(paths)))
+    _, labels = connected_components(graph, directed=False)
+    first: dict[int, str] = {}
+    for p, lab in zip(paths, labels.tolist(), strict=True):
+        first[lab] = min(first.get(lab, p), p)
+    return {p: first[lab] for p, lab in zip(paths, labels.tolist(), strict=True)}
 
 
-def file_groups(root: Path, paths: list[str], *, dedupe_groups: bool, workers, engine, quiet,
+def file_groups(root, paths: list[str], *, dedupe_groups: bool, workers, engine, quiet,
                 threshold: int | None = None) -> tuple[dict[str, str], str]:
     """path -> group id (the group's first path): near-duplicate clusters and shared source_id."""
-    dsu = _DSU()
-    for p in paths:
-        dsu.find(p)
+    edges: list[tuple[str, str]] = []
     used = []
     man = read_manifest(root)
     present = set(paths)
@@ -173,19 +176,14 @@ def file_groups(root: Path, paths: list[str], *, dedupe_groups: bool, workers, e
             if col in live.columns:
                 for _, g in live[live[col].notna()].groupby(col):
                     ps = sorted(g["path"])
-                    for p in ps[1:]:
-                        dsu.union(ps[0], p)
+                    edges += [(ps[0], p) for p in ps[1:]]
                 used.append(f"manifest {col}")
     if dedupe_groups:
-        from curate.dedupe import find_duplicates
-
         res = find_duplicates(root, threshold=threshold, workers=workers, engine=engine, quiet=quiet)
         for c in res.clusters:
-            for p in c.members[1:]:
-                if p in present and c.members[0] in present:
-                    dsu.union(c.members[0], p)
+            edges += [(c.members[0], p) for p in c.members[1:] if p in present and c.members[0] in present]
         used.append("near-duplicate clusters")
-    return {p: dsu.find(p) for p in paths}, ", ".join(used) or "none"
+    return _components(paths, edges), ", ".join(used) or "none"
 
 
 def plan_resplit(
@@ -202,16 +200,25 @@ def plan_resplit(
     engine: str = "local",
     quiet: bool = False,
 ) -> ResplitPlan:
-    """Which split every pooled file goes to; reads only."""
-    root = Path(root).resolve()
-    refuse_detection_tree(root, "resplit")
-    tree = scan_tree(root)
+    """Which split every pooled file goes to; reads only. After an interrupted run with the same options,
+    that run's plan (finished by apply_resplit)."""
+    if is_url(root):
+        root = str(root).rstrip("/")
+    else:
+        root = Path(root).resolve()
+        refuse_detection_tree(root, "resplit")
+    tree = scan(root)
     if tree.single:
         raise InputError(f"{root} has no split folders (train/ val/ test/)",
                          "resplit moves files between split folders; create them first")
     ratios = parse_ratios(ratios)
     if min_per_class < 0:
         raise InputError("--min-per-class must be 0 or more")
+    options = {"ratios": ratios, "merge": _splits(merge), "into": _splits(into), "min_per_class": min_per_class,
+               "seed": seed, "dedupe_groups": dedupe_groups, "threshold": threshold}
+    if rel := Relocation.resume(root, "resplit", options, _copy_to(root)):
+        rel.outcome.resume = rel
+        return rel.outcome
     pool = _splits(merge) or [s for s in tree.split_dirs]
     missing = [s for s in pool if s not in tree.split_dirs]
     if missing:
@@ -271,47 +278,38 @@ def plan_resplit(
                          "or use fewer splits")
     return ResplitPlan(root=root, pool=pool, targets=targets, ratios=ratios, seed=seed, before=files,
                        after=after, small_labels=small, outside_groups=outside_groups, group_source=source,
-                       min_per_class=min_per_class)
+                       min_per_class=min_per_class, split_dirs=dict(tree.split_dirs), options=options)
 
 
-def _split_folder(root: Path, split: str) -> str:
-    names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    return split_folders(names, root).get(split, split)
+def _copy_to(root) -> str | None:
+    """Object stores: where the journal's copy goes (beside the tree)."""
+    return f"{root}.journal" if is_url(root) else None
 
 
 def apply_resplit(plan: ResplitPlan) -> tuple[int, Path | None]:
     """Move the files of a plan (journaled) and update manifest.parquet and curate.json."""
+    if plan.resume is not None:  # an interrupted run: finish its own plan
+        rel, plan.resume = plan.resume, None
+        return len(plan.moves()), rel.run()
     root = plan.root
     moves = plan.moves()
-    folders = {s: _split_folder(root, s) for s in set(plan.targets) | set(plan.pool)}
-    rel = Relocation(root, "resplit")
-    new_path: dict[str, str] = {}
-    taken: set[Path] = set()
-    for p, old, new in moves:
-        inner = Path(p).relative_to(folders[old])
-        dst = free_name(root / folders[new] / inner, taken)
-        taken.add(dst)
-        new_path[p] = dst.relative_to(root).as_posix()
     if not moves:
         return 0, None
-    check_writable([(root / p, root / new_path[p]) for p in new_path])
+    folders = {s: plan.split_dirs.get(s, s) for s in set(plan.targets) | set(plan.pool)}
+    free = FreeNames(files_for(root), str(root))
+    new_path: dict[str, str] = {}
+    for p, old, new in moves:
+        inner = p[len(folders[old]) + 1:]
+        new_path[p] = free(join(root, folders[new], inner))[len(str(root)) + 1:]
     manifest = to_parquet_bytes(_manifest(plan, new_path))  # a broken manifest or curate.json
     read_info(root)  # stops the run here, before anything moves
-    for p, dst in new_path.items():
-        rel.move(root / p, root / dst)
-    rel.write(root / MANIFEST_NAME, manifest)
-    info_path = root / INFO_NAME
-    before = info_path.read_bytes() if info_path.exists() else None
-    update_info(root, "resplit", {"merge": plan.pool, "into": plan.targets, "ratios": plan.ratios,
-                                  "seed": plan.seed, "moved": len(moves), "groups": plan.group_source,
-                                  "min_per_class": plan.min_per_class})
-    after = info_path.read_bytes()
-    if before is None:
-        info_path.unlink()
-    else:
-        atomic_write_bytes(info_path, before)
-    rel.write(info_path, after)
-    return len(moves), rel.close()
+    info = staged_info(root, "resplit", {"merge": plan.pool, "into": plan.targets, "ratios": plan.ratios,
+                                         "seed": plan.seed, "moved": len(moves), "groups": plan.group_source,
+                                         "min_per_class": plan.min_per_class})
+    rel = Relocation(root, "resplit", options=plan.options, copy_to=_copy_to(root))
+    rel.start([(join(root, p), join(root, dst), None) for p, dst in new_path.items()],
+              [(join(root, MANIFEST_NAME), manifest), (join(root, INFO_NAME), info)], outcome=plan)
+    return len(moves), rel.run()
 
 
 def _manifest(plan: ResplitPlan, new_path: dict[str, str]) -> pd.DataFrame:
@@ -331,4 +329,4 @@ def _manifest(plan: ResplitPlan, new_path: dict[str, str]) -> pd.DataFrame:
 
 
 def undo_resplit(root: str | Path, force: bool = False) -> UndoReport:
-    return undo(root, "resplit", force)
+    return undo(root, "resplit", force, _copy_to(str(root).rstrip("/")))

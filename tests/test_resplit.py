@@ -229,11 +229,11 @@ def test_undo_removes_the_split_folders_resplit_created(tmp_path):
 def test_unwritable_folder_refused_before_any_move(tree, monkeypatch):
     import os
 
-    import curate.relocate
+    import curate.moves
 
     before = snapshot(tree)
     plan = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", dedupe_groups=False, quiet=True)
-    monkeypatch.setattr(curate.relocate.os, "access", lambda p, mode: not str(p).endswith("test/cup"))
+    monkeypatch.setattr(curate.moves.os, "access", lambda p, mode: not str(p).endswith("test/cup"))
     with pytest.raises(InputError, match="not writable"):
         apply_resplit(plan)
     assert snapshot(tree) == before and os.access(tree, os.W_OK)
@@ -246,14 +246,14 @@ def _files(root: Path) -> list[str]:
 def test_rerun_moves_nothing_and_interrupted_run_resumes_to_the_same_split(tree, tmp_path, monkeypatch):
     import shutil
 
-    import curate.tree
+    import curate.moves
 
     other = tmp_path / "copy"
     shutil.copytree(tree, other)
     kw = dict(ratios="0.6,0.2,0.2", seed=7, dedupe_groups=False, quiet=True)
     apply_resplit(plan_resplit(tree, **kw))
     assert plan_resplit(tree, **kw).moves() == []  # same seed again: nothing to do
-    real, n = curate.tree._move, [0]
+    real, n = curate.moves.rename, [0]
 
     def interrupted(src, dst):
         n[0] += 1
@@ -261,10 +261,10 @@ def test_rerun_moves_nothing_and_interrupted_run_resumes_to_the_same_split(tree,
             raise KeyboardInterrupt
         real(src, dst)
 
-    monkeypatch.setattr(curate.tree, "_move", interrupted)
+    monkeypatch.setattr(curate.moves, "rename", interrupted)
     with pytest.raises(KeyboardInterrupt):
         apply_resplit(plan_resplit(other, **kw))
-    monkeypatch.setattr(curate.tree, "_move", real)
+    monkeypatch.setattr(curate.moves, "rename", real)
     apply_resplit(plan_resplit(other, **kw))  # re-run after the interruption
     assert _files(other) == _files(tree)
 

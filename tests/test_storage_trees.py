@@ -211,21 +211,20 @@ def test_cli_missing_bucket_or_prefix_is_one_line_exit_2(s3, demo_tree):
 def test_moves_of_odd_key_names_touch_only_that_object(s3, tmp_path):
     """fs.copy globbed '?' in a key: moving `a?b.jpg` copied `aXb.jpg`, `a b.jpg` … into a folder named
     after it, then failed with a FileNotFoundError traceback."""
-    from curate.store_relocate import UrlRelocation, undo_url
+    from curate.journal import relocate, undo
 
     s3.mkdir("odd-names")
     root = "s3://odd-names/deep/a/b/c/d/e/f/tree #1?"
     names = ["a?b.jpg", "aXb.jpg", "a b.jpg", "a#b+c ü %20.jpg", "a[1]*.jpg", "a1.jpg"]
     for name in names:
         storage.write_bytes(f"{root}/train/x y/{name}", name.encode())
-    rel = UrlRelocation(root, "dedupe", copy_to=f"{root}.quarantine.journal")
-    for name in ("a?b.jpg", "a#b+c ü %20.jpg", "a[1]*.jpg"):
-        rel.move(f"{root}/train/x y/{name}", f"{root}.quarantine/train/x y/{name}", hashlib.sha256(name.encode()).hexdigest())
-    rel.close()
+    relocate(root, "dedupe", [(f"{root}/train/x y/{name}", f"{root}.quarantine/train/x y/{name}",
+                               hashlib.sha256(name.encode()).hexdigest()) for name in ("a?b.jpg", "a#b+c ü %20.jpg", "a[1]*.jpg")],
+             copy_to=f"{root}.quarantine.journal")
     assert sorted(storage.list_objects(f"{root}.quarantine")) == \
         ["train/x y/a#b+c ü %20.jpg", "train/x y/a?b.jpg", "train/x y/a[1]*.jpg"]
     assert sorted(storage.list_objects(root)) == ["train/x y/a b.jpg", "train/x y/a1.jpg", "train/x y/aXb.jpg"]
-    rep = undo_url(root, "dedupe")
+    rep = undo(root, "dedupe")
     assert rep.ok and rep.restored == 3
     assert {k: storage.read_bytes(f"{root}/{k}") for k in storage.list_objects(root)} == \
         {f"train/x y/{n}": n.encode() for n in names}
@@ -233,16 +232,15 @@ def test_moves_of_odd_key_names_touch_only_that_object(s3, tmp_path):
 
 def test_a_source_gone_before_its_move_is_one_line_and_nothing_moves(s3, tmp_path):
     from curate.errors import CurateError
-    from curate.store_relocate import UrlRelocation, undo_url
+    from curate.journal import relocate, undo
 
     s3.mkdir("gone-src")
     root = "s3://gone-src/t"
     storage.write_bytes(f"{root}/train/a/kept.jpg", b"kept")
-    rel = UrlRelocation(root, "dedupe", copy_to=f"{root}.quarantine.journal")
     with pytest.raises(CurateError, match="disappeared since it was hashed") as e:
-        rel.move(f"{root}/train/a/gone.jpg", f"{root}.quarantine/train/a/gone.jpg", "0" * 64)
+        relocate(root, "dedupe", [(f"{root}/train/a/gone.jpg", f"{root}.quarantine/train/a/gone.jpg", "0" * 64)],
+                 copy_to=f"{root}.quarantine.journal")
     assert "\n" not in str(e.value)
-    rel.close()
     assert not storage.exists(f"{root}.quarantine/train/a/gone.jpg")
-    rep = undo_url(root, "dedupe")  # the cancelled move is not "missing"
+    rep = undo(root, "dedupe")  # the cancelled move is not "missing"
     assert rep.ok and rep.restored == 0 and not rep.missing
