@@ -142,3 +142,47 @@ def test_link_planted_in_target_is_not_followed(tmp_path, photo_bytes):
     with pytest.raises(InputError, match="outside"):
         safe_extract(arc, dest, quiet=True)
     assert list(outside.iterdir()) == []
+
+
+def _tar(path: Path, files: dict[str, bytes], special: dict[str, bytes] | None = None) -> Path:
+    """A tar of regular files, plus members of the given tar types (`special`: name -> type)."""
+    with tarfile.open(path, "w") as t:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+        for name, kind in (special or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            t.addfile(info)
+    return path
+
+
+@pytest.mark.parametrize("evil", ["../evil.jpg", "ok/../../evil.jpg", "/tmp/evil.jpg", "ok/../evil.jpg"])
+def test_tar_slip_rejected_nothing_written(tmp_path, photo_bytes, evil):
+    arc = _tar(tmp_path / "a.tar", {**photo_bytes, evil: b"x"})
+    before = _listing(tmp_path)
+    with pytest.raises(InputError, match="zip-slip"):
+        safe_extract(arc, tmp_path / "dest" / "x", quiet=True)
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("kind", [tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE])
+def test_tar_devices_and_fifos_rejected(tmp_path, photo_bytes, kind):
+    arc = _tar(tmp_path / "a.tar", photo_bytes, {"set/a/dev": kind})
+    with pytest.raises(InputError, match="special file 'set/a/dev'"):
+        safe_extract(arc, tmp_path / "x", quiet=True)
+    assert not (tmp_path / "x").exists()
+    arc = _tar(tmp_path / "b.tar", photo_bytes, {"../dev": kind})  # the type is named first, as before
+    with pytest.raises(InputError, match="special file '../dev'"):
+        safe_extract(arc, tmp_path / "y", quiet=True)
+
+
+def test_tar_hard_links_and_escaping_folders_rejected(tmp_path, photo_bytes):
+    arc = _tar(tmp_path / "a.tar", photo_bytes, {"set/a/hard.jpg": tarfile.LNKTYPE})
+    with pytest.raises(InputError, match="holds a link 'set/a/hard.jpg'"):
+        safe_extract(arc, tmp_path / "x", quiet=True)
+    arc = _tar(tmp_path / "b.tar", photo_bytes, {"../up": tarfile.DIRTYPE})
+    with pytest.raises(InputError, match="escaping the target: '../up'"):
+        safe_extract(arc, tmp_path / "y", quiet=True)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
