@@ -230,18 +230,3 @@ def make_executor(engine: Engine | str = "local", workers: int | None = None, qu
     except ImportError as e:
         raise InputError("--engine ray needs Ray, which is not installed", "pip install 'curate[ray]'") from e
     return RayExecutor(eng.workers, quiet, ray_address=eng.address, **ray_options)
-
-
-HEAVY_MODULES = ("torch", "torchvision", "kaggle", "fiftyone", "ray", "matplotlib")
-
-
-def loaded_heavy_modules(_=None) -> list[str]:
-    """Which heavy packages this process has imported (workers must have none)."""
-    return [m for m in HEAVY_MODULES if m in sys.modules]
-
-
-def _die_for_test(i: int) -> int:
-    """Test hook: a worker that is killed mid-run (as by the OOM killer)."""
-    if i == 2:
-        os._exit(137)
-    return i

@@ -10,7 +10,8 @@ import sys
 
 import pytest
 
-from curate.executor import loaded_heavy_modules, make_executor
+from curate.executor import make_executor
+from curate.testing.hooks import die_on_two, loaded_heavy_modules
 
 
 def run(*args, **kw):
@@ -23,7 +24,7 @@ def test_version_and_module_entry():
 
 
 def test_help_imports_no_heavy_package():
-    code = ("import sys, curate.cli; from curate.executor import HEAVY_MODULES; "
+    code = ("import sys, curate.cli; from curate.testing.hooks import HEAVY_MODULES; "
             "print(','.join(m for m in HEAVY_MODULES if m in sys.modules))")
     r = run("-c", code)
     assert r.returncode == 0, r.stderr
@@ -96,10 +97,9 @@ def test_demo_end_to_end(tmp_path):
 
 def test_a_dying_worker_fails_the_run_instead_of_hanging():
     from curate.errors import CurateError
-    from curate.executor import _die_for_test
 
     with pytest.raises(CurateError, match="worker process died"):
-        list(make_executor("local", workers=2, quiet=True).map(_die_for_test, [0, 1, 2, 3]))
+        list(make_executor("local", workers=2, quiet=True).map(die_on_two, [0, 1, 2, 3]))
 
 
 def test_ctrl_c_exits_130_with_a_resume_hint(monkeypatch, capsys, demo_source):
