@@ -122,6 +122,11 @@ def _undo(root: Path, force: bool = False) -> None:
 
     rep = undo_resplit(root, force)
     common.out.print(f"restored {rep.restored} files from {rep.journal}", soft_wrap=True)
+    if rep.never_moved:
+        common.warn(f"{len(rep.never_moved)} planned moves never happened (the resplit run stopped before them); "
+                    "those files are where they were")
+    if rep.torn:
+        common.warn(f"skipped {rep.torn} torn journal line(s) (a crash mid-write)")
     for p in rep.files_changed_since:
         common.warn(f"{p} changed since resplit; left as it is")
     for p in rep.missing + rep.conflicts:
