@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,9 +22,9 @@ from curate import storage
 from curate.errors import InputError
 from curate.executor import Engine, is_local, make_executor
 from curate.lock import fresh
-from curate.manifest import read_info, to_parquet_bytes, update_info, write_manifest
+from curate.manifest import read_info, update_info, write_manifest
 from curate.shard import BOX_COLUMNS, STATE, BuildParams, Shard, ShardResult, publish, run_shard
-from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_json, json_bytes
+from curate.tree import INFO_NAME, MANIFEST_NAME, json_bytes
 
 TAPER = 2  # shards' worth of boxes at the end cut into quarter shards (the last shard no longer runs alone)
 SOLO_BOXES = 400  # smaller jobs run in this process: a pool costs ~0.2-1 s to start, as much as the work
@@ -103,71 +101,33 @@ def fingerprint(obj) -> str:
 
 
 def prepare_out(out: Path | str, fp: str, overwrite: bool) -> None:
-    """Refuse to mix runs: OUT must be empty, or a curate build with the same fingerprint."""
-    if storage.is_url(out):
-        return _prepare_out_store(str(out), fp, overwrite)
-    state = out / STATE
-    fp_file = state / "build.json"
-    if out.exists() and not out.is_dir():
+    """Refuse to mix runs: OUT (a folder or an object-store prefix) must be new, or a curate build with
+    the same fingerprint."""
+    fp_url, info_url = storage.join(out, STATE, "build.json"), storage.join(out, INFO_NAME)
+    if not storage.is_url(out) and out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder", "choose another --out")
-    if not fresh(out):
-        made_by_us = (out / INFO_NAME).exists() or fp_file.exists()
-        if not made_by_us:
+    if not (fresh(out) if not storage.is_url(out) else not storage.list_names(out)):
+        if not (storage.exists(info_url) or storage.exists(fp_url)):
             raise InputError(f"{out} is not empty and was not made by curate",
                              "choose a new --out; curate never writes into other folders")
-        old = json.loads(fp_file.read_text()).get("fingerprint") if fp_file.exists() else None
+        old = json.loads(storage.read_bytes(fp_url)).get("fingerprint") if storage.exists(fp_url) else None
         if overwrite or old != fp:
             if not overwrite:
                 raise InputError(f"{out} holds a build with other inputs or parameters",
                                  "pass --overwrite to start over, or choose another --out")
             _clear_build(out)
     try:
-        state.mkdir(parents=True, exist_ok=True)
+        storage.write_bytes(fp_url, json_bytes({"fingerprint": fp}))
     except OSError as e:
         raise InputError(f"cannot create --out {out}: {e.strerror}", "choose a writable folder for --out") from e
-    atomic_write_json(fp_file, {"fingerprint": fp})
 
 
-def _clear_build(out: Path) -> None:
+def _clear_build(out: Path | str) -> None:
     """Remove only what a curate build writes: split folders listed in curate.json, manifest, state."""
-    info = read_info(out)
-    for split in (info.get("counts") or {}) or ("train", "val", "test"):
-        p = out / split
-        if p.is_dir():
-            shutil.rmtree(p)
-    for name in (MANIFEST_NAME, INFO_NAME):
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / STATE, ignore_errors=True)
-
-
-def _prepare_out_store(out: str, fp: str, overwrite: bool) -> None:
-    fp_url = storage.join(out, STATE, "build.json")
-    if storage.list_names(out):
-        info_url = storage.join(out, INFO_NAME)
-        if not (storage.exists(info_url) or storage.exists(fp_url)):
-            raise InputError(f"{out} is not empty and was not made by curate",
-                             "choose a new --out; curate never writes into other prefixes")
-        old = json.loads(storage.read_bytes(fp_url)).get("fingerprint") if storage.exists(fp_url) else None
-        if overwrite or old != fp:
-            if not overwrite:
-                raise InputError(f"{out} holds a build with other inputs or parameters",
-                                 "pass --overwrite to start over, or choose another --out")
-            info = json.loads(storage.read_bytes(info_url)) if storage.exists(info_url) else {}
-            for split in (info.get("counts") or {}) or ("train", "val", "test"):
-                storage.remove_tree(storage.join(out, split))
-            for name in (MANIFEST_NAME, INFO_NAME, STATE):
-                storage.remove_tree(storage.join(out, name))
-    storage.write_bytes(fp_url, json_bytes({"fingerprint": fp}))
-
-
-def _update_info_store(out: str, step: str, record: dict, **top) -> None:
-    """update_info on a local copy of curate.json, then one put (same merge, same bytes)."""
-    url = storage.join(out, INFO_NAME)
-    with tempfile.TemporaryDirectory(prefix="curate-info-") as tmp:
-        if storage.exists(url):
-            storage.fetch(url, Path(tmp) / INFO_NAME)
-        update_info(tmp, step, record, **top)
-        storage.write_bytes(url, (Path(tmp) / INFO_NAME).read_bytes())
+    for split in (read_info(out).get("counts") or {}) or ("train", "val", "test"):
+        storage.remove_tree(storage.join(out, split))
+    for name in (MANIFEST_NAME, INFO_NAME, STATE):
+        storage.remove_tree(storage.join(out, name))
 
 
 def build_tree(
@@ -211,9 +171,6 @@ def build_tree(
                          "re-run with --overwrite to rebuild")
     manifest = (pd.concat(frames, ignore_index=True) if frames
                 else pd.DataFrame(columns=["path", "split", "label"]))
-    remote = storage.is_url(out)
-    if not remote:
-        write_manifest(out, manifest)
     counts: dict[str, dict[str, int]] = {}
     if len(manifest):
         for (split, label), n in manifest.groupby(["split", "label"]).size().items():
@@ -226,11 +183,8 @@ def build_tree(
     record = {**info, "params": asdict(params), "counts": counts,
               "skipped_boxes_by_reason": dict(sorted(by_reason.items())),
               "skipped_images": sorted({s["image_id"] for s in skipped if s["box_index"] is None})}
-    if remote:  # the manifest goes last: its presence means the build finished
-        storage.write_bytes(storage.join(out, STATE, "skipped.json"), json_bytes(skipped))
-        _update_info_store(out, "openimages", record, counts=counts, seed=params.seed)
-        storage.write_bytes(storage.join(out, MANIFEST_NAME), to_parquet_bytes(manifest))
-    else:
-        update_info(out, "openimages", record, counts=counts, seed=params.seed)
-        atomic_write_json(out / STATE / "skipped.json", skipped)
+    # the manifest goes last: its presence means the build finished
+    storage.write_bytes(storage.join(out, STATE, "skipped.json"), json_bytes(skipped))
+    update_info(out, "openimages", record, counts=counts, seed=params.seed)
+    write_manifest(out, manifest)
     return BuildResult(out, manifest, skipped, counts, dict(by_reason), reused, problems)

@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate import __version__
+from curate import __version__, storage
 from curate.errors import InputError
-from curate.tree import INFO_NAME, MANIFEST_NAME, atomic_write_bytes, atomic_write_json, json_bytes
+from curate.tree import INFO_NAME, MANIFEST_NAME, json_bytes
 
 SCHEMA_VERSION = 1
 CORE_COLUMNS = ["path", "split", "label", "sha256", "width", "height", "source", "source_id", "status"]
@@ -30,30 +30,21 @@ def manifest_path(root: str | Path) -> Path:
     return Path(root) / MANIFEST_NAME
 
 
-def _read_url(root: str, name: str) -> bytes | None:
-    """Bytes of ROOT/name on an object store, None when it does not exist."""
-    from curate import storage
-
+def _read(root: str | Path, name: str) -> tuple[str, bytes | None]:
+    """(location, bytes) of ROOT/name, a local folder or an object-store prefix; None when it is missing."""
+    p = storage.join(root, name)
     try:
-        return storage.read_bytes(storage.join(root, name))
-    except FileNotFoundError:
-        return None
+        return p, storage.read_bytes(p)
+    except (FileNotFoundError, NotADirectoryError):
+        return p, None
 
 
 def read_manifest(root: str | Path) -> pd.DataFrame | None:
-    from curate.storage import is_url, join
-
-    if is_url(root):  # object-store tree (s3://…)
-        p, data = join(root, MANIFEST_NAME), _read_url(str(root), MANIFEST_NAME)
-        if data is None:
-            return None
-        src = pa.BufferReader(data)
-    else:
-        p = src = manifest_path(root)
-        if not p.exists():
-            return None
+    p, data = _read(root, MANIFEST_NAME)
+    if data is None:
+        return None
     try:
-        df = pq.read_table(src).to_pandas()
+        df = pq.read_table(pa.BufferReader(data)).to_pandas()
     except (pa.ArrowInvalid, OSError) as e:
         raise InputError(f"{p} is not a readable parquet file: {e}", "delete it to rebuild from the tree") from e
     missing = [c for c in ("path", "split", "label") if c not in df.columns]
@@ -83,24 +74,17 @@ def to_parquet_bytes(df: pd.DataFrame) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def write_manifest(root: str | Path, df: pd.DataFrame) -> Path:
-    p = manifest_path(root)
-    atomic_write_bytes(p, to_parquet_bytes(df))
+def write_manifest(root: str | Path, df: pd.DataFrame) -> str:
+    """Atomic locally (temp + rename), one put on an object store."""
+    p = storage.join(root, MANIFEST_NAME)
+    storage.write_bytes(p, to_parquet_bytes(df))
     return p
 
 
 def read_info(root: str | Path) -> dict[str, Any]:
-    from curate.storage import is_url, join
-
-    if is_url(root):
-        p, data = join(root, INFO_NAME), _read_url(str(root), INFO_NAME)
-        if data is None:
-            return {}
-    else:
-        p = Path(root) / INFO_NAME
-        if not p.exists():
-            return {}
-        data = p.read_bytes()
+    p, data = _read(root, INFO_NAME)
+    if data is None:
+        return {}
     try:
         return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -115,10 +99,5 @@ def update_info(root: str | Path, step: str, record: dict[str, Any], **top: Any)
     info["schema_version"] = SCHEMA_VERSION
     info.setdefault("steps", {})[step] = record
     info.update(top)
-    from curate import storage
-
-    if storage.is_url(root):
-        storage.write_bytes(storage.join(root, INFO_NAME), json_bytes(info))
-    else:
-        atomic_write_json(Path(root) / INFO_NAME, info)
+    storage.write_bytes(storage.join(root, INFO_NAME), json_bytes(info))
     return info

@@ -90,42 +90,23 @@ class Layout:
 
 
 def find_layout(source: str | Path, split: str, *, need_labels: bool = True) -> Layout:
-    """Locate a split inside a local copy; errors say exactly which file is missing."""
-    if storage.is_url(source):
-        return _find_layout_url(str(source).rstrip("/"), split, need_labels)
-    source = storage.local_path(source).expanduser()
-    if not source.is_dir():
-        raise InputError(f"--source {source} is not a folder",
-                         "point it at a local Open Images copy in FiftyOne's layout (see docs/openimages.md)")
-    cand = source / split
-    split_dir = cand if cand.is_dir() else source
-    if not (split_dir / "metadata").is_dir() and not (split_dir / "labels").is_dir():
-        present = [s for s in SPLITS if (source / s).is_dir()]
-        hint = f"it has splits: {', '.join(present)}; pass --split" if present else \
-            "expected <split>/labels/detections.csv and <split>/metadata/classes.csv (docs/openimages.md)"
-        raise InputError(f"no Open Images '{split}' split under {source}", hint)
-    layout = Layout(split_dir, split)
-    # the hierarchy is required: without it 'animal' would quietly mean only boxes labelled Animal
-    needed = [layout.classes_csv] + ([layout.detections_csv] if need_labels else []) + [layout.hierarchy_json]
-    for p in needed:
-        if not p.exists():
-            raise InputError(f"{p} is missing", "is the local copy complete? (docs/openimages.md lists the layout)")
-    return layout
-
-
-def _find_layout_url(source: str, split: str, need_labels: bool) -> Layout:
+    """Locate a split inside a copy in FiftyOne's layout (a folder or an object-store prefix); errors say
+    exactly which file is missing."""
+    remote = storage.is_url(source)
+    source = str(source).rstrip("/") if remote else storage.local_path(source).expanduser()
     if not storage.is_dir(source):
-        raise InputError(f"--source {source} holds no objects",
-                         "point it at a copy in FiftyOne's layout (docs/openimages.md, docs/scaling.md)")
+        what, where = ("holds no objects", "a copy") if remote else ("is not a folder", "a local Open Images copy")
+        raise InputError(f"--source {source} {what}",
+                         f"point it at {where} in FiftyOne's layout (see docs/openimages.md)")
     cand = storage.join(source, split)
-    split_dir = cand if storage.is_dir(cand) else source
-    if not storage.is_dir(storage.join(split_dir, "metadata")) and not storage.is_dir(
-            storage.join(split_dir, "labels")):
+    split_dir = cand if storage.is_dir(cand) else str(source)
+    if not any(storage.is_dir(storage.join(split_dir, d)) for d in ("metadata", "labels")):
         present = [s for s in SPLITS if storage.is_dir(storage.join(source, s))]
         hint = f"it has splits: {', '.join(present)}; pass --split" if present else \
             "expected <split>/labels/detections.csv and <split>/metadata/classes.csv (docs/openimages.md)"
         raise InputError(f"no Open Images '{split}' split under {source}", hint)
-    layout = Layout(split_dir, split)
+    layout = Layout(split_dir if remote else Path(split_dir), split)
+    # the hierarchy is required: without it 'animal' would quietly mean only boxes labelled Animal
     for p in [layout.classes_csv] + ([layout.detections_csv] if need_labels else []) + [layout.hierarchy_json]:
         if not storage.exists(p):
             raise InputError(f"{p} is missing", "is the copy complete? (docs/openimages.md lists the layout)")
