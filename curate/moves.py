@@ -33,6 +33,8 @@ def sha_of(data: bytes) -> str:
 class LocalFiles:
     """Local trees: a move is one atomic rename (a copy, rename and delete across filesystems)."""
 
+    copies = False
+
     def sha(self, loc: str) -> str | None:
         try:
             return file_sha256(loc)
@@ -121,6 +123,8 @@ def rename(src: Path, dst: Path) -> None:
 
 class StoreFiles:
     """Object stores (fsspec): no rename, so copy → verify the copy's sha256 → delete the source."""
+
+    copies = True  # a crash can leave both copies
 
     def sha(self, loc: str) -> str | None:
         data = self.read(loc)
