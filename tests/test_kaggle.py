@@ -217,6 +217,35 @@ def test_parse_and_folder_names():
         kg.resolve_dataset("../etc")
 
 
+@pytest.mark.parametrize(("entry", "message"), [
+    ("x: 3", "preset 'x' needs a 'kaggle: OWNER/DATASET' entry"),
+    ("x: {title: t}", "preset 'x' needs a 'kaggle: OWNER/DATASET' entry"),
+    ("x: {kaggle: a/b, expected: {train: five}}", "preset 'x': expected.train: Input should be a valid integer"),
+    ("x: {kaggle: a/b, expected: {validation: 5}}", "preset 'x': expected: unknown key(s) validation"),
+    ("x: {kaggle: not an id}", "preset 'x': kaggle: String should match pattern"),
+    ("x: {kaggle: a/b, names: null}", "preset 'x': names: Input should be a valid string"),
+])
+def test_a_bad_preset_is_one_line(tmp_path, entry, message):
+    table = tmp_path / "datasets.yaml"
+    table.write_text(f"datasets:\n  {entry}\n")
+    with pytest.raises(InputError) as e:
+        kg.load_presets(table)
+    line = str(e.value)
+    assert message in line and line.startswith(str(table)) and "fix the preset table" in line
+    assert "\n" not in line
+
+
+def test_presets_read_from_the_table(tmp_path):
+    table = tmp_path / "datasets.yaml"
+    table.write_text("datasets:\n  x: {kaggle: a/b, names: n.json, title: T, expected: {classes: 3, val: '2'}}\n"
+                     "  y: {kaggle: c/d, expected: null}\n")
+    got = kg.load_presets(table)
+    assert got["x"] == kg.DatasetSpec(name="x", kaggle="a/b", names_file="n.json", expected={"classes": 3, "val": 2},
+                                      title="T")
+    assert (got["y"].names_file, got["y"].expected, got["y"].title) == ("cat_to_name.json", {}, "")
+    assert kg.load_presets(tmp_path / "missing.yaml") == {}
+
+
 def test_layout_found_wherever_it_sits(tmp_path, files):
     nested = {k.replace("coins/data/", "archive/train/").replace("/validation/", "/valid/"): v
               for k, v in files.items() if "/train/" in k or "/validation/" in k}
