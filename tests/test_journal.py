@@ -262,3 +262,19 @@ def test_resplit_on_an_object_store_plan_apply_undo(store, coins, tmp_path):
     rep = undo_resplit(store)
     assert rep.ok and rep.restored == moved
     assert _objects(store) == before
+
+
+def test_resplit_command_on_an_object_store(store):
+    """`curate resplit s3://…`: the URL reaches the API as a URL (not a mangled path), moves and undoes."""
+    from typer.testing import CliRunner
+
+    from curate.cli import app
+
+    before = _objects(store)
+    runner = CliRunner()
+    r = runner.invoke(app, ["resplit", store, "--ratios", "0.8,0.1,0.1", "-j", "1"])
+    assert r.exit_code == 0 and "moved" in r.output, r.output
+    assert _objects(store) != before
+    r = runner.invoke(app, ["resplit", "--undo", store])
+    assert r.exit_code == 0 and "restored" in r.output, r.output
+    assert _objects(store) == before

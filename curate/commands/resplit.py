@@ -31,6 +31,8 @@ Examples:
   curate resplit data/coins --merge train,valid --into train,val,test --ratios 0.8,0.1,0.1
 
   curate resplit --undo data/coins
+
+  curate resplit s3://bucket/coins --ratios 0.8,0.1,0.1   (object stores: moves are copy, verify, delete)
 """
 
 
@@ -39,7 +41,7 @@ def register(app: typer.Typer) -> None:
 
 
 def resplit(
-    root: Path = typer.Argument(..., help="Root of a tree with split folders."),
+    root: Path = typer.Argument(..., path_type=str, help="Root of a tree with split folders, or an s3:// URL."),
     ratios: str = typer.Option(None, "--ratios", "-r", help="One ratio per target split, e.g. 0.8,0.1,0.1."),
     merge: str = typer.Option(None, "--merge", "-m", help="Splits to pool (default: all)."),
     into: str = typer.Option(None, "--into", help="Target splits (default: the merged ones, or train,val,test)."),
@@ -56,7 +58,10 @@ def resplit(
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
 ) -> None:
+    from curate.storage import as_location
+
     eng = common.engine_of(engine, workers, ray_address)
+    root = as_location(root)
     if force and not undo:
         raise typer.BadParameter("--force goes with --undo", param_hint="--force")
     if undo:
