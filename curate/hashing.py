@@ -84,12 +84,13 @@ def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
     return decode(data, min_scale=min(1.0, side / max(1, small)))
 
 
-def jpeg_small(data: bytes, side: int):
+def jpeg_small(data: bytes, side: int, decoded: tuple[np.ndarray, int] | None = None):
     """Plain, complete JPEGs: (pixels decoded at reduced size by OpenCV's libjpeg-turbo (DCT scaling by 2, 4
     or 8), both sides >= `side` where the file allows, upright: BGR, or gray for a grayscale file; format,
     mode, original upright (width, height)). None when the file needs decode()'s general path (other
     formats, CMYK, damage, huge). The size comes from the frame header (images.jpeg_frame); OpenCV applies
-    the EXIF orientation, and the decoded shape says whether it swapped the sides."""
+    the EXIF orientation, and the decoded shape says whether it swapped the sides. `decoded`: (RGB pixels,
+    factor) of images.decode's OpenCV decode of this colour JPEG, used where it is the same decode."""
     from curate.images import DEFAULT_MAX_PIXELS, jpeg_frame
 
     if b"\xff\xd9" not in data[-1024:]:  # not a complete JPEG: decode() says why
@@ -102,8 +103,11 @@ def jpeg_small(data: bytes, side: int):
     while factor < 8 and -(-min(w, h) // (factor * 2)) >= side:
         factor *= 2
     try:
-        with c_quiet():
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), (_GRAY if components == 1 else _COLOR)[factor])
+        if decoded is not None and decoded[1] == factor and components == 3:  # the same imdecode call
+            pixels = cv2.cvtColor(decoded[0], cv2.COLOR_RGB2BGR)
+        else:
+            with c_quiet():
+                pixels = cv2.imdecode(np.frombuffer(data, np.uint8), (_GRAY if components == 1 else _COLOR)[factor])
     except cv2.error:
         return None
     if pixels is None:
@@ -177,9 +181,9 @@ def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_
             "chroma_b": cb, "centre": coefficients(gray, stack).tobytes()}
 
 
-def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int) -> dict | None:
+def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int, decoded=None) -> dict | None:
     """hash_file's row for a plain JPEG from one reduced decode; None: decode()'s general path."""
-    got = jpeg_small(data, side)
+    got = jpeg_small(data, side, decoded)
     if got is None:
         return None
     pixels, fmt, mode, (w, h) = got
@@ -225,10 +229,28 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
             data = storage.read_image_bytes(path)
         except PermissionError as e:
             raise UnreadableImage("unreadable", str(e)) from e
-        row["size"] = len(data)
-        row["sha256"] = hashlib.sha256(data).hexdigest()
+    except UnreadableImage as e:
+        row["error"] = e.reason
+    except Exception:  # an odd failure is still one bad file, never a stopped run
+        row["error"] = "corrupt"
+    else:
+        return hash_bytes(data, hash_name, hash_size)
+    try:
+        row["size"] = os.path.getsize(path)
+    except OSError:
+        pass
+    return row
+
+
+def hash_bytes(data: bytes, hash_name: str = "phash", hash_size: int = 8, decoded=None) -> dict:
+    """hash_file's row from a file's bytes. `decoded`: see jpeg_small (the report measures and hashes a
+    file from one read, and from one decode where both want the same reduced JPEG decode)."""
+    row: dict = {k: None for k in COLUMNS[3:]}
+    row["size"] = len(data)
+    row["sha256"] = hashlib.sha256(data).hexdigest()
+    try:
         side = max(HASH_DECODE_SIDE, 6 * hash_size)
-        fast = _jpeg_fast(data, side, hash_name, hash_size) or _png_fast(data, hash_name, hash_size)
+        fast = _jpeg_fast(data, side, hash_name, hash_size, decoded) or _png_fast(data, hash_name, hash_size)
         if fast is not None:
             row.update(fast)
         else:
@@ -242,11 +264,6 @@ def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) ->
         row["error"] = e.reason
     except Exception:  # an odd decoder failure is still one bad file, never a stopped run
         row["error"] = "corrupt"
-    if row["size"] is None:
-        try:
-            row["size"] = os.path.getsize(path)
-        except OSError:
-            pass
     return row
 
 
@@ -313,6 +330,14 @@ def hash_files(
             strict=True,
         ):
             results.update(zip(shard, rows, strict=True))
+    df = _frame(files, results)
+    if todo:
+        _write_cache(cpath, df, stats, cache)
+    return df
+
+
+def _frame(files: list[TreeFile], results: dict[str, dict]) -> pd.DataFrame:
+    """hash_files' table of `files` (sorted by path) from their hash_file rows."""
     rows = []
     for f in files:
         r = {"path": f.path, "split": f.split, "label": f.label, **results[f.path]}
@@ -325,9 +350,19 @@ def hash_files(
     for c in ("chroma_a", "chroma_b"):
         df[c] = df[c].astype("float64")
     df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
-    if todo:
-        _write_cache(cpath, df, stats, cache)
     return df
+
+
+def save_hashes(root: str | Path, files: list[TreeFile], rows: dict[str, dict],
+                versions: dict[str, tuple[int, int | str]]) -> None:
+    """Cache hash_bytes rows (default phash, 8) of `files` made elsewhere, as hash_files would have: its
+    next call reads them instead of decoding again. `versions`: storage.file_versions from before the reads."""
+    root = storage.as_location(root)
+    files = sorted((f for f in files if f.path in rows), key=lambda f: f.path)
+    if not files:
+        return
+    cpath = cache_path(root, "phash", 8)
+    _write_cache(cpath, _frame(files, rows), {f.path: versions[f.path] for f in files}, _read_cache(cpath))
 
 
 def _write_cache(cpath: Path, df: pd.DataFrame, stats: dict[str, tuple[int, int | str]], old: dict) -> None:

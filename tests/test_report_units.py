@@ -67,6 +67,42 @@ def test_measures_on_real_photo_and_bad_files(tmp_path):
     assert (row["width"], row["height"], row["error"]) == (2048, 2048, None)
 
 
+def test_one_pass_caches_the_hashes_dedupe_would_make(tmp_path, monkeypatch):
+    """image_stats(hashes=True) measures and hashes from one read: hash_files then decodes nothing, and its
+    table is the one it makes itself on an untouched copy of the tree."""
+    import shutil
+
+    from curate import hashing
+
+    root = small_tree(tmp_path / "ds")
+    Image.fromarray(np.tile(load_photo("coffee"), (4, 4, 1))).save(root / "train/cup/big.jpg", quality=85)
+    (root / "train/cup/bad.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    twin = shutil.copytree(root, tmp_path / "twin")
+    image_stats(root, scan_tree(root).files, workers=1, quiet=True, hashes=True)
+    with monkeypatch.context() as m:
+        m.setattr(hashing, "hash_file", lambda *a: pytest.fail(f"decoded again: {a}"))
+        got = hashing.hash_files(root, workers=1, quiet=True)
+    pd.testing.assert_frame_equal(got, hashing.hash_files(twin, workers=1, quiet=True))
+    assert got["error"].notna().sum() == 1
+
+
+def test_a_large_colour_jpeg_is_decoded_once(tmp_path, monkeypatch):
+    import cv2
+
+    from curate.hashing import hash_file
+    from curate.report.measure import measure_and_hash
+
+    big = tmp_path / "big.jpg"  # 2048 x 1536: measures and hash both want OpenCV's 1/8 decode
+    Image.fromarray(np.tile(load_photo("chelsea"), (5, 5, 1))[:1536, :2048]).save(big, quality=90)
+    want_row, want_hash = measure_file(big), hash_file(big)
+    calls = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: calls.append(a[1]) or real(*a))
+    row, hashed = measure_and_hash(big)
+    assert calls == [cv2.IMREAD_REDUCED_COLOR_8]
+    assert row == want_row and hashed == want_hash
+
+
 def test_rule_and_threshold_parsing():
     assert parse_rules("leakage,corrupt") == ["corrupt", "leakage"]
     assert parse_rules(["leakage", "corrupt,dark"]) == ["corrupt", "dark", "leakage"]

@@ -113,7 +113,7 @@ def analyse(
     if not tree.files and not tree.empty_labels:
         raise InputError(f"no images found under {root}",
                          "expected ROOT/<split>/<label>/<image> or ROOT/<label>/<image>")
-    images = image_stats(root, tree.files, workers=workers, engine=engine, quiet=quiet)
+    images = image_stats(root, tree.files, workers=workers, engine=engine, quiet=quiet, hashes=duplicates)
     manifest = kept_manifest(root)
     images = join_manifest(images, manifest)
     if duplicates:

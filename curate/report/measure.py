@@ -1,8 +1,10 @@
 """Per-image measurements for the report: a pure function of a file's bytes.
 
-Runs inside executor workers, so it imports only numpy, OpenCV and curate.images (no pandas).
-All measures are taken on a copy whose longest side is at most MEASURE_SIDE pixels, so they do not
-depend on resolution and large JPEGs decode at reduced size.
+Runs inside executor workers. All measures are taken on a copy whose longest side is at most MEASURE_SIDE
+pixels, so they do not depend on resolution and large JPEGs decode at reduced size. `measure_and_hash`
+also gives curate.hashing's row from the same read (and the same decode where hashing wants the same
+reduced JPEG decode: large photos), so the report's duplicate search reads the hashes from its cache.
+`dct_hash` stays its own: the mirror check compares a 256 px luma's hash with its mirror's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from curate.errors import UnreadableImage
+from curate.hashing import hash_bytes
 from curate.images import decode
 from curate.storage import join, read_image_bytes
 
@@ -79,37 +82,50 @@ def measure_pixels(rgb: np.ndarray) -> dict:
 
 def measure_file(path: str | Path) -> dict:
     """All FIELDS for one file; an unreadable file gets its reason in `error`."""
+    return measure_and_hash(path, hashes=False)[0]
+
+
+def measure_and_hash(path: str | Path, hashes: bool = True) -> tuple[dict, dict | None]:
+    """(measure_file's row, curate.hashing.hash_bytes' row of the same bytes, or None when `hashes` is off
+    or the file cannot be read)."""
     row: dict = dict.fromkeys(FIELDS)
     try:
+        data = read_image_bytes(path)
+    except (OSError, UnreadableImage) as e:  # permission denied, I/O error, missing: not read at all
+        row["error"] = e.reason if isinstance(e, UnreadableImage) else "unreadable"
         try:
-            data = read_image_bytes(path)
-        except OSError as e:  # permission denied, I/O error: the file cannot be read at all
-            raise UnreadableImage("unreadable", str(e)) from e
-        row["size"] = len(data)
-        row["sha256"] = hashlib.sha256(data).hexdigest()
-        try:
-            with Image.open(io.BytesIO(data)) as im:  # header only: picks the reduced JPEG decode size
-                big = max(im.size)
-        except Exception:  # decode() below names the problem
-            big = MEASURE_SIDE
-        d = decode(data, min_scale=min(1.0, MEASURE_SIDE / max(1, big)))
+            row["size"] = os.path.getsize(path)
+        except OSError:
+            pass
+        return row, None
+    row["size"] = len(data)
+    try:
+        d = decode(data, min_scale=min(1.0, MEASURE_SIDE / max(1, _longest_side(data))))
     except UnreadableImage as e:
-        row["error"] = e.reason
-        if row["size"] is None:
-            try:
-                row["size"] = os.path.getsize(path)
-            except OSError:
-                pass
-        return row
-    row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
-    row.update(measure_pixels(d.pixels))
-    return row
+        row["error"], d = e.reason, None
+    hashed = None
+    if hashes:
+        same = d is not None and d.format == "JPEG" and d.mode == "RGB"  # OpenCV's decode (images.decode)
+        hashed = hash_bytes(data, decoded=(d.pixels, round(1 / d.scale)) if same else None)
+    row["sha256"] = hashed["sha256"] if hashed else hashlib.sha256(data).hexdigest()
+    if d is not None:
+        row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
+        row.update(measure_pixels(d.pixels))
+    return row, hashed
 
 
-def measure_chunk(job: tuple[str, list[str]]) -> list[dict]:
-    """Executor task: (root, [relative paths]) -> one row per path, in order."""
+def _longest_side(data: bytes) -> int:
+    try:
+        with Image.open(io.BytesIO(data)) as im:  # header only: picks the reduced JPEG decode size
+            return max(im.size)
+    except Exception:  # decode() names the problem
+        return MEASURE_SIDE
+
+
+def measure_chunk(job: tuple[str, list[str], bool]) -> list[tuple[dict, dict | None]]:
+    """Executor task: (root, [relative paths], hashes) -> measure_and_hash of each path, in order."""
     import cv2
 
     cv2.setNumThreads(1)
-    root, paths = job
-    return [measure_file(join(root, p)) for p in paths]
+    root, paths, hashes = job
+    return [measure_and_hash(join(root, p), hashes) for p in paths]

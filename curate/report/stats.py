@@ -1,7 +1,8 @@
 """Per-image statistics for every file of a tree, computed through the executor and cached.
 
 The cache lives next to the hash cache, in tree.state_dir(root)/cache/, keyed by (path, size, mtime,
-MEASURE_VERSION): a rerun measures only the files that changed.
+MEASURE_VERSION): a rerun measures only the files that changed. With `hashes`, the same pass also hashes
+what it measures (curate.hashing's rows, into its cache): the duplicate search then decodes nothing again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.executor import make_executor
+from curate.hashing import save_hashes
 from curate.report.measure import FIELDS, MEASURE_VERSION, measure_chunk
 from curate.storage import as_location, file_versions, state_dir_of
 from curate.tree import TreeFile, atomic_write_bytes
@@ -53,8 +55,10 @@ def image_stats(
     engine: str = "local",
     quiet: bool = False,
     use_cache: bool = True,
+    hashes: bool = False,
 ) -> pd.DataFrame:
-    """One row per file (sorted by path): path, split, label, FIELDS; `cached` tells reused rows."""
+    """One row per file (sorted by path): path, split, label, FIELDS; `cached` tells reused rows.
+    `hashes`: measured files are also hashed (curate.hashing, phash 8) and cached for hash_files."""
     root = as_location(root)
     versions = file_versions(root, [f.path for f in files])  # (size, mtime_ns), or (size, ETag) for URLs
     keys = [(f.path, *versions[f.path], MEASURE_VERSION) for f in files]
@@ -70,12 +74,15 @@ def image_stats(
         hit = pd.Series(False, index=merged.index)
     todo = merged.loc[~hit, "path"].tolist()
     if todo:
-        jobs = [(str(root), todo[i : i + CHUNK]) for i in range(0, len(todo), CHUNK)]
+        jobs = [(str(root), todo[i : i + CHUNK], hashes) for i in range(0, len(todo), CHUNK)]
         few = engine == "local" and len(todo) < IN_PROCESS_BELOW  # a pool costs more than it saves
         ex = make_executor(engine, workers=1 if few else workers, quiet=quiet)
-        rows = [r for chunk in ex.map(measure_chunk, jobs, desc="measuring", units=lambda j: len(j[1]),
-                                       unit="images") for r in chunk]
-        fresh = pd.DataFrame(rows, columns=list(FIELDS))
+        pairs = [r for chunk in ex.map(measure_chunk, jobs, desc="measuring", units=lambda j: len(j[1]),
+                                        unit="images") for r in chunk]
+        fresh = pd.DataFrame([row for row, _ in pairs], columns=list(FIELDS))
+        if hashes:
+            hashed = {p: h for p, (_, h) in zip(todo, pairs, strict=True) if h is not None}
+            save_hashes(root, files, hashed, versions)
         merged = merged.astype({c: "object" for c in FIELDS})
         merged.loc[~hit, list(FIELDS)] = fresh.to_numpy(dtype=object)
     merged["cached"] = hit.to_numpy()
