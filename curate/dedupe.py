@@ -35,9 +35,19 @@ from curate.dupcluster import (  # noqa: F401  (re-exported: the dedupe API)
     unit_order,
 )
 from curate.dupexact import exact_groups as _exact_groups
-from curate.dupverify import VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
+from curate.dupverify import THUMB_SIDE, VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
 from curate.errors import InputError, UnreadableImage
-from curate.hashing import check_params, decode_small, gray_small, hash_files, jpeg_small, read_image_bytes
+from curate.executor import make_executor
+from curate.hashing import (
+    HASH_DECODE_SIDE,
+    check_params,
+    decode_small,
+    gray_small,
+    hash_files,
+    jpeg_small,
+    read_image_bytes,
+)
+from curate.midband import signature
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
 UNVERIFIED_THRESHOLD = 8  # without verification a looser threshold merges look-alikes (docs/dedupe.md)
@@ -74,7 +84,6 @@ def default_threshold(hash_size: int, verify: bool = True) -> int:
 
 def thumb_of(path: str) -> Thumb | None:
     """The verification thumbnail of an image file or URL; None when it cannot be read."""
-    from curate.dupverify import THUMB_SIDE
 
     try:
         data = read_image_bytes(path)
@@ -93,8 +102,6 @@ load_thumbnail = thumb_of  # the report's name for it
 def band_of(path: str) -> np.ndarray | None:
     """The mid-band signature of an image file or URL (curate.midband.signature of the hashing pass's
     reduced grayscale decode); None when it cannot be read or the test abstains."""
-    from curate.hashing import HASH_DECODE_SIDE
-    from curate.midband import signature
 
     try:
         return signature(*gray_small(read_image_bytes(path), HASH_DECODE_SIDE))
@@ -134,7 +141,6 @@ def find_duplicates(
     min_similarity: float = VERIFY_MIN,
 ) -> DedupeResult:
     """Exact and near-duplicate clusters of the tree at `root`; reads files, moves nothing."""
-    from curate.executor import make_executor
 
     check_params(hash_name, hash_size)
     check_policies(keep, leakage, conflicts)

@@ -15,6 +15,8 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from curate import storage
+from curate.executor import is_local, make_executor
+from curate.tree import atomic_write_bytes
 
 SECTION_CAP = 150  # near clusters shown per section
 MEMBER_CAP = 12  # files shown per near cluster (the kept one first)
@@ -211,7 +213,6 @@ def _thumb_chunk(job: tuple[list[str], int]) -> list[str | None]:
 def thumbnails(locations: dict[str, str], *, workers=None, engine="local", quiet=False,
                side: int = THUMB_SIDE) -> dict[str, str | None]:
     """{path: data URI, or None when unreadable} for {path: file or URL to read}, in parallel."""
-    from curate.executor import is_local, make_executor
 
     paths = sorted(locations)
     jobs = [([locations[p] for p in paths[i : i + CHUNK]], side) for i in range(0, len(paths), CHUNK)]
@@ -289,7 +290,6 @@ def write_sheet(result, root, path: str | Path, names: dict[str, str] | None = N
 
     `root`: the tree (a folder or an object-store URL); `moved`: path -> where a finished run moved it
     (`journal_locations`), so removed files still get their thumbnail; `names`: label -> display name."""
-    from curate.tree import atomic_write_bytes
 
     moved = moved or {}
     clusters = cluster_dicts(result)

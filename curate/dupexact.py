@@ -15,7 +15,10 @@ import numpy as np
 import pandas as pd
 
 from curate import storage
+from curate.centrecode import NCOEF, ZOOMS
+from curate.dupsearch import hamming_pairs, pack
 from curate.errors import UnreadableImage
+from curate.images import decode
 from curate.storage import read_image_bytes
 
 SAME_CENTRE = 0.995  # centre cosine above which same-size images may hold equal pixels (a JPEG and a PNG
@@ -23,7 +26,6 @@ SAME_CENTRE = 0.995  # centre cosine above which same-size images may hold equal
 
 
 def _pixel_digest(path: str) -> str | None:
-    from curate.images import decode
 
     try:
         d = decode(read_image_bytes(path))
@@ -51,7 +53,6 @@ def _smallest_member(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def exact_groups(root, ok: pd.DataFrame, nbits: int, close: int, ex) -> np.ndarray:
     """Exact group (index of one member) of every row: same bytes, then same decoded pixels among byte
     groups of the same size whose hashes are close (a PNG of a JPEG's pixels hashes a few bits away)."""
-    from curate.dupsearch import hamming_pairs, pack
 
     paths = ok["path"].tolist()
     sha_first: dict[str, int] = {}
@@ -92,7 +93,6 @@ def exact_groups(root, ok: pd.DataFrame, nbits: int, close: int, ex) -> np.ndarr
 def _centre_full(ok: pd.DataFrame) -> np.ndarray:
     """(rows, NCOEF) float32 unit centre coefficients of each row's full region (curate.centrecode); zeros
     where there are none (a flat image, an old cache): such a row's pairs are compared on pixels."""
-    from curate.centrecode import NCOEF, ZOOMS
 
     out = np.zeros((len(ok), NCOEF), np.float32)
     width = (1 + len(ZOOMS)) * NCOEF * 2

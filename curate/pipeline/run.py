@@ -10,8 +10,10 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+from curate.commands import common
 from curate.errors import CurateError, InputError
 from curate.lock import hold
+from curate.manifest import read_info, update_info
 from curate.pipeline.load import load_pipeline
 from curate.pipeline.model import PipelineResult, Step, StepResult
 
@@ -90,7 +92,6 @@ def run_pipeline(
     on_step=None,
 ) -> PipelineResult:
     """Validate then run a pipeline. `on_step(step, result)` is called before (result None) and after each step."""
-    from curate.manifest import read_info, update_info
 
     pipe = load_pipeline(path, variables, app)
     first = _select(pipe.steps, from_step, "--from") or 0
@@ -151,7 +152,6 @@ def _invoke(step: Step, quiet: bool, app=None) -> tuple[int, str, float]:
     """Run one command in-process exactly as `curate COMMAND ARGV` would, and return its exit code."""
     import typer
 
-    from curate.commands import common
 
     if app is None:
         from curate.cli import app

@@ -28,8 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from curate import storage
-from curate.classes import ClassIndex, Selection
+from curate.classes import ClassIndex, Selection, resolve
 from curate.errors import InputError, NetworkError
+from curate.executor import progress_bar
 from curate.sources.box_selection import (  # noqa: F401  (the selection API, re-exported)
     BOX_COLUMNS,
     DEFAULT_INCLUDE,
@@ -126,7 +127,6 @@ def read_table(csv_path: str | Path, mids: set[str] | None = None, block_size: i
     types.update({"ImageID": pa.string(), "LabelName": pa.string()})
     conv = pacsv.ConvertOptions(column_types=types, include_columns=BOX_COLUMNS,
                                 include_missing_columns=True)
-    from curate.executor import progress_bar
 
     try:
         with storage.open_read(csv_path) as raw, progress_bar(quiet) as bar:
@@ -295,7 +295,6 @@ def prepare(classes: str, *, source=None, split: str = "train", download_dir=Non
             max_per_label=None, max_samples=None, ambiguous_iou: float = 0.7, seed: int = 0,
             quiet: bool = True) -> Prepared:
     """Resolve classes and choose boxes; nothing is written and no image is downloaded."""
-    from curate.classes import resolve
 
     layout, local = open_source(source, split, download_dir)
     index = layout.class_index()
@@ -310,7 +309,7 @@ def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=Fa
           command: str = ""):
     import pandas as pd
 
-    from curate.build import build_tree
+    from curate.build import build_tree  # pandas and OpenCV: not loaded by a dry run (planning only)
 
     ids = prep.chosen.image_ids
     if not prep.local:
