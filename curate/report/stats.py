@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.executor import make_executor
+from curate.executor import is_local, make_executor
 from curate.hashing import save_hashes
 from curate.report.measure import FIELDS, MEASURE_VERSION, measure_chunk
 from curate.storage import as_location, file_versions, state_dir_of
@@ -75,7 +75,7 @@ def image_stats(
     todo = merged.loc[~hit, "path"].tolist()
     if todo:
         jobs = [(str(root), todo[i : i + CHUNK], hashes) for i in range(0, len(todo), CHUNK)]
-        few = engine == "local" and len(todo) < IN_PROCESS_BELOW  # a pool costs more than it saves
+        few = is_local(engine) and len(todo) < IN_PROCESS_BELOW  # a pool costs more than it saves
         ex = make_executor(engine, workers=1 if few else workers, quiet=quiet)
         pairs = [r for chunk in ex.map(measure_chunk, jobs, desc="measuring", units=lambda j: len(j[1]),
                                         unit="images") for r in chunk]
