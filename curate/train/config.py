@@ -1,12 +1,13 @@
-"""Training options (one dataclass, usable from the CLI and from a pipeline step) and results."""
+"""Training options (one pydantic model, usable from the CLI and from a pipeline step) and results."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from curate.errors import InputError
 
@@ -22,6 +23,19 @@ RECIPES = {
     "scratch": {"lr": 1e-3, "freeze_until": "none", "epochs": 100, "patience": 10, "scheduler": "warmup-cosine"},
 }
 INSTALL_HINT = "pip install 'curate[train]'"
+# The hint shown with a bad value of an option (default: its choices, or see --help).
+HINTS = {
+    "gamma": "2 is the usual focal loss value",
+    "epochs": "e.g. --epochs 10 --size 224",
+    "batch_size": "e.g. --batch-size 64",
+    "size": "e.g. --epochs 10 --size 224",
+    "dropout": "a fraction in [0, 1), e.g. 0.3",
+    "threads": "e.g. --threads 1 on a machine shared with other jobs",
+    "patience": "0 disables early stopping",
+    "eval_split": "choose val or test; val/valid/validation all count as val",
+}
+BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than": ("<", "lt"),
+          "less_than_equal": ("<=", "le")}
 
 
 def require_torch() -> None:
@@ -35,8 +49,40 @@ def require_torch() -> None:
             raise InputError(f"training needs {mod}, which is not installed", INSTALL_HINT)
 
 
-@dataclass
-class TrainConfig:
+class Invalid(ValueError):
+    """A bad option value with its own message and hint."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def option_error(e: ValidationError) -> InputError:
+    """The first problem of a validation, as one line naming the option."""
+    err = e.errors()[0]
+    ctx = err.get("ctx") or {}
+    if isinstance(ctx.get("error"), Invalid):
+        return InputError(ctx["error"].message, ctx["error"].hint)
+    name = str(err["loc"][0]) if err["loc"] else ""
+    flag = "--" + name.replace("_", "-")
+    inner = "".join(f" item {p + 1}" if isinstance(p, int) else f" {p}" for p in err["loc"][1:])
+    hint = HINTS.get(name, "see curate train --help")
+    if err["type"] == "literal_error":
+        choices = ctx["expected"].replace("'", "")
+        return InputError(f"unknown {flag} '{err['input']}'", HINTS.get(name, f"choose {choices}"))
+    if err["type"] in BOUNDS:
+        op, key = BOUNDS[err["type"]]
+        return InputError(f"{flag} must be {op} {ctx[key]:g}", hint)
+    return InputError(f"{flag}{inner} {err['input']!r}: {err['msg']}", hint)
+
+
+def parse_augment(text: str) -> list[str]:
+    if text.strip().lower() in ("", "none"):
+        return []
+    return [a.strip().lower() for a in text.split(",") if a.strip()]
+
+
+class TrainConfig(BaseModel):
     """Defaults follow the reference recipe: ResNet18, ImageNet weights, all blocks frozen but the
     last, dropout 0.3, focal loss (gamma 2, alpha 1), AdamW, cosine annealing, early stopping on
     validation loss (patience 3), ColorJitter(0.2, 0.2, 0.2, 0.1) + horizontal flip.
@@ -44,57 +90,98 @@ class TrainConfig:
     Options left at None take the defaults of the recipe (RECIPES): "fine-tune" for ImageNet or file
     weights, "scratch" for --weights none (nothing frozen, lr 1e-3, warmup + cosine, 100 epochs,
     patience 10). simple-cnn has no pretrained weights, so its weights default to none. Options the
-    user sets always win."""
+    user sets always win. A bad value raises InputError: one line naming the option."""
+
+    model_config = ConfigDict(extra="forbid")
 
     arch: str = "resnet18"
     weights: str | None = None  # imagenet | none | PATH (.pt/.pth state dict or curate checkpoint)
-    loss: str = "focal"  # focal | ce
-    gamma: float = 2.0
+    loss: Literal["focal", "ce"] = "focal"
+    gamma: float = Field(2.0, ge=0)
     alpha: str = "1"  # a number, or "balanced" (per class, inverse frequency)
-    class_weights: str = "none"  # none | inverse-freq
+    class_weights: Literal["none", "inverse-freq"] = "none"
     label_smoothing: float = 0.0
-    epochs: int | None = None  # recipe default: 50, or 100 from scratch
-    batch_size: int = 128
-    lr: float | None = None  # recipe default: 1e-5, or 1e-3 from scratch
-    weight_decay: float = 0.01
+    epochs: int | None = Field(None, ge=1)  # recipe default: 50, or 100 from scratch
+    batch_size: int = Field(128, ge=1)
+    lr: float | None = Field(None, ge=0)  # recipe default: 1e-5, or 1e-3 from scratch
+    weight_decay: float = Field(0.01, ge=0)
     freeze_until: str | None = None  # auto (last block per family) | none | head | a module name (layer4)
-    dropout: float = 0.3
-    patience: int | None = None  # epochs without a lower validation loss before stopping; 0 = never stop early
-    scheduler: str | None = None  # cosine | warmup-cosine (a linear warm-up, then cosine) | none
-    stem: str = "auto"  # auto (small below 64 px where the family has one) | small | imagenet
+    dropout: float = Field(0.3, ge=0, lt=1)
+    patience: int | None = Field(None, ge=0)  # epochs without a lower validation loss before stopping; 0 = never
+    scheduler: Literal[SCHEDULERS] | None = None  # cosine | warmup-cosine (a linear warm-up, then cosine) | none
+    stem: Literal[STEMS] = "auto"  # auto (small below 64 px where the family has one) | small | imagenet
     augment: str = "flip,jitter"  # comma list of flip, jitter, crop; or none
     jitter: tuple[float, float, float, float] = (0.2, 0.2, 0.2, 0.1)
-    mixup: float = 0.0  # Beta(alpha, alpha) mixup; 0 = off
-    size: int = 224  # input side in pixels
-    eval_split: str = "val"  # val | test
+    mixup: float = Field(0.0, ge=0)  # Beta(alpha, alpha) mixup; 0 = off
+    size: int = Field(224, ge=16)  # input side in pixels
+    eval_split: Literal["val", "test"] = "val"
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     amp: bool | None = None  # None = auto (on for CUDA); on CPU it means bf16 autocast
     channels_last: bool | None = None  # None = auto (on for CUDA)
     workers: int | None = None  # decode processes
-    threads: int | None = None  # torch CPU threads (None: torch's default, one per core)
+    threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch's default, one per core)
     seed: int = 0
     cache_gb: float | None = None  # decoded uint8 cache limit; None = half the free memory; 0 = stream
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes stored with the run
+    extra: dict[str, Any] = Field(default_factory=dict)  # free-form notes stored with the run
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            super().__init__(**options)
+        except ValidationError as e:
+            raise option_error(e) from e
 
     @classmethod
     def from_options(cls, **options: Any) -> TrainConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
+        """Options as the CLI and pipelines give them: None means "not set" (but for amp and channels_last)."""
+        names = set(cls.model_fields)
         unknown = sorted(set(options) - names)
         if unknown:
             raise InputError(f"unknown training option(s): {', '.join(unknown)}",
                              f"known: {', '.join(sorted(names))}")
-        cfg = cls(**{k: v for k, v in options.items() if v is not None or k in ("amp", "channels_last")})
-        cfg.validate()
-        return cfg
+        return cls(**{k: v for k, v in options.items() if v is not None or k in ("amp", "channels_last")})
 
-    def __post_init__(self) -> None:
+    @field_validator("alpha", mode="before")
+    @classmethod
+    def _alpha_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha(cls, value: str) -> str:
+        if value != "balanced":
+            try:
+                ok = float(value) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise Invalid(f"--alpha '{value}' is neither a positive number nor 'balanced'", "use 1 or balanced")
+        return value
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, value: str) -> str:
+        for a in parse_augment(value):
+            if a not in AUGMENTS:
+                raise Invalid(f"unknown augmentation '{a}'", f"choose from {', '.join(AUGMENTS)} or none")
+        return value
+
+    @model_validator(mode="after")
+    def _recipe_and_weights(self) -> TrainConfig:
+        """Fill the options left unset from the recipe, then check the weights against the architecture."""
         if self.weights is None:
             self.weights = "none" if self.arch == "simple-cnn" else "imagenet"
         for key, value in RECIPES[self.recipe].items():
             if getattr(self, key) is None:
                 setattr(self, key, value)
+        if self.arch == "simple-cnn" and self.weights == "imagenet":
+            raise Invalid("simple-cnn has no ImageNet weights",
+                          "use --weights none (its default) or a simple-cnn checkpoint")
+        if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
+            raise Invalid(f"--weights '{self.weights}' is not imagenet, none or an existing file",
+                          "pass a .pt/.pth file, or --weights none to train from scratch")
+        return self
 
     @property
     def recipe(self) -> str:
@@ -108,52 +195,11 @@ class TrainConfig:
                     f"lr {self.lr:g}, {self.scheduler}, {self.epochs} epochs, patience {self.patience}")
         return f"fine-tuning {self.weights} weights: frozen until {self.freeze_until}, lr {self.lr:g}, {self.scheduler}"
 
-    def validate(self) -> None:
-        def bad(msg: str, hint: str) -> None:
-            raise InputError(msg, hint)
-
-        if self.loss not in ("focal", "ce"):
-            bad(f"unknown loss '{self.loss}'", "choose focal or ce")
-        if self.gamma < 0:
-            bad("--gamma must be >= 0", "2 is the usual focal loss value")
-        if self.alpha != "balanced":
-            try:
-                if float(self.alpha) <= 0:
-                    raise ValueError
-            except ValueError:
-                bad(f"--alpha '{self.alpha}' is neither a positive number nor 'balanced'", "use 1 or balanced")
-        if self.class_weights not in ("none", "inverse-freq"):
-            bad(f"unknown --class-weights '{self.class_weights}'", "choose none or inverse-freq")
-        if self.epochs < 1 or self.batch_size < 1 or self.size < 16:
-            bad("--epochs and --batch-size must be >= 1 and --size >= 16", "e.g. --epochs 10 --size 224")
-        if self.lr < 0 or self.weight_decay < 0 or not 0 <= self.dropout < 1 or self.mixup < 0:
-            bad("--lr, --weight-decay, --mixup must be >= 0 and --dropout in [0, 1)", "see curate train --help")
-        if self.threads is not None and self.threads < 1:
-            bad("--threads must be >= 1", "e.g. --threads 1 on a machine shared with other jobs")
-        if self.patience < 0:
-            bad("--patience must be >= 0", "0 disables early stopping")
-        if self.scheduler not in SCHEDULERS:
-            bad(f"unknown --scheduler '{self.scheduler}'", f"choose {', '.join(SCHEDULERS)}")
-        if self.stem not in STEMS:
-            bad(f"unknown --stem '{self.stem}'", f"choose {', '.join(STEMS)}")
-        if self.eval_split not in ("val", "test"):
-            bad(f"--eval-split must be val or test, not '{self.eval_split}'", "val/valid/validation all count as val")
-        for a in self.augment_list():
-            if a not in AUGMENTS:
-                bad(f"unknown augmentation '{a}'", f"choose from {', '.join(AUGMENTS)} or none")
-        if self.arch == "simple-cnn" and self.weights == "imagenet":
-            bad("simple-cnn has no ImageNet weights", "use --weights none (its default) or a simple-cnn checkpoint")
-        if self.weights not in ("imagenet", "none") and not Path(self.weights).is_file():
-            bad(f"--weights '{self.weights}' is not imagenet, none or an existing file",
-                "pass a .pt/.pth file, or --weights none to train from scratch")
-
     def augment_list(self) -> list[str]:
-        if self.augment.strip().lower() in ("", "none"):
-            return []
-        return [a.strip().lower() for a in self.augment.split(",") if a.strip()]
+        return parse_augment(self.augment)
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        d = self.model_dump()
         d["jitter"], d["mean"], d["std"] = list(self.jitter), list(self.mean), list(self.std)
         return d
 
