@@ -11,7 +11,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -254,11 +254,38 @@ def _default_log(quiet: bool):
                                                                          soft_wrap=True))
 
 
-def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-        log: Callable[[str], None] | None = None, on_epoch_end=None, prepared: Prepared | None = None) -> TrainResult:
-    root = as_location(root)  # a local Path, or an object-store URL string
-    log = log or _default_log(quiet)
-    out_dir = resolve_out(out, root, cfg.arch, resume, overwrite)
+@dataclass
+class Parts:
+    """What a run trains with: the model on its device, the batches of each split, loss, optimiser, schedule."""
+
+    model: torch.nn.Module
+    minfo: dict
+    device: torch.device
+    prec: Precision
+    batches: dict[str, Batches]
+    criterion: torch.nn.Module
+    augment: Augment
+    optimizer: torch.optim.Optimizer
+    scheduler: object | None
+    scaler: torch.amp.GradScaler | None
+    meta: dict  # stored in every checkpoint
+
+
+@dataclass
+class Progress:
+    """Where a run stands: the history so far and the early-stopping state (saved in last.pt)."""
+
+    history: list[dict] = field(default_factory=list)
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    start: int = 1  # the next epoch
+    train_seconds: float = 0.0
+    stopped_early: bool = False
+
+
+def choose_device(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[torch.device, Precision, bool]:
+    """The device, its precision and whether to use channels-last; sets torch's threads and backend."""
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -267,32 +294,30 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     if prec.dtype == torch.bfloat16 and device.type == "cpu" and not cpu_has_bf16():
         log("warning: this CPU has no native bf16; --amp will be slower than fp32 here")
     channels_last = device.type == "cuda" if cfg.channels_last is None else cfg.channels_last
-    ds = prepared.dataset if prepared else load_dataset(root, cfg.eval_split)
-    n_cls = len(ds.classes)
-    last = None
-    if resume:  # checked before decoding; its weights replace the starting ones, so those are not loaded
-        last = read_checkpoint(out_dir / "last.pt")
-        if last.get("arch") != cfg.arch or last.get("classes") != ds.classes:
-            raise InputError(f"{out_dir / 'last.pt'} was trained as {last.get('arch')} on other classes",
-                             "resume with the same tree and --arch, or start a new --out")
-        check_resume_options(last.get("config") or {}, cfg, out_dir)
-    torch.manual_seed(cfg.seed)
-    model, minfo = build_model(cfg.arch, n_cls, weights="none" if last else cfg.weights, dropout=cfg.dropout,
-                               size=cfg.size, freeze_until=cfg.freeze_until, classes=ds.classes,
-                               stem=last.get("stem", "imagenet") if last else cfg.stem,
-                               transform_input=checkpoint_transform_input(last) if last else None)  # fail fast
-    prep = prepared or prepare(root, cfg, quiet=quiet, log=log, dataset=ds)
-    model = model.to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    return device, prec, channels_last
 
+
+def read_resume(out_dir: Path, cfg: TrainConfig, ds: Dataset) -> dict:
+    """last.pt of the run to continue, checked against this command (before anything is decoded)."""
+    last = read_checkpoint(out_dir / "last.pt")
+    if last.get("arch") != cfg.arch or last.get("classes") != ds.classes:
+        raise InputError(f"{out_dir / 'last.pt'} was trained as {last.get('arch')} on other classes",
+                         "resume with the same tree and --arch, or start a new --out")
+    check_resume_options(last.get("config") or {}, cfg, out_dir)
+    return last
+
+
+def make_parts(model, minfo: dict, prep: Prepared, cfg: TrainConfig, device: torch.device, prec: Precision,
+               channels_last: bool) -> Parts:
+    """Place the decoded splits, and build the loss, augmentation, optimiser, schedule and checkpoint metadata."""
+    ds, n_cls = prep.dataset, len(prep.dataset.classes)
     budget = int(torch.cuda.mem_get_info(device)[0] * 0.4) if device.type == "cuda" else 0
     batches: dict[str, Batches] = {}
     for name, src in prep.sources.items():
         if isinstance(src, Cached):
             src, budget = place(src, device, budget)
         batches[name] = Batches(src, cfg.batch_size, device, loader_workers(cfg.workers) if prep.streaming else 0)
-    train_b, eval_b = batches["train"], batches[cfg.eval_split]
+    train_b = batches["train"]
     if train_b.num_images() == 0:
         raise InputError("no readable training images", "check the tree with `curate report`")
     counts = [int(c) for c in torch.bincount(train_b.source.targets if isinstance(train_b.source, Cached)
@@ -305,7 +330,6 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     scheduler = make_scheduler(optimizer, cfg)
     scaler = torch.amp.GradScaler(device.type) if prec.enabled and prec.dtype == torch.float16 else None
-
     meta = {
         "format": CHECKPOINT_FORMAT, "version": 1, "arch": cfg.arch, "classes": ds.classes,
         "display": ds.display, "size": cfg.size, "mean": list(cfg.mean), "std": list(cfg.std),
@@ -313,98 +337,117 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
         "transform_input": minfo["transform_input"], "stem": minfo["stem"],
         "config": cfg.to_dict(),
     }
-    history: list[dict] = []
-    best_loss, best_epoch, bad_epochs, start, train_seconds = math.inf, 0, 0, 1, 0.0
-    if last:
-        model.load_state_dict(last["model"])
-        optimizer.load_state_dict(last["optimizer"])
-        if scheduler is not None and last.get("scheduler"):
-            scheduler.load_state_dict(last["scheduler"])
-            if hasattr(scheduler, "T_max"):
-                scheduler.T_max = cfg.epochs  # more --epochs: the cosine continues from here to the new end
-            if cfg.epochs > last["epoch"] and optimizer.param_groups[0]["lr"] <= 1e-12:
-                log(f"warning: the cosine schedule of {out_dir} has ended (learning rate 0), so more epochs "
-                    f"learn nothing; to train further start a new run with --weights {out_dir / 'best.pt'}")
-        if scaler is not None and last.get("scaler"):
-            scaler.load_state_dict(last["scaler"])
-        history = last["history"]
-        best_loss, best_epoch, bad_epochs = last["best_loss"], last["best_epoch"], last["bad_epochs"]
-        train_seconds = last.get("train_seconds", 0.0)
-        start = last["epoch"] + 1
-        log(f"resuming {out_dir} after epoch {last['epoch']}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"{cfg.arch}: {n_cls} classes, {train_b.num_images()} train / {eval_b.num_images()} {cfg.eval_split} images, "
-        f"{minfo['trainable_params']:,} of {minfo['params']:,} parameters trainable (from {minfo['freeze_until']}), "
-        f"{minfo['stem']} stem, {device.type} {prec.name}, writing to {out_dir}")
-    log(cfg.recipe_note())
+    return Parts(model, minfo, device, prec, batches, criterion, augment, optimizer, scheduler, scaler, meta)
 
-    stopped_early = False
-    if start > 1 and cfg.patience and bad_epochs >= cfg.patience:
-        stopped_early = True
-        start = cfg.epochs + 1
+
+def restore(last: dict, run: Parts, cfg: TrainConfig, out_dir: Path, log: Callable[[str], None]) -> Progress:
+    """Load the weights and optimiser, schedule and scaler states of last.pt; the progress it saved."""
+    run.model.load_state_dict(last["model"])
+    run.optimizer.load_state_dict(last["optimizer"])
+    scheduler = run.scheduler
+    if scheduler is not None and last.get("scheduler"):
+        scheduler.load_state_dict(last["scheduler"])
+        if hasattr(scheduler, "T_max"):
+            scheduler.T_max = cfg.epochs  # more --epochs: the cosine continues from here to the new end
+        if cfg.epochs > last["epoch"] and run.optimizer.param_groups[0]["lr"] <= 1e-12:
+            log(f"warning: the cosine schedule of {out_dir} has ended (learning rate 0), so more epochs "
+                f"learn nothing; to train further start a new run with --weights {out_dir / 'best.pt'}")
+    if run.scaler is not None and last.get("scaler"):
+        run.scaler.load_state_dict(last["scaler"])
+    progress = Progress(last["history"], last["best_loss"], last["best_epoch"], last["bad_epochs"],
+                        last["epoch"] + 1, last.get("train_seconds", 0.0))
+    log(f"resuming {out_dir} after epoch {last['epoch']}")
+    return progress
+
+
+def end_of_epoch(run: Parts, progress: Progress, epoch: int, lr: float, tr: dict, ev: dict, cfg: TrainConfig,
+                 out_dir: Path, log: Callable[[str], None]) -> dict:
+    """Record one epoch (trained at `lr`): its history row, best.pt when the evaluation loss improved, last.pt,
+    history.csv."""
+    if run.scheduler is not None:
+        with warnings.catch_warnings():  # GradScaler may skip the first steps (inf grads): harmless
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            run.scheduler.step()
+    progress.train_seconds += tr["seconds"]
+    row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": ev["loss"],
+           "val_acc": ev["acc"], "lr": lr, "seconds": tr["seconds"],
+           "images_per_s": tr["images"] / tr["seconds"] if tr["seconds"] else 0.0}
+    progress.history.append(row)
+    line = (f"[{epoch:02d}] train loss {tr['loss']:.3f} acc {tr['acc']:.3f} | {cfg.eval_split} loss "
+            f"{ev['loss']:.3f} acc {ev['acc']:.3f} | {tr['seconds']:.1f} s, {row['images_per_s']:.0f} img/s")
+    if ev["loss"] < progress.best_loss:
+        progress.best_loss, progress.best_epoch, progress.bad_epochs = ev["loss"], epoch, 0
+        save_torch({**run.meta, "model": cpu_state(run.model), "epoch": epoch, "val_loss": ev["loss"]},
+                   out_dir / "best.pt")
+        line += "  *best"
+    else:
+        progress.bad_epochs += 1
+    log(line)
+    save_torch({**run.meta, "model": cpu_state(run.model),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict() if run.scheduler else None,
+                "scaler": run.scaler.state_dict() if run.scaler else None, "epoch": epoch,
+                "history": progress.history, "best_loss": progress.best_loss, "best_epoch": progress.best_epoch,
+                "bad_epochs": progress.bad_epochs, "train_seconds": progress.train_seconds}, out_dir / "last.pt")
+    write_history(out_dir / "history.csv", progress.history)
+    return row
+
+
+def train_epochs(run: Parts, progress: Progress, cfg: TrainConfig, out_dir: Path, *, quiet: bool,
+                 log: Callable[[str], None], on_epoch_end=None) -> PeakMemory:
+    """Train from progress.start to cfg.epochs, stopping early after cfg.patience epochs without a better
+    evaluation loss; returns the peak-memory reading of the epochs."""
+    if progress.start > 1 and cfg.patience and progress.bad_epochs >= cfg.patience:
+        progress.stopped_early = True
+        progress.start = cfg.epochs + 1
+    train_b, eval_b = run.batches["train"], run.batches[cfg.eval_split]
     n_train = train_b.num_images()
     steps = math.ceil((n_train - (n_train % cfg.batch_size == 1 and n_train > 1)) / cfg.batch_size)
-    with PeakMemory(device) as mem, progress_bar(quiet) as bar:
+    with PeakMemory(run.device) as mem, progress_bar(quiet) as bar:
         task = bar.add_task("train", total=steps, unit="batches")
-        for epoch in range(start, cfg.epochs + 1):
+        for epoch in range(progress.start, cfg.epochs + 1):
             bar.reset(task, total=steps, description=f"epoch {epoch}/{cfg.epochs}")
-            lr = optimizer.param_groups[0]["lr"]
-            tr = train_one_epoch(model, train_b, augment, criterion, optimizer, scaler, prec, minfo["frozen_norms"],
-                                 seed=cfg.seed, epoch=epoch, mixup=cfg.mixup,
+            lr = run.optimizer.param_groups[0]["lr"]
+            tr = train_one_epoch(run.model, train_b, run.augment, run.criterion, run.optimizer, run.scaler, run.prec,
+                                 run.minfo["frozen_norms"], seed=cfg.seed, epoch=epoch, mixup=cfg.mixup,
                                  on_batch=lambda: bar.advance(task))
-            ev = evaluate(model, eval_b, augment, criterion, prec)
+            ev = evaluate(run.model, eval_b, run.augment, run.criterion, run.prec)
             if not math.isfinite(ev["loss"]):  # never the best epoch, so best.pt could be missing or stale
                 raise InputError(f"training diverged in epoch {epoch} ({cfg.eval_split} loss is {ev['loss']})",
                                  "lower --lr or turn off --amp")
-            if scheduler is not None:
-                with warnings.catch_warnings():  # GradScaler may skip the first steps (inf grads): harmless
-                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
-                    scheduler.step()
-            train_seconds += tr["seconds"]
-            row = {"epoch": epoch, "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": ev["loss"],
-                   "val_acc": ev["acc"], "lr": lr, "seconds": tr["seconds"],
-                   "images_per_s": tr["images"] / tr["seconds"] if tr["seconds"] else 0.0}
-            history.append(row)
-            line = (f"[{epoch:02d}] train loss {tr['loss']:.3f} acc {tr['acc']:.3f} | {cfg.eval_split} loss "
-                    f"{ev['loss']:.3f} acc {ev['acc']:.3f} | {tr['seconds']:.1f} s, {row['images_per_s']:.0f} img/s")
-            improved = ev["loss"] < best_loss
-            if improved:
-                best_loss, best_epoch, bad_epochs = ev["loss"], epoch, 0
-                state = cpu_state(model)
-                save_torch({**meta, "model": state, "epoch": epoch, "val_loss": ev["loss"]}, out_dir / "best.pt")
-                line += "  *best"
-            else:
-                bad_epochs += 1
-            log(line)
-            save_torch({**meta, "model": cpu_state(model),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler else None,
-                        "scaler": scaler.state_dict() if scaler else None, "epoch": epoch, "history": history,
-                        "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                        "train_seconds": train_seconds}, out_dir / "last.pt")
-            write_history(out_dir / "history.csv", history)
+            row = end_of_epoch(run, progress, epoch, lr, tr, ev, cfg, out_dir, log)
             if on_epoch_end:
                 on_epoch_end(epoch, row)
-            if cfg.patience and bad_epochs >= cfg.patience and epoch < cfg.epochs:
-                stopped_early = True
-                log(f"early stop: {cfg.eval_split} loss has not improved for {bad_epochs} epochs (best epoch {best_epoch})")
+            if cfg.patience and progress.bad_epochs >= cfg.patience and epoch < cfg.epochs:
+                progress.stopped_early = True
+                log(f"early stop: {cfg.eval_split} loss has not improved for {progress.bad_epochs} epochs "
+                    f"(best epoch {progress.best_epoch})")
                 break
+    return mem
 
+
+def finish(run: Parts, progress: Progress, prep: Prepared, cfg: TrainConfig, out_dir: Path, mem: PeakMemory,
+           log: Callable[[str], None]) -> dict:
+    """Reload best.pt, measure it on every held-out split, time inference, write metrics.json and curves.png."""
+    model, minfo, device, prec, ds = run.model, run.minfo, run.device, run.prec, prep.dataset
+    history, best_epoch = progress.history, progress.best_epoch
+    train_b, eval_b = run.batches["train"], run.batches[cfg.eval_split]
     best = torch.load(out_dir / "best.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
-    metrics = final_metrics(model, batches, augment, criterion, prec, ds, cfg, out_dir, history, best_epoch)
+    metrics = final_metrics(model, run.batches, run.augment, run.criterion, prec, ds, cfg, out_dir, history,
+                            best_epoch)
     metrics.update({
         "arch": cfg.arch, "weights": cfg.weights, "device": str(device), "precision": prec.name,
         "params": minfo["params"], "trainable_params": minfo["trainable_params"],
         "freeze_until": minfo["freeze_until"], "stem": minfo["stem"], "recipe": cfg.recipe,
         "recipe_note": cfg.recipe_note(), "classes": ds.classes, "best_epoch": best_epoch,
-        "epochs_run": len(history), "stopped_early": stopped_early, "train_seconds": train_seconds,
+        "epochs_run": len(history), "stopped_early": progress.stopped_early, "train_seconds": progress.train_seconds,
         "decode_seconds": prep.decode_seconds, "unreadable": len(prep.unreadable),
         "train_images": train_b.num_images(), "train_images_per_s": (
             sum(h["images_per_s"] * h["seconds"] for h in history) / max(sum(h["seconds"] for h in history), 1e-9)),
         "peak_memory_mb": mem.peak_mb, "peak_memory_kind": mem.kind, "config": cfg.to_dict(),
     })
-    x = augment.normalise(next(iter(eval_b()))[0])
+    x = run.augment.normalise(next(iter(eval_b()))[0])
     metrics.update(time_inference(model, x, device=device, autocast=prec.autocast))
     one = time_inference(model, x[:1], device=device, autocast=prec.autocast)
     metrics["inference_ms_batch1"] = one["inference_ms_per_image"]
@@ -412,7 +455,38 @@ def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bo
     plot_curves(history, out_dir / "curves.png", best_epoch)
     log(f"best epoch {best_epoch}: {metrics['split']} top-1 {metrics['top1']:.3f}, macro-F1 {metrics['macro_f1']:.3f}; "
         f"wrote {out_dir}")
-    return TrainResult(out_dir, metrics, history, best_epoch, stopped_early)
+    return metrics
+
+
+def fit(root, cfg: TrainConfig, *, out=None, resume: bool = False, overwrite: bool = False, quiet: bool = False,
+        log: Callable[[str], None] | None = None, on_epoch_end=None, prepared: Prepared | None = None) -> TrainResult:
+    root = as_location(root)  # a local Path, or an object-store URL string
+    log = log or _default_log(quiet)
+    out_dir = resolve_out(out, root, cfg.arch, resume, overwrite)
+    device, prec, channels_last = choose_device(cfg, log)
+    ds = prepared.dataset if prepared else load_dataset(root, cfg.eval_split)
+    # checked before decoding; its weights replace the starting ones, so those are not loaded
+    last = read_resume(out_dir, cfg, ds) if resume else None
+    torch.manual_seed(cfg.seed)
+    model, minfo = build_model(cfg.arch, len(ds.classes), weights="none" if last else cfg.weights,
+                               dropout=cfg.dropout, size=cfg.size, freeze_until=cfg.freeze_until, classes=ds.classes,
+                               stem=last.get("stem", "imagenet") if last else cfg.stem,
+                               transform_input=checkpoint_transform_input(last) if last else None)  # fail fast
+    prep = prepared or prepare(root, cfg, quiet=quiet, log=log, dataset=ds)
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    run = make_parts(model, minfo, prep, cfg, device, prec, channels_last)
+    progress = restore(last, run, cfg, out_dir, log) if last else Progress()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_b, eval_b = run.batches["train"], run.batches[cfg.eval_split]
+    log(f"{cfg.arch}: {len(ds.classes)} classes, {train_b.num_images()} train / {eval_b.num_images()} "
+        f"{cfg.eval_split} images, {minfo['trainable_params']:,} of {minfo['params']:,} parameters trainable "
+        f"(from {minfo['freeze_until']}), {minfo['stem']} stem, {device.type} {prec.name}, writing to {out_dir}")
+    log(cfg.recipe_note())
+    mem = train_epochs(run, progress, cfg, out_dir, quiet=quiet, log=log, on_epoch_end=on_epoch_end)
+    metrics = finish(run, progress, prep, cfg, out_dir, mem, log)
+    return TrainResult(out_dir, metrics, progress.history, progress.best_epoch, progress.stopped_early)
 
 
 def make_scheduler(optimizer, cfg: TrainConfig):
