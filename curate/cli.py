@@ -6,13 +6,11 @@ the app and is the one error boundary: CurateError -> one line + exit code, Ctrl
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import sys
 
 import typer
 
-from curate import __version__
+from curate import __version__, commands
 from curate.commands import common
 from curate.errors import EXIT_INTERRUPTED, EXIT_USAGE, CurateError
 
@@ -39,36 +37,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors and the final summary."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="More detail; tracebacks on errors."),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
-    common.STATE.quiet = quiet
-    common.STATE.verbose = verbose
+    ctx.obj = common.State(quiet, verbose)  # what common.state() gives the command
 
 
-def _register_commands() -> None:
-    import curate.commands as pkg
-
-    mods = [m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name != "common"]
-    loaded = [importlib.import_module(f"curate.commands.{name}") for name in mods]
-    for mod in sorted(loaded, key=lambda m: (getattr(m, "ORDER", 50), m.__name__)):
-        mod.register(app)
-    for cmd in app.registered_commands:
-        if isinstance(cmd.help, str):
-            cmd.help = _reflow(cmd.help)
-
-
-def _reflow(text: str) -> str:
-    """Join the hard-wrapped lines of each prose paragraph: rich help keeps every newline, so source-wrapped
-    text came out ragged at any terminal width. Indented paragraphs (examples) stay as written."""
-    paras = text.split("\n\n")
-    return "\n\n".join(p if p.startswith(" ") else " ".join(p.strip("\n").split("\n")) for p in paras)
-
-
-_register_commands()
+commands.register_all(app)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     from typer.exceptions import Abort, TyperException
 
     args = sys.argv[1:] if argv is None else argv
+    verbose = _verbose(args)
     try:
         rv = app(args=args, prog_name="curate", standalone_mode=False)
     except TyperException as e:  # usage errors from the (vendored) click layer
@@ -91,17 +71,27 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(getattr(e, "exit_code", EXIT_USAGE))
     except CurateError as e:
         common.err(str(e))
-        if common.STATE.verbose:
+        if verbose:
             raise
         sys.exit(e.exit_code)
     except (KeyboardInterrupt, Abort):
         common.err("interrupted; re-run the same command to resume")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as e:
-        if common.STATE.verbose:
+        if verbose:
             raise
         common.err(f"unexpected {type(e).__name__}: {e} (re-run with --verbose for the traceback)")
         sys.exit(EXIT_USAGE if isinstance(e, OSError) else 1)
     if rv == EXIT_INTERRUPTED:  # Typer turns Ctrl-C inside a command into exit code 130
         common.err("interrupted; re-run the same command to resume")
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _verbose(args: list[str]) -> bool:
+    """-v/--verbose among the root options (before the command name): tracebacks on errors."""
+    for a in args:
+        if not a.startswith("-"):
+            return False
+        if a in ("-v", "--verbose") or (a.startswith("-") and not a.startswith("--") and "v" in a[1:]):
+            return True
+    return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -357,3 +358,17 @@ def test_coins_pipeline_runs_every_step_on_real_coins(tmp_path, capsys):
     assert rec["report"]["exit_code"] == 0 and rec["train"]["exit_code"] == 0
     assert e.value.code == 1  # the highest code seen: problems handled along the way
     assert (tmp_path / "data" / "runs" / "coins").is_dir()
+
+
+def test_pipelines_run_commands_from_the_registry_not_the_cli_app(tmp_path):
+    """The library never imports curate.cli (the app and its root options): steps come from
+    curate.commands.registry() and each gets its own --quiet/--verbose state (no module globals)."""
+    code = ("import sys; from curate.pipeline import load_pipeline, run_pipeline\n"
+            f"p = load_pipeline('demo', {{'source': 's', 'out': {str(tmp_path / 'o')!r}}})\n"
+            "assert [s.command for s in p.steps] == ['openimages', 'dedupe', 'report', 'train'], p.steps\n"
+            f"r = run_pipeline('demo', variables={{'source': 's', 'out': {str(tmp_path / 'o')!r}}}, dry_run=True)\n"
+            "print('cli' if 'curate.cli' in sys.modules else 'no cli', r.exit_code)\n"
+            "import curate.commands.common as c; print(hasattr(c, 'STATE'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["no", "cli", "0", "False"], r.stdout

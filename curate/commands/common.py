@@ -18,7 +18,16 @@ class State:
     verbose: bool = False
 
 
-STATE = State()
+def state() -> State:
+    """--quiet / --verbose of the running command: the State its root context carries (set by the CLI's
+    root options, or given by whoever runs the command in-process); defaults outside a command."""
+    try:  # Typer vendors click since 0.2x; older Typer runs on click itself
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    ctx = get_current_context(silent=True)
+    obj = ctx.find_root().obj if ctx is not None else None
+    return obj if isinstance(obj, State) else State()
 # results and summaries (stdout). markup=False: paths, labels and names are printed as typed, never read as
 # rich markup ('data[1]' stays, '[/x]' does not crash); pass markup=True where a message is built for it.
 out = Console(highlight=False, markup=False)
@@ -52,7 +61,7 @@ def warn(message: str) -> None:
 
 
 def info(message: str, markup: bool = False) -> None:
-    if not STATE.quiet:
+    if not state().quiet:
         _err.print(message, soft_wrap=True, markup=markup)
 
 

@@ -133,7 +133,7 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
     from curate.dedupe_apply import dedupe as run
     from curate.labelnames import with_name
 
-    res = run(root, json_path=json_path, quiet=common.STATE.quiet, **opts)
+    res = run(root, json_path=json_path, quiet=common.state().quiet, **opts)
     verb = "would remove" if dry_run else "removed"
     for s in res.splits:
         line = (f"{s['split']}: {s['files']} → {s['kept']} kept ({s['removed']} {verb} "
@@ -192,7 +192,7 @@ def _write_sheet(res, root, sheet, names, workers, engine) -> None:
 
     moved = None if res.dry_run else journal_locations(res.journal, root)
     write_sheet(res.result, root, sheet, names, moved=moved, dry_run=res.dry_run, workers=workers, engine=engine,
-                quiet=common.STATE.quiet)
+                quiet=common.state().quiet)
 
 
 def _undo(root: Path | str, force: bool = False) -> None:

@@ -36,7 +36,7 @@ def demo(
 ) -> None:
     from curate.demo import run_demo
 
-    res = run_demo(out, workers=workers, seed=seed, quiet=common.STATE.quiet)
+    res = run_demo(out, workers=workers, seed=seed, quiet=common.state().quiet)
     for line in res.summary:
         common.out.print(line)
     raise typer.Exit(res.exit_code)

@@ -50,8 +50,6 @@ def import_command(
     ray_address: str = common.ray_address_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier import of another source."),
 ) -> None:
-    from curate.commands.common import STATE
-
     eng = common.engine_of(engine, workers, ray_address)
     from curate.sources.formats import Options
     from curate.sources.importer import import_source
@@ -59,7 +57,7 @@ def import_command(
     with common.writing(out_dir):
         res = import_source(source, out_dir, fmt=fmt, val_ratio=val_ratio, test_ratio=test_ratio, seed=seed,
                             options=Options(subset, labels, path_column, label_column), names=names,
-                            workers=workers, engine=eng, quiet=STATE.quiet, overwrite=overwrite)
+                            workers=workers, engine=eng, quiet=common.state().quiet, overwrite=overwrite)
     if res.up_to_date:
         info(f"{out_dir} is up to date with {source} (nothing to do)")
     for line in res.notes:

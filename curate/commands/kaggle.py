@@ -42,15 +42,13 @@ def kaggle(
     ray_address: str = common.ray_address_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier import of another source version."),
 ) -> None:
-    from curate.commands.common import STATE
-
     eng = common.engine_of(engine, workers, ray_address)
     from curate.sources.kaggle import import_dataset
 
     with common.writing(out_dir):
         res = import_dataset(
             dataset, out_dir, source=source, names=names, label_names=label_names, download_dir=download_dir,
-            workers=workers, quiet=STATE.quiet, check_counts=check_counts, engine=eng,
+            workers=workers, quiet=common.state().quiet, check_counts=check_counts, engine=eng,
             overwrite=overwrite,
         )
     if res.up_to_date:

@@ -135,7 +135,7 @@ def openimages(
     min_size = 32 if min_size is None else min_size
     prep = oi.prepare(classes, source=source, split=split, download_dir=download_dir, include=include,
                       max_per_label=max_per_label, max_samples=max_samples, ambiguous_iou=ambiguous_iou,
-                      seed=seed, quiet=common.STATE.quiet)
+                      seed=seed, quiet=common.state().quiet)
     _print_plan(prep, dry_run)
     if dry_run:
         return
@@ -150,7 +150,7 @@ def openimages(
     from curate.storage import as_location
 
     with common.writing(as_location(out)):
-        res = oi.build(prep, out, params, workers=workers, engine=eng, quiet=common.STATE.quiet,
+        res = oi.build(prep, out, params, workers=workers, engine=eng, quiet=common.state().quiet,
                        overwrite=overwrite, command=command)
     _print_result(res)
     raise typer.Exit(1 if res.problems else 0)
@@ -160,10 +160,10 @@ def _detect(classes, out, *, dry_run, workers, engine, overwrite, params, **sele
     """--task detect: the same selection, whole images with YOLO or COCO labels (curate.detect)."""
     from curate.detect import DetectParams, build_detect, prepare_detect
 
-    prep = prepare_detect(classes, quiet=common.STATE.quiet, **select)
+    prep = prepare_detect(classes, quiet=common.state().quiet, **select)
     _print_plan(prep, dry_run)
     ch = prep.chosen
-    if not common.STATE.quiet or dry_run:
+    if not common.state().quiet or dry_run:
         common.out.print(f"images: {len(prep.image_ids):,} ({len(ch.background):,} background); "
                          f"ignore regions (filtered boxes of selected classes): {len(ch.ignore):,} in "
                          f"{ch.ignore.ImageID.nunique():,} images"
@@ -177,7 +177,7 @@ def _detect(classes, out, *, dry_run, workers, engine, overwrite, params, **sele
 
     with common.writing(as_location(out)):
         res = build_detect(prep, out, DetectParams(**params), workers=workers, engine=engine,
-                           quiet=common.STATE.quiet, overwrite=overwrite, command=common.command_line())
+                           quiet=common.state().quiet, overwrite=overwrite, command=common.command_line())
     t = common.table("split", "images", "boxes", "ignore regions", "background")
     for split, c in res.counts.items():
         t.add_row(split, f"{c['images']:,}", f"{c['boxes']:,}", f"{c['ignore']:,}", f"{c['background']:,}")
@@ -208,7 +208,7 @@ def _list(oi, pattern, classes, source, split, download_dir) -> None:
 
 
 def _print_plan(prep, dry_run: bool) -> None:
-    if common.STATE.quiet and not dry_run:
+    if common.state().quiet and not dry_run:
         return
     sel = prep.chosen
     t = common.table("label", "classes", "boxes available", "images available", "boxes selected", "images selected",

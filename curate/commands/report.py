@@ -61,7 +61,7 @@ def report(
     from curate.storage import as_location
 
     common.reading(as_location(root))
-    res = build_report(as_location(root), as_location(out) if out else None, workers=workers, engine=eng, quiet=common.STATE.quiet,
+    res = build_report(as_location(root), as_location(out) if out else None, workers=workers, engine=eng, quiet=common.state().quiet,
                        fail_on=fail_on, thresholds=threshold, duplicates=not no_duplicates,
                        per_label=per_label, seed=seed)
     if res.report["duplicates"]["warning"]:

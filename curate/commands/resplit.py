@@ -82,10 +82,10 @@ def _resplit(root, dry_run: bool, opts: dict) -> None:
     """Plan, print the table and (unless dry_run) move; ends with typer.Exit."""
     from curate.split import apply_resplit, below_minimum, plan_resplit
 
-    plan = plan_resplit(root, quiet=common.STATE.quiet, **opts)
+    plan = plan_resplit(root, quiet=common.state().quiet, **opts)
     min_per_class = opts["min_per_class"]
     table = plan.table()
-    if dry_run or common.STATE.verbose:
+    if dry_run or common.state().verbose:
         _print_table(table)
     totals = table.sum()
     before = ", ".join(f"{c.split(':')[1]} {totals[c]}" for c in table.columns if c.startswith("before:"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from curate.commands.common import STATE, err, info, out
+from curate.commands import common
+from curate.commands.common import err, info, out
 
 ORDER = 90
 
@@ -50,7 +51,8 @@ def run(
             info(f"step {step.id} finished with problems (exit {res.exit_code}); continuing")
 
     result = run_pipeline(pipeline, variables=parse_set(set_), from_step=from_step, until_step=until_step,
-                          dry_run=dry_run, quiet=STATE.quiet, force=force, on_step=on_step)
+                          dry_run=dry_run, quiet=common.state().quiet, verbose=common.state().verbose, force=force,
+                          on_step=on_step)
     for line in result.lines(commands=dry_run):
         out.print(line, soft_wrap=True, markup=False)
     raise typer.Exit(result.exit_code)

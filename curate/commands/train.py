@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from curate.commands.common import STATE, info, out, seed_option, workers_option
+from curate.commands import common
+from curate.commands.common import info, out, seed_option, workers_option
 from curate.errors import EXIT_OK, Interrupted
 
 ORDER = 80
@@ -103,7 +104,7 @@ def train_cmd(
     if compare:
         if resume:
             raise typer.BadParameter("--resume does not combine with --compare")
-        rows = compare_api(root, compare, out=out_dir, overwrite=overwrite, quiet=STATE.quiet, **opts)
+        rows = compare_api(root, compare, out=out_dir, overwrite=overwrite, quiet=common.state().quiet, **opts)
         from curate.train.comparison import COLUMNS, format_row
 
         failed = [r["arch"] for r in rows if r.get("error")]
@@ -118,7 +119,7 @@ def train_cmd(
     if resume and overwrite:
         raise typer.BadParameter("choose one of --resume and --overwrite")
     try:
-        res = train_api(root, out=out_dir, arch=arch, quiet=STATE.quiet, resume=resume, overwrite=overwrite, **opts)
+        res = train_api(root, out=out_dir, arch=arch, quiet=common.state().quiet, resume=resume, overwrite=overwrite, **opts)
     except KeyboardInterrupt:
         where = f"--out {shlex.quote(str(out_dir))}" if out_dir else "--out RUN_FOLDER"
         raise Interrupted("interrupted; every finished epoch is in last.pt",
@@ -148,7 +149,7 @@ def predict_cmd(
     for p in inputs:  # folders that are curate trees: not while another process changes them
         if Path(p).is_dir():
             reading(Path(p))
-    preds = predict_api(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=STATE.quiet)
+    preds = predict_api(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=common.state().quiet)
     bad = [p for p in preds if p.error]
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in preds], indent=2))

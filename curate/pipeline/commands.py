@@ -7,11 +7,14 @@ from typing import Any
 
 
 def registered_commands(app=None) -> dict[str, Any]:
+    """{name: click command}: curate's command registry, or the commands of `app` (a Typer app; tests)."""
+    if app is None:
+        from curate.commands import registry  # Typer and every command module: only when a pipeline loads
+
+        return registry()
     import typer
 
-    if app is None:
-        from curate.cli import app
-    return dict(typer.main.get_command(app).commands)
+    return dict(typer.main.get_group(app).commands)
 
 
 def _is_path(p) -> bool:

@@ -10,10 +10,11 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from curate.commands import common
+from curate.commands.common import State
 from curate.errors import CurateError, InputError
 from curate.lock import hold
 from curate.manifest import read_info, update_info
+from curate.pipeline.commands import registered_commands
 from curate.pipeline.load import load_pipeline
 from curate.pipeline.model import PipelineResult, Step, StepResult
 
@@ -87,11 +88,13 @@ def run_pipeline(
     until_step: str | None = None,
     dry_run: bool = False,
     quiet: bool = False,
+    verbose: bool = False,
     force: bool = False,
     app=None,
     on_step=None,
 ) -> PipelineResult:
-    """Validate then run a pipeline. `on_step(step, result)` is called before (result None) and after each step."""
+    """Validate then run a pipeline. `on_step(step, result)` is called before (result None) and after each
+    step. `verbose`: a step's unexpected error raises with its traceback instead of failing the step."""
 
     pipe = load_pipeline(path, variables, app)
     first = _select(pipe.steps, from_step, "--from") or 0
@@ -131,7 +134,7 @@ def run_pipeline(
                 continue
             if on_step:
                 on_step(step, None)
-            code, message, duration = _invoke(step, quiet, app)
+            code, message, duration = _invoke(step, State(quiet, verbose), app)
             res.exit_code, res.message, res.duration = code, message, duration
             res.status = "ran" if code in ok_codes else "failed"
             if out is not None and out.is_dir():
@@ -148,20 +151,17 @@ def run_pipeline(
     return PipelineResult(Path(path), out, results)
 
 
-def _invoke(step: Step, quiet: bool, app=None) -> tuple[int, str, float]:
-    """Run one command in-process exactly as `curate COMMAND ARGV` would, and return its exit code."""
+def _invoke(step: Step, state: State, app=None) -> tuple[int, str, float]:
+    """Run one command in-process exactly as `curate COMMAND ARGV` would, from the command registry (not
+    the CLI app), with its own --quiet/--verbose state; return its exit code, message and duration."""
     import typer
 
-
-    if app is None:
-        from curate.cli import app
-    saved = (common.STATE.quiet, common.STATE.verbose)
-    root = (["-q"] if quiet or saved[0] else []) + (["-v"] if saved[1] else [])
+    command = registered_commands(app)[step.command]
     start = time.perf_counter()
     message = ""
     try:
-        rv = typer.main.get_command(app).main(args=[*root, step.command, *step.argv], prog_name="curate",
-                                               standalone_mode=False)
+        rv = command.main(args=list(step.argv), prog_name=f"curate {step.command}", standalone_mode=False,
+                          obj=state)
         code = rv if isinstance(rv, int) else 0
     except typer.Exit as e:
         code = e.exit_code
@@ -177,10 +177,8 @@ def _invoke(step: Step, quiet: bool, app=None) -> tuple[int, str, float]:
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001  (the CLI boundary does the same)
-        if saved[1]:
+        if state.verbose:
             raise
         code, message = 1, f"unexpected {type(e).__name__}: {e}"
-    finally:
-        common.STATE.quiet, common.STATE.verbose = saved
     return code, message, time.perf_counter() - start
 
