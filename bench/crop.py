@@ -43,7 +43,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from curate.samples import load_photo  # noqa: E402
+from curate.sources.samples import load_photo  # noqa: E402
 
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle", "grace_hopper", "china", "flower"]
 PERSON = "/m/01g317"
@@ -148,7 +148,7 @@ def _write_csv(path: Path, rows: list[list]) -> None:
 
 def describe(source: Path, split: str, classes: str, work: Path) -> tuple[Path, Path, str]:
     """(data folder, CSV of the boxes curate selects, summary): what the loops get for this source."""
-    from curate import crop as C
+    from curate.crop import letterbox as C
     from curate.sources import openimages as oi
 
     prep = oi.prepare(classes, source=source, split=split)

@@ -1,9 +1,9 @@
 """Dedupe speed, as ratios against baselines measured in the same run.
 
-1. Hashing images/s, one core: curate.hashing.hash_file (reduced-size JPEG decoding, sha256 included)
+1. Hashing images/s, one core: curate.dedupe.hashing.hash_file (reduced-size JPEG decoding, sha256 included)
    vs. a plain `imagehash.phash(Image.open(p))` loop, on 640x480 and on 12-megapixel JPEGs made from
    the sample photos; also how many hash bits the reduced decoding changes.
-2. Search, 20k hashes at threshold 10: curate.dupsearch.hamming_pairs vs. imagededup's
+2. Search, 20k hashes at threshold 10: curate.dedupe.search.hamming_pairs vs. imagededup's
    PHash().find_duplicates (brute_force_cython, one worker); the pair sets must be identical.
 3. Scale: 100k hashes at threshold 8 and 1M hashes at threshold 4 (random 64-bit codes with planted
    near-duplicates, every planted pair must be found).
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 def make_jpegs(folder: Path, size: tuple[int, int], n: int) -> list[Path]:
     from PIL import Image
 
-    from curate.samples import PHOTOS, load_photo
+    from curate.sources.samples import PHOTOS, load_photo
 
     names = [k for k in PHOTOS if k != "horse"]
     out = []
@@ -54,7 +54,7 @@ def bench_hashing(paths: list[Path], label: str) -> dict:
     import imagehash
     from PIL import Image
 
-    from curate.hashing import hash_file
+    from curate.dedupe.hashing import hash_file
 
     imagehash.phash(Image.open(paths[0]))  # warm imports
     hash_file(paths[0])
@@ -90,7 +90,7 @@ def planted(n: int, t: int, n_plant: int, seed: int = 0) -> tuple[np.ndarray, se
 
 
 def bench_search(n: int, t: int, imagededup: bool) -> None:
-    from curate.dupsearch import choose, hamming_pairs
+    from curate.dedupe.search import choose, hamming_pairs
 
     codes, plants = planted(n, t, n // 100)
     t0 = time.perf_counter()

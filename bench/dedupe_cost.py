@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dedupe_sets  # noqa: E402
 
-import curate.dedupe as dd  # noqa: E402
-from curate import dupcandidates  # noqa: E402
+import curate.dedupe.find as dd  # noqa: E402
+from curate.dedupe import candidates as dupcandidates  # noqa: E402
 
 STAGES = ("hashing", "exact pixels", "search code", "search batches", "gates", "verification", "clusters")
 

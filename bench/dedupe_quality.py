@@ -35,7 +35,7 @@ TRUTH = HERE / "coins-dev-truth.csv"
 
 
 def run(root: Path, threshold: int, verify: bool, workers: int):
-    from curate.dedupe import find_duplicates
+    from curate.dedupe.find import find_duplicates
 
     t0 = time.perf_counter()
     res = find_duplicates(root, threshold=threshold, verify=verify, workers=workers, quiet=True)

@@ -5,7 +5,7 @@
 On a temp copy of the real coins-dev slice (../shared/data/coins-dev), after one `find_duplicates`:
   notebook   one process: for every file the sheet shows, PIL open + full decode + thumbnail + JPEG +
              base64 (the thumbnails alone, no page)
-  sheet      curate.dedupe_sheet.write_sheet: reduced-size decoding in parallel, the page rendered and
+  sheet      curate.dedupe.sheet.write_sheet: reduced-size decoding in parallel, the page rendered and
              written (1 and N workers)
   dedupe     the find_duplicates run itself, for scale (the sheet's share of a dedupe --sheet run)
 Then a synthetic result with --clusters clusters over the same files (half near, half exact, a third
@@ -30,8 +30,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from curate.dedupe import Cluster, find_duplicates  # noqa: E402
-from curate.dedupe_sheet import THUMB_SIDE, shown_paths, write_sheet  # noqa: E402
+from curate.dedupe.find import Cluster, find_duplicates  # noqa: E402
+from curate.dedupe.sheet import THUMB_SIDE, shown_paths, write_sheet  # noqa: E402
 
 COINS = REPO.parent / "shared" / "data" / "coins-dev"
 

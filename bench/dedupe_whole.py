@@ -41,7 +41,7 @@ def baseline(files: list[Path]) -> tuple[float, list[str]]:
 
 def candidates(root: Path, files: list[Path], hashes: list[str], truth, threshold: int) -> tuple[int, int]:
     """(pairs of files whose phash is within threshold bits, how many of them are true copies)."""
-    from curate.dupsearch import hamming_pairs, pack
+    from curate.dedupe.search import hamming_pairs, pack
 
     i, j, _ = hamming_pairs(pack(hashes, 64), threshold, 64)
     photo = dict(zip(truth["path"], truth["photo"], strict=True))

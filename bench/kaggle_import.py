@@ -23,8 +23,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from curate.samples import PHOTOS, load_photo
 from curate.sources.kaggle import import_dataset
+from curate.sources.samples import PHOTOS, load_photo
 
 REPEATS = 3  # best of, for each variant: the machine may be shared
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crop import make_source  # noqa: E402
 
-from curate.build import BuildParams  # noqa: E402
+from curate.crop.build import BuildParams  # noqa: E402
 from curate.sources import openimages as oi  # noqa: E402
 
 
@@ -46,7 +46,7 @@ def main() -> None:
         src = make_source(tmp / "src", a.images, a.mode)
         rows = [("local engine, 1 worker", *run(src, tmp / "l1", 1, "local")),
                 (f"local engine, {a.workers} workers", *run(src, tmp / "ln", a.workers, "local"))]
-        from curate.ray_engine import connect
+        from curate.engine.ray_engine import connect
 
         t = time.perf_counter()
         connect(None, a.workers)

@@ -33,11 +33,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curate.executor import default_workers  # noqa: E402
+from curate.core.tree import scan_tree, state_dir  # noqa: E402
+from curate.engine.executor import default_workers  # noqa: E402
 from curate.report import build_report  # noqa: E402
 from curate.report.stats import image_stats  # noqa: E402
-from curate.samples import load_photo  # noqa: E402
-from curate.tree import scan_tree, state_dir  # noqa: E402
+from curate.sources.samples import load_photo  # noqa: E402
 
 PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "motorcycle", "grace_hopper", "china", "flower"]
 

@@ -1,6 +1,6 @@
 """Hashing an object-store tree vs. the same tree on local disk, as ratios measured in the same run.
 
-A tree of N 640x480 JPEGs (made from the sample photos) is hashed by curate.hashing.hash_files from a local
+A tree of N 640x480 JPEGs (made from the sample photos) is hashed by curate.dedupe.hashing.hash_files from a local
 folder (baseline) and from s3:// on a local S3 server (moto's server mode on 127.0.0.1: no network, but
 every object still goes through HTTP, botocore and s3fs), cold (no cache) and warm (local cache hit by
 ETag: only the listing is redone). One worker; the local page cache is warm for the baseline.
@@ -48,7 +48,7 @@ def main() -> None:
     try:
         import s3fs
 
-        from curate.hashing import hash_files
+        from curate.dedupe.hashing import hash_files
 
         root = tmp / "tree"
         for i, lab in enumerate(("a", "b", "c", "d")):

@@ -40,13 +40,13 @@ import torch  # noqa: E402
 import torchvision  # noqa: E402
 from train_tree import make_tree  # noqa: E402  (bench/ is on sys.path when this file runs)
 
+from curate.core.tree import atomic_write_json, atomic_write_text  # noqa: E402
 from curate.train import loop, train  # noqa: E402
 from curate.train.config import TrainConfig  # noqa: E402
 from curate.train.data import loader_workers  # noqa: E402
 from curate.train.loop import precision_for, resolve_device, tune_backend  # noqa: E402
 from curate.train.losses import build_loss  # noqa: E402
 from curate.train.models import build_model, logits_of, train_mode  # noqa: E402
-from curate.tree import atomic_write_json, atomic_write_text  # noqa: E402
 
 CLASSES = 3
 

@@ -5,7 +5,7 @@
 
 --data digits: scikit-learn's handwritten digits (1,797 real 8x8 scans, upscaled to --size px, grayscale
 PNGs), --per-class training and --per-class validation scans of each digit.
---data photos: crops of 10 real package photos (curate.samples), one class per photo, at --size px:
+--data photos: crops of 10 real package photos (curate.sources.samples), one class per photo, at --size px:
 training crops from the left 60 % of each photo, validation crops from the right 40 % (no shared pixels).
 Either is written into a temp tree. Then trains --arch
 from scratch (--weights none) with each stem, for the same --epochs (no early stopping, no augmentation),
@@ -58,7 +58,7 @@ PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "hubble", "r
 
 def make_photo_crops(root: Path, per_class: int, side: int, seed: int = 0) -> int:
     """ROOT/{train,val}/<photo>/ of square crops (a quarter to a half of the strip's short side)."""
-    from curate.samples import load_photo
+    from curate.sources.samples import load_photo
 
     rng = np.random.default_rng(seed)
     for name in PHOTOS:

@@ -3,7 +3,7 @@
     python bench/train_tree.py OUT [--classes 20] [--images 2000] [--side 224] [--seed 0]
 
 Class k is one region of one of the colour sample photos that installed packages ship (see
-curate/samples.py): up to 10 photos, split into 1, 2, 3 ... horizontal bands as more classes are asked
+curate/sources/samples.py): up to 10 photos, split into 1, 2, 3 ... horizontal bands as more classes are asked
 for. Each image is a random square crop inside its class's band (half to all of the band's shorter
 side), resized to --side and saved as JPEG q90. Writes OUT/train/<class>/ and OUT/val/<class>/ (val: 1/8
 of --images, at least 2 per class); --images counts training images over all classes.
@@ -21,7 +21,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curate.samples import load_photo  # noqa: E402
+from curate.sources.samples import load_photo  # noqa: E402
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "motorcycle", "grace_hopper", "china", "flower", "hubble",
           "retina")

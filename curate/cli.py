@@ -12,7 +12,7 @@ import typer
 
 from curate import __version__, commands
 from curate.commands import common
-from curate.errors import EXIT_INTERRUPTED, EXIT_USAGE, CurateError
+from curate.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, CurateError
 
 app = typer.Typer(
     name="curate",

@@ -21,7 +21,7 @@ def shared_openimages() -> Path:
 @pytest.fixture(scope="session")
 def demo_source(tmp_path_factory) -> Path:
     """The demo's Open Images-layout source (real photos, hand-set boxes); read-only for tests."""
-    from curate.demo import build_source
+    from curate.sources.demo import build_source
 
     return build_source(tmp_path_factory.mktemp("demo") / "source")
 
@@ -39,8 +39,8 @@ def one_torch_thread():
 
 def build_detect_tree(demo_source: Path, out: Path, label_format: str, seed: int) -> Path:
     """A detection set (YOLO or COCO) of the demo source with two background images."""
-    from curate.demo import DEMO_CLASSES
     from curate.detect import DetectParams, build_detect, prepare_detect
+    from curate.sources.demo import DEMO_CLASSES
 
     prep = prepare_detect(DEMO_CLASSES, source=demo_source, seed=seed, background=2)
     build_detect(prep, out, DetectParams(label_format=label_format, seed=seed), quiet=True)

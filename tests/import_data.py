@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from test_kaggle_data import jpeg, png  # noqa: F401  (re-exported for the import tests)
 
-from curate.samples import load_photo
+from curate.sources.samples import load_photo
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 PHOTOS = ["chelsea", "coffee", "astronaut", "rocket"]  # class i of the photo crops

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from test_kaggle_data import jpeg
 
-from curate.archive import COMPLETE, is_archive, list_members, safe_extract
-from curate.errors import InputError
-from curate.samples import load_photo
+from curate.core.errors import InputError
+from curate.sources.archive import COMPLETE, is_archive, list_members, safe_extract
+from curate.sources.samples import load_photo
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The centre code (curate.centrecode) and the streamed search (curate.dupcandidates) on real photos."""
+"""The centre code (curate.dedupe.centrecode) and the streamed search (curate.dedupe.candidates) on real photos."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curate import centrecode
 from curate.cli import main
-from curate.dedupe import find_duplicates
-from curate.dupsearch import distances, hamming_pairs, pack
-from curate.hashing import hash_files
-from curate.samples import PHOTOS, load_photo
+from curate.dedupe import centrecode
+from curate.dedupe.find import find_duplicates
+from curate.dedupe.hashing import hash_files
+from curate.dedupe.search import distances, hamming_pairs, pack
+from curate.sources.samples import PHOTOS, load_photo
 from curate.testing import dupsynth
 
 COINS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coins-dev"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from curate.classes import ClassIndex, load_aliases, parse_items, resolve
-from curate.errors import InputError
+from curate.core.errors import InputError
+from curate.sources.classes import ClassIndex, load_aliases, parse_items, resolve
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from curate.executor import make_executor
+from curate.engine.executor import make_executor
 from curate.testing.hooks import die_on_two, loaded_heavy_modules
 
 
@@ -47,7 +47,7 @@ def test_every_command_has_help_with_examples(name):
 
 
 def test_workers_import_nothing_heavy():
-    import curate.classes  # noqa: F401  (the parent may have anything loaded)
+    import curate.sources.classes  # noqa: F401  (the parent may have anything loaded)
 
     results = list(make_executor("local", workers=2, quiet=True).map(loaded_heavy_modules, [1, 2, 3]))
     assert results == [[], [], []]
@@ -96,7 +96,7 @@ def test_demo_end_to_end(tmp_path):
 
 
 def test_a_dying_worker_fails_the_run_instead_of_hanging():
-    from curate.errors import CurateError
+    from curate.core.errors import CurateError
 
     with pytest.raises(CurateError, match="worker process died"):
         list(make_executor("local", workers=2, quiet=True).map(die_on_two, [0, 1, 2, 3]))
@@ -133,8 +133,8 @@ def test_ctrl_c_in_train_gives_one_line_with_its_resume_command(monkeypatch, cap
 
 
 def test_demo_never_replaces_a_folder_it_did_not_make(tmp_path):
-    from curate.demo import MARKER, build_source
-    from curate.errors import InputError
+    from curate.core.errors import InputError
+    from curate.sources.demo import MARKER, build_source
 
     theirs = tmp_path / "data" / "source" / "train" / "mine.jpg"
     theirs.parent.mkdir(parents=True)
@@ -211,11 +211,11 @@ def test_engine_value_reaches_the_api_and_no_environment_changes(tmp_path, monke
     RAY_ADDRESS (it used to, so a pipeline step's address leaked into the next step)."""
     from typer.testing import CliRunner
 
-    import curate.dedupe_apply
-    import curate.split
+    import curate.dedupe.apply
+    import curate.resplit
     from curate.cli import app
-    from curate.errors import InputError
-    from curate.executor import Engine
+    from curate.core.errors import InputError
+    from curate.engine.executor import Engine
 
     seen = []
 
@@ -223,8 +223,8 @@ def test_engine_value_reaches_the_api_and_no_environment_changes(tmp_path, monke
         seen.append(kw["engine"])
         raise InputError("stopped by the test")
 
-    monkeypatch.setattr(curate.dedupe_apply, "dedupe", fake)
-    monkeypatch.setattr(curate.split, "plan_resplit", fake)
+    monkeypatch.setattr(curate.dedupe.apply, "dedupe", fake)
+    monkeypatch.setattr(curate.resplit, "plan_resplit", fake)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     (tmp_path / "t" / "train" / "a").mkdir(parents=True)
     root = str(tmp_path / "t")
@@ -239,8 +239,8 @@ def test_engine_value_reaches_the_api_and_no_environment_changes(tmp_path, monke
 
 
 def test_engine_names_and_ray_imported_only_when_asked_for():
-    from curate.errors import InputError
-    from curate.executor import Engine, LocalExecutor
+    from curate.core.errors import InputError
+    from curate.engine.executor import Engine, LocalExecutor
 
     assert isinstance(make_executor(Engine("local", 3)), LocalExecutor)
     assert make_executor(Engine("local", 3)).workers == 3
@@ -249,7 +249,7 @@ def test_engine_names_and_ray_imported_only_when_asked_for():
         Engine("spark")
     with pytest.raises(InputError, match="--ray-address needs --engine ray"):
         Engine("local", address="auto")
-    code = ("import sys, curate.executor, curate.cli, curate.dedupe, curate.build; "
-            "print(any(m == 'ray' or m.startswith(('ray.', 'curate.ray_engine')) for m in sys.modules))")
+    code = ("import sys, curate.engine.executor, curate.cli, curate.dedupe.find, curate.crop.build; "
+            "print(any(m == 'ray' or m.startswith(('ray.', 'curate.engine.ray_engine')) for m in sys.modules))")
     r = run("-c", code)
     assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

@@ -12,15 +12,15 @@ import pytest
 from PIL import Image
 
 from curate.cli import main
-from curate.dedupe import VERIFY_MIN, find_duplicates
-from curate.dedupe_apply import dedupe, undo_dedupe
-from curate.dupsearch import hamming_pairs, pack
-from curate.dupverify import make_thumb as thumbnail
-from curate.dupverify import score as similarity
-from curate.errors import InputError
-from curate.hashing import hash_files
-from curate.manifest import read_manifest
-from curate.samples import load_photo
+from curate.core.errors import InputError
+from curate.core.manifest import read_manifest
+from curate.dedupe.apply import dedupe, undo_dedupe
+from curate.dedupe.find import VERIFY_MIN, find_duplicates
+from curate.dedupe.hashing import hash_files
+from curate.dedupe.search import hamming_pairs, pack
+from curate.dedupe.verify import make_thumb as thumbnail
+from curate.dedupe.verify import score as similarity
+from curate.sources.samples import load_photo
 from curate.testing import dupsynth
 
 
@@ -254,7 +254,7 @@ def test_failed_move_leaves_one_copy_and_undo_works(tmp_path, monkeypatch):
     import errno
     import os
 
-    import curate.tree
+    import curate.core.tree
 
     root = _pair_tree(tmp_path / "data")
     before = snapshot(root)
@@ -265,10 +265,10 @@ def test_failed_move_leaves_one_copy_and_undo_works(tmp_path, monkeypatch):
             raise PermissionError(errno.EACCES, "Permission denied", str(src))
         return real(src, dst, *a, **k)
 
-    monkeypatch.setattr(curate.tree.os, "replace", replace)
+    monkeypatch.setattr(curate.core.tree.os, "replace", replace)
     with pytest.raises(InputError, match="Permission denied"):
         dedupe(root, workers=1, quiet=True)
-    monkeypatch.setattr(curate.tree.os, "replace", real)
+    monkeypatch.setattr(curate.core.tree.os, "replace", real)
     assert snapshot(root) == before
     assert not list((tmp_path / "data.quarantine").rglob("*.png"))  # no second copy
     assert undo_dedupe(root).ok
@@ -371,7 +371,7 @@ def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
     Image.fromarray(a).rotate(3, Image.BILINEAR).save(root / "train/r/c.jpg", quality=90)
     Image.fromarray(np.roll(a, 4, axis=1)).save(root / "train/r/d.jpg", quality=90)
     seen: list[str] = []
-    import curate.dupexact as dx
+    import curate.dedupe.exact as dx
 
     real = dx._digest_shard
     monkeypatch.setattr(dx, "_digest_shard", lambda paths: (seen.extend(map(str, paths)), real(paths))[1])
@@ -383,9 +383,9 @@ def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
 def test_big_bucket_of_equal_hashes_finds_every_family_whatever_the_names(tmp_path, monkeypatch):
     # blank images all share one hash; dark and light ones are two families that must not merge,
     # and neither may be lost because the star's centre belongs to the other one
-    import curate.dedupe
+    import curate.dedupe.find
 
-    monkeypatch.setattr(curate.dedupe, "STAR_ABOVE", 6)
+    monkeypatch.setattr(curate.dedupe.find, "STAR_ABOVE", 6)
     root = tmp_path / "blank"
     for i in range(6):
         dupsynth.save(root / f"train/x/a_dark{i}.png", np.full((40 + i, 40 + i, 3), 40, np.uint8))
@@ -399,7 +399,7 @@ def test_big_bucket_of_equal_hashes_finds_every_family_whatever_the_names(tmp_pa
 
 
 def test_no_chaining_a_b_c():
-    from curate.dedupe import stars
+    from curate.dedupe.find import stars
 
     # A~B and B~C verified, A and C never matched: B joins the centre it was verified against, C stays apart
     out = stars([0, 1, 2], {0: [(1, 4, 0.97)], 1: [(0, 4, 0.97), (2, 5, 0.95)], 2: [(1, 5, 0.95)]})
@@ -501,7 +501,7 @@ def test_tiny_look_alikes_are_not_copies(tmp_path):
 
 
 def test_scoring_in_streamed_tasks_gives_the_same_result(tmp_path, monkeypatch):
-    import curate.dedupe as dd
+    import curate.dedupe.find as dd
 
     root = tmp_path / "rounds"
     for name in ("chelsea", "coffee", "rocket"):

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from curate.cli import main
-from curate.dedupe import VERIFY_MIN, find_duplicates
+from curate.dedupe.find import VERIFY_MIN, find_duplicates
 from curate.report import build_report
-from curate.split import plan_resplit
+from curate.resplit import plan_resplit
 
 REPO = Path(__file__).resolve().parents[1]
 COINS = REPO.parent / "shared" / "data" / "coins-dev"

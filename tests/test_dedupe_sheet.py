@@ -1,4 +1,4 @@
-"""`curate dedupe --sheet`: the HTML contact sheet (curate.dedupe_sheet) on real coins and generated bad input."""
+"""`curate dedupe --sheet`: the HTML contact sheet (curate.dedupe.sheet) on real coins and generated bad input."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from curate.cli import main
-from curate.dedupe import Cluster, find_duplicates
-from curate.dedupe_sheet import SECTION_CAP, sheet_fragment, write_sheet
-from curate.samples import load_photo
+from curate.dedupe.find import Cluster, find_duplicates
+from curate.dedupe.sheet import SECTION_CAP, sheet_fragment, write_sheet
+from curate.sources.samples import load_photo
 from curate.testing import dupsynth
 
 COINS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coins-dev"
@@ -146,7 +146,7 @@ def test_bad_sheet_path_is_one_line_before_any_work(tmp_path, where, capsys):
 def test_sheet_of_an_object_store_tree(tmp_path, monkeypatch):
     from test_storage import moto_s3
 
-    from curate.dedupe_apply import dedupe
+    from curate.dedupe.apply import dedupe
 
     monkeypatch.setenv("CURATE_CACHE_DIR", str(tmp_path / "cache"))
     root = _pair_tree(tmp_path / "t")
@@ -154,7 +154,7 @@ def test_sheet_of_an_object_store_tree(tmp_path, monkeypatch):
         fs.mkdir("sheet")
         fs.put(str(root) + "/", "sheet/t/", recursive=True)
         out = dedupe("s3://sheet/t", workers=1, quiet=True)  # moves the copies to s3://sheet/t.quarantine
-        from curate.dedupe_sheet import journal_locations
+        from curate.dedupe.sheet import journal_locations
 
         moved = journal_locations(out.journal, "s3://sheet/t")
         assert set(moved) == set(out.result.removals()) and all(v.startswith("s3://sheet/t.quarantine/")

@@ -15,9 +15,9 @@ import pytest
 from detect_parse import loaded_size, parse_coco, parse_yolo
 from PIL import Image
 
-from curate.demo import DEMO_CLASSES, image_id
+from curate.core.errors import InputError
 from curate.detect import DetectParams, build_detect, prepare_detect
-from curate.errors import InputError
+from curate.sources.demo import DEMO_CLASSES, image_id
 
 CLI = [sys.executable, "-m", "curate"]
 TRAP_CLASSES = "person,animal,gun,body=Human body"
@@ -233,7 +233,7 @@ def test_workers_1_and_2_give_byte_identical_output(demo_source, tmp_path):
 KILLER = """
 import os, signal, sys
 import curate.detect.build as B
-from curate.demo import DEMO_CLASSES
+from curate.sources.demo import DEMO_CLASSES
 from curate.detect import DetectParams, build_detect, prepare_detect
 from curate.detect.write import run_detect_shard
 n = {"calls": 0}
@@ -376,6 +376,6 @@ def test_glasses_pipeline_on_a_local_copy(demo_source, shared_openimages, tmp_pa
     assert names == ["wine_glass", "mug", "coffee_cup"]
     assert sorted(len(v["boxes"]) for v in y.values()) == [0, 0, 1, 1]  # two cups, two background images
     assert all(b[0] == "coffee_cup" for v in y.values() for b in v["boxes"])
-    from curate.tree import state_dir
+    from curate.core.tree import state_dir
 
     assert (state_dir(tmp_path / "out") / "report" / "report.json").exists()

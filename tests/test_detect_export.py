@@ -13,10 +13,10 @@ import pytest
 from conftest import build_detect_tree
 from detect_parse import parse_coco, parse_yolo
 
-from curate.demo import DEMO_CLASSES
+from curate.core.errors import InputError
 from curate.detect import DetectParams, build_detect, prepare_detect
 from curate.detect.export import export
-from curate.errors import InputError
+from curate.sources.demo import DEMO_CLASSES
 
 
 @pytest.fixture(scope="module")

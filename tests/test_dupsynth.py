@@ -7,7 +7,7 @@ import hashlib
 import numpy as np
 from PIL import Image
 
-from curate.samples import load_photo
+from curate.sources.samples import load_photo
 from curate.testing import dupsynth
 
 

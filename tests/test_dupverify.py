@@ -1,4 +1,4 @@
-"""The mid-band test before pixel verification (curate.midband, used by curate.dupcandidates.gate) on real
+"""The mid-band test before pixel verification (curate.dedupe.midband, used by curate.dedupe.candidates.gate) on real
 photos: it keeps every pair score() accepts, turns most look-alikes away, abstains where it cannot tell,
 and find_duplicates still finds exactly coins-dev's copies."""
 
@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from curate import midband
-from curate.dedupe import band_of, find_duplicates
-from curate.dupverify import VERIFY_MIN, make_thumb, score
+from curate.dedupe import midband
+from curate.dedupe.find import band_of, find_duplicates
+from curate.dedupe.verify import VERIFY_MIN, make_thumb, score
 from curate.testing import dupsynth
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def test_coins_dev_clusters_match_the_truth(tmp_path):
 def test_hashing_pass_band_matches_and_is_cached(tmp_path):
     """hash_files makes each signature from its own reduced decode (JPEG and PNG), equal to band_of's,
     and a rerun takes it from the cache; an unreadable file has none."""
-    from curate.hashing import hash_files
+    from curate.dedupe.hashing import hash_files
 
     a = coin_photos(300)[0]
     dupsynth.save(tmp_path / "train/x/a.jpg", a)
@@ -125,7 +125,7 @@ def test_hashing_pass_band_matches_and_is_cached(tmp_path):
 def test_files_without_a_band_go_on_to_score(tmp_path, monkeypatch):
     """Where hash_files has no signature for a file (abstained, or an old cache), its pairs are scored:
     same clusters."""
-    import curate.dedupe as dd
+    import curate.dedupe.find as dd
 
     a, b = coin_photos(100)[:2]
     for name, img in {"a.jpg": a, "a_q50.jpg": dupsynth.jpeg(a, 50), "a_crop.png": dupsynth.crop(a, 0.03),
@@ -144,9 +144,9 @@ def test_files_without_a_band_go_on_to_score(tmp_path, monkeypatch):
 def test_hashing_colour_is_the_thumbnails_within_the_gates_margin(tmp_path):
     """The colour gate compares the hashing pass's mean colour (a reduced decode, area-averaged to ~24 px)
     where score() compares its thumbnails': the two agree within half the gate's margin."""
-    from curate.dedupe import thumb_of
-    from curate.dupcandidates import COLOUR_MARGIN
-    from curate.hashing import hash_file
+    from curate.dedupe.candidates import COLOUR_MARGIN
+    from curate.dedupe.find import thumb_of
+    from curate.dedupe.hashing import hash_file
 
     photos = coin_photos(25) + [dupsynth.colour_shift(a, warm=8.0) for a in coin_photos(150)]
     photos += [np.asarray(Image.fromarray(dupsynth.originals()[k]).convert("RGB")) for k in ("astronaut", "coffee")]

@@ -1,4 +1,4 @@
-"""hash_files (cache, bad files, reduced JPEG decoding) and the Hamming search of curate.dupsearch."""
+"""hash_files (cache, bad files, reduced JPEG decoding) and the Hamming search of curate.dedupe.search."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curate import hashing
-from curate.dupsearch import brute_pairs, choose, distances, hamming_pairs, mih_pairs, pack, pair_batches
-from curate.errors import InputError
-from curate.hashing import COLUMNS, cache_path, hash_files
-from curate.samples import load_photo
+from curate.core.errors import InputError
+from curate.dedupe import hashing
+from curate.dedupe.hashing import COLUMNS, cache_path, hash_files
+from curate.dedupe.search import brute_pairs, choose, distances, hamming_pairs, mih_pairs, pack, pair_batches
+from curate.sources.samples import load_photo
 
 
 @pytest.fixture()
@@ -76,7 +76,7 @@ def test_phash_is_imagehash_bit_for_bit(name):
 def test_fast_phash_pair_is_the_unrounded_phash():
     # phash_pair (reduced JPEG decodes) skips Pillow's roundings: on photos it gives imagehash's bits but
     # for a coefficient within rounding of the median; flat images as phash_hex defines them
-    from curate.phash import phash_pair
+    from curate.dedupe.phash import phash_pair
 
     flips = []
     for name in ["chelsea", "coffee", "astronaut", "camera", "rocket"]:
@@ -226,7 +226,7 @@ def test_exif_rotated_jpeg_hashes_upright(tmp_path):
 def test_reduced_jpeg_size_and_orientation_as_pillow_reads_them(tmp_path, orientation, size):
     # the fast path reads the size from the frame header and lets OpenCV turn the image; where the decoded
     # shape cannot say whether it turned (near-square), the general path reads the EXIF with Pillow
-    from curate.images import decode
+    from curate.core.images import decode
 
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -242,7 +242,7 @@ def test_reduced_jpeg_size_and_orientation_as_pillow_reads_them(tmp_path, orient
 
 def test_access_errors_are_not_cached(tree, monkeypatch):
     # a permission problem fixed with chmod leaves size and mtime alone: the file must be read again
-    from curate.errors import UnreadableImage
+    from curate.core.errors import UnreadableImage
 
     real = hashing.storage.read_image_bytes
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from curate.errors import UnreadableImage
-from curate.images import decode, extension_matches, probe
-from curate.samples import load_photo
+from curate.core.errors import UnreadableImage
+from curate.core.images import decode, extension_matches, probe
+from curate.sources.samples import load_photo
 
 
 @pytest.fixture(scope="module")
@@ -130,9 +130,9 @@ def test_unreadable_file_is_a_reason_not_a_crash(tmp_path, monkeypatch, error, r
     def refuse(*args, **kwargs):
         raise error
 
-    import curate.images
+    import curate.core.images
 
-    monkeypatch.setattr(curate.images, "open", refuse, raising=False)  # the module's reads go through it
+    monkeypatch.setattr(curate.core.images, "open", refuse, raising=False)  # the module's reads go through it
     with pytest.raises(UnreadableImage) as e:
         decode(p)
     assert e.value.reason == reason
@@ -160,7 +160,7 @@ def _jpeg(im: Image.Image, **kw) -> bytes:
 
 
 def test_jpeg_frame_reads_what_pillow_reads(photo):
-    from curate.images import jpeg_frame
+    from curate.core.images import jpeg_frame
 
     im = Image.fromarray(photo).resize((223, 224))
     exif = Image.Exif()
@@ -179,7 +179,7 @@ def test_jpeg_frame_reads_what_pillow_reads(photo):
 
 
 def test_png_plain_only_for_what_opencv_decodes_as_pillow(photo):
-    from curate.images import png_plain
+    from curate.core.images import png_plain
 
     im = Image.fromarray(photo)
     exif = Image.Exif()

@@ -28,7 +28,7 @@ from import_data import (
 from PIL import Image
 
 from curate.cli import main
-from curate.manifest import read_info, read_manifest
+from curate.core.manifest import read_info, read_manifest
 
 
 def run_cli(args, capsys) -> tuple[int, str, str]:

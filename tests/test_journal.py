@@ -1,4 +1,4 @@
-"""curate.journal: one journal and one undo for dedupe and resplit, local and object-store trees.
+"""curate.moves.journal: one journal and one undo for dedupe and resplit, local and object-store trees.
 
 Crashes are real: a subprocess runs the command and `os._exit(9)`s (as kill -9 would) after N moves; the
 rerun must end where an uninterrupted run ends, and an undo must give back the original tree."""
@@ -16,17 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from curate import storage
-from curate.dedupe_apply import dedupe, undo_dedupe
-from curate.journal import journal_dir, read_journal, relocate, undo
-from curate.split import apply_resplit, plan_resplit, undo_resplit
+from curate.core import storage
+from curate.dedupe.apply import dedupe, undo_dedupe
+from curate.moves.journal import journal_dir, read_journal, relocate, undo
+from curate.resplit import apply_resplit, plan_resplit, undo_resplit
 
 REPO = Path(__file__).resolve().parents[1]
 COINS = REPO.parent / "shared" / "data" / "coins-dev"
 
 KILLER = """
 import os, sys
-import curate.moves as m
+import curate.moves.movers as m
 n, real, done = int(os.environ["KILL_AFTER_MOVES"]), m.LocalFiles.move, [0]
 def move(self, src, dst, sha):
     real(self, src, dst, sha)

@@ -12,8 +12,8 @@ import pytest
 from test_kaggle_data import NAMES, add_problems, coin_files, write_dir, write_zip
 
 from curate.cli import main
-from curate.errors import CredentialsError, InputError, NetworkError
-from curate.manifest import CORE_COLUMNS, read_info, read_manifest
+from curate.core.errors import CredentialsError, InputError, NetworkError
+from curate.core.manifest import CORE_COLUMNS, read_info, read_manifest
 from curate.sources import kaggle as kg
 
 

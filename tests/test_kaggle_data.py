@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from curate.samples import load_photo
+from curate.sources.samples import load_photo
 
 NAMES = {
     "1": "1 Cent,Australian dollar,australia",

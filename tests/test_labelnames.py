@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from curate.errors import InputError
-from curate.labelnames import label_names, with_name
+from curate.core.errors import InputError
+from curate.core.labelnames import label_names, with_name
 
 COINS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coins-dev"
 

@@ -1,4 +1,4 @@
-"""curate.layout: split names and order, split-folder detection and the scan, on real coin photos
+"""curate.core.layout: split names and order, split-folder detection and the scan, on real coin photos
 (a few files of ../shared/data/coins-dev, copied first)."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from curate import layout, storage, tree
-from curate.errors import InputError
-from curate.layout import canonical_split, detect_splits, scan_tree, sort_splits, split_rank, tree_splits
+from curate.core import layout, storage, tree
+from curate.core.errors import InputError
+from curate.core.layout import canonical_split, detect_splits, scan_tree, sort_splits, split_rank, tree_splits
 
 REPO = Path(__file__).resolve().parents[1]
 COINS = REPO.parent / "shared" / "data" / "coins-dev"

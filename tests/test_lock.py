@@ -1,4 +1,4 @@
-"""The tree lock (curate.lock): one writer per tree, readers wait for no one but refuse a running writer,
+"""The tree lock (curate.core.lock): one writer per tree, readers wait for no one but refuse a running writer,
 stale locks are taken over, `curate run` holds it once for all its steps.
 
 Real files: a slice of ../shared/data/coins-dev (copied first), run through the real command line in
@@ -19,15 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from curate import lock
-from curate.lock import LOCK_NAME, TreeLocked, check_unlocked, hold, lock_path
+from curate.core import lock
+from curate.core.lock import LOCK_NAME, TreeLocked, check_unlocked, hold, lock_path
 
 REPO = Path(__file__).resolve().parent.parent
 COINS = REPO.parent / "shared" / "data" / "coins-dev"
 CLI = [sys.executable, "-m", "curate"]
 HOLDER = """
 import sys, time
-from curate.lock import hold
+from curate.core.lock import hold
 with hold(sys.argv[1], command="curate dedupe (test holder)"):
     print("held", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from curate import crop as C
-from curate.build import BuildParams, run_shard
-from curate.demo import DEMO_CLASSES, image_id
-from curate.errors import InputError, NetworkError
+from curate.core.errors import InputError, NetworkError
+from curate.crop import letterbox as C
+from curate.crop.build import BuildParams, run_shard
 from curate.sources import openimages as oi
+from curate.sources.demo import DEMO_CLASSES, image_id
 
 CLI = [sys.executable, "-m", "curate"]
 
@@ -227,7 +227,7 @@ def test_tree_is_imagefolder_and_grouped_by_source_image(demo_source, tmp_path):
 
 
 def test_same_seed_same_bytes_whatever_the_workers(demo_source, tmp_path, monkeypatch):
-    import curate.build as B
+    import curate.crop.build as B
 
     monkeypatch.setattr(B, "SOLO_BOXES", 0)  # a pool even for this small job
     a = build(demo_source, tmp_path / "a", workers=1, shard_size=4)
@@ -256,14 +256,14 @@ def test_dry_run_imports_only_what_planning_needs(demo_source):
 def test_workers_import_no_pandas_and_a_prestarted_pool_works():
     import subprocess
 
-    from curate.executor import make_executor
-    from curate.shard import ShardResult
+    from curate.crop.shard import ShardResult
+    from curate.engine.executor import make_executor
 
-    r = subprocess.run([sys.executable, "-c", "import sys, curate.shard; print('pandas' in sys.modules)"],
+    r = subprocess.run([sys.executable, "-c", "import sys, curate.crop.shard; print('pandas' in sys.modules)"],
                        capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "False", r.stderr  # what a worker imports (the fork server preloads it)
     ex = make_executor(workers=2, quiet=True)
-    ex.prestart("curate.shard")
+    ex.prestart("curate.crop.shard")
     assert [r.name for r in ex.map(ShardResult, ["a", "b", "c"])] == ["a", "b", "c"]
 
 
@@ -272,7 +272,7 @@ def test_a_shard_reaches_a_worker_as_plain_values(demo_source):
     import pickle
     import subprocess
 
-    from curate.build import make_shards
+    from curate.crop.build import make_shards
 
     prep = oi.prepare(DEMO_CLASSES, source=demo_source)
     boxes = prep.chosen.boxes.assign(split="train", _path="unused")
@@ -285,7 +285,7 @@ def test_a_shard_reaches_a_worker_as_plain_values(demo_source):
 
 
 def test_last_shards_are_quarter_size_so_workers_finish_together():
-    from curate.build import TAPER, make_shards
+    from curate.crop.build import TAPER, make_shards
 
     boxes = pd.DataFrame({"ImageID": [f"i{k // 2:04d}" for k in range(1000)]})  # two boxes an image
     sizes = [s.frame.shape[0] for s in make_shards(boxes, "unused", BuildParams(shard_size=200))]
@@ -306,7 +306,7 @@ def test_small_jobs_start_no_pool(demo_source, tmp_path, monkeypatch):
 
 def test_interrupted_run_resumes_to_identical_output(demo_source, tmp_path, monkeypatch):
     build(demo_source, tmp_path / "clean", shard_size=3)
-    import curate.build as B
+    import curate.crop.build as B
 
     calls = {"n": 0}
 
@@ -331,9 +331,9 @@ def test_interrupted_run_resumes_to_identical_output(demo_source, tmp_path, monk
 
 KILLER = """
 import os, signal, sys
-import curate.shard as S
-from curate.build import BuildParams
-from curate.demo import DEMO_CLASSES
+import curate.crop.shard as S
+from curate.crop.build import BuildParams
+from curate.sources.demo import DEMO_CLASSES
 from curate.sources import openimages as oi
 
 where, source, out = sys.argv[1:4]
@@ -496,7 +496,7 @@ def test_cli_exit_1_when_images_are_unreadable(source_copy, tmp_path):
 
 @pytest.fixture(scope="module")
 def real_index(shared_openimages):
-    from curate.classes import ClassIndex
+    from curate.sources.classes import ClassIndex
 
     return ClassIndex.load(shared_openimages / "class-descriptions-boxable.csv",
                            shared_openimages / "bbox_labels_600_hierarchy.json")
@@ -515,7 +515,7 @@ def boxes_df(rows):
 
 
 def test_rows_differing_only_in_flags_get_the_same_box_index_whatever_the_order(real_index):
-    from curate.classes import resolve
+    from curate.sources.classes import resolve
 
     cat = real_index.by_name["cat"]
     rows = [("img1", cat, 0.1, 0.5, 0.1, 0.5, {"IsDepiction": 1}), ("img1", cat, 0.1, 0.5, 0.1, 0.5, {}),
@@ -533,7 +533,7 @@ def test_rows_differing_only_in_flags_get_the_same_box_index_whatever_the_order(
     ("pets=Animal+Cat", "Animal", "Cat"),  # a group naming a class and its descendant
 ])
 def test_merge_keeps_the_most_specific_class(real_index, spec, general, specific):
-    from curate.classes import load_aliases, resolve
+    from curate.sources.classes import load_aliases, resolve
 
     g, s = real_index.by_name[general.lower()], real_index.by_name[specific.lower()]
     sel = resolve(spec, real_index, aliases=load_aliases())
@@ -553,7 +553,7 @@ def test_pixel_box_is_not_grown_by_float32_coordinates():
 
 
 def test_ambiguity_needs_an_actual_overlap(real_index):
-    from curate.classes import resolve
+    from curate.sources.classes import resolve
 
     cat, dog = real_index.by_name["cat"], real_index.by_name["dog"]
     rows = [("im", cat, 0.0, 0.4, 0.0, 0.4), ("im", dog, 0.5, 0.9, 0.5, 0.9),  # disjoint

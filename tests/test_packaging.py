@@ -26,7 +26,7 @@ def test_find_pipeline_by_path_or_name(tmp_path, monkeypatch):
     own = tmp_path / "coins.yaml"
     own.write_text("steps: []\n")
     assert find_pipeline("coins.yaml").resolve() == own  # a file in the current folder wins over a shipped name
-    from curate.errors import InputError
+    from curate.core.errors import InputError
 
     with pytest.raises(InputError, match=r"shipped pipeline name: .*\bcoins\b"):
         find_pipeline("elsewhere/coins.yaml")
@@ -59,7 +59,7 @@ def test_wheel_ships_resources_and_runs_outside_the_checkout(tmp_path):
     zipfile.ZipFile(wheel).extractall(site)
     work = tmp_path / "elsewhere"
     work.mkdir()
-    code = ("import curate, curate.classes as c, curate.sources.kaggle as k;"
+    code = ("import curate, curate.sources.classes as c, curate.sources.kaggle as k;"
             "print(curate.__file__); print(k.PRESETS_FILE.is_file(), c.ALIASES_FILE.is_file())")
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     res = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, env=env, timeout=120)

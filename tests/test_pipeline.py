@@ -13,8 +13,8 @@ import yaml
 from test_kaggle_data import coin_files, write_zip
 
 from curate.cli import main
-from curate.errors import CurateError, InputError
-from curate.manifest import read_info
+from curate.core.errors import CurateError, InputError
+from curate.core.manifest import read_info
 from curate.pipeline import PipelineError, load_pipeline, parse_set, registered_commands, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

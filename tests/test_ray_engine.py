@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
-from curate import dedupe, storage
-from curate.errors import InputError
-from curate.executor import make_executor
+from curate.core import storage
+from curate.core.errors import InputError
+from curate.dedupe import find as dedupe
+from curate.engine.executor import make_executor
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +25,7 @@ def cluster(tmp_path_factory):
     from test_storage import moto_s3  # the same local S3 server helper (tests/ is on sys.path)
 
     with moto_s3(tmp_path_factory.mktemp("aws")) as fs:
-        from curate.ray_engine import connect
+        from curate.engine.ray_engine import connect
 
         connect(None, 2)  # workers inherit the S3 environment set above
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # test helpers run on workers
@@ -35,7 +36,7 @@ def cluster(tmp_path_factory):
 
 
 def build(source, out, workers=1, engine="local", **kw):
-    from curate.build import BuildParams
+    from curate.crop.build import BuildParams
     from curate.sources import openimages as oi
 
     prep = oi.prepare("person,animal,vehicle,flag", source=source)
@@ -109,7 +110,7 @@ def test_ray_address_needs_ray_engine():
 
 
 def test_missing_ray_is_one_actionable_error(monkeypatch):
-    monkeypatch.delitem(sys.modules, "curate.ray_engine", raising=False)
+    monkeypatch.delitem(sys.modules, "curate.engine.ray_engine", raising=False)
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(InputError, match=r"pip install 'curate\[ray\]'"):
         make_executor("ray", workers=1)

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from curate.cli import main
-from curate.manifest import write_manifest
+from curate.core.manifest import write_manifest
 from curate.report import build_report
-from curate.samples import load_photo
+from curate.sources.samples import load_photo
 
 
 def save(path: Path, rgb: np.ndarray, **kw) -> Path:

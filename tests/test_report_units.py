@@ -11,14 +11,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from curate.errors import InputError
+from curate.core.errors import InputError
+from curate.core.tree import scan_tree
 from curate.report import build_report
 from curate.report.build import exact_clusters
 from curate.report.checks import all_checks, parse_overrides, parse_rules
 from curate.report.measure import measure_file, measure_pixels
 from curate.report.stats import cache_path, image_stats
-from curate.samples import load_photo
-from curate.tree import scan_tree
+from curate.sources.samples import load_photo
 
 
 def small_tree(root: Path, split: str | None = "train") -> Path:
@@ -72,7 +72,7 @@ def test_one_pass_caches_the_hashes_dedupe_would_make(tmp_path, monkeypatch):
     table is the one it makes itself on an untouched copy of the tree."""
     import shutil
 
-    from curate import hashing
+    from curate.dedupe import hashing
 
     root = small_tree(tmp_path / "ds")
     Image.fromarray(np.tile(load_photo("coffee"), (4, 4, 1))).save(root / "train/cup/big.jpg", quality=85)
@@ -89,7 +89,7 @@ def test_one_pass_caches_the_hashes_dedupe_would_make(tmp_path, monkeypatch):
 def test_a_large_colour_jpeg_is_decoded_once(tmp_path, monkeypatch):
     import cv2
 
-    from curate.hashing import hash_file
+    from curate.dedupe.hashing import hash_file
     from curate.report.measure import measure_and_hash
 
     big = tmp_path / "big.jpg"  # 2048 x 1536: measures and hash both want OpenCV's 1/8 decode
@@ -167,7 +167,7 @@ def test_help_and_docs_name_every_check():
 def test_dedupe_failure_falls_back_to_exact_duplicates(tmp_path, monkeypatch):
     import shutil
 
-    import curate.dedupe
+    import curate.dedupe.find
 
     root = small_tree(tmp_path / "ds")
     (root / "val/cat").mkdir(parents=True)
@@ -176,23 +176,23 @@ def test_dedupe_failure_falls_back_to_exact_duplicates(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(curate.dedupe, "find_duplicates", broken)
+    monkeypatch.setattr(curate.dedupe.find, "find_duplicates", broken)
     doc = build_report(root, tmp_path / "a", workers=1, quiet=True).report
     assert doc["duplicates"]["source"] == "sha256" and "boom" in doc["duplicates"]["warning"]
     assert [c["members"] for c in doc["checks"]["leakage"]["findings"]] == [["train/cat/0.png", "val/cat/0.png"]]
 
 
 def test_a_broken_dedupe_module_fails_loudly(tmp_path, monkeypatch):
-    """No quiet fallback to exact duplicates when curate.dedupe cannot even be imported."""
+    """No quiet fallback to exact duplicates when curate.dedupe.find cannot even be imported."""
     import sys
 
-    import curate
+    import curate.dedupe
 
     root = small_tree(tmp_path / "ds")
     monkeypatch.delitem(sys.modules, "curate.report.build")
-    monkeypatch.delattr(curate, "dedupe")
-    monkeypatch.setitem(sys.modules, "curate.dedupe", None)  # import curate.dedupe -> ImportError
-    with pytest.raises(ImportError, match="curate.dedupe"):
+    monkeypatch.delattr(curate.dedupe, "find")
+    monkeypatch.setitem(sys.modules, "curate.dedupe.find", None)  # import curate.dedupe.find -> ImportError
+    with pytest.raises(ImportError, match="curate.dedupe.find"):
         build_report(root, tmp_path / "b", workers=1, quiet=True)
     assert not (tmp_path / "b").exists()
 
@@ -210,14 +210,14 @@ def test_sample_grid_is_capped_for_many_labels():
 def test_unwritable_report_folder_is_an_input_error(tmp_path, monkeypatch):
     import errno
 
-    import curate.tree
+    import curate.core.tree
 
     root = small_tree(tmp_path / "ds")
 
     def denied(path, data):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(curate.tree, "atomic_write_bytes", denied)
+    monkeypatch.setattr(curate.core.tree, "atomic_write_bytes", denied)
     with pytest.raises(InputError, match="cannot write the report.*Permission denied"):
         build_report(root, workers=1, quiet=True, duplicates=False)
 

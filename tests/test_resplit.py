@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from curate.cli import main
-from curate.errors import InputError
-from curate.manifest import read_manifest, write_manifest
-from curate.samples import load_photo
-from curate.split import apply_resplit, below_minimum, plan_resplit, quotas, undo_resplit
+from curate.core.errors import InputError
+from curate.core.manifest import read_manifest, write_manifest
+from curate.core.tree import scan_tree
+from curate.resplit import apply_resplit, below_minimum, plan_resplit, quotas, undo_resplit
+from curate.sources.samples import load_photo
 from curate.testing import dupsynth
-from curate.tree import scan_tree
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -151,7 +151,7 @@ def test_cli(tree, capsys):
 
 
 def test_labels_short_of_the_minimum_get_what_there_is_and_the_report_warns(tree, tmp_path, capsys):
-    from curate.manifest import read_info
+    from curate.core.manifest import read_info
     from curate.report import build_report
 
     plan = plan_resplit(tree, merge="valid,test", ratios="0.5,0.5", min_per_class=2, workers=1, quiet=True)
@@ -176,7 +176,7 @@ def test_labels_short_of_the_minimum_get_what_there_is_and_the_report_warns(tree
 
 
 def test_dedupe_clusters_in_the_manifest_keep_groups_whole(tree):
-    from curate.dedupe_apply import dedupe
+    from curate.dedupe.apply import dedupe
 
     dedupe(tree, leakage="report", workers=1, quiet=True)  # leaves the valid/test pair, records its cluster
     man = read_manifest(tree).set_index("path")
@@ -195,8 +195,8 @@ def test_plan_does_not_depend_on_workers(tree):
 
 
 def test_ratios_must_add_up_or_be_weights():
-    from curate.errors import InputError
-    from curate.split import parse_ratios
+    from curate.core.errors import InputError
+    from curate.resplit import parse_ratios
 
     assert parse_ratios("0.8,0.1,0.1") == pytest.approx([0.8, 0.1, 0.1])
     assert parse_ratios("8,1,1") == pytest.approx([0.8, 0.1, 0.1])
@@ -205,7 +205,7 @@ def test_ratios_must_add_up_or_be_weights():
 
 
 def test_non_finite_ratios_are_input_errors():
-    from curate.split import parse_ratios
+    from curate.resplit import parse_ratios
 
     for bad in ("nan,0.5,0.5", "inf,1", "0.5,-inf"):
         with pytest.raises(InputError):
@@ -229,11 +229,11 @@ def test_undo_removes_the_split_folders_resplit_created(tmp_path):
 def test_unwritable_folder_refused_before_any_move(tree, monkeypatch):
     import os
 
-    import curate.moves
+    import curate.moves.movers
 
     before = snapshot(tree)
     plan = plan_resplit(tree, ratios="0.5,0.5", merge="val,test", dedupe_groups=False, quiet=True)
-    monkeypatch.setattr(curate.moves.os, "access", lambda p, mode: not str(p).endswith("test/cup"))
+    monkeypatch.setattr(curate.moves.movers.os, "access", lambda p, mode: not str(p).endswith("test/cup"))
     with pytest.raises(InputError, match="not writable"):
         apply_resplit(plan)
     assert snapshot(tree) == before and os.access(tree, os.W_OK)
@@ -246,14 +246,14 @@ def _files(root: Path) -> list[str]:
 def test_rerun_moves_nothing_and_interrupted_run_resumes_to_the_same_split(tree, tmp_path, monkeypatch):
     import shutil
 
-    import curate.moves
+    import curate.moves.movers
 
     other = tmp_path / "copy"
     shutil.copytree(tree, other)
     kw = dict(ratios="0.6,0.2,0.2", seed=7, dedupe_groups=False, quiet=True)
     apply_resplit(plan_resplit(tree, **kw))
     assert plan_resplit(tree, **kw).moves() == []  # same seed again: nothing to do
-    real, n = curate.moves.rename, [0]
+    real, n = curate.moves.movers.rename, [0]
 
     def interrupted(src, dst):
         n[0] += 1
@@ -261,10 +261,10 @@ def test_rerun_moves_nothing_and_interrupted_run_resumes_to_the_same_split(tree,
             raise KeyboardInterrupt
         real(src, dst)
 
-    monkeypatch.setattr(curate.moves, "rename", interrupted)
+    monkeypatch.setattr(curate.moves.movers, "rename", interrupted)
     with pytest.raises(KeyboardInterrupt):
         apply_resplit(plan_resplit(other, **kw))
-    monkeypatch.setattr(curate.moves, "rename", real)
+    monkeypatch.setattr(curate.moves.movers, "rename", real)
     apply_resplit(plan_resplit(other, **kw))  # re-run after the interruption
     assert _files(other) == _files(tree)
 

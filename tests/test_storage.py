@@ -1,4 +1,4 @@
-"""Object-store paths: curate.storage and `curate openimages` reading/writing s3:// against a local
+"""Object-store paths: curate.core.storage and `curate openimages` reading/writing s3:// against a local
 S3 server (moto's server mode on 127.0.0.1, started here; nothing leaves the machine)."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from curate import storage
-from curate.errors import InputError
+from curate.core import storage
+from curate.core.errors import InputError
 
 pytestmark = pytest.mark.slow
 _ids = itertools.count()
@@ -78,7 +78,7 @@ def s3_source(s3, demo_source):
 
 
 def build(source, out, workers=1, **kw):
-    from curate.build import BuildParams
+    from curate.crop.build import BuildParams
     from curate.sources import openimages as oi
 
     prep = oi.prepare("person,animal,vehicle,flag", source=source, seed=kw.get("seed", 0))

@@ -12,11 +12,11 @@ import sys
 import pytest
 from test_storage import moto_s3
 
-from curate import storage
-from curate.errors import InputError
-from curate.images import decode
+from curate.core import storage
+from curate.core.errors import InputError
+from curate.core.images import decode
+from curate.core.tree import scan_tree
 from curate.testing import dupsynth
-from curate.tree import scan_tree
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +36,7 @@ def cache_dir(tmp_path, monkeypatch):
 def demo_tree(demo_source, tmp_path_factory):
     """The demo build (train/val/test crops) plus known duplicates: a re-encoded copy, a byte copy
     leaking into test, a half-size copy and a hidden file that every listing must skip."""
-    from curate.build import BuildParams
+    from curate.crop.build import BuildParams
     from curate.sources import openimages as oi
 
     out = tmp_path_factory.mktemp("trees") / "demo"
@@ -94,7 +94,7 @@ def test_url_listing_matches_local_scan(s3, demo_tree):
 
 
 def test_dry_run_on_s3_gives_local_clusters_and_writes_nothing(s3, demo_tree, tmp_path):
-    from curate.dedupe_apply import dedupe
+    from curate.dedupe.apply import dedupe
 
     url = _upload(s3, demo_tree, "dry")
     before = _objects(s3, url)
@@ -109,7 +109,7 @@ def test_dry_run_on_s3_gives_local_clusters_and_writes_nothing(s3, demo_tree, tm
 
 
 def test_apply_on_s3_moves_like_local_and_undo_restores_bytes(s3, demo_tree, tmp_path):
-    from curate.dedupe_apply import dedupe, undo_dedupe
+    from curate.dedupe.apply import dedupe, undo_dedupe
 
     url = _upload(s3, demo_tree, "apply")
     before = _objects(s3, url)
@@ -135,7 +135,7 @@ def test_apply_on_s3_moves_like_local_and_undo_restores_bytes(s3, demo_tree, tmp
 
 
 def test_undo_on_another_machine_uses_the_uploaded_journal(s3, demo_tree, tmp_path, monkeypatch):
-    from curate.dedupe_apply import dedupe, undo_dedupe
+    from curate.dedupe.apply import dedupe, undo_dedupe
 
     url = _upload(s3, demo_tree, "other")
     before = _objects(s3, url)
@@ -150,8 +150,8 @@ def test_undo_on_another_machine_uses_the_uploaded_journal(s3, demo_tree, tmp_pa
 
 
 def test_a_source_changed_after_hashing_is_never_deleted(s3, demo_tree, monkeypatch):
-    from curate import dedupe_apply
-    from curate.errors import CurateError
+    from curate.core.errors import CurateError
+    from curate.dedupe import apply as dedupe_apply
 
     url = _upload(s3, demo_tree, "changed")
     real = dedupe_apply.find_duplicates
@@ -211,7 +211,7 @@ def test_cli_missing_bucket_or_prefix_is_one_line_exit_2(s3, demo_tree):
 def test_moves_of_odd_key_names_touch_only_that_object(s3, tmp_path):
     """fs.copy globbed '?' in a key: moving `a?b.jpg` copied `aXb.jpg`, `a b.jpg` … into a folder named
     after it, then failed with a FileNotFoundError traceback."""
-    from curate.journal import relocate, undo
+    from curate.moves.journal import relocate, undo
 
     s3.mkdir("odd-names")
     root = "s3://odd-names/deep/a/b/c/d/e/f/tree #1?"
@@ -231,8 +231,8 @@ def test_moves_of_odd_key_names_touch_only_that_object(s3, tmp_path):
 
 
 def test_a_source_gone_before_its_move_is_one_line_and_nothing_moves(s3, tmp_path):
-    from curate.errors import CurateError
-    from curate.journal import relocate, undo
+    from curate.core.errors import CurateError
+    from curate.moves.journal import relocate, undo
 
     s3.mkdir("gone-src")
     root = "s3://gone-src/t"

@@ -12,8 +12,8 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from curate import cli  # noqa: E402
-from curate.errors import InputError, NetworkError  # noqa: E402
-from curate.samples import load_photo  # noqa: E402
+from curate.core.errors import InputError, NetworkError  # noqa: E402
+from curate.sources.samples import load_photo  # noqa: E402
 from curate.train import compare, predict, train  # noqa: E402
 from curate.train.loop import resolve_out  # noqa: E402
 from curate.train.models import build_model, train_mode  # noqa: E402
@@ -380,7 +380,7 @@ def test_without_torch_one_line(tree, monkeypatch, capsys):
 def test_dataset_aliases_manifest_and_class_names(tmp_path):
     import pandas as pd
 
-    from curate.manifest import write_manifest
+    from curate.core.manifest import write_manifest
     from curate.train.prep import load_dataset
 
     root = make_tree(tmp_path / "t", n_train=3, n_val=2, names=False)

@@ -4,7 +4,7 @@ No torch needed."""
 import pytest
 
 from curate import cli
-from curate.errors import InputError
+from curate.core.errors import InputError
 from curate.train.config import TrainConfig
 
 

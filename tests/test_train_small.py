@@ -13,7 +13,7 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from curate import cli  # noqa: E402
-from curate.errors import InputError  # noqa: E402
+from curate.core.errors import InputError  # noqa: E402
 from curate.train import TrainConfig, compare, predict, train  # noqa: E402
 from curate.train.data import Augment, decode_split  # noqa: E402
 from curate.train.loop import make_scheduler  # noqa: E402

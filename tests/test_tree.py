@@ -1,4 +1,4 @@
-"""curate.tree helpers every command writes through."""
+"""curate.core.tree helpers every command writes through."""
 
 import pytest
 
@@ -8,7 +8,7 @@ def test_json_curate_writes_is_strict(tmp_path):
 
     import numpy as np
 
-    from curate.tree import atomic_write_json
+    from curate.core.tree import atomic_write_json
 
     atomic_write_json(tmp_path / "x.json", {"nan": float("nan"), "inf": [float("inf")], "f32": np.float32(0.5),
                                             "i64": np.int64(3), "ok": 1.5})

@@ -66,15 +66,15 @@ def info(message: str, markup: bool = False) -> None:
 
 
 def writing(root):
-    """Context: hold ROOT's write lock (curate.lock) for a command that changes the tree."""
-    from curate.lock import hold
+    """Context: hold ROOT's write lock (curate.core.lock) for a command that changes the tree."""
+    from curate.core.lock import hold
 
     return hold(root, note=warn)
 
 
 def reading(root) -> None:
-    """For commands that only read ROOT: stop while another process is changing it (curate.lock)."""
-    from curate.lock import check_unlocked
+    """For commands that only read ROOT: stop while another process is changing it (curate.core.lock)."""
+    from curate.core.lock import check_unlocked
 
     check_unlocked(root)
 
@@ -88,7 +88,7 @@ def seed_option(default: int = 0):
 
 
 def _check_engine(value: str) -> str:
-    from curate.executor import ENGINE_NAMES
+    from curate.engine.executor import ENGINE_NAMES
 
     if value not in ENGINE_NAMES:
         raise typer.BadParameter(f"'{value}' is not one of {', '.join(ENGINE_NAMES)}")
@@ -107,7 +107,7 @@ def ray_address_option():
 
 def engine_of(engine: str, workers: int | None, ray_address: str | None):
     """The Engine value a command passes to the API: --engine, --workers and --ray-address together."""
-    from curate.executor import Engine
+    from curate.engine.executor import Engine
 
     if ray_address is not None and engine != "ray":
         raise typer.BadParameter("--ray-address needs --engine ray")

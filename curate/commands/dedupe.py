@@ -94,7 +94,7 @@ def dedupe(
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
 ) -> None:
-    from curate.storage import as_location
+    from curate.core.storage import as_location
 
     eng = common.engine_of(engine, workers, ray_address)
     root = as_location(root)
@@ -126,12 +126,12 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
     dry_run, workers, engine = opts["dry_run"], opts["workers"], opts["engine"]
     names = _sheet_names(root, sheet)
     if engine.local:
-        from curate.executor import make_executor
+        from curate.engine.executor import make_executor
 
         # the pool's fork server imports what every worker runs while this process imports the rest
-        make_executor(engine, workers, True).prestart("curate.dedupe")
-    from curate.dedupe_apply import dedupe as run
-    from curate.labelnames import with_name
+        make_executor(engine, workers, True).prestart("curate.dedupe.find")
+    from curate.core.labelnames import with_name
+    from curate.dedupe.apply import dedupe as run
 
     res = run(root, json_path=json_path, quiet=common.state().quiet, **opts)
     verb = "would remove" if dry_run else "removed"
@@ -165,8 +165,8 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
         _write_sheet(res, root, sheet, names, workers, engine)
         say(f"contact sheet: {sheet}")
     if to_stdout:
-        from curate.dedupe_apply import report_json
-        from curate.tree import json_bytes
+        from curate.core.tree import json_bytes
+        from curate.dedupe.apply import report_json
 
         sys.stdout.write(json_bytes(report_json(res)).decode())
         sys.stdout.flush()
@@ -175,9 +175,9 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
 
 def _sheet_names(root, sheet) -> dict[str, str]:
     """Checked before the run: the sheet is a local file. Label display names (for the sheet and the
-    conflict lines): ROOT/classes.json or ROOT/cat_to_name.json (curate.labelnames)."""
-    from curate.labelnames import label_names
-    from curate.storage import is_url
+    conflict lines): ROOT/classes.json or ROOT/cat_to_name.json (curate.core.labelnames)."""
+    from curate.core.labelnames import label_names
+    from curate.core.storage import is_url
 
     if sheet and is_url(sheet):
         raise typer.BadParameter("the sheet is a local file (the tree may be a URL)", param_hint="--sheet")
@@ -188,7 +188,7 @@ def _sheet_names(root, sheet) -> dict[str, str]:
 
 
 def _write_sheet(res, root, sheet, names, workers, engine) -> None:
-    from curate.dedupe_sheet import journal_locations, write_sheet
+    from curate.dedupe.sheet import journal_locations, write_sheet
 
     moved = None if res.dry_run else journal_locations(res.journal, root)
     write_sheet(res.result, root, sheet, names, moved=moved, dry_run=res.dry_run, workers=workers, engine=engine,
@@ -196,7 +196,7 @@ def _write_sheet(res, root, sheet, names, workers, engine) -> None:
 
 
 def _undo(root: Path | str, force: bool = False) -> None:
-    from curate.dedupe_apply import undo_dedupe
+    from curate.dedupe.apply import undo_dedupe
 
     rep = undo_dedupe(root, force)
     common.out.print(f"restored {rep.restored} files from {rep.journal}", soft_wrap=True)

@@ -34,7 +34,7 @@ def demo(
     workers: int = common.workers_option(),
     seed: int = common.seed_option(),
 ) -> None:
-    from curate.demo import run_demo
+    from curate.sources.demo import run_demo
 
     res = run_demo(out, workers=workers, seed=seed, quiet=common.state().quiet)
     for line in res.summary:

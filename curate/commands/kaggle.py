@@ -61,7 +61,7 @@ def kaggle(
         warn(line)
     if len(res.problems) > 20:
         warn(f"… and {len(res.problems) - 20} more problems (see {out_dir}/curate.json)")
-    from curate.layout import sort_splits
+    from curate.core.layout import sort_splits
 
     order = sort_splits(res.counts)
     split_txt = ", ".join(f"{s} {res.counts[s]}" for s in order)  # train, val, test: also when up to date

@@ -116,9 +116,9 @@ def openimages(
         raise typer.BadParameter("--out is required (or use --dry-run)")
     eng = common.engine_of(engine, workers, ray_address)
     if not dry_run and eng.local:
-        from curate.executor import make_executor
+        from curate.engine.executor import make_executor
 
-        make_executor(workers=workers).prestart("curate.shard")  # its imports overlap reading and planning
+        make_executor(workers=workers).prestart("curate.crop.shard")  # its imports overlap reading and planning
     include = {"group": include_group, "depiction": include_depiction, "truncated": include_truncated,
                "occluded": include_occluded, "inside": include_inside}
     if task is Task.detect:
@@ -142,12 +142,12 @@ def openimages(
     if not prep.chosen.n_boxes:
         common.err("no box matches the classes and filters; nothing to crop")
         raise typer.Exit(1)
-    from curate.build import BuildParams
+    from curate.crop.build import BuildParams
 
     params = BuildParams(size=size, min_size=min_size, margin=margin, seed=seed, format=fmt.value,
                          quality=quality, val_ratio=val_ratio, max_pixels=max_pixels)
     command = common.command_line()
-    from curate.storage import as_location
+    from curate.core.storage import as_location
 
     with common.writing(as_location(out)):
         res = oi.build(prep, out, params, workers=workers, engine=eng, quiet=common.state().quiet,
@@ -173,7 +173,7 @@ def _detect(classes, out, *, dry_run, workers, engine, overwrite, params, **sele
     if not prep.image_ids:
         common.err("no image matches the classes and filters; nothing to write")
         raise typer.Exit(1)
-    from curate.storage import as_location
+    from curate.core.storage import as_location
 
     with common.writing(as_location(out)):
         res = build_detect(prep, out, DetectParams(**params), workers=workers, engine=engine,
@@ -190,7 +190,7 @@ def _detect(classes, out, *, dry_run, workers, engine, overwrite, params, **sele
 
 
 def _list(oi, pattern, classes, source, split, download_dir) -> None:
-    from curate.classes import resolve
+    from curate.sources.classes import resolve
 
     layout, _ = oi.open_source(source, split, download_dir)
     index = layout.class_index()
@@ -229,7 +229,7 @@ def _print_plan(prep, dry_run: bool) -> None:
 
 
 def _print_result(res) -> None:
-    from curate.storage import join
+    from curate.core.storage import join
 
     t = common.table("split", "label", "crops")
     for split, labels in res.counts.items():

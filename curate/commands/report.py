@@ -57,8 +57,8 @@ def report(
     seed: int = common.seed_option(),
 ) -> None:
     eng = common.engine_of(engine, workers, ray_address)
+    from curate.core.storage import as_location
     from curate.report import build_report
-    from curate.storage import as_location
 
     common.reading(as_location(root))
     res = build_report(as_location(root), as_location(out) if out else None, workers=workers, engine=eng, quiet=common.state().quiet,

@@ -58,7 +58,7 @@ def resplit(
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
 ) -> None:
-    from curate.storage import as_location
+    from curate.core.storage import as_location
 
     eng = common.engine_of(engine, workers, ray_address)
     root = as_location(root)
@@ -80,7 +80,7 @@ def resplit(
 
 def _resplit(root, dry_run: bool, opts: dict) -> None:
     """Plan, print the table and (unless dry_run) move; ends with typer.Exit."""
-    from curate.split import apply_resplit, below_minimum, plan_resplit
+    from curate.resplit import apply_resplit, below_minimum, plan_resplit
 
     plan = plan_resplit(root, quiet=common.state().quiet, **opts)
     min_per_class = opts["min_per_class"]
@@ -123,7 +123,7 @@ def _print_table(table) -> None:
 
 
 def _undo(root: Path, force: bool = False) -> None:
-    from curate.split import undo_resplit
+    from curate.resplit import undo_resplit
 
     rep = undo_resplit(root, force)
     common.out.print(f"restored {rep.restored} files from {rep.journal}", soft_wrap=True)

@@ -10,7 +10,7 @@ import typer
 
 from curate.commands import common
 from curate.commands.common import info, out, seed_option, workers_option
-from curate.errors import EXIT_OK, Interrupted
+from curate.core.errors import EXIT_OK, Interrupted
 
 ORDER = 80
 
@@ -90,7 +90,7 @@ def train_cmd(
     compare: str = typer.Option(None, "--compare", help="Comma list of architectures: train each, write compare.md/.csv."),
 ) -> None:
     from curate.commands.common import reading
-    from curate.storage import as_location
+    from curate.core.storage import as_location
     from curate.train import compare as compare_api
     from curate.train import train as train_api
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from curate import storage
-from curate.build import fingerprint, make_shards, prepare_out
+from curate.core import storage
+from curate.core.errors import InputError
+from curate.core.manifest import update_info, write_manifest
+from curate.core.tree import atomic_write_json, atomic_write_text
+from curate.crop.build import fingerprint, make_shards, prepare_out
+from curate.crop.shard import BOX_COLUMNS, STATE, publish
 from curate.detect import formats as F
 from curate.detect.select import DetectPrepared
 from curate.detect.write import DetectParams, DetectResult, _clear_own, box_of, plan_rows, run_detect_shard
-from curate.errors import InputError
-from curate.executor import make_executor
-from curate.manifest import update_info, write_manifest
-from curate.shard import BOX_COLUMNS, STATE, publish
-from curate.tree import atomic_write_json, atomic_write_text
+from curate.engine.executor import make_executor
 
 
 def build_detect(prep: DetectPrepared, out, params: DetectParams, *, workers=None, engine="local",

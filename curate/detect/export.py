@@ -12,11 +12,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from curate.core.errors import InputError
+from curate.core.manifest import read_info, update_info
+from curate.core.tree import atomic_write_bytes, atomic_write_text
 from curate.detect import formats as F
-from curate.errors import InputError
-from curate.executor import progress_bar
-from curate.manifest import read_info, update_info
-from curate.tree import atomic_write_bytes, atomic_write_text
+from curate.engine.executor import progress_bar
 
 
 @dataclass

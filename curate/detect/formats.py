@@ -20,8 +20,8 @@ from pathlib import Path
 
 import yaml
 
-from curate.errors import InputError
-from curate.layout import is_image_name, sort_splits
+from curate.core.errors import InputError
+from curate.core.layout import is_image_name, sort_splits
 
 FORMATS = ("yolo", "coco")
 TOLERANCE = 1e-6  # normalised coordinates may overshoot [0, 1] by this much (float rounding)

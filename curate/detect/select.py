@@ -21,12 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from curate import storage
-from curate.build import plan_splits
-from curate.classes import resolve
-from curate.errors import InputError
+from curate.core import storage
+from curate.core.errors import InputError
+from curate.crop.build import plan_splits
 from curate.sources import openimages as oi
 from curate.sources.box_selection import COUNT_COLUMNS, MERGE_IOU
+from curate.sources.classes import resolve
 
 BACKGROUND = "__background__"  # split-planning label of background images (never a class)
 INCLUDE_ALL = dict.fromkeys(oi.FLAG_OPTIONS, True)

@@ -1,7 +1,7 @@
 """A detection plan -> a YOLO or COCO tree, in the crop build's idempotent shards.
 
 Each image is written once (its bytes copied, or re-encoded upright / resized when needed) with its
-YOLO label file, inside a shard's staging folder that is renamed when complete (`curate.build`'s
+YOLO label file, inside a shard's staging folder that is renamed when complete (`curate.crop.build`'s
 resume rule); the driver then moves the files into place and writes data.yaml or the COCO JSON,
 manifest.parquet (one row per box, ignore region or background image) and curate.json.
 """
@@ -20,14 +20,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from curate import crop as C
-from curate import storage
+from curate.core import storage
+from curate.core.errors import UnreadableImage
+from curate.core.images import DEFAULT_MAX_PIXELS, decode, read_bytes
+from curate.core.tree import INFO_NAME, atomic_write_text
+from curate.crop import letterbox as C
+from curate.crop.shard import FLAG_FIELDS, STATE, Shard
 from curate.detect import formats as F
 from curate.detect.select import DetectPrepared, plan_detect_splits
-from curate.errors import UnreadableImage
-from curate.images import DEFAULT_MAX_PIXELS, decode, read_bytes
-from curate.shard import FLAG_FIELDS, STATE, Shard
-from curate.tree import INFO_NAME, atomic_write_text
 
 COPY_FORMATS = {"JPEG": "jpg", "PNG": "png"}  # formats whose bytes are copied as they are…
 COPY_MODES = ("RGB", "L")  # …when 8-bit RGB or gray: CMYK, 16-bit, palette, alpha load differently per loader

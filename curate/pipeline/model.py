@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 
 TOP_KEYS = {"vars", "out", "seed", "workers", "steps", "name", "description"}
 STEP_META = {"name", "continue-on-problems"}

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from curate.commands.common import State
-from curate.errors import CurateError, InputError
-from curate.lock import hold
-from curate.manifest import read_info, update_info
+from curate.core.errors import CurateError, InputError
+from curate.core.lock import hold
+from curate.core.manifest import read_info, update_info
 from curate.pipeline.commands import registered_commands
 from curate.pipeline.load import load_pipeline
 from curate.pipeline.model import PipelineResult, Step, StepResult

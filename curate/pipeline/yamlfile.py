@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 from curate.pipeline.model import PipelineError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_-]*)\}")

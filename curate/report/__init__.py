@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 
 
 @dataclass
@@ -29,8 +29,8 @@ class ReportResult:
 def output_paths(root: Path | str, out: str | Path | None) -> tuple[Path | str, Path | str]:
     """(html, json): OUT/report.html + OUT/report.json, or OUT.html + OUT.json when OUT ends in .html.
     An object-store tree (s3://…) reports by default into ./<tree name>-report/; OUT may be a URL."""
-    from curate.storage import is_url
-    from curate.tree import detect_splits, state_dir
+    from curate.core.storage import is_url
+    from curate.core.tree import detect_splits, state_dir
 
     if is_url(root) or is_url(out or ""):
         return _url_output_paths(root, out)
@@ -52,7 +52,7 @@ def output_paths(root: Path | str, out: str | Path | None) -> tuple[Path | str, 
 
 
 def _url_output_paths(root, out) -> tuple[Path | str, Path | str]:
-    from curate.storage import as_location, is_url, scan
+    from curate.core.storage import as_location, is_url, scan
 
     if out is None:
         out = Path(str(root).rstrip("/").rsplit("/", 1)[-1] + "-report").resolve()
@@ -99,13 +99,13 @@ def build_report(
     `fail_on`: check names (or "all") whose findings count as failures -> `fired_rules`.
     `thresholds`: overrides such as ["blurry=10", "small-class.min_images=20"].
     """
+    from curate.core.storage import as_location, is_url, write_bytes
+    from curate.core.tree import atomic_write_bytes, atomic_write_text
     from curate.report.build import analyse
     from curate.report.checks import parse_overrides, parse_rules
     from curate.report.html import render, wanted_thumbnails
     from curate.report.jsonout import build_json
     from curate.report.thumbs import thumbnails
-    from curate.storage import as_location, is_url, write_bytes
-    from curate.tree import atomic_write_bytes, atomic_write_text
 
     root = as_location(root)
     rules = parse_rules(fail_on)

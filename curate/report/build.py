@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from curate import dedupe
-from curate.errors import CurateError, InputError
-from curate.layout import scan_tree, split_rank
-from curate.manifest import CORE_COLUMNS, read_manifest
+from curate.core.errors import CurateError, InputError
+from curate.core.layout import scan_tree, split_rank
+from curate.core.manifest import CORE_COLUMNS, read_manifest
+from curate.core.storage import as_location, is_url, scan
+from curate.dedupe import find as dedupe
 from curate.report.checks import Check, Context, all_checks
 from curate.report.checks.detection import detection_tree, retag_clusters
 from curate.report.stats import image_stats
-from curate.storage import as_location, is_url, scan
 
 
 @dataclass
@@ -48,7 +48,7 @@ def join_manifest(images: pd.DataFrame, manifest: pd.DataFrame | None) -> pd.Dat
 
 
 def exact_clusters(images: pd.DataFrame) -> list[dict]:
-    """Groups of byte-identical readable files, shaped like curate.dedupe's Cluster."""
+    """Groups of byte-identical readable files, shaped like curate.dedupe.find's Cluster."""
     df = images[images["error"].isna() & images["sha256"].notna()]
     out = []
     for _sha, g in sorted(df.groupby("sha256"), key=lambda kv: sorted(kv[1]["path"])[0]):
@@ -64,7 +64,7 @@ def exact_clusters(images: pd.DataFrame) -> list[dict]:
 
 
 def find_clusters(root: Path, images: pd.DataFrame, *, workers, engine, quiet) -> tuple[list[dict], str, str]:
-    """(clusters, source, warning): curate.dedupe's exact + near clusters, or exact sha256 groups when
+    """(clusters, source, warning): curate.dedupe.find's exact + near clusters, or exact sha256 groups when
     the duplicate search fails unexpectedly (a report still gets written; the warning says why)."""
     try:
         res = dedupe.find_duplicates(root, workers=workers, engine=engine, quiet=quiet)

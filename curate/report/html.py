@@ -12,9 +12,9 @@ import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from curate.dedupe_sheet import CSS as SHEET_CSS
-from curate.dedupe_sheet import sheet_fragment, shown_paths
-from curate.labelnames import with_name
+from curate.core.labelnames import with_name
+from curate.dedupe.sheet import CSS as SHEET_CSS
+from curate.dedupe.sheet import sheet_fragment, shown_paths
 from curate.report import charts
 from curate.report.build import Analysis
 from curate.report.checks import SCORE_NAMES, SEVERITIES

@@ -144,7 +144,7 @@ def _clean(obj):
 
 def _label_names(root, labels: list[str]) -> dict[str, str]:
     """Readable names of the labels (classes.json or cat_to_name.json at the root), for those that have one."""
-    from curate.labelnames import label_names
+    from curate.core.labelnames import label_names
 
     names = label_names(root)
     return {lab: names[lab] for lab in labels if lab in names}

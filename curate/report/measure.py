@@ -2,7 +2,7 @@
 
 Runs inside executor workers. All measures are taken on a copy whose longest side is at most MEASURE_SIDE
 pixels, so they do not depend on resolution and large JPEGs decode at reduced size. `measure_and_hash`
-also gives curate.hashing's row from the same read (and the same decode where hashing wants the same
+also gives curate.dedupe.hashing's row from the same read (and the same decode where hashing wants the same
 reduced JPEG decode: large photos), so the report's duplicate search reads the hashes from its cache.
 `dct_hash` stays its own: the mirror check compares a 256 px luma's hash with its mirror's.
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from curate.errors import UnreadableImage
-from curate.hashing import hash_bytes
-from curate.images import decode
-from curate.storage import join, read_image_bytes
+from curate.core.errors import UnreadableImage
+from curate.core.images import decode
+from curate.core.storage import join, read_image_bytes
+from curate.dedupe.hashing import hash_bytes
 
 MEASURE_VERSION = 2  # bump when a measure changes: invalidates the stats cache
 MEASURE_SIDE = 256  # longest side (px) that brightness, blur, entropy, ... are measured at
@@ -86,7 +86,7 @@ def measure_file(path: str | Path) -> dict:
 
 
 def measure_and_hash(path: str | Path, hashes: bool = True) -> tuple[dict, dict | None]:
-    """(measure_file's row, curate.hashing.hash_bytes' row of the same bytes, or None when `hashes` is off
+    """(measure_file's row, curate.dedupe.hashing.hash_bytes' row of the same bytes, or None when `hashes` is off
     or the file cannot be read)."""
     row: dict = dict.fromkeys(FIELDS)
     try:

@@ -2,7 +2,7 @@
 
 The cache lives next to the hash cache, in tree.state_dir(root)/cache/, keyed by (path, size, mtime,
 MEASURE_VERSION): a rerun measures only the files that changed. With `hashes`, the same pass also hashes
-what it measures (curate.hashing's rows, into its cache): the duplicate search then decodes nothing again.
+what it measures (curate.dedupe.hashing's rows, into its cache): the duplicate search then decodes nothing again.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.executor import is_local, make_executor
-from curate.hashing import save_hashes
+from curate.core.storage import as_location, file_versions, state_dir_of
+from curate.core.tree import TreeFile, atomic_write_bytes
+from curate.dedupe.hashing import save_hashes
+from curate.engine.executor import is_local, make_executor
 from curate.report.measure import FIELDS, MEASURE_VERSION, measure_chunk
-from curate.storage import as_location, file_versions, state_dir_of
-from curate.tree import TreeFile, atomic_write_bytes
 
 CACHE_NAME = "report-stats.parquet"
 CHUNK = 32  # files per executor task
@@ -58,7 +58,7 @@ def image_stats(
     hashes: bool = False,
 ) -> pd.DataFrame:
     """One row per file (sorted by path): path, split, label, FIELDS; `cached` tells reused rows.
-    `hashes`: measured files are also hashed (curate.hashing, phash 8) and cached for hash_files."""
+    `hashes`: measured files are also hashed (curate.dedupe.hashing, phash 8) and cached for hash_files."""
     root = as_location(root)
     versions = file_versions(root, [f.path for f in files])  # (size, mtime_ns), or (size, ETag) for URLs
     keys = [(f.path, *versions[f.path], MEASURE_VERSION) for f in files]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 
 HERE = Path(__file__).resolve().parent
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from curate.classes import ClassIndex, Selection
+from curate.sources.classes import ClassIndex, Selection
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -2,7 +2,7 @@
 
 Any format of curate.sources.formats: the reader lists the images, every one is written (PNG for
 pixel arrays, the bytes kept for files), decoded and hashed into a staging tree under OUT/.curate/;
-val (and test, for sources without one) are then dealt from train by curate.split's stratified,
+val (and test, for sources without one) are then dealt from train by curate.resplit's stratified,
 group-aware plan (near-duplicate clusters never straddle splits), and the files move into
 OUT/<split>/<class>/. manifest.parquet, classes.json and curate.json are written last; an
 interrupted run resumes, and a finished one is not redone.
@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate.errors import CurateError, InputError
-from curate.layout import SPLIT_ORDER
-from curate.lock import fresh
+from curate.core.errors import CurateError, InputError
+from curate.core.layout import SPLIT_ORDER
+from curate.core.lock import fresh
+from curate.core.tree import atomic_write_json, default_quarantine
 from curate.sources import formats
 from curate.sources.ingest import (
     check_out,
@@ -31,7 +32,6 @@ from curate.sources.ingest import (
     slug,
     tree_complete,
 )
-from curate.tree import atomic_write_json, default_quarantine
 
 STEP = "import"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.xz", ".tar.bz2", ".txz", ".tbz2")
@@ -107,7 +107,7 @@ def write_batch(batch: list[tuple[Any, str | None, bytes | None, str, str]]) -> 
 
 def _unpack(src: Path, out: Path, quiet: bool) -> Path:
     """The local folder or file to read: archives are extracted safely under OUT/.curate/."""
-    from curate.archive import is_archive, safe_extract
+    from curate.sources.archive import is_archive, safe_extract
 
     if src.is_file() and src.name.lower().endswith(ARCHIVE_SUFFIXES):
         if not is_archive(src):
@@ -120,7 +120,7 @@ def _unpack(src: Path, out: Path, quiet: bool) -> Path:
 
 def _download(url: str) -> Path:
     """Copy an object-store file or prefix to the local cache (files already there are kept)."""
-    from curate import storage
+    from curate.core import storage
 
     dest = storage.url_state_dir(url) / "source"
     if storage.exists(url) and not storage.is_dir(url):
@@ -172,8 +172,8 @@ def import_source(
     overwrite: bool = False,
 ) -> ImportResult:
     """Read `source` in format `fmt` (auto: detected) and write the verified tree `out`."""
-    from curate import storage
-    from curate.manifest import update_info
+    from curate.core import storage
+    from curate.core.manifest import update_info
 
     options = options or formats.Options()
     check_ratios(val_ratio, test_ratio)
@@ -185,7 +185,7 @@ def import_source(
         raise InputError(f"source {source} does not exist", "pass a local file or folder, or an s3:// URL")
     opts = _options_record(fmt, val_ratio, test_ratio, seed, options, names)
     fp = fingerprint(src)
-    created = fresh(out)  # new, or holding only the lock its command took (curate.lock)
+    created = fresh(out)  # new, or holding only the lock its command took (curate.core.lock)
     previous, done = _previous(out, src, fp, opts, overwrite)
     if done:
         return ImportResult(out, previous.get("format", fmt), previous.get("counts", {}), previous.get("classes", 0),
@@ -217,8 +217,8 @@ def _build(read: formats.Source, dataset: str, out: Path, kind: str, val_ratio: 
     """Stage, verify, deal val/test, move into place, write manifest and classes.json."""
     import pandas as pd
 
-    from curate.executor import make_executor
-    from curate.manifest import write_manifest
+    from curate.core.manifest import write_manifest
+    from curate.engine.executor import make_executor
     from curate.sources.kaggle import load_names
 
     id_names = dict(read.names)
@@ -264,7 +264,7 @@ def _build(read: formats.Source, dataset: str, out: Path, kind: str, val_ratio: 
 def _deal(stage: Path, read: formats.Source, val_ratio: float, test_ratio: float, seed: int, notes: list[str],
           workers, engine: str, quiet: bool) -> dict[str, str]:
     """staged path -> new split, for files dealt from train into val (and test); {} when nothing is."""
-    from curate.split import plan_resplit
+    from curate.resplit import plan_resplit
 
     have = {it.split for it in read.items}
     if test_ratio and "test" in have:

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from curate.errors import InputError, UnreadableImage
-from curate.images import decode, extension_matches
-from curate.tree import INFO_NAME
+from curate.core.errors import InputError, UnreadableImage
+from curate.core.images import decode, extension_matches
+from curate.core.tree import INFO_NAME
 
 
 def slug(text: str) -> str:
@@ -152,7 +152,7 @@ def clear_import(out: Path) -> None:
 
 def tree_complete(out: Path) -> bool:
     """manifest.parquet and classes.json are there, and so is every kept file."""
-    from curate.manifest import read_manifest
+    from curate.core.manifest import read_manifest
 
     try:
         df = read_manifest(out)

@@ -27,10 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from curate import storage
-from curate.classes import ClassIndex, Selection, resolve
-from curate.errors import InputError, NetworkError
-from curate.executor import progress_bar
+from curate.core import storage
+from curate.core.errors import InputError, NetworkError
+from curate.engine.executor import progress_bar
 from curate.sources.box_selection import (  # noqa: F401  (the selection API, re-exported)
     BOX_COLUMNS,
     DEFAULT_INCLUDE,
@@ -40,6 +39,7 @@ from curate.sources.box_selection import (  # noqa: F401  (the selection API, re
     BoxSelection,
     select_boxes,
 )
+from curate.sources.classes import ClassIndex, Selection, resolve
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -309,7 +309,7 @@ def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=Fa
           command: str = ""):
     import pandas as pd
 
-    from curate.build import build_tree  # pandas and OpenCV: not loaded by a dry run (planning only)
+    from curate.crop.build import build_tree  # pandas and OpenCV: not loaded by a dry run (planning only)
 
     ids = prep.chosen.image_ids
     if not prep.local:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont
 
-from curate.samples import PHOTOS, load_photo
+from curate.sources.samples import PHOTOS, load_photo
 
 FILL = (114, 114, 114)
 

@@ -12,10 +12,10 @@ import csv
 import io
 from pathlib import Path
 
-from curate.errors import CurateError, InputError
+from curate.core.errors import CurateError, InputError
+from curate.core.tree import atomic_write_json, atomic_write_text
 from curate.train.config import TrainConfig
 from curate.train.models import _check_arch
-from curate.tree import atomic_write_json, atomic_write_text
 
 COLUMNS = [
     ("arch", "arch", "{}"), ("top1", "top-1", "{:.3f}"), ("top5", "top-5", "{:.3f}"),
@@ -44,7 +44,7 @@ def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = Fal
     """Train each model of `archs` (a comma list or a list) with the same options; returns the table's rows.
     `alone`: each model in its own process (None: on CPU only; False: all in this process, faster to start,
     but then peak memory only grows from model to model)."""
-    from curate.storage import as_location
+    from curate.core.storage import as_location
     from curate.train.loop import _default_log, json_safe, prepare, resolve_device, tree_name
     from curate.train.models import build_model
     from curate.train.prep import load_dataset

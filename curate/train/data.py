@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from curate.executor import make_executor
+from curate.engine.executor import make_executor
 from curate.train.prep import Split, check_chunk, load_chunk, load_square
 
 CHUNK = 32  # files per executor task
@@ -116,7 +116,7 @@ class FileImages(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from curate.errors import UnreadableImage
+        from curate.core.errors import UnreadableImage
 
         try:
             arr = load_square(self.paths[i], self.size)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 
 
 def resolve_device(name: str) -> torch.device:

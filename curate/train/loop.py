@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curate.errors import InputError
-from curate.executor import progress_bar
-from curate.storage import as_location, is_url
+from curate.core.errors import InputError
+from curate.core.storage import as_location, is_url
+from curate.core.tree import atomic_write_bytes, atomic_write_json, atomic_write_text, json_safe
+from curate.engine.executor import progress_bar
 from curate.train.config import TrainConfig, TrainResult
 from curate.train.data import (
     Augment,
@@ -49,7 +50,6 @@ from curate.train.models import (
     train_mode,
 )
 from curate.train.prep import Dataset, load_dataset
-from curate.tree import atomic_write_bytes, atomic_write_json, atomic_write_text, json_safe
 
 CHECKPOINT_FORMAT = "curate-classifier"
 HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds", "images_per_s"]
@@ -248,7 +248,7 @@ def evaluate(model, batches: Batches, augment: Augment, criterion, prec: Precisi
 
 
 def _default_log(quiet: bool):
-    from curate.executor import _console  # the progress bar's console: lines print above the live bar
+    from curate.engine.executor import _console  # the progress bar's console: lines print above the live bar
 
     return (lambda msg: None) if quiet else (lambda msg: _console.print(msg, markup=False, highlight=False,
                                                                          soft_wrap=True))

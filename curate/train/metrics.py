@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.tree import atomic_write_bytes
+from curate.core.tree import atomic_write_bytes
 
 
 def classification_metrics(y_true: np.ndarray, probs: np.ndarray, classes: list[str],

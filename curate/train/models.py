@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from curate.errors import InputError, NetworkError
+from curate.core.errors import InputError, NetworkError
 from curate.train.simple_cnn import NAME as SIMPLE_CNN
 from curate.train.simple_cnn import SimpleCNN
 from curate.train.stems import adapt_state, apply_small_stem, resolve_stem, stem_spec

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from curate import storage
-from curate.errors import InputError, UnreadableImage
-from curate.executor import progress_bar
+from curate.core import storage
+from curate.core.errors import InputError, UnreadableImage
+from curate.core.tree import is_image_name
+from curate.engine.executor import progress_bar
 from curate.train.loop import CHECKPOINT_FORMAT, resolve_device
 from curate.train.models import build_model, checkpoint_transform_input, logits_of, read_checkpoint
 from curate.train.prep import load_square
-from curate.tree import is_image_name
 
 
 @dataclass

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from curate import storage
-from curate.errors import InputError, UnreadableImage
-from curate.images import decode, probe
+from curate.core import storage
+from curate.core.errors import InputError, UnreadableImage
+from curate.core.images import decode, probe
 
 CLASSES_JSON = "classes.json"
 
@@ -41,8 +41,8 @@ class Dataset:
 
 
 def read_class_names(root: str | Path) -> dict[str, str]:
-    """folder -> full name from ROOT/classes.json or ROOT/cat_to_name.json (curate.labelnames); {} if absent."""
-    from curate.labelnames import label_names
+    """folder -> full name from ROOT/classes.json or ROOT/cat_to_name.json (curate.core.labelnames); {} if absent."""
+    from curate.core.labelnames import label_names
 
     return label_names(root)
 
@@ -94,7 +94,7 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
 
 
 def _excluded_by_manifest(root: Path | str) -> set[str]:
-    from curate.manifest import read_manifest
+    from curate.core.manifest import read_manifest
 
     df = read_manifest(root)
     if df is None or "status" not in df.columns:

@@ -15,7 +15,7 @@ import re
 
 from torch import nn
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 
 # arch pattern -> (first conv, its norm layer, max-pool to drop or None, new kernel size or None to keep it)
 SMALL_STEMS = [

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from curate.errors import InputError
-from curate.tree import Tree
+from curate.core.errors import InputError
+from curate.core.tree import Tree
 
 REGISTRY: dict[str, type[Check]] = {}
 

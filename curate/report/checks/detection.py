@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curate.core.tree import Tree, TreeFile
 from curate.report.checks import SEVERITY, Check, register
-from curate.tree import Tree, TreeFile
 
 BACKGROUND = "background"
 SEVERITY.update({"no-boxes": "info", "tiny-box": "warning", "few-val-boxes": "warning", "crowded-image": "info"})
@@ -36,8 +36,8 @@ def main_label(names: list[str], boxes) -> str:
 
 def detection_tree(root) -> DetectionTree | None:
     """The tree of a local YOLO/COCO detection set (labels validated), or None for any other tree."""
+    from curate.core.errors import InputError
     from curate.detect import formats as F
-    from curate.errors import InputError
 
     if isinstance(root, str) and "://" in root:
         return None

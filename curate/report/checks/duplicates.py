@@ -1,4 +1,4 @@
-"""Duplicate checks over the clusters of curate.dedupe (or exact sha256 groups as a fallback)."""
+"""Duplicate checks over the clusters of curate.dedupe.find (or exact sha256 groups as a fallback)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class MirrorLeakage(Check):
 
     def applies(self, ctx):
         try:
-            import curate.dedupe  # noqa: F401  (its pixel verification: load_thumbnail, mirrored_similarity)
+            import curate.dedupe.find  # noqa: F401  (its pixel verification: load_thumbnail, mirrored_similarity)
         except ImportError:
             return False
         return len(ctx.tree.split_dirs) > 1 and "phash_mirror" in ctx.images.columns
@@ -66,9 +66,9 @@ class MirrorLeakage(Check):
     def run(self, ctx):
         import numpy as np
 
-        from curate.dedupe import load_thumbnail, mirrored_similarity
-        from curate.dupsearch import hamming_pairs, pack
-        from curate.storage import join
+        from curate.core.storage import join
+        from curate.dedupe.find import load_thumbnail, mirrored_similarity
+        from curate.dedupe.search import hamming_pairs, pack
 
         df = ctx.readable
         df = df[df["phash"].notna() & df["phash_mirror"].notna()].reset_index(drop=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from curate.images import extension_matches
+from curate.core.images import extension_matches
 from curate.report.checks import Check, Context, register
 
 

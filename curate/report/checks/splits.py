@@ -66,8 +66,8 @@ class SmallClass(Check):
 
 def resplit_minimum(ctx: Context) -> tuple[int, list[str]]:
     """(--min-per-class, evaluation splits) of the tree's last `curate resplit` (curate.json), or (0, [])."""
-    from curate.errors import CurateError
-    from curate.manifest import read_info
+    from curate.core.errors import CurateError
+    from curate.core.manifest import read_info
 
     try:
         rec = read_info(ctx.root).get("steps", {}).get("resplit") or {}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 from curate.sources.formats import Item, Options, Source
 
 _ALLOWED = {(m, n) for m in ("numpy.core.multiarray", "numpy._core.multiarray") for n in ("_reconstruct", "scalar")}

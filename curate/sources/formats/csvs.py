@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.errors import InputError
+from curate.core.errors import InputError
+from curate.core.tree import is_image_name
 from curate.sources.formats import Item, Options, Source, split_of
-from curate.tree import is_image_name
 
 LABEL_NAMES = ("label", "labels", "class", "class_name", "category", "target", "y")
 PATH_NAMES = ("img_path", "image_path", "path", "filepath", "file_path", "filename", "file_name", "file", "image",

@@ -16,7 +16,7 @@ def _detect(path: Path) -> bool:
 
 
 def _read(path: Path, options: Options) -> Source:
-    from curate.labelnames import label_names
+    from curate.core.labelnames import label_names
     from curate.sources.kaggle import find_layout, list_class_files
 
     layout = find_layout(path)

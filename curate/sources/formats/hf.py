@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 from curate.sources.formats import Item, Options, Source, split_of
 
 SUFFIXES = (".parquet", ".arrow")

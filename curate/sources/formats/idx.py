@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 from curate.sources.formats import Item, Options, Source, split_of
 
 PATTERN = re.compile(r"^(?P<prefix>.*?)(?P<split>train|t10k|test)-(?P<kind>images|labels)[-.]idx(?P<dims>[13])-ubyte(\.gz)?$")

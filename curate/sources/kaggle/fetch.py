@@ -12,7 +12,7 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from curate.errors import CredentialsError, CurateError, InputError, NetworkError
+from curate.core.errors import CredentialsError, CurateError, InputError, NetworkError
 
 SOURCE_HINT = "or download the archive yourself and pass --source ZIP|DIR"
 CREDENTIALS_HINT = (

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from curate.archive import is_archive, safe_extract
-from curate.errors import CurateError, InputError
-from curate.executor import Engine, make_executor
-from curate.layout import SPLIT_ORDER
-from curate.lock import fresh
-from curate.manifest import update_info, write_manifest
+from curate.core.errors import CurateError, InputError
+from curate.core.layout import SPLIT_ORDER
+from curate.core.lock import fresh
+from curate.core.manifest import update_info, write_manifest
+from curate.core.tree import atomic_write_json, default_quarantine
+from curate.engine.executor import Engine, make_executor
+from curate.sources.archive import is_archive, safe_extract
 from curate.sources.ingest import check_out, clear_import, fingerprint, id_key, ingest_batch, tree_complete
 from curate.sources.kaggle.fetch import default_download_dir, download
 from curate.sources.kaggle.layout import Layout, find_layout, find_names, list_class_files
 from curate.sources.kaggle.names import folder_names, load_names, parse_name
 from curate.sources.kaggle.presets import DatasetSpec, resolve_dataset
-from curate.tree import atomic_write_json, default_quarantine
 
 BATCH = 64  # images per task of the executor
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".gz", ".xz", ".bz2")
@@ -240,7 +240,7 @@ def import_dataset(
                             list(previous.get("problems", [])), up_to_date=True, layout_root=previous.get("layout_root", ""))
     previous = _settle_previous(out, previous, fp, options, overwrite)
 
-    created = fresh(out)  # new, or holding only the lock its command took (curate.lock)
+    created = fresh(out)  # new, or holding only the lock its command took (curate.core.lock)
     base, extract_dir = _unpack(src, out, created, quiet)
     try:
         plan = make_plan(base, spec, names_path, label_names, previous, out, src)

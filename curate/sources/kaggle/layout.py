@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from curate.errors import InputError
-from curate.layout import canonical_split, is_image_name
+from curate.core.errors import InputError
+from curate.core.layout import canonical_split, is_image_name
 from curate.sources.kaggle.presets import NAMES_FILE
 
 MAX_DEPTH = 6

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 from curate.sources.ingest import slug
 
 

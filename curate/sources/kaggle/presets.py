@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from curate.errors import InputError
-from curate.layout import SPLIT_ORDER
+from curate.core.errors import InputError
+from curate.core.layout import SPLIT_ORDER
 from curate.resources import resource
 
 PRESETS_FILE = resource("manifests", "datasets.yaml")

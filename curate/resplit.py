@@ -1,7 +1,7 @@
 """Stratified, group-aware re-splitting of a tree (`curate resplit`).
 
 The files of the merged splits are pooled and dealt again, per label, into the target splits:
-- groups never straddle splits: near-duplicate clusters (curate.dedupe, computed on the fly or read from
+- groups never straddle splits: near-duplicate clusters (curate.dedupe.find, computed on the fly or read from
   the manifest's `cluster`) and crops of one source image (manifest `source_id`) move as one;
 - per label, each target split gets ratio x n files (largest remainder), and evaluation splits (every
   target but train) at least --min-per-class;
@@ -9,7 +9,7 @@ The files of the merged splits are pooled and dealt again, per label, into the t
   by a fixed rule: one file to train, then evaluation splits in order up to the minimum, the rest to
   train; such labels are listed in the plan;
 - order comes from sha256(seed, group key), never from a global RNG: same seed, same split.
-Moves go through curate.journal (journaled, `undo`); the tree may be an object-store URL.
+Moves go through curate.moves.journal (journaled, `undo`); the tree may be an object-store URL.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from curate.dedupe import find_duplicates
+from curate.core.errors import InputError
+from curate.core.layout import SPLIT_ORDER, canonical_split, sort_splits
+from curate.core.manifest import read_info, read_manifest, to_parquet_bytes
+from curate.core.storage import is_url, join, scan
+from curate.core.tree import INFO_NAME, MANIFEST_NAME
+from curate.dedupe.find import find_duplicates
 from curate.detect.formats import refuse_detection_tree
-from curate.errors import InputError
-from curate.journal import Relocation, UndoReport, staged_info, undo
-from curate.layout import SPLIT_ORDER, canonical_split, sort_splits
-from curate.manifest import read_info, read_manifest, to_parquet_bytes
-from curate.moves import FreeNames, files_for
-from curate.storage import is_url, join, scan
-from curate.tree import INFO_NAME, MANIFEST_NAME
+from curate.moves.journal import Relocation, UndoReport, staged_info, undo
+from curate.moves.movers import FreeNames, files_for
 
 
 @dataclass

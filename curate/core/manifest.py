@@ -14,9 +14,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate import __version__, storage
-from curate.errors import InputError
-from curate.tree import INFO_NAME, MANIFEST_NAME, json_bytes
+from curate import __version__
+from curate.core import storage
+from curate.core.errors import InputError
+from curate.core.tree import INFO_NAME, MANIFEST_NAME, json_bytes
 
 SCHEMA_VERSION = 1
 CORE_COLUMNS = ["path", "split", "label", "sha256", "width", "height", "source", "source_id", "status"]

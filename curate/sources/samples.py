@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 
 # name -> (package, folder inside the package, file)
 PHOTOS: dict[str, tuple[str, str, str]] = {
@@ -50,6 +50,6 @@ def photo_path(name: str) -> Path:
 
 def load_photo(name: str) -> np.ndarray:
     """The photo as an H x W x 3 uint8 RGB array."""
-    from curate.images import decode
+    from curate.core.images import decode
 
     return decode(photo_path(name)).pixels

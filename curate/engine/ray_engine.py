@@ -19,8 +19,8 @@ from typing import Any
 
 import ray  # ImportError here becomes "pip install 'curate[ray]'" in make_executor
 
-from curate.errors import CurateError, InputError
-from curate.executor import default_workers, progress_bar
+from curate.core.errors import CurateError, InputError
+from curate.engine.executor import default_workers, progress_bar
 
 _QUIET = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
           "configure_logging": True}

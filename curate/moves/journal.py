@@ -29,11 +29,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curate import storage
-from curate.errors import CurateError, InputError
-from curate.manifest import update_info
-from curate.moves import Changed, Gone, files_for, location, sha_of
-from curate.tree import INFO_NAME, atomic_write_bytes
+from curate.core import storage
+from curate.core.errors import CurateError, InputError
+from curate.core.manifest import update_info
+from curate.core.tree import INFO_NAME, atomic_write_bytes
+from curate.moves.movers import Changed, Gone, files_for, location, sha_of
 
 UPLOAD_EVERY = 100  # moves between uploads of the journal copy (object stores)
 

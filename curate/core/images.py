@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from curate.errors import UnreadableImage
+from curate.core.errors import UnreadableImage
 
 # A 12-megapixel photo is 12e6 pixels; anything above this is treated as a decompression bomb.
 DEFAULT_MAX_PIXELS = 150_000_000

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from curate.errors import InputError
-from curate.executor import progress_bar
-from curate.tree import prune_empty_dirs
+from curate.core.errors import InputError
+from curate.core.tree import prune_empty_dirs
+from curate.engine.executor import progress_bar
 
 MAX_TOTAL_BYTES = 64 << 30  # 64 GiB uncompressed
 MAX_MEMBER_BYTES = 4 << 30

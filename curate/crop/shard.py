@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from curate import crop as C
-from curate import storage
-from curate.errors import UnreadableImage
-from curate.images import DEFAULT_MAX_PIXELS, decode
-from curate.tree import atomic_write_text
+from curate.core import storage
+from curate.core.errors import UnreadableImage
+from curate.core.images import DEFAULT_MAX_PIXELS, decode
+from curate.core.tree import atomic_write_text
+from curate.crop import letterbox as C
 
 STATE = ".curate"
 FLAG_FIELDS = {"IsGroupOf": "is_group_of", "IsDepiction": "is_depiction", "IsTruncated": "is_truncated",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 from curate.resources import resource
 
 ROOT_MID = "/m/0bl9f"  # Entity

@@ -1,19 +1,19 @@
 """Perceptual hashes of every image of a tree, computed in parallel and cached.
 
 `hash_files(root)` gives one row per image: path, split, label, sha256, size, width, height, format,
-mode, hash (hex, as imagehash prints it), error (reason or None), band (curate.midband.signature of the
+mode, hash (hex, as imagehash prints it), error (reason or None), band (curate.dedupe.midband.signature of the
 same reduced decode, as bytes; None where that test abstains), zhash (the hash of the central
 ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as dupverify.Thumb.chroma: the colour gate),
-centre (curate.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on).
+centre (curate.dedupe.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on).
 Each file is decoded once. JPEGs are decoded by OpenCV's libjpeg-turbo at reduced size (DCT scaling) down
 to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail, so
 this moves a photo's hash by a bit or two of 64 (bench/dedupe.py), at a fraction of the cost; on images
 whose DCT coefficients crowd the median (a centred coin on white) up to 8 (coins-dev, JPEG vs a PNG of its
 pixels), which dedupe's exact-pixel check allows for; a reduced decode's hash pair is computed in
-floating point (curate.phash.phash_pair). Plain 8-bit PNGs are decoded by OpenCV with Pillow's gray,
+floating point (curate.dedupe.phash.phash_pair). Plain 8-bit PNGs are decoded by OpenCV with Pillow's gray,
 other files by decode(): there the perceptual hash is imagehash's, bit for bit (phash.phash_hex).
 Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
-object-store URL (s3://…): files are read through curate.storage and the cache lives in the local user
+object-store URL (s3://…): files are read through curate.core.storage and the cache lives in the local user
 cache dir (storage.url_state_dir), keyed by (path, size, ETag).
 """
 
@@ -28,18 +28,18 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from curate import storage
-from curate.errors import InputError, UnreadableImage
-from curate.images import c_quiet, decode
-from curate.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
-from curate.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
-from curate.tree import TreeFile, atomic_write_bytes
+from curate.core import storage
+from curate.core.errors import InputError, UnreadableImage
+from curate.core.images import c_quiet, decode
+from curate.core.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
+from curate.core.tree import TreeFile, atomic_write_bytes
+from curate.dedupe.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
            "zhash", "chroma_a", "chroma_b", "centre"]
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
-# needs its central 80 % at 48 px (curate.midband.SIDE / CENTRE)
+# needs its central 80 % at 48 px (curate.dedupe.midband.SIDE / CENTRE)
 CACHE_VERSION = 10  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
 # 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV; 10: their hash pair in floats
 SHARD = 48  # files per executor task
@@ -91,7 +91,7 @@ def jpeg_small(data: bytes, side: int, decoded: tuple[np.ndarray, int] | None = 
     formats, CMYK, damage, huge). The size comes from the frame header (images.jpeg_frame); OpenCV applies
     the EXIF orientation, and the decoded shape says whether it swapped the sides. `decoded`: (RGB pixels,
     factor) of images.decode's OpenCV decode of this colour JPEG, used where it is the same decode."""
-    from curate.images import DEFAULT_MAX_PIXELS, jpeg_frame
+    from curate.core.images import DEFAULT_MAX_PIXELS, jpeg_frame
 
     if b"\xff\xd9" not in data[-1024:]:  # not a complete JPEG: decode() says why
         return None
@@ -145,7 +145,7 @@ def chroma_of(pixels: np.ndarray, bgr: bool = False) -> tuple[float, float]:
 def _png_fast(data: bytes, hash_name: str, hash_size: int) -> dict | None:
     """hash_file's row for a plain PNG (images.png_plain) decoded by OpenCV: Pillow's pixels and gray, so
     the hash is imagehash's bit for bit; None: decode()'s general path."""
-    from curate.images import DEFAULT_MAX_PIXELS, pil_gray, png_plain
+    from curate.core.images import DEFAULT_MAX_PIXELS, pil_gray, png_plain
 
     plain = png_plain(data)
     if plain is None or plain[0] * plain[1] > DEFAULT_MAX_PIXELS:
@@ -166,9 +166,9 @@ def _png_fast(data: bytes, hash_name: str, hash_size: int) -> dict | None:
 def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_name: str, hash_size: int,
               bgr: bool = False, exact: bool = True) -> dict:
     """hash_file's hash, band, zhash, colour and centre of one decode (`gray`, and `pixels` for colour);
-    not `exact`: a reduced JPEG decode, whose phash pair comes from curate.phash.phash_pair."""
-    from curate.centrecode import coefficients
-    from curate.midband import dct_stack, signature
+    not `exact`: a reduced JPEG decode, whose phash pair comes from curate.dedupe.phash.phash_pair."""
+    from curate.dedupe.centrecode import coefficients
+    from curate.dedupe.midband import dct_stack, signature
 
     stack = dct_stack(gray)
     band = signature(gray, size, stack)
@@ -302,7 +302,7 @@ def hash_files(
     quiet: bool = False,
 ) -> pd.DataFrame:
     """One row per image of scan_tree(root) (or `files`), sorted by path; reruns hash only what changed."""
-    from curate.executor import make_executor
+    from curate.engine.executor import make_executor
 
     check_params(hash_name, hash_size)
     root = storage.as_location(root)

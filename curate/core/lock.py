@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from curate.errors import CurateError
+from curate.core.errors import CurateError
 
 LOCK_NAME = "lock.json"
 _held: dict[str, int] = {}  # lock path -> nesting depth, in this process
@@ -80,7 +80,7 @@ def _process_start(pid: int) -> str | None:
 def lock_path(root) -> Path:
     """STATE/lock.json; for a local tree not made yet (missing, or nothing in it but a lock: `fresh`),
     ROOT/.curate/lock.json, where its state will be once it has split folders."""
-    from curate.storage import is_url, local_path, state_dir_of
+    from curate.core.storage import is_url, local_path, state_dir_of
 
     if not is_url(root) and fresh(local_path(root)):
         return Path(local_path(root)).resolve() / ".curate" / LOCK_NAME

@@ -1,7 +1,7 @@
 """Movers: how a file moves on a local disk and on an object store.
 
 Both take and give locations as strings (absolute local paths, or URLs) and raise `Gone` when the source is
-not there, `Changed` when a copy did not verify (nothing of it is left then). curate.journal uses them.
+not there, `Changed` when a copy did not verify (nothing of it is left then). curate.moves.journal uses them.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from curate import storage
-from curate.errors import InputError
-from curate.tree import atomic_write_bytes, file_sha256, prune_empty_dirs
+from curate.core import storage
+from curate.core.errors import InputError
+from curate.core.tree import atomic_write_bytes, file_sha256, prune_empty_dirs
 
 
 class Gone(Exception):

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 from curate.resources import resource
-from curate.samples import load_photo
+from curate.sources.samples import load_photo
 
 DEMO_META = resource("manifests", "demo")
 DEMO_CLASSES = "person,animal,vehicle,flag"

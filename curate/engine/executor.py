@@ -3,7 +3,7 @@
 The local engine uses a process pool (forkserver on Linux: workers start from a clean interpreter
 and never inherit torch, kaggle, fiftyone or ray from the parent). With one worker, work runs in-process.
 Results always come back in input order, so outputs never depend on the worker count.
-The Ray engine (curate.ray_engine, imported only when asked for) has the same `map` signature;
+The Ray engine (curate.engine.ray_engine, imported only when asked for) has the same `map` signature;
 `Engine` names which one runs and with what.
 """
 
@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from curate.errors import CurateError, InputError
+from curate.core.errors import CurateError, InputError
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -226,7 +226,7 @@ def make_executor(engine: Engine | str = "local", workers: int | None = None, qu
     if eng.local:
         return LocalExecutor(eng.workers, quiet)
     try:
-        from curate.ray_engine import RayExecutor
+        from curate.engine.ray_engine import RayExecutor
     except ImportError as e:
         raise InputError("--engine ray needs Ray, which is not installed", "pip install 'curate[ray]'") from e
     return RayExecutor(eng.workers, quiet, ray_address=eng.address, **ray_options)

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from curate.dedupe import DedupeResult, find_duplicates
+from curate.core.errors import InputError
+from curate.core.layout import detect_splits, sort_splits
+from curate.core.manifest import read_info, read_manifest, to_parquet_bytes
+from curate.core.storage import is_url, join, scan, write_many
+from curate.core.tree import INFO_NAME, MANIFEST_NAME, default_quarantine, json_bytes
+from curate.dedupe.find import DedupeResult, find_duplicates
 from curate.detect.formats import refuse_detection_tree
-from curate.errors import InputError
-from curate.journal import Relocation, UndoReport, staged_info, undo
-from curate.layout import detect_splits, sort_splits
-from curate.manifest import read_info, read_manifest, to_parquet_bytes
-from curate.moves import FreeNames, check_outside_splits, files_for
-from curate.storage import is_url, join, scan, write_many
-from curate.tree import INFO_NAME, MANIFEST_NAME, default_quarantine, json_bytes
+from curate.moves.journal import Relocation, UndoReport, staged_info, undo
+from curate.moves.movers import FreeNames, check_outside_splits, files_for
 
 REPORT_NAME = "dedupe.json"
 PAIRS_NAME = "dedupe-pairs.csv"
@@ -124,7 +124,7 @@ def dedupe(
     json_path: str | Path | None = None,
     **find_kwargs,
 ) -> DedupeOutcome:
-    """find_duplicates, then (unless dry_run) move every removed copy to the quarantine, journaled (curate.journal).
+    """find_duplicates, then (unless dry_run) move every removed copy to the quarantine, journaled (curate.moves.journal).
     `root` (and `quarantine`, `json_path`) may be object-store URLs (s3://…): moves are then copy → verify →
     delete. A rerun after an interrupted run finishes that run's plan."""
     root, qdir = _locations(root, quarantine)

@@ -1,6 +1,6 @@
 """Box records -> ImageFolder tree + manifest: split planning, shards run by the executor, manifest.
 
-reader (records of boxes, grouped by source image) -> shards of a few hundred boxes (curate/shard.py
+reader (records of boxes, grouped by source image) -> shards of a few hundred boxes (curate/crop/shard.py
 crops them in workers: decode once per image, letterbox every box, stage, mark complete, publish)
 -> manifest + curate.json. A re-run skips complete shards and yields the same bytes.
 OUT may be an object-store URL (s3://, gs://): there is no rename there, so a shard writes its files to
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curate import storage
-from curate.errors import InputError
-from curate.executor import Engine, is_local, make_executor
-from curate.lock import fresh
-from curate.manifest import read_info, update_info, write_manifest
-from curate.shard import BOX_COLUMNS, STATE, BuildParams, Shard, ShardResult, publish, run_shard
-from curate.tree import INFO_NAME, MANIFEST_NAME, json_bytes
+from curate.core import storage
+from curate.core.errors import InputError
+from curate.core.lock import fresh
+from curate.core.manifest import read_info, update_info, write_manifest
+from curate.core.tree import INFO_NAME, MANIFEST_NAME, json_bytes
+from curate.crop.shard import BOX_COLUMNS, STATE, BuildParams, Shard, ShardResult, publish, run_shard
+from curate.engine.executor import Engine, is_local, make_executor
 
 TAPER = 2  # shards' worth of boxes at the end cut into quarter shards (the last shard no longer runs alone)
 SOLO_BOXES = 400  # smaller jobs run in this process: a pool costs ~0.2-1 s to start, as much as the work

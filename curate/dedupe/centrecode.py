@@ -7,7 +7,7 @@ all of them look-alikes (the grown coins set: 1.7 million candidate pairs among 
 code keeps the same low frequencies but spends its bits where the set varies:
 
 - per image (`coefficients`, in the hashing pass): the 63 lowest 2-D DCT coefficients (8 x 8 without
-  DC) of the central CENTRE share (resampled to 48 x 48 px with curate.midband's DCT stack, which the
+  DC) of the central CENTRE share (resampled to 48 x 48 px with curate.dedupe.midband's DCT stack, which the
   hashing pass makes anyway), unit norm (brightness and contrast do not count), also
   for that region zoomed by ZOOMS (a copy cropped by a few percent shows the original's centre larger).
   Only the centre: a watermark strip or a border along an edge does not move it;
@@ -37,10 +37,10 @@ RADIUS = 14  # bits (of 64) within which two codes make a search candidate
 
 def coefficients(gray: np.ndarray, stack: np.ndarray | None = None) -> np.ndarray:
     """(1 + len(ZOOMS), NCOEF) float16: unit-norm low DCT coefficients of the central region of a uint8
-    grayscale image and of its zooms (zeros for a flat region), taken from curate.midband.dct_stack
+    grayscale image and of its zooms (zeros for a flat region), taken from curate.dedupe.midband.dct_stack
     (Lanczos-3 with fractional boxes; `stack`: that stack when already made). The plain cosine basis:
     first row and column weigh sqrt(2) more than in the orthonormal one."""
-    from curate import midband
+    from curate.dedupe import midband
 
     s = midband.dct_stack(gray) if stack is None else stack
     c = (s[midband.CODE_AT : midband.CODE_AT + 1 + len(ZOOMS), :8, :8] * _PLAIN).reshape(1 + len(ZOOMS), 64)[:, 1:]

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curate.errors import InputError
+from curate.core.errors import InputError
 
 SPLIT_ALIASES = {
     "train": "train",

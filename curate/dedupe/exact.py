@@ -3,7 +3,7 @@ pixels, a JPEG with its metadata stripped), found without decoding the look-alik
 
 Same bytes: one sha256 each (from the hashing pass). Same pixels: among same-size files of different
 bytes whose perceptual hashes are within `close` bits (the two decode paths move a hash by up to 8 on
-coins-dev) and whose centre coefficients (curate.centrecode) agree to SAME_CENTRE, the full decodes
+coins-dev) and whose centre coefficients (curate.dedupe.centrecode) agree to SAME_CENTRE, the full decodes
 are compared by their digest in the workers. docs/dedupe.md has the measurements.
 """
 
@@ -14,12 +14,12 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from curate import storage
-from curate.centrecode import NCOEF, ZOOMS
-from curate.dupsearch import hamming_pairs, pack
-from curate.errors import UnreadableImage
-from curate.images import decode
-from curate.storage import read_image_bytes
+from curate.core import storage
+from curate.core.errors import UnreadableImage
+from curate.core.images import decode
+from curate.core.storage import read_image_bytes
+from curate.dedupe.centrecode import NCOEF, ZOOMS
+from curate.dedupe.search import hamming_pairs, pack
 
 SAME_CENTRE = 0.995  # centre cosine above which same-size images may hold equal pixels (a JPEG and a PNG
 # of its decoded pixels, two decode paths: >= 0.9959 on coins-dev and the sample photos)
@@ -91,7 +91,7 @@ def exact_groups(root, ok: pd.DataFrame, nbits: int, close: int, ex) -> np.ndarr
 
 
 def _centre_full(ok: pd.DataFrame) -> np.ndarray:
-    """(rows, NCOEF) float32 unit centre coefficients of each row's full region (curate.centrecode); zeros
+    """(rows, NCOEF) float32 unit centre coefficients of each row's full region (curate.dedupe.centrecode); zeros
     where there are none (a flat image, an old cache): such a row's pairs are compared on pixels."""
 
     out = np.zeros((len(ok), NCOEF), np.float32)

@@ -1,5 +1,5 @@
 """Clusters of duplicates and what each keeps: star clustering over exact groups, and the keep, leakage and
-conflict policies (curate.dedupe.find_duplicates builds the edges; this module decides the clusters).
+conflict policies (curate.dedupe.find.find_duplicates builds the edges; this module decides the clusters).
 
 Clusters never chain: exact groups are taken in keep order (earliest split, then the keep policy); each
 group not yet taken is a centre, and its cluster is the centre plus every group verified directly against
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from curate.errors import InputError
-from curate.layout import sort_splits, split_rank
+from curate.core.errors import InputError
+from curate.core.layout import sort_splits, split_rank
 
 KEEP_POLICIES = ("largest", "bytes", "first")
 LEAKAGE_POLICIES = ("train", "report")

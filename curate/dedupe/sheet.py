@@ -14,9 +14,9 @@ import json
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 
-from curate import storage
-from curate.executor import is_local, make_executor
-from curate.tree import atomic_write_bytes
+from curate.core import storage
+from curate.core.tree import atomic_write_bytes
+from curate.engine.executor import is_local, make_executor
 
 SECTION_CAP = 150  # near clusters shown per section
 MEMBER_CAP = 12  # files shown per near cluster (the kept one first)
@@ -204,7 +204,7 @@ def _section(sid: str, title: str, about: str, clusters: list[dict], shown: list
 
 
 def _thumb_chunk(job: tuple[list[str], int]) -> list[str | None]:
-    from curate.report.thumbs import thumb_uri  # reduced-size decoding through curate.images
+    from curate.report.thumbs import thumb_uri  # reduced-size decoding through curate.core.images
 
     locations, side = job
     return [thumb_uri(loc, side) for loc in locations]

@@ -1,7 +1,7 @@
 """The mid-band signature: a cheap test that turns away the close look-alikes the centre code lets through.
 
 Two photos of one coin, or a coin turned by a few degrees, share their low frequencies (shape, layout,
-tone): that is why the perceptual hash and the centre code (curate.centrecode) find them. They differ in
+tone): that is why the perceptual hash and the centre code (curate.dedupe.centrecode) find them. They differ in
 the next octave, the engraving and the texture, where a copy (re-encoded, resized, cropped a few percent,
 relit) still agrees with its original. So, per image, in the hashing pass:
 
@@ -14,12 +14,12 @@ relit) still agrees with its original. So, per image, in the hashing pass:
   the image), as int8 (len(ZOOMS) x NBAND bytes).
 
 A pair's similarity is the best cosine of one image's full region against the other's zooms (or both
-full). Pixel verification (curate.dupverify.score) accepts a pair only if it is at least MIN. The test
+full). Pixel verification (curate.dedupe.verify.score) accepts a pair only if it is at least MIN. The test
 abstains (no signature) where the band holds noise rather than structure: images whose central region
 is under SIDE px in the original file (thumbnails, small icons, digit scans: JPEG noise fills that
 octave), and images whose band is weaker than FAINT gray levels RMS (blank pages, smooth gradients,
 mostly-letterbox crops: a heavy re-encode rewrites a band that weak).
-The same matrix products also give curate.centrecode its coefficients (REGIONS after the band's).
+The same matrix products also give curate.dedupe.centrecode its coefficients (REGIONS after the band's).
 docs/dedupe.md has the measurements behind MIN.
 """
 
@@ -29,8 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from curate.centrecode import CENTRE as CODE_CENTRE
-from curate.centrecode import ZOOMS as CODE_ZOOMS
+from curate.dedupe.centrecode import CENTRE as CODE_CENTRE
+from curate.dedupe.centrecode import ZOOMS as CODE_ZOOMS
 
 CENTRE = 0.6  # central share of each side the band test looks at
 ZOOMS = (1.0, 0.98, 0.96, 0.94, 0.92, 0.90, 0.88)  # further central shares of that region, for cropped copies

@@ -1,17 +1,17 @@
 """Near-duplicate candidate pairs of a tree's exact groups, streamed in bounded batches, and the cheap
-vectorised gates that turn most look-alikes away before pixel verification (curate.dupverify.score).
+vectorised gates that turn most look-alikes away before pixel verification (curate.dedupe.verify.score).
 
 A look-alike-dense set (coins on one white background, product shots) has hundreds of candidate pairs
 per image within a 64-bit perceptual-hash threshold, almost all of them false. So the search runs on
-the set-fitted centre code (curate.centrecode), which has far fewer of them, and requires the hash
+the set-fitted centre code (curate.dedupe.centrecode), which has far fewer of them, and requires the hash
 threshold on top; nothing holds every candidate pair at once: the Hamming search yields batches
-(curate.dupsearch.pair_batches), each batch goes through the gates at once, and only the survivors are
+(curate.dedupe.search.pair_batches), each batch goes through the gates at once, and only the survivors are
 kept; the others are counted (`Counts`).
 
 Gates, in order, each a necessary condition of `score` accepting the pair:
 1. colour: mean CIELAB (a*, b*) from the hashing pass more than MAX_CHROMA_SHIFT + COLOUR_MARGIN apart
    (score's own first test, with a margin for the smaller decode the hashing pass uses);
-2. prefilter: the mid-band similarity (curate.midband) below midband.MIN: another photo of the same
+2. prefilter: the mid-band similarity (curate.dedupe.midband) below midband.MIN: another photo of the same
    thing, or the same thing turned by a few degrees, agrees with it in the low frequencies that the
    search looks at, not in the next octave.
 """
@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from curate import midband
-from curate.centrecode import NCOEF, RADIUS, ZOOMS, fit
-from curate.dupsearch import distances, pack, pair_batches
-from curate.dupverify import MAX_CHROMA_SHIFT
+from curate.dedupe import midband
+from curate.dedupe.centrecode import NCOEF, RADIUS, ZOOMS, fit
+from curate.dedupe.search import distances, pack, pair_batches
+from curate.dedupe.verify import MAX_CHROMA_SHIFT
 
 STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see dedupe._verify)
 COLOUR_MARGIN = 3.0  # the hashing pass's mean colour vs the thumbnail's: measured within 1.5 (docs/dedupe.md)
@@ -48,7 +48,7 @@ class Counts:
 @dataclass
 class Search:
     """The near candidates of a run. `batches()` yields (a, b, distance) arrays of group indices (a < b):
-    pairs whose centre codes (curate.centrecode) are within `radius`, full against full or full against a
+    pairs whose centre codes (curate.dedupe.centrecode) are within `radius`, full against full or full against a
     zoom, and whose perceptual hashes are within `threshold` (full against full, else one's full against
     the other's centre hash: a crop), that distance recorded. `big` lists the groups of equal hashes
     verified as stars instead, each in keep order; their pairs are left out of the batches."""
@@ -140,7 +140,7 @@ def colour_far(chroma: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Bands:
-    """Mid-band signatures of the groups (curate.midband), from hash_files' `band` bytes."""
+    """Mid-band signatures of the groups (curate.dedupe.midband), from hash_files' `band` bytes."""
 
     sig: np.ndarray  # (groups, len(ZOOMS), NBAND) int8
     have: np.ndarray  # bool per group: False where the test abstains (or the cache has none)

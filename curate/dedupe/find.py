@@ -2,15 +2,15 @@
 
 1. Exact: identical bytes (sha256), then identical decoded pixels (checked only where the size
    agrees and the perceptual hashes are close). Certain and cheap.
-2. Near: exact groups whose perceptual hashes are within `threshold` bits (curate.dupsearch finds the
-   pairs without comparing all of them), then verification on pixels (curate.dupverify: aligned gradient
+2. Near: exact groups whose perceptual hashes are within `threshold` bits (curate.dedupe.search finds the
+   pairs without comparing all of them), then verification on pixels (curate.dedupe.verify: aligned gradient
    correlation), which tells a copy of one photo from another photo of the same design.
-3. Clusters are stars, never chains (curate.dupcluster): the best file (split order, then the keep policy) is a centre, and
+3. Clusters are stars, never chains (curate.dedupe.cluster): the best file (split order, then the keep policy) is a centre, and
    a cluster is that centre plus the files verified directly against it. Two files that were never
    compared, or that failed verification, are never in one cluster.
 4. Policies: evaluation copies of a training file are leakage and go, whatever their label; inside one
    split, a copy under another label is a conflict, kept and reported (or all dropped with
-   conflicts="drop"). Moving files is curate.dedupe_apply's job.
+   conflicts="drop"). Moving files is curate.dedupe.apply's job.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curate import storage
-from curate.dupcandidates import STAR_ABOVE, Bands, Counts, Search, gate, search
-from curate.dupcluster import (  # noqa: F401  (re-exported: the dedupe API)
+from curate.core import storage
+from curate.core.errors import InputError, UnreadableImage
+from curate.dedupe.candidates import STAR_ABOVE, Bands, Counts, Search, gate, search
+from curate.dedupe.cluster import (  # noqa: F401  (re-exported: the dedupe API)
     CONFLICT_POLICIES,
     KEEP_POLICIES,
     LEAKAGE_POLICIES,
@@ -34,11 +35,8 @@ from curate.dupcluster import (  # noqa: F401  (re-exported: the dedupe API)
     stars,
     unit_order,
 )
-from curate.dupexact import exact_groups as _exact_groups
-from curate.dupverify import THUMB_SIDE, VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
-from curate.errors import InputError, UnreadableImage
-from curate.executor import make_executor
-from curate.hashing import (
+from curate.dedupe.exact import exact_groups as _exact_groups
+from curate.dedupe.hashing import (
     HASH_DECODE_SIDE,
     check_params,
     decode_small,
@@ -47,7 +45,9 @@ from curate.hashing import (
     jpeg_small,
     read_image_bytes,
 )
-from curate.midband import signature
+from curate.dedupe.midband import signature
+from curate.dedupe.verify import THUMB_SIDE, VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
+from curate.engine.executor import make_executor
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
 UNVERIFIED_THRESHOLD = 8  # without verification a looser threshold merges look-alikes (docs/dedupe.md)
@@ -100,7 +100,7 @@ load_thumbnail = thumb_of  # the report's name for it
 
 
 def band_of(path: str) -> np.ndarray | None:
-    """The mid-band signature of an image file or URL (curate.midband.signature of the hashing pass's
+    """The mid-band signature of an image file or URL (curate.dedupe.midband.signature of the hashing pass's
     reduced grayscale decode); None when it cannot be read or the test abstains."""
 
     try:
@@ -209,7 +209,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
             gates) -> tuple[np.ndarray, np.ndarray]:
     """((k, 3) group a, group b, distance; (k,) similarity) of every candidate pair scored on pixels (every
     candidate without verification). Candidates stream from the search in batches through the cheap gates
-    (curate.dupcandidates: colour, then the mid-band test, which min_sim below VERIFY_MIN skips);
+    (curate.dedupe.candidates: colour, then the mid-band test, which min_sim below VERIFY_MIN skips);
     only the survivors are kept and scored, the others counted. `gates`: (chroma, bands, counts)."""
     chroma, bands, counts = gates
     use_gates = verify and min_sim > 0

@@ -4,7 +4,7 @@ Local paths (and file:// URLs) use plain file operations; other URLs go through 
 installed with the `s3` extra). Endpoints and credentials come from the usual environment
 (AWS_PROFILE, AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS …), so Ray workers see the same
 settings as the driver. Object stores have no rename: single puts are atomic, and multi-object
-results are made safe by writing a completion marker object last (see curate/build.py).
+results are made safe by writing a completion marker object last (see curate/crop/build.py).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from curate.errors import InputError
-from curate.layout import Tree, TreeFile, canonical_split, is_image_name, scan_tree, tree_splits
-from curate.tree import atomic_write_bytes, state_dir
+from curate.core.errors import InputError
+from curate.core.layout import Tree, TreeFile, canonical_split, is_image_name, scan_tree, tree_splits
+from curate.core.tree import atomic_write_bytes, state_dir
 
 _GLOB_CHARS = frozenset("*?[")  # fsspec expands these in the paths given to copy/rm/cat/get/put
 
@@ -210,9 +210,9 @@ def fetch(path: str | os.PathLike, dest: str | Path) -> Path:
 
 
 def read_image_bytes(path: str | os.PathLike) -> bytes:
-    """curate.images.read_bytes for local paths and object-store URLs (a missing object is 'missing')."""
-    from curate.errors import UnreadableImage
-    from curate.images import read_bytes as read_image
+    """curate.core.images.read_bytes for local paths and object-store URLs (a missing object is 'missing')."""
+    from curate.core.errors import UnreadableImage
+    from curate.core.images import read_bytes as read_image
 
     if not is_url(path):
         return read_image(path)
@@ -262,7 +262,7 @@ def list_objects(url: str) -> dict[str, tuple[int, str]]:
 
 
 def scan_url_tree(url: str, objects: dict[str, tuple[int, str]] | None = None):
-    """curate.layout.scan_tree for an object-store prefix: the same split detection, sorted paths and labels.
+    """curate.core.layout.scan_tree for an object-store prefix: the same split detection, sorted paths and labels.
     Object stores have no empty folders, so `empty_labels` stays empty."""
     url = str(url).rstrip("/")
     objects = list_objects(url) if objects is None else objects

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curate import storage
-from curate.errors import InputError
+from curate.core import storage
+from curate.core.errors import InputError
 
 FILES = ("classes.json", "cat_to_name.json")
 

@@ -1,0 +1,1 @@
+"""Open Images boxes -> letterboxed crops: the crop geometry, idempotent shards, the tree build."""
