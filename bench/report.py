@@ -33,7 +33,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from curate.core.tree import scan_tree, state_dir  # noqa: E402
+from curate.core.layout import scan_tree
+from curate.core.tree import state_dir
 from curate.engine.executor import default_workers  # noqa: E402
 from curate.report import build_report  # noqa: E402
 from curate.report.stats import image_stats  # noqa: E402

@@ -1,12 +1,20 @@
-"""Fixtures shared by every test file (keep it small: per-area fixtures live in their test files)."""
+"""Fixtures shared by every test file (keep it small: per-area fixtures live in their test files).
+
+Tests mirror the package (tests/core, tests/dedupe, …). Data builders that several areas use live in
+test modules (test_kaggle_data, test_storage's moto_s3, test_train's trees): every test folder is put
+on sys.path here, so they import by module name from anywhere, whatever order pytest collects in."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+for _folder in sorted(Path(__file__).parent.iterdir()):
+    if _folder.is_dir() and not _folder.name.startswith(("_", ".")) and str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 SHARED_OI = REPO.parent / "shared" / "openimages"
 
 

@@ -72,6 +72,29 @@ def writing(root):
     return hold(root, note=warn)
 
 
+def guard(root, read_only: bool):
+    """The lock a command needs on ROOT: for a read-only run (a dry run) none, after checking that no
+    other process is changing the tree; else the write lock."""
+    from contextlib import nullcontext
+
+    if read_only:
+        reading(root)
+        return nullcontext()
+    return writing(root)
+
+
+def undo_options(what: str):
+    """(--undo, --force) for a command whose moves are journaled."""
+    return (typer.Option(False, "--undo", help=f"Put back the files the last {what} moved."),
+            typer.Option(False, "--force", help="With --undo: when some files are missing or changed, "
+                         "still restore the rest, list those, and go on to older runs."))
+
+
+def check_force(force: bool, undo: bool) -> None:
+    if force and not undo:
+        raise typer.BadParameter("--force goes with --undo", param_hint="--force")
+
+
 def reading(root) -> None:
     """For commands that only read ROOT: stop while another process is changing it (curate.core.lock)."""
     from curate.core.lock import check_unlocked

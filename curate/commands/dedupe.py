@@ -87,9 +87,8 @@ def dedupe(
                                         "to stdout (the summary goes to stderr)."),
     sheet: Path = typer.Option(None, "--sheet", path_type=str,
                                help="Also write an HTML contact sheet of the clusters to this local file."),
-    undo: bool = typer.Option(False, "--undo", help="Put back the files the last dedupe moved."),
-    force: bool = typer.Option(False, "--force", help="With --undo: when some files are missing or changed, "
-                               "still restore the rest, list those, and go on to older runs."),
+    undo: bool = common.undo_options("dedupe")[0],
+    force: bool = common.undo_options("dedupe")[1],
     workers: int = common.workers_option(),
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
@@ -107,15 +106,11 @@ def dedupe(
             common.info(line)
         else:
             common.out.print(line, soft_wrap=True)
-    if force and not undo:
-        raise typer.BadParameter("--force goes with --undo", param_hint="--force")
+    common.check_force(force, undo)
     opts = dict(dry_run=dry_run, quarantine=quarantine, hash_name=hash_name, hash_size=hash_size,
                 threshold=threshold, verify=not no_verify, keep=keep, leakage=leakage, conflicts=conflicts,
                 workers=workers, engine=eng)
-    if dry_run and not undo:  # reads the tree, writes only its own cache: runs beside readers, not writers
-        common.reading(root)
-        _run(root, sheet, json_path, to_stdout, say, **opts)
-    with common.writing(root):
+    with common.guard(root, read_only=dry_run and not undo):  # a dry run writes only its own cache
         if undo:
             _undo(root, force)
         _run(root, sheet, json_path, to_stdout, say, **opts)

@@ -50,9 +50,8 @@ def resplit(
                                    help="Do not compute near-duplicate groups (manifest groups still apply)."),
     threshold: int = typer.Option(None, "--threshold", "-t", help="Near-duplicate threshold for the groups."),
     dry_run: bool = typer.Option(False, "--dry-run", "-n", help="Print the before/after table; move nothing."),
-    undo: bool = typer.Option(False, "--undo", help="Put back the files the last resplit moved."),
-    force: bool = typer.Option(False, "--force", help="With --undo: when some files are missing or changed, "
-                               "still restore the rest, list those, and go on to older runs."),
+    undo: bool = common.undo_options("resplit")[0],
+    force: bool = common.undo_options("resplit")[1],
     seed: int = common.seed_option(),
     workers: int = common.workers_option(),
     engine: str = common.engine_option(),
@@ -62,8 +61,7 @@ def resplit(
 
     eng = common.engine_of(engine, workers, ray_address)
     root = as_location(root)
-    if force and not undo:
-        raise typer.BadParameter("--force goes with --undo", param_hint="--force")
+    common.check_force(force, undo)
     if undo:
         with common.writing(root):
             _undo(root, force)
@@ -71,10 +69,7 @@ def resplit(
         raise typer.BadParameter("--ratios is required (e.g. --ratios 0.8,0.1,0.1)", param_hint="--ratios")
     opts = dict(ratios=ratios, merge=merge, into=into, min_per_class=min_per_class, seed=seed,
                 dedupe_groups=not no_dedupe, threshold=threshold, workers=workers, engine=eng)
-    if dry_run:  # plans only: beside readers, not while a writer changes the tree
-        common.reading(root)
-        _resplit(root, dry_run, opts)
-    with common.writing(root):
+    with common.guard(root, read_only=dry_run):  # a dry run only plans
         _resplit(root, dry_run, opts)
 
 

@@ -1,6 +1,6 @@
 """The on-disk curate tree: its state folder and atomic writes (journaled moves: curate.moves.journal).
 
-The layout (split folders, class folders, the scan) is curate.core.layout; its names are re-exported here.
+The layout (split folders, class folders, the scan) is curate.core.layout.
 Nothing but class folders goes inside a split root; curate's own state lives in `state_dir(root)`,
 outside every split root.
 """
@@ -15,17 +15,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from curate.core.layout import (  # noqa: F401  (re-exported: the layout lives in curate.core.layout)
-    IMAGE_EXTS,
-    SPLIT_ALIASES,
-    SPLIT_ORDER,
-    Tree,
-    TreeFile,
-    canonical_split,
-    detect_splits,
-    is_image_name,
-    scan_tree,
-)
+from curate.core.layout import detect_splits
 
 MANIFEST_NAME = "manifest.parquet"
 INFO_NAME = "curate.json"

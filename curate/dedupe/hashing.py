@@ -31,8 +31,9 @@ import pandas as pd
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
 from curate.core.images import c_quiet, decode
+from curate.core.layout import TreeFile
 from curate.core.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
-from curate.core.tree import TreeFile, atomic_write_bytes
+from curate.core.tree import atomic_write_bytes
 from curate.dedupe.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
 
 HASHES = ("phash", "dhash", "ahash", "whash")

@@ -29,8 +29,9 @@ class ReportResult:
 def output_paths(root: Path | str, out: str | Path | None) -> tuple[Path | str, Path | str]:
     """(html, json): OUT/report.html + OUT/report.json, or OUT.html + OUT.json when OUT ends in .html.
     An object-store tree (s3://…) reports by default into ./<tree name>-report/; OUT may be a URL."""
+    from curate.core.layout import detect_splits
     from curate.core.storage import is_url
-    from curate.core.tree import detect_splits, state_dir
+    from curate.core.tree import state_dir
 
     if is_url(root) or is_url(out or ""):
         return _url_output_paths(root, out)

@@ -14,8 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.core.layout import TreeFile
 from curate.core.storage import as_location, file_versions, state_dir_of
-from curate.core.tree import TreeFile, atomic_write_bytes
+from curate.core.tree import atomic_write_bytes
 from curate.dedupe.hashing import save_hashes
 from curate.engine.executor import is_local, make_executor
 from curate.report.measure import FIELDS, MEASURE_VERSION, measure_chunk

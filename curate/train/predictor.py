@@ -10,7 +10,7 @@ import torch
 
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
-from curate.core.tree import is_image_name
+from curate.core.layout import is_image_name
 from curate.engine.executor import progress_bar
 from curate.train.loop import CHECKPOINT_FORMAT, resolve_device
 from curate.train.models import build_model, checkpoint_transform_input, logits_of, read_checkpoint

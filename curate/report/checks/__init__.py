@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from curate.core.errors import InputError
-from curate.core.tree import Tree
+from curate.core.layout import Tree
 
 REGISTRY: dict[str, type[Check]] = {}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curate.core.tree import Tree, TreeFile
+from curate.core.layout import Tree, TreeFile
 from curate.report.checks import SEVERITY, Check, register
 
 BACKGROUND = "background"

@@ -81,7 +81,7 @@ def split_of(stem: str, default: str = "train") -> str:
     """train/val/test from a file or folder name: 'mnist_test', 'train-00000-of-00001', 't10k'."""
     import re
 
-    from curate.core.tree import canonical_split
+    from curate.core.layout import canonical_split
 
     for token in re.split(r"[^A-Za-z0-9]+", stem.lower()):
         if token == "t10k":

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.core.errors import InputError
-from curate.core.tree import is_image_name
+from curate.core.layout import is_image_name
 from curate.sources.formats import Item, Options, Source, split_of
 
 LABEL_NAMES = ("label", "labels", "class", "class_name", "category", "target", "y")

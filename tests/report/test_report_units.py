@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from curate.core.errors import InputError
-from curate.core.tree import scan_tree
+from curate.core.layout import scan_tree
 from curate.report import build_report
 from curate.report.build import exact_clusters
 from curate.report.checks import all_checks, parse_overrides, parse_rules
@@ -159,7 +159,7 @@ def test_broken_manifest_is_an_input_error(tmp_path):
 def test_help_and_docs_name_every_check():
     from curate.commands.report import HELP
 
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "report.md").read_text()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "report.md").read_text()
     for name in all_checks():
         assert name in HELP and f"`{name}`" in docs
 

@@ -256,7 +256,7 @@ def test_kill_9_mid_run_then_rerun_gives_identical_output(demo_source, tmp_path)
     shutil.rmtree(clean)
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     r = subprocess.run([sys.executable, str(script), str(demo_source), str(clean), "4"], env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == -9, r.stderr
@@ -368,7 +368,7 @@ def test_glasses_pipeline_on_a_local_copy(demo_source, shared_openimages, tmp_pa
         shutil.copy(demo_source / "train" / "data" / f"{i}.jpg", sdir / "data")
     with open(sdir / "labels" / "detections.csv", "w", newline="") as f:
         csv.writer(f).writerows([rows[0], *(r for r in rows[1:] if r[0] in keep)])
-    res = run_pipeline(Path(__file__).resolve().parents[1] / "pipelines" / "glasses-detect.yaml", quiet=True,
+    res = run_pipeline(Path(__file__).resolve().parents[2] / "pipelines" / "glasses-detect.yaml", quiet=True,
                        variables={"source": str(tmp_path / "src"), "out": str(tmp_path / "out"), "background": 2,
                                   "image_size": 256})
     assert res.exit_code == 0, res.lines()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import dedupe_sets  # noqa: E402

@@ -18,7 +18,7 @@ from curate.dedupe.search import distances, hamming_pairs, pack
 from curate.sources.samples import PHOTOS, load_photo
 from curate.testing import dupsynth
 
-COINS = Path(__file__).resolve().parents[2] / "shared" / "data" / "coins-dev"
+COINS = Path(__file__).resolve().parents[3] / "shared" / "data" / "coins-dev"
 
 
 def gray(a: np.ndarray) -> np.ndarray:

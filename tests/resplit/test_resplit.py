@@ -11,8 +11,8 @@ import pytest
 
 from curate.cli import main
 from curate.core.errors import InputError
+from curate.core.layout import scan_tree
 from curate.core.manifest import read_manifest, write_manifest
-from curate.core.tree import scan_tree
 from curate.resplit import apply_resplit, below_minimum, plan_resplit, quotas, undo_resplit
 from curate.sources.samples import load_photo
 from curate.testing import dupsynth

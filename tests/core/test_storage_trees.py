@@ -15,7 +15,7 @@ from test_storage import moto_s3
 from curate.core import storage
 from curate.core.errors import InputError
 from curate.core.images import decode
-from curate.core.tree import scan_tree
+from curate.core.layout import scan_tree
 from curate.testing import dupsynth
 
 pytestmark = pytest.mark.slow

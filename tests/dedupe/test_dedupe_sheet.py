@@ -16,7 +16,7 @@ from curate.dedupe.sheet import SECTION_CAP, sheet_fragment, write_sheet
 from curate.sources.samples import load_photo
 from curate.testing import dupsynth
 
-COINS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coins-dev"
+COINS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coins-dev"
 
 
 def _images(page: str) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 from curate.core.errors import InputError
 from curate.core.labelnames import label_names, with_name
 
-COINS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "coins-dev"
+COINS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coins-dev"
 
 
 @pytest.fixture

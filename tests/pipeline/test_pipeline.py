@@ -17,7 +17,7 @@ from curate.core.errors import CurateError, InputError
 from curate.core.manifest import read_info
 from curate.pipeline import PipelineError, load_pipeline, parse_set, registered_commands, run_pipeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # ---------------------------------------------------------------- a tiny test-only app
 

@@ -22,7 +22,7 @@ import pytest
 from curate.core import lock
 from curate.core.lock import LOCK_NAME, TreeLocked, check_unlocked, hold, lock_path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COINS = REPO.parent / "shared" / "data" / "coins-dev"
 CLI = [sys.executable, "-m", "curate"]
 HOLDER = """

@@ -19,7 +19,7 @@ from curate.dedupe.find import VERIFY_MIN, find_duplicates
 from curate.report import build_report
 from curate.resplit import plan_resplit
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COINS = REPO.parent / "shared" / "data" / "coins-dev"
 TRUTH = REPO / "bench" / "coins-dev-truth.csv"
 

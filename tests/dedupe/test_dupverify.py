@@ -17,7 +17,7 @@ from curate.dedupe.find import band_of, find_duplicates
 from curate.dedupe.verify import VERIFY_MIN, make_thumb, score
 from curate.testing import dupsynth
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COINS = REPO / ".." / "shared" / "data" / "coins-dev"
 TRUTH = REPO / "bench" / "coins-dev-truth.csv"
 

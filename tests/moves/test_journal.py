@@ -21,7 +21,7 @@ from curate.dedupe.apply import dedupe, undo_dedupe
 from curate.moves.journal import journal_dir, read_journal, relocate, undo
 from curate.resplit import apply_resplit, plan_resplit, undo_resplit
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 COINS = REPO.parent / "shared" / "data" / "coins-dev"
 
 KILLER = """
