@@ -224,18 +224,7 @@ def plan_resplit(
     if missing:
         raise InputError(f"no split folder for {', '.join(missing)} in {root}",
                          f"splits here: {', '.join(tree.split_dirs)}")
-    targets = _splits(into)
-    if targets is None:
-        ordered = sort_splits(pool)  # pool holds canonical names only
-        grown = list(SPLIT_ORDER[: len(ratios)])  # more ratios than splits: add val, test
-        targets = ordered if len(ordered) == len(ratios) else grown if set(ordered) <= set(grown) else ordered
-    if len(targets) != len(ratios):
-        raise InputError(f"{len(ratios)} ratios for {len(targets)} target splits ({', '.join(targets)})",
-                         "give one ratio per split, or name the splits with --into")
-    outside = [s for s in targets if s not in pool]
-    if any(s in tree.split_dirs for s in outside):
-        raise InputError(f"target split {', '.join(outside)} is not merged",
-                         "add it to --merge so its files are dealt too")
+    targets = _targets(_splits(into), pool, ratios, tree.split_dirs)
     files = pd.DataFrame([(f.path, f.split, f.label) for f in tree.files], columns=["path", "split", "label"])
     groups, source = file_groups(root, files["path"].tolist(), dedupe_groups=dedupe_groups, workers=workers,
                                  engine=engine, quiet=quiet, threshold=threshold)
@@ -244,7 +233,39 @@ def plan_resplit(
     pooled = files[in_pool]
     outside_groups = len(set(pooled["group"]) & set(files.loc[~in_pool, "group"]))
 
-    # a group belongs to its most common label (ties: label name), then deal per label
+    after, small, by_label = _deal(pooled, ratios, targets, min_per_class, seed)
+    empty = [s for s in targets if after and s not in set(after.values())]
+    if empty:  # a split is never emptied (or left out) silently
+        raise InputError(f"this resplit would leave {', '.join(empty)} with no files: {len(after)} files in "
+                         f"{len(by_label)} labels are too few for ratios {','.join(f'{r:g}' for r in ratios)}",
+                         "pass --min-per-class 1 to give every split at least one file per label, "
+                         "or use fewer splits")
+    return ResplitPlan(root=root, pool=pool, targets=targets, ratios=ratios, seed=seed, before=files,
+                       after=after, small_labels=small, outside_groups=outside_groups, group_source=source,
+                       min_per_class=min_per_class, split_dirs=dict(tree.split_dirs), options=options)
+
+
+def _targets(targets: list[str] | None, pool: list[str], ratios: list[float], split_dirs) -> list[str]:
+    """The splits files are dealt into: --into, else the merged ones (grown to train, val, test when more
+    ratios than splits are given); one ratio each, never a split whose files are not merged."""
+    if targets is None:
+        ordered = sort_splits(pool)  # pool holds canonical names only
+        grown = list(SPLIT_ORDER[: len(ratios)])  # more ratios than splits: add val, test
+        targets = ordered if len(ordered) == len(ratios) else grown if set(ordered) <= set(grown) else ordered
+    if len(targets) != len(ratios):
+        raise InputError(f"{len(ratios)} ratios for {len(targets)} target splits ({', '.join(targets)})",
+                         "give one ratio per split, or name the splits with --into")
+    outside = [s for s in targets if s not in pool]
+    if any(s in split_dirs for s in outside):
+        raise InputError(f"target split {', '.join(outside)} is not merged",
+                         "add it to --merge so its files are dealt too")
+    return targets
+
+
+def _deal(pooled: pd.DataFrame, ratios: list[float], targets: list[str], min_per_class: int,
+          seed: int) -> tuple[dict[str, str], list[str], dict[str, list[str]]]:
+    """(split of every pooled path, labels too small for the minimum, groups by label): a group belongs to
+    its most common label (ties: label name), then each label's groups are dealt by quota, largest first."""
     glabel: dict[str, str] = {}
     gpaths: dict[str, list[str]] = {}
     for g, sub in pooled.groupby("group", sort=True):
@@ -270,15 +291,7 @@ def plan_resplit(
             got[k] += len(gpaths[g])
             for p in gpaths[g]:
                 after[p] = targets[k]
-    empty = [s for s in targets if after and s not in set(after.values())]
-    if empty:  # a split is never emptied (or left out) silently
-        raise InputError(f"this resplit would leave {', '.join(empty)} with no files: {len(after)} files in "
-                         f"{len(by_label)} labels are too few for ratios {','.join(f'{r:g}' for r in ratios)}",
-                         "pass --min-per-class 1 to give every split at least one file per label, "
-                         "or use fewer splits")
-    return ResplitPlan(root=root, pool=pool, targets=targets, ratios=ratios, seed=seed, before=files,
-                       after=after, small_labels=small, outside_groups=outside_groups, group_source=source,
-                       min_per_class=min_per_class, split_dirs=dict(tree.split_dirs), options=options)
+    return after, small, by_label
 
 
 def _copy_to(root) -> str | None:

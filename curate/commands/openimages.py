@@ -132,29 +132,31 @@ def openimages(
         return
     if test_ratio or image_size or background:
         raise typer.BadParameter("--test-ratio, --image-size and --background go with --task detect")
-    min_size = 32 if min_size is None else min_size
-    prep = oi.prepare(classes, source=source, split=split, download_dir=download_dir, include=include,
-                      max_per_label=max_per_label, max_samples=max_samples, ambiguous_iou=ambiguous_iou,
-                      seed=seed, quiet=common.state().quiet)
+    _crop(oi, classes, out, dict(source=source, split=split, download_dir=download_dir, include=include,
+                                 max_per_label=max_per_label, max_samples=max_samples,
+                                 ambiguous_iou=ambiguous_iou, seed=seed),
+          dict(size=size, min_size=32 if min_size is None else min_size, margin=margin, seed=seed,
+               format=fmt.value, quality=quality, val_ratio=val_ratio, max_pixels=max_pixels),
+          dry_run=dry_run, workers=workers, engine=eng, overwrite=overwrite)
+
+
+def _crop(oi, classes, out, select: dict, build: dict, *, dry_run, workers, engine, overwrite) -> None:
+    """--task crop: plan (printed), then letterboxed crops of every selected box into OUT."""
+    prep = oi.prepare(classes, quiet=common.state().quiet, **select)
     _print_plan(prep, dry_run)
     if dry_run:
         return
     if not prep.chosen.n_boxes:
         common.err("no box matches the classes and filters; nothing to crop")
         raise typer.Exit(1)
-    from curate.crop.build import BuildParams
-
-    params = BuildParams(size=size, min_size=min_size, margin=margin, seed=seed, format=fmt.value,
-                         quality=quality, val_ratio=val_ratio, max_pixels=max_pixels)
-    command = common.command_line()
     from curate.core.storage import as_location
+    from curate.crop.build import BuildParams  # pandas and OpenCV: never for a dry run
 
     with common.writing(as_location(out)):
-        res = oi.build(prep, out, params, workers=workers, engine=eng, quiet=common.state().quiet,
-                       overwrite=overwrite, command=command)
+        res = oi.build(prep, out, BuildParams(**build), workers=workers, engine=engine, quiet=common.state().quiet,
+                       overwrite=overwrite, command=common.command_line())
     _print_result(res)
     raise typer.Exit(1 if res.problems else 0)
-
 
 def _detect(classes, out, *, dry_run, workers, engine, overwrite, params, **select) -> None:
     """--task detect: the same selection, whole images with YOLO or COCO labels (curate.detect)."""
