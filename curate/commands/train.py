@@ -110,7 +110,7 @@ def train_cmd(
         failed = [r["arch"] for r in rows if r.get("error")]
         split = next((r["split"] for r in rows if not r.get("error")), "-")
         _table([h for _, h, _ in COLUMNS], [format_row(r) for r in rows], f"compare on {split}")
-        from curate.train.loop import tree_name
+        from curate.train.rundir import tree_name
 
         info(f"wrote {(Path(out_dir) if out_dir else Path('runs') / f'{tree_name(root)}-compare') / 'compare.md'}")
         if failed:

@@ -45,9 +45,11 @@ def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = Fal
     `alone`: each model in its own process (None: on CPU only; False: all in this process, faster to start,
     but then peak memory only grows from model to model)."""
     from curate.core.storage import as_location
-    from curate.train.loop import _default_log, json_safe, prepare, resolve_device, tree_name
+    from curate.train.data import prepare
+    from curate.train.loop import _default_log, json_safe, resolve_device
     from curate.train.models import build_model
     from curate.train.prep import load_dataset
+    from curate.train.rundir import tree_name
 
     names = parse_archs(archs)
     root = as_location(root)

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from curate.engine.executor import make_executor
-from curate.train.prep import Split, check_chunk, load_chunk, load_square
+from curate.train.config import TrainConfig
+from curate.train.prep import Dataset, Split, check_chunk, load_chunk, load_dataset, load_square
 
 CHUNK = 32  # files per executor task
 
@@ -306,3 +308,45 @@ def loader_workers(workers: int | None) -> int:
         return min(8, len(os.sched_getaffinity(0)))
     except AttributeError:
         return min(8, os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------ a decoded tree
+
+
+@dataclass
+class Prepared:
+    """A decoded tree, reusable across runs (compare trains several models on one decode)."""
+
+    dataset: Dataset
+    size: int
+    sources: dict[str, Cached | FileImages]
+    unreadable: list[tuple[str, str]]
+    streaming: bool
+    decode_seconds: float
+
+
+def prepare(root, cfg: TrainConfig, *, quiet: bool, log: Callable[[str], None], dataset: Dataset | None = None
+            ) -> Prepared:
+    ds = dataset or load_dataset(root, cfg.eval_split)
+    for w in ds.warnings:
+        log(f"warning: {w}")
+    total = sum(len(s.paths) for s in ds.splits.values())
+    need = total * 3 * cfg.size * cfg.size
+    limit = default_cache_budget() if cfg.cache_gb is None else int(cfg.cache_gb * 2**30)
+    t0 = time.perf_counter()
+    sources: dict[str, Cached | FileImages] = {}
+    bad: list[tuple[str, str]] = []
+    streaming = need > limit
+    if streaming:
+        log(f"{total} images need {need / 2**30:.1f} GiB decoded (limit {limit / 2**30:.1f} GiB): streaming from disk")
+        for name, split in ds.splits.items():
+            split, why = readable_split(split, cfg.size, workers=cfg.workers, quiet=quiet)
+            sources[name] = FileImages(split, cfg.size)
+            bad += why
+    else:
+        for name, split in ds.splits.items():
+            sources[name] = decode_split(split, cfg.size, workers=cfg.workers, quiet=quiet)
+            bad += sources[name].unreadable
+    if bad:
+        log(f"warning: {len(bad)} unreadable image(s) left out, e.g. {bad[0][0]} ({bad[0][1]})")
+    return Prepared(ds, cfg.size, sources, bad, streaming, time.perf_counter() - t0)

@@ -12,9 +12,10 @@ from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
 from curate.core.layout import is_image_name
 from curate.engine.executor import progress_bar
-from curate.train.loop import CHECKPOINT_FORMAT, resolve_device
+from curate.train.device import resolve_device
 from curate.train.models import build_model, checkpoint_transform_input, logits_of, read_checkpoint
 from curate.train.prep import load_square
+from curate.train.rundir import CHECKPOINT_FORMAT
 
 
 @dataclass

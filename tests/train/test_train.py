@@ -15,8 +15,8 @@ from curate import cli  # noqa: E402
 from curate.core.errors import InputError, NetworkError  # noqa: E402
 from curate.sources.samples import load_photo  # noqa: E402
 from curate.train import compare, predict, train  # noqa: E402
-from curate.train.loop import resolve_out  # noqa: E402
 from curate.train.models import build_model, train_mode  # noqa: E402
+from curate.train.rundir import resolve_out  # noqa: E402
 
 CLASSES = ("astronaut", "chelsea", "coffee")
 FULL_NAMES = {"astronaut": "Eileen Collins", "chelsea": "Chelsea the cat", "coffee": "Cup of coffee"}
