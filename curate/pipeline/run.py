@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -14,34 +13,17 @@ from curate.commands.common import State
 from curate.core.errors import CurateError, InputError
 from curate.core.lock import hold
 from curate.core.manifest import read_info, update_info
+from curate.core.tree import files_fingerprint
 from curate.pipeline.commands import registered_commands
 from curate.pipeline.load import load_pipeline
 from curate.pipeline.model import PipelineResult, Step, StepResult
-
-
-def _walk_fingerprint(root: Path, skip_top: set[str]) -> str:
-    h = hashlib.sha256()
-    for dirpath, dirnames, files in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root)
-        if rel_dir == Path("."):
-            dirnames[:] = [d for d in dirnames if d not in skip_top]
-            files = [f for f in files if f not in skip_top]
-        dirnames.sort()
-        for f in sorted(files):
-            p = Path(dirpath, f)
-            try:
-                st = p.stat()
-            except OSError:
-                continue
-            h.update(f"{(rel_dir / f).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
 
 
 def tree_fingerprint(out: Path) -> str | None:
     """Names, sizes and times of every file of the tree, except curate's own bookkeeping."""
     if not out.is_dir():
         return None
-    return _walk_fingerprint(out, {"curate.json", ".curate"})
+    return files_fingerprint(out, {"curate.json", ".curate"})
 
 
 def input_fingerprint(paths: list[str], out: Path | None) -> str:
@@ -59,7 +41,7 @@ def input_fingerprint(paths: list[str], out: Path | None) -> str:
             st = p.stat()
             h.update(f"|{st.st_size}|{st.st_mtime_ns}".encode())
         else:
-            h.update(_walk_fingerprint(p, set()).encode())
+            h.update(files_fingerprint(p).encode())
     return h.hexdigest()
 
 

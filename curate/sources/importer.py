@@ -19,12 +19,11 @@ from typing import Any
 from curate.core.errors import CurateError, InputError
 from curate.core.layout import SPLIT_ORDER
 from curate.core.lock import fresh
-from curate.core.tree import atomic_write_json, default_quarantine
+from curate.core.tree import atomic_write_json, default_quarantine, files_fingerprint
 from curate.sources import formats
 from curate.sources.ingest import (
     check_out,
     clear_import,
-    fingerprint,
     id_key,
     ingest_bytes,
     ingest_file,
@@ -184,7 +183,7 @@ def import_source(
     if not src.exists():
         raise InputError(f"source {source} does not exist", "pass a local file or folder, or an s3:// URL")
     opts = _options_record(fmt, val_ratio, test_ratio, seed, options, names)
-    fp = fingerprint(src)
+    fp = files_fingerprint(src)
     created = fresh(out)  # new, or holding only the lock its command took (curate.core.lock)
     previous, done = _previous(out, src, fp, opts, overwrite)
     if done:

@@ -96,22 +96,6 @@ def _same(path: Path, data: bytes) -> bool:
 # ---------------------------------------------------------------- sources and OUT
 
 
-def fingerprint(path: Path) -> str:
-    """Names, sizes and times of a file or of every file under a folder."""
-    h = hashlib.sha256()
-    if path.is_file():
-        st = path.stat()
-        h.update(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-        return h.hexdigest()
-    for dirpath, dirnames, files in os.walk(path):
-        dirnames.sort()
-        for f in sorted(files):
-            p = Path(dirpath, f)
-            st = p.stat()
-            h.update(f"{p.relative_to(path).as_posix()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
-
-
 def check_out(out: Path, source: Path | None, step: str, flag: str = "--source") -> dict[str, Any]:
     """OUT must be new, empty, or a previous `curate STEP` build. Returns that build's record."""
     out_r = out.resolve()

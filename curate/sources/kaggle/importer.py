@@ -18,10 +18,10 @@ from curate.core.errors import CurateError, InputError
 from curate.core.layout import SPLIT_ORDER
 from curate.core.lock import fresh
 from curate.core.manifest import update_info, write_manifest
-from curate.core.tree import atomic_write_json, default_quarantine
+from curate.core.tree import atomic_write_json, default_quarantine, files_fingerprint
 from curate.engine.executor import Engine, make_executor
 from curate.sources.archive import is_archive, safe_extract
-from curate.sources.ingest import check_out, clear_import, fingerprint, id_key, ingest_batch, tree_complete
+from curate.sources.ingest import check_out, clear_import, id_key, ingest_batch, tree_complete
 from curate.sources.kaggle.fetch import default_download_dir, download
 from curate.sources.kaggle.layout import Layout, find_layout, find_names, list_class_files
 from curate.sources.kaggle.names import folder_names, load_names, parse_name
@@ -234,7 +234,7 @@ def import_dataset(
     if src is None:
         src = download(spec.kaggle, Path(download_dir) if download_dir else default_download_dir(spec.kaggle), quiet=quiet)
     options = {"label_names": label_names, "names": str(names_path) if names_path else None}
-    fp = fingerprint(src)
+    fp = files_fingerprint(src)
     if previous.get("state") == "complete" and previous.get("fingerprint") == fp and previous.get("options") == options and tree_complete(out):
         return KaggleResult(out, spec.kaggle, previous.get("counts", {}), previous.get("classes", 0),
                             list(previous.get("problems", [])), up_to_date=True, layout_root=previous.get("layout_root", ""))
