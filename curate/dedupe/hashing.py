@@ -30,11 +30,14 @@ import pandas as pd
 
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
-from curate.core.images import c_quiet, decode
+from curate.core.images import DEFAULT_MAX_PIXELS, c_quiet, decode, jpeg_frame, pil_gray, png_plain
 from curate.core.layout import TreeFile
 from curate.core.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
 from curate.core.tree import atomic_write_bytes
+from curate.dedupe.centrecode import coefficients
+from curate.dedupe.midband import dct_stack, signature
 from curate.dedupe.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
+from curate.engine.executor import make_executor
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
@@ -92,7 +95,6 @@ def jpeg_small(data: bytes, side: int, decoded: tuple[np.ndarray, int] | None = 
     formats, CMYK, damage, huge). The size comes from the frame header (images.jpeg_frame); OpenCV applies
     the EXIF orientation, and the decoded shape says whether it swapped the sides. `decoded`: (RGB pixels,
     factor) of images.decode's OpenCV decode of this colour JPEG, used where it is the same decode."""
-    from curate.core.images import DEFAULT_MAX_PIXELS, jpeg_frame
 
     if b"\xff\xd9" not in data[-1024:]:  # not a complete JPEG: decode() says why
         return None
@@ -146,7 +148,6 @@ def chroma_of(pixels: np.ndarray, bgr: bool = False) -> tuple[float, float]:
 def _png_fast(data: bytes, hash_name: str, hash_size: int) -> dict | None:
     """hash_file's row for a plain PNG (images.png_plain) decoded by OpenCV: Pillow's pixels and gray, so
     the hash is imagehash's bit for bit; None: decode()'s general path."""
-    from curate.core.images import DEFAULT_MAX_PIXELS, pil_gray, png_plain
 
     plain = png_plain(data)
     if plain is None or plain[0] * plain[1] > DEFAULT_MAX_PIXELS:
@@ -168,8 +169,6 @@ def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_
               bgr: bool = False, exact: bool = True) -> dict:
     """hash_file's hash, band, zhash, colour and centre of one decode (`gray`, and `pixels` for colour);
     not `exact`: a reduced JPEG decode, whose phash pair comes from curate.dedupe.phash.phash_pair."""
-    from curate.dedupe.centrecode import coefficients
-    from curate.dedupe.midband import dct_stack, signature
 
     stack = dct_stack(gray)
     band = signature(gray, size, stack)
@@ -303,7 +302,6 @@ def hash_files(
     quiet: bool = False,
 ) -> pd.DataFrame:
     """One row per image of scan_tree(root) (or `files`), sorted by path; reruns hash only what changed."""
-    from curate.engine.executor import make_executor
 
     check_params(hash_name, hash_size)
     root = storage.as_location(root)

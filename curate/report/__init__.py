@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curate.core.errors import InputError
+from curate.core.layout import detect_splits
+from curate.core.storage import as_location, is_url, scan, write_bytes
+from curate.core.tree import atomic_write_bytes, atomic_write_text, state_dir
+from curate.report.checks import parse_overrides, parse_rules
+from curate.report.html import render, wanted_thumbnails
+from curate.report.jsonout import build_json
+from curate.report.thumbs import thumbnails
 
 
 @dataclass
@@ -29,9 +36,6 @@ class ReportResult:
 def output_paths(root: Path | str, out: str | Path | None) -> tuple[Path | str, Path | str]:
     """(html, json): OUT/report.html + OUT/report.json, or OUT.html + OUT.json when OUT ends in .html.
     An object-store tree (s3://…) reports by default into ./<tree name>-report/; OUT may be a URL."""
-    from curate.core.layout import detect_splits
-    from curate.core.storage import is_url
-    from curate.core.tree import state_dir
 
     if is_url(root) or is_url(out or ""):
         return _url_output_paths(root, out)
@@ -53,7 +57,6 @@ def output_paths(root: Path | str, out: str | Path | None) -> tuple[Path | str, 
 
 
 def _url_output_paths(root, out) -> tuple[Path | str, Path | str]:
-    from curate.core.storage import as_location, is_url, scan
 
     if out is None:
         out = Path(str(root).rstrip("/").rsplit("/", 1)[-1] + "-report").resolve()
@@ -100,13 +103,6 @@ def build_report(
     `fail_on`: check names (or "all") whose findings count as failures -> `fired_rules`.
     `thresholds`: overrides such as ["blurry=10", "small-class.min_images=20"].
     """
-    from curate.core.storage import as_location, is_url, write_bytes
-    from curate.core.tree import atomic_write_bytes, atomic_write_text
-    from curate.report.build import analyse
-    from curate.report.checks import parse_overrides, parse_rules
-    from curate.report.html import render, wanted_thumbnails
-    from curate.report.jsonout import build_json
-    from curate.report.thumbs import thumbnails
 
     root = as_location(root)
     rules = parse_rules(fail_on)
@@ -114,6 +110,8 @@ def build_report(
     if not is_url(root) and not root.is_dir():
         raise InputError(f"{root} is not a folder", "pass the root of an image tree")
     html_path, json_path = output_paths(root, out)
+    from curate.report.build import analyse  # imports curate.dedupe: when a report is built, not before
+
     a = analyse(root, workers=workers, engine=engine, quiet=quiet, params=params, duplicates=duplicates)
     doc = build_json(a, rules, per_label=per_label, seed=seed)
     thumbs = thumbnails(root, wanted_thumbnails(a, doc), workers=workers, engine=engine, quiet=quiet)

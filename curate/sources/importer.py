@@ -16,11 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from curate.core import storage
 from curate.core.errors import CurateError, InputError
 from curate.core.layout import SPLIT_ORDER
 from curate.core.lock import fresh
+from curate.core.manifest import update_info, write_manifest
 from curate.core.tree import atomic_write_json, default_quarantine, files_fingerprint
+from curate.engine.executor import make_executor
+from curate.resplit import plan_resplit
 from curate.sources import formats
+from curate.sources.archive import is_archive, safe_extract
 from curate.sources.ingest import (
     check_out,
     clear_import,
@@ -31,6 +36,7 @@ from curate.sources.ingest import (
     slug,
     tree_complete,
 )
+from curate.sources.kaggle import load_names
 
 STEP = "import"
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.xz", ".tar.bz2", ".txz", ".tbz2")
@@ -106,7 +112,6 @@ def write_batch(batch: list[tuple[Any, str | None, bytes | None, str, str]]) -> 
 
 def _unpack(src: Path, out: Path, quiet: bool) -> Path:
     """The local folder or file to read: archives are extracted safely under OUT/.curate/."""
-    from curate.sources.archive import is_archive, safe_extract
 
     if src.is_file() and src.name.lower().endswith(ARCHIVE_SUFFIXES):
         if not is_archive(src):
@@ -119,7 +124,6 @@ def _unpack(src: Path, out: Path, quiet: bool) -> Path:
 
 def _download(url: str) -> Path:
     """Copy an object-store file or prefix to the local cache (files already there are kept)."""
-    from curate.core import storage
 
     dest = storage.url_state_dir(url) / "source"
     if storage.exists(url) and not storage.is_dir(url):
@@ -171,8 +175,6 @@ def import_source(
     overwrite: bool = False,
 ) -> ImportResult:
     """Read `source` in format `fmt` (auto: detected) and write the verified tree `out`."""
-    from curate.core import storage
-    from curate.core.manifest import update_info
 
     options = options or formats.Options()
     check_ratios(val_ratio, test_ratio)
@@ -216,9 +218,6 @@ def _build(read: formats.Source, dataset: str, out: Path, kind: str, val_ratio: 
     """Stage, verify, deal val/test, move into place, write manifest and classes.json."""
     import pandas as pd
 
-    from curate.core.manifest import write_manifest
-    from curate.engine.executor import make_executor
-    from curate.sources.kaggle import load_names
 
     id_names = dict(read.names)
     if names:
@@ -263,7 +262,6 @@ def _build(read: formats.Source, dataset: str, out: Path, kind: str, val_ratio: 
 def _deal(stage: Path, read: formats.Source, val_ratio: float, test_ratio: float, seed: int, notes: list[str],
           workers, engine: str, quiet: bool) -> dict[str, str]:
     """staged path -> new split, for files dealt from train into val (and test); {} when nothing is."""
-    from curate.resplit import plan_resplit
 
     have = {it.split for it in read.items}
     if test_ratio and "test" in have:
