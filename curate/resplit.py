@@ -31,8 +31,9 @@ from curate.core.storage import is_url, join, scan
 from curate.core.tree import INFO_NAME, MANIFEST_NAME
 from curate.dedupe.find import find_duplicates
 from curate.detect.formats import refuse_detection_tree
-from curate.moves.journal import Relocation, UndoReport, staged_info, undo
+from curate.moves.journal import Relocation, staged_info
 from curate.moves.movers import FreeNames, files_for
+from curate.moves.undo import UndoReport, undo
 
 
 @dataclass

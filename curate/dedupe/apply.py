@@ -20,8 +20,9 @@ from curate.core.storage import is_url, join, scan, write_many
 from curate.core.tree import INFO_NAME, MANIFEST_NAME, default_quarantine, json_bytes
 from curate.dedupe.find import DedupeResult, find_duplicates
 from curate.detect.formats import refuse_detection_tree
-from curate.moves.journal import Relocation, UndoReport, staged_info, undo
+from curate.moves.journal import Relocation, staged_info
 from curate.moves.movers import FreeNames, check_outside_splits, files_for
+from curate.moves.undo import UndoReport, undo
 
 REPORT_NAME = "dedupe.json"
 PAIRS_NAME = "dedupe-pairs.csv"

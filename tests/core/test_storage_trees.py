@@ -211,7 +211,8 @@ def test_cli_missing_bucket_or_prefix_is_one_line_exit_2(s3, demo_tree):
 def test_moves_of_odd_key_names_touch_only_that_object(s3, tmp_path):
     """fs.copy globbed '?' in a key: moving `a?b.jpg` copied `aXb.jpg`, `a b.jpg` … into a folder named
     after it, then failed with a FileNotFoundError traceback."""
-    from curate.moves.journal import relocate, undo
+    from curate.moves.journal import relocate
+    from curate.moves.undo import undo
 
     s3.mkdir("odd-names")
     root = "s3://odd-names/deep/a/b/c/d/e/f/tree #1?"
@@ -232,7 +233,8 @@ def test_moves_of_odd_key_names_touch_only_that_object(s3, tmp_path):
 
 def test_a_source_gone_before_its_move_is_one_line_and_nothing_moves(s3, tmp_path):
     from curate.core.errors import CurateError
-    from curate.moves.journal import relocate, undo
+    from curate.moves.journal import relocate
+    from curate.moves.undo import undo
 
     s3.mkdir("gone-src")
     root = "s3://gone-src/t"

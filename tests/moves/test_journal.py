@@ -18,7 +18,8 @@ import pytest
 
 from curate.core import storage
 from curate.dedupe.apply import dedupe, undo_dedupe
-from curate.moves.journal import journal_dir, read_journal, relocate, undo
+from curate.moves.journal import journal_dir, read_journal, relocate
+from curate.moves.undo import undo
 from curate.resplit import apply_resplit, plan_resplit, undo_resplit
 
 REPO = Path(__file__).resolve().parents[2]
