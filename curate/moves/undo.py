@@ -14,7 +14,7 @@ from pathlib import Path
 from curate.core import storage
 from curate.core.errors import InputError
 from curate.core.tree import atomic_write_bytes
-from curate.moves.journal import Entries, mark_undone, pending_journals, journal_dir, read_journal
+from curate.moves.journal import Entries, journal_dir, mark_undone, pending_journals, read_journal
 from curate.moves.movers import Changed, Gone, files_for, location, sha_of
 
 
