@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from curate.pipeline.commands import (
     OUTPUT_OPTS,
     _close,
@@ -26,6 +28,7 @@ from curate.pipeline.model import (
     TOP_KEYS,
     Pipeline,
     PipelineError,
+    PipelineFile,
     Step,
 )
 from curate.pipeline.yamlfile import _read_yaml, _substitute
@@ -43,15 +46,8 @@ def load_pipeline(path: str | Path, variables: dict[str, Any] | None = None, app
         field_name = ".".join(str(k) if not isinstance(k, int) else f"[{k}]" for k in key).replace(".[", "[")
         raise PipelineError(f"{path}:{line}: {field_name + ': ' if field_name else ''}{message}", hint)
 
-    if not isinstance(data, dict):
-        fail((), "expects a mapping with steps:", "see docs/pipelines.md")
-    for k in data:
-        if k not in TOP_KEYS:
-            fail((k,), "unknown key", _close(k, TOP_KEYS) or f"top-level keys: {', '.join(sorted(TOP_KEYS))}")
-
+    _check_shape(data, fail)
     declared = data.get("vars") or {}
-    if not isinstance(declared, dict):
-        fail(("vars",), "expects a mapping name: value")
     variables = dict(variables or {})
     for name in variables:
         if name not in declared:
@@ -73,9 +69,7 @@ def load_pipeline(path: str | Path, variables: dict[str, Any] | None = None, app
     if isinstance(out, str) and out.startswith("~"):
         out = os.path.expanduser(out)
     shared = {k: sub((k,), data.get(k)) for k in SHARED}
-    steps_raw = data.get("steps")
-    if not isinstance(steps_raw, list) or not steps_raw:
-        fail(("steps",), "expects a non-empty list of steps", "e.g. steps: [{kaggle: {dataset: coins}}]")
+    steps_raw = data["steps"]
 
     commands = registered_commands(app)
     steps: list[Step] = []
@@ -102,6 +96,25 @@ def load_pipeline(path: str | Path, variables: dict[str, Any] | None = None, app
     if len(set(ids)) != len(ids):
         fail(("steps",), f"step names repeat: {', '.join(ids)}", "give each repeated step its own name:")
     return Pipeline(path, Path(str(out)) if out not in (None, "") else None, steps, resolved)
+
+
+def _check_shape(data: Any, fail) -> None:
+    """The file's top level against PipelineFile; the first problem as one file:line message."""
+    if not isinstance(data, dict):
+        fail((), "expects a mapping with steps:", "see docs/pipelines.md")
+    try:
+        PipelineFile.model_validate(data)
+    except ValidationError as e:
+        order = {"extra_forbidden": 0}  # an unknown key first: it is often a misspelt known one
+        err = sorted(e.errors(), key=lambda x: order.get(x["type"], 1))[0]
+        key = tuple(err["loc"][:1])
+        if err["type"] == "extra_forbidden":
+            fail(key, "unknown key", _close(key[0], TOP_KEYS) or f"top-level keys: {', '.join(sorted(TOP_KEYS))}")
+        if key == ("vars",):
+            fail(key, "expects a mapping name: value")
+        if key == ("steps",):
+            fail(key, "expects a non-empty list of steps", "e.g. steps: [{kaggle: {dataset: coins}}]")
+        fail(key, err["msg"])
 
 
 @dataclass

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from curate.core.errors import InputError
 
-TOP_KEYS = {"vars", "out", "seed", "workers", "steps", "name", "description"}
 STEP_META = {"name", "continue-on-problems"}
 SHARED = ("seed", "workers")
 BLOCKED = {"run", "demo"}  # a pipeline never runs pipelines
@@ -78,3 +79,20 @@ class PipelineResult:
             out.append(line)
         return out
 
+
+class PipelineFile(BaseModel):
+    """The shape of a pipeline file, before variables are substituted and steps are checked against their
+    commands (curate.pipeline.load turns a validation error into one file:line message)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vars: dict[str, Any] | None = None  # name: value; a null value must come from --set
+    out: Any = None  # the tree every step works on
+    seed: Any = None  # given to every step that has --seed (same for workers)
+    workers: Any = None
+    steps: list[Any] = Field(min_length=1)  # each a command name, or {command: {flag: value}}
+    name: Any = None
+    description: Any = None
+
+
+TOP_KEYS = set(PipelineFile.model_fields)
