@@ -14,7 +14,7 @@ from pathlib import Path
 
 from curate.core.errors import InputError
 from curate.core.layout import detect_splits
-from curate.core.storage import as_location, is_url, scan, write_bytes
+from curate.core.storage import as_location, is_url, join, scan, write_bytes
 from curate.core.tree import atomic_write_bytes, atomic_write_text, state_dir
 from curate.report.checks import parse_overrides, parse_rules
 from curate.report.html import render, wanted_thumbnails
@@ -34,46 +34,30 @@ class ReportResult:
 
 
 def output_paths(root: Path | str, out: str | Path | None) -> tuple[Path | str, Path | str]:
-    """(html, json): OUT/report.html + OUT/report.json, or OUT.html + OUT.json when OUT ends in .html.
-    An object-store tree (s3://…) reports by default into ./<tree name>-report/; OUT may be a URL."""
-
-    if is_url(root) or is_url(out or ""):
-        return _url_output_paths(root, out)
+    """(html, json): OUT/report.html + OUT/report.json, or OUT.html + OUT.json when OUT ends in .html;
+    OUT a folder or an object-store prefix. By default ROOT's state folder/report, and for an
+    object-store tree ./<tree name>-report/. Never inside one of the tree's split folders."""
     if out is None:
-        folder = state_dir(root) / "report"
-        return folder / "report.html", folder / "report.json"
-    out = Path(out).resolve()
-    html_path, json_path = ((out, out.with_suffix(".json")) if out.suffix.lower() in (".html", ".htm")
-                            else (out / "report.html", out / "report.json"))
-    root = root.resolve()
-    for folder in detect_splits(root).values():
-        split_root = root / folder if folder else root
-        if html_path.parent == split_root or split_root in html_path.parents:
-            raise InputError(f"--out {out} is inside the tree's split folder {split_root}",
-                             "write the report outside split folders (the default is ROOT/.curate/report)")
-    if html_path.parent.exists() and not html_path.parent.is_dir():
-        raise InputError(f"--out {html_path.parent} is not a folder", "pass a folder or a .html path")
-    return html_path, json_path
-
-
-def _url_output_paths(root, out) -> tuple[Path | str, Path | str]:
-
-    if out is None:
-        out = Path(str(root).rstrip("/").rsplit("/", 1)[-1] + "-report").resolve()
+        name = str(root).rstrip("/").rsplit("/", 1)[-1]
+        out = Path(f"{name}-report").resolve() if is_url(root) else state_dir(root) / "report"
     out = as_location(out)
+    out = out if is_url(out) else out.resolve()
     text = str(out)
     if text.lower().endswith((".html", ".htm")):
         html_path, json_path = out, (text.rsplit(".", 1)[0] + ".json" if is_url(out) else out.with_suffix(".json"))
-    elif is_url(out):
-        html_path, json_path = f"{text}/report.html", f"{text}/report.json"
     else:
-        html_path, json_path = out / "report.html", out / "report.json"
-    if is_url(root) and is_url(out):
-        for folder in scan(root).split_dirs.values():
-            split_root = f"{root}/{folder}" if folder else str(root)
+        html_path, json_path = join(out, "report.html"), join(out, "report.json")
+        html_path, json_path = (html_path, json_path) if is_url(out) else (Path(html_path), Path(json_path))
+    if is_url(root) == is_url(out):  # a report beside the tree's files would be read as one of them
+        splits = scan(root).split_dirs if is_url(root) else detect_splits(root.resolve())
+        base = str(root).rstrip("/") if is_url(root) else str(root.resolve())
+        for folder in splits.values():
+            split_root = f"{base}/{folder}" if folder else base
             if str(html_path).startswith(split_root + "/"):
                 raise InputError(f"--out {out} is inside the tree's split folder {split_root}",
-                                 "write the report outside split folders")
+                                 "write the report outside split folders (the default is ROOT/.curate/report)")
+    if not is_url(html_path) and html_path.parent.exists() and not html_path.parent.is_dir():
+        raise InputError(f"--out {html_path.parent} is not a folder", "pass a folder or a .html path")
     return html_path, json_path
 
 
