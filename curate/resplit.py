@@ -300,11 +300,12 @@ def _copy_to(root) -> str | None:
     return f"{root}.journal" if is_url(root) else None
 
 
-def apply_resplit(plan: ResplitPlan) -> tuple[int, Path | None]:
-    """Move the files of a plan (journaled) and update manifest.parquet and curate.json."""
+def apply_resplit(plan: ResplitPlan, quiet: bool = False) -> tuple[int, Path | None]:
+    """Move the files of a plan (journaled; a progress bar unless `quiet`) and update manifest.parquet and
+    curate.json."""
     if plan.resume is not None:  # an interrupted run: finish its own plan
         rel, plan.resume = plan.resume, None
-        return len(plan.moves()), rel.run()
+        return len(plan.moves()), rel.run(quiet)
     root = plan.root
     moves = plan.moves()
     if not moves:
@@ -323,7 +324,7 @@ def apply_resplit(plan: ResplitPlan) -> tuple[int, Path | None]:
     rel = Relocation(root, "resplit", options=plan.options, copy_to=_copy_to(root))
     rel.start([(join(root, p), join(root, dst), None) for p, dst in new_path.items()],
               [(join(root, MANIFEST_NAME), manifest), (join(root, INFO_NAME), info)], outcome=plan)
-    return len(moves), rel.run()
+    return len(moves), rel.run(quiet)
 
 
 def _manifest(plan: ResplitPlan, new_path: dict[str, str]) -> pd.DataFrame:

@@ -102,7 +102,7 @@ def _resplit(root, dry_run: bool, opts: dict) -> None:
     if dry_run:
         common.out.print("dry run: nothing moved", soft_wrap=True)
         raise typer.Exit(0)
-    moved, journal = apply_resplit(plan)
+    moved, journal = apply_resplit(plan, quiet=common.state().quiet)
     if moved:
         common.out.print(f"moved {moved} files; undo with: curate resplit --undo {shlex.quote(str(root))}", soft_wrap=True)
     raise typer.Exit(0)

@@ -135,7 +135,7 @@ def dedupe(
     copy_to = f"{qdir}.journal" if is_url(root) else None
     if not dry_run and (rel := Relocation.resume(root, "dedupe", options, copy_to)):
         out = rel.outcome
-        out.journal = rel.run()
+        out.journal = rel.run(quiet=find_kwargs.get("quiet", False))
         return out
     out = _analyse(root, qdir, dry_run, json_path, find_kwargs)
     result = out.result
@@ -153,7 +153,7 @@ def dedupe(
               (join(root, PAIRS_NAME), pairs_csv(result)), (join(root, INFO_NAME), info)]
     rel = Relocation(root, "dedupe", options=options, copy_to=copy_to)
     rel.start(moves, writes, outcome=out)
-    out.journal = rel.run()
+    out.journal = rel.run(quiet=find_kwargs.get("quiet", False))
     return out
 
 

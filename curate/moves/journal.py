@@ -33,6 +33,7 @@ from curate.core import storage
 from curate.core.errors import CurateError, InputError
 from curate.core.manifest import update_info
 from curate.core.tree import INFO_NAME, atomic_write_bytes
+from curate.engine.executor import progress_bar
 from curate.moves.movers import Changed, Gone, files_for, location, sha_of
 
 UPLOAD_EVERY = 100  # moves between uploads of the journal copy (object stores)
@@ -136,30 +137,36 @@ class Relocation:
         self._lines([header, *self.plan, {"planned": len(self.plan)}])
         self.upload()
 
-    def run(self) -> Path | None:
-        """Do the planned moves not yet done, then the rewrites; returns the journal."""
+    def run(self, quiet: bool = True) -> Path | None:
+        """Do the planned moves not yet done (a progress bar unless `quiet`), then the rewrites; returns
+        the journal."""
         if self.path is None:
             return None
         if self.resumed:
             self._check()
-        for e in self.plan:
-            if e.get("done"):
-                continue
-            try:
-                self.files.move(e["from"], e["to"], e["sha256"])
-            except (Gone, Changed) as err:
-                self._lines([{"cancel": e["from"]}])
-                self.upload()
-                what = "disappeared" if isinstance(err, Gone) else "changed"
-                raise CurateError(f"{e['from']} {what} since it was hashed; stopped before moving it",
-                                  f"`curate {self.op} --undo {self.root}` puts back what was moved") from None
-            self.moved += 1
-            if self.copy_to and self.moved % UPLOAD_EVERY == 0:
-                self.upload()
+        todo = [e for e in self.plan if not e.get("done")]
+        with progress_bar(quiet) as bar:
+            task = bar.add_task("quarantining" if self.op == "dedupe" else "moving", total=len(todo), unit="files")
+            for e in todo:
+                self._move(e)
+                bar.advance(task)
         self.files.prune([str(Path(e["from"]).parent) for e in self.plan], self.root)
         for i, (p, data) in enumerate(self.writes):
             self._write(i, p, data)
         return self.close()
+
+    def _move(self, e: dict) -> None:
+        try:
+            self.files.move(e["from"], e["to"], e["sha256"])
+        except (Gone, Changed) as err:
+            self._lines([{"cancel": e["from"]}])
+            self.upload()
+            what = "disappeared" if isinstance(err, Gone) else "changed"
+            raise CurateError(f"{e['from']} {what} since it was hashed; stopped before moving it",
+                              f"`curate {self.op} --undo {self.root}` puts back what was moved") from None
+        self.moved += 1
+        if self.copy_to and self.moved % UPLOAD_EVERY == 0:
+            self.upload()
 
     def _write(self, i: int, path: str, data: bytes) -> None:
         """Rewrite one of curate's files in the tree, its old bytes kept for undo (journal first)."""
