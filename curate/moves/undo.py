@@ -68,7 +68,7 @@ def undo(root, op: str, force: bool = False, copy_to: str | None = None) -> Undo
         found = pending_journals(root, op)
     if not found:
         raise InputError(f"nothing to undo: no {op} journal for {root}",
-                         f"run `curate {op}` first (journals live in {journal_dir(root)})")
+                         f"run `curate {op}` first; journals live in {journal_dir(root)}")
     total = UndoReport()
     for path in reversed(found):
         rep = _undo_one(root, path, force, copy_to)
