@@ -3,7 +3,7 @@
 `hash_files(root)` gives one row per image: path, split, label, sha256, size, width, height, format,
 mode, hash (hex, as imagehash prints it), error (reason or None), band (curate.dedupe.midband.signature of the
 same reduced decode, as bytes; None where that test abstains), zhash (the hash of the central
-ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as dupverify.Thumb.chroma: the colour gate),
+ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as curate.dedupe.verify.Thumb.chroma: the colour gate),
 centre (curate.dedupe.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on).
 Each file is decoded once. JPEGs are decoded by OpenCV's libjpeg-turbo at reduced size (DCT scaling) down
 to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail, so
@@ -132,7 +132,7 @@ _GRAY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMRE
 
 
 def chroma_of(pixels: np.ndarray, bgr: bool = False) -> tuple[float, float]:
-    """Mean CIELAB (a*, b*) of an RGB (or grayscale: 0, 0) uint8 array, as dupverify.make_thumb has it,
+    """Mean CIELAB (a*, b*) of an RGB (or grayscale: 0, 0) uint8 array, as curate.dedupe.verify.make_thumb has it,
     from an area-averaged copy of about 24 px (within 0.61 of the full-size mean on 1,854 coins-dev and
     dupsynth files; the colour gate allows for 3). `bgr`: OpenCV's channel order."""
     if pixels.ndim == 2:
