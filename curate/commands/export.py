@@ -42,6 +42,7 @@ def export(
 ) -> None:
     from curate.detect.export import export as run_export
 
+    common.reading(tree)  # reads the tree: not while another process changes it
     res = run_export(tree, to.value, out, quiet=common.state().quiet)
     common.out.print(f"wrote {res.out} ({res.source_format} -> {res.to}): {res.images:,} images, "
                      f"{res.boxes:,} boxes", soft_wrap=True)
