@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from test_storage import moto_s3
+from test_storage import _objects, moto_s3
 
 from curate.core import storage
 from curate.core.errors import InputError
@@ -66,12 +66,6 @@ def _copy(demo_tree, tmp_path):
     dst = tmp_path / "demo"
     shutil.copytree(demo_tree, dst)
     return dst
-
-
-def _objects(s3, url: str) -> dict[str, str]:
-    root = url[len("s3://"):]
-    s3.invalidate_cache()  # curate's own s3fs instance (its retry settings) wrote there, not this one
-    return {k[len(root) + 1:]: hashlib.sha256(s3.cat_file(k)).hexdigest() for k in s3.find(root)}
 
 
 def _files(root) -> dict[str, str]:

@@ -158,22 +158,17 @@ def test_rejected_credentials_and_network_errors(tmp_path, monkeypatch):
     with pytest.raises(CredentialsError, match="KAGGLE_USERNAME/KAGGLE_KEY"):
         kg.download("wanderdust/coin-images", tmp_path / "dl")
 
-    def offline(*a, **k):
-        raise ConnectionError("Name or service not known")
-
-    _fake_kaggle(monkeypatch, download=offline)
-    with pytest.raises(NetworkError, match="--source"):
-        kg.download("wanderdust/coin-images", tmp_path / "dl")
-
     class Http(Exception):
         response = types.SimpleNamespace(status_code=403)
 
-    def forbidden(*a, **k):
-        raise Http("403 Forbidden")
+    for error, kind, says in ((ConnectionError("Name or service not known"), NetworkError, "--source"),
+                              (Http("403 Forbidden"), CredentialsError, "HTTP 403")):
+        def fail(*a, error=error, **k):
+            raise error
 
-    _fake_kaggle(monkeypatch, download=forbidden)
-    with pytest.raises(CredentialsError, match="HTTP 403"):
-        kg.download("wanderdust/coin-images", tmp_path / "dl")
+        _fake_kaggle(monkeypatch, download=fail)
+        with pytest.raises(kind, match=says):
+            kg.download("wanderdust/coin-images", tmp_path / "dl")
 
 
 def test_kaggle_json_is_found_and_checked(tmp_path):
