@@ -11,6 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from curate.core.lock import check_unlocked, hold
+from curate.engine.executor import ENGINE_NAMES, Engine
+
 
 @dataclass
 class State:
@@ -67,7 +70,6 @@ def info(message: str, markup: bool = False) -> None:
 
 def writing(root):
     """Context: hold ROOT's write lock (curate.core.lock) for a command that changes the tree."""
-    from curate.core.lock import hold
 
     return hold(root, note=warn)
 
@@ -97,7 +99,6 @@ def check_force(force: bool, undo: bool) -> None:
 
 def reading(root) -> None:
     """For commands that only read ROOT: stop while another process is changing it (curate.core.lock)."""
-    from curate.core.lock import check_unlocked
 
     check_unlocked(root)
 
@@ -111,7 +112,6 @@ def seed_option(default: int = 0):
 
 
 def _check_engine(value: str) -> str:
-    from curate.engine.executor import ENGINE_NAMES
 
     if value not in ENGINE_NAMES:
         raise typer.BadParameter(f"'{value}' is not one of {', '.join(ENGINE_NAMES)}")
@@ -130,7 +130,6 @@ def ray_address_option():
 
 def engine_of(engine: str, workers: int | None, ray_address: str | None):
     """The Engine value a command passes to the API: --engine, --workers and --ray-address together."""
-    from curate.engine.executor import Engine
 
     if ray_address is not None and engine != "ray":
         raise typer.BadParameter("--ray-address needs --engine ray")

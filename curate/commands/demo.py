@@ -7,6 +7,9 @@ from pathlib import Path
 import typer
 
 from curate.commands import common
+from curate.core.lazy import lazy
+
+demo_api = lazy("curate.sources.demo")
 
 ORDER = 1
 
@@ -34,9 +37,8 @@ def demo(
     workers: int = common.workers_option(),
     seed: int = common.seed_option(),
 ) -> None:
-    from curate.sources.demo import run_demo
 
-    res = run_demo(out, workers=workers, seed=seed, quiet=common.state().quiet)
+    res = demo_api.run_demo(out, workers=workers, seed=seed, quiet=common.state().quiet)
     for line in res.summary:
         common.out.print(line)
     raise typer.Exit(res.exit_code)

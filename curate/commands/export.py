@@ -8,6 +8,9 @@ from pathlib import Path
 import typer
 
 from curate.commands import common
+from curate.core.lazy import lazy
+
+detect_export = lazy("curate.detect.export")
 
 ORDER = 15
 
@@ -40,10 +43,9 @@ def export(
     to: To = typer.Option(..., "--to", help="Target format: yolo or coco."),
     out: Path = typer.Option(..., "--out", "-o", help="New folder for the converted tree."),
 ) -> None:
-    from curate.detect.export import export as run_export
 
     common.reading(tree)  # reads the tree: not while another process changes it
-    res = run_export(tree, to.value, out, quiet=common.state().quiet)
+    res = detect_export.export(tree, to.value, out, quiet=common.state().quiet)
     common.out.print(f"wrote {res.out} ({res.source_format} -> {res.to}): {res.images:,} images, "
                      f"{res.boxes:,} boxes", soft_wrap=True)
     if res.left_out:

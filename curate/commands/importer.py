@@ -8,6 +8,10 @@ import typer
 
 from curate.commands import common
 from curate.commands.common import info, out, warn, workers_option
+from curate.core.lazy import lazy
+
+formats = lazy("curate.sources.formats")
+importer = lazy("curate.sources.importer")
 
 ORDER = 21
 
@@ -51,12 +55,10 @@ def import_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier import of another source."),
 ) -> None:
     eng = common.engine_of(engine, workers, ray_address)
-    from curate.sources.formats import Options
-    from curate.sources.importer import import_source
 
     with common.writing(out_dir):
-        res = import_source(source, out_dir, fmt=fmt, val_ratio=val_ratio, test_ratio=test_ratio, seed=seed,
-                            options=Options(subset, labels, path_column, label_column), names=names,
+        res = importer.import_source(source, out_dir, fmt=fmt, val_ratio=val_ratio, test_ratio=test_ratio, seed=seed,
+                            options=formats.Options(subset, labels, path_column, label_column), names=names,
                             workers=workers, engine=eng, quiet=common.state().quiet, overwrite=overwrite)
     if res.up_to_date:
         info(f"{out_dir} is up to date with {source} (nothing to do)")

@@ -8,6 +8,10 @@ import typer
 
 from curate.commands import common
 from curate.commands.common import info, out, warn, workers_option
+from curate.core.layout import sort_splits
+from curate.core.lazy import lazy
+
+kaggle_api = lazy("curate.sources.kaggle")
 
 ORDER = 20
 
@@ -43,10 +47,9 @@ def kaggle(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier import of another source version."),
 ) -> None:
     eng = common.engine_of(engine, workers, ray_address)
-    from curate.sources.kaggle import import_dataset
 
     with common.writing(out_dir):
-        res = import_dataset(
+        res = kaggle_api.import_dataset(
             dataset, out_dir, source=source, names=names, label_names=label_names, download_dir=download_dir,
             workers=workers, quiet=common.state().quiet, check_counts=check_counts, engine=eng,
             overwrite=overwrite,
@@ -61,7 +64,6 @@ def kaggle(
         warn(line)
     if len(res.problems) > 20:
         warn(f"… and {len(res.problems) - 20} more problems (see {out_dir}/curate.json)")
-    from curate.core.layout import sort_splits
 
     order = sort_splits(res.counts)
     split_txt = ", ".join(f"{s} {res.counts[s]}" for s in order)  # train, val, test: also when up to date

@@ -9,6 +9,14 @@ import typer
 from rich.text import Text
 
 from curate.commands import common
+from curate.core.lazy import lazy
+from curate.core.storage import as_location, join
+from curate.engine.executor import make_executor
+from curate.sources.classes import resolve
+
+oi = lazy("curate.sources.openimages")
+crop_build = lazy("curate.crop.build")  # pandas and OpenCV: never for a dry run
+detect = lazy("curate.detect")
 
 ORDER = 10
 
@@ -103,8 +111,6 @@ def openimages(
     overwrite: bool = typer.Option(False, "--overwrite", help="Start over in an existing curate --out."),
     list_classes: bool = typer.Option(False, "--list-classes", help="List classes (matching PATTERN) and exit."),
 ) -> None:
-    from curate.sources import openimages as oi
-
     if list_classes:
         _list(oi, pattern or "", classes, source, split, download_dir)
         return
@@ -116,8 +122,6 @@ def openimages(
         raise typer.BadParameter("--out is required (or use --dry-run)")
     eng = common.engine_of(engine, workers, ray_address)
     if not dry_run and eng.local:
-        from curate.engine.executor import make_executor
-
         make_executor(workers=workers).prestart("curate.crop.shard")  # its imports overlap reading and planning
     include = {"group": include_group, "depiction": include_depiction, "truncated": include_truncated,
                "occluded": include_occluded, "inside": include_inside}
@@ -149,20 +153,15 @@ def _crop(oi, classes, out, select: dict, build: dict, *, dry_run, workers, engi
     if not prep.chosen.n_boxes:
         common.err("no box matches the classes and filters; nothing to crop")
         raise typer.Exit(1)
-    from curate.core.storage import as_location
-    from curate.crop.build import BuildParams  # pandas and OpenCV: never for a dry run
-
     with common.writing(as_location(out)):
-        res = oi.build(prep, out, BuildParams(**build), workers=workers, engine=engine, quiet=common.state().quiet,
+        res = oi.build(prep, out, crop_build.BuildParams(**build), workers=workers, engine=engine, quiet=common.state().quiet,
                        overwrite=overwrite, command=common.command_line())
     _print_result(res)
     raise typer.Exit(1 if res.problems else 0)
 
 def _detect(classes, out, *, dry_run, workers, engine, overwrite, params, **select) -> None:
     """--task detect: the same selection, whole images with YOLO or COCO labels (curate.detect)."""
-    from curate.detect import DetectParams, build_detect, prepare_detect
-
-    prep = prepare_detect(classes, quiet=common.state().quiet, **select)
+    prep = detect.prepare_detect(classes, quiet=common.state().quiet, **select)
     _print_plan(prep, dry_run)
     ch = prep.chosen
     if not common.state().quiet or dry_run:
@@ -175,10 +174,8 @@ def _detect(classes, out, *, dry_run, workers, engine, overwrite, params, **sele
     if not prep.image_ids:
         common.err("no image matches the classes and filters; nothing to write")
         raise typer.Exit(1)
-    from curate.core.storage import as_location
-
     with common.writing(as_location(out)):
-        res = build_detect(prep, out, DetectParams(**params), workers=workers, engine=engine,
+        res = detect.build_detect(prep, out, detect.DetectParams(**params), workers=workers, engine=engine,
                            quiet=common.state().quiet, overwrite=overwrite, command=common.command_line())
     t = common.table("split", "images", "boxes", "ignore regions", "background")
     for split, c in res.counts.items():
@@ -192,8 +189,6 @@ def _detect(classes, out, *, dry_run, workers, engine, overwrite, params, **sele
 
 
 def _list(oi, pattern, classes, source, split, download_dir) -> None:
-    from curate.sources.classes import resolve
-
     layout, _ = oi.open_source(source, split, download_dir)
     index = layout.class_index()
     if classes:
@@ -231,8 +226,6 @@ def _print_plan(prep, dry_run: bool) -> None:
 
 
 def _print_result(res) -> None:
-    from curate.core.storage import join
-
     t = common.table("split", "label", "crops")
     for split, labels in res.counts.items():
         for label, n in labels.items():

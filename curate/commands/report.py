@@ -7,6 +7,10 @@ from pathlib import Path
 import typer
 
 from curate.commands import common
+from curate.core.lazy import lazy
+from curate.core.storage import as_location
+
+report_api = lazy("curate.report")
 
 ORDER = 40
 
@@ -57,11 +61,9 @@ def report(
     seed: int = common.seed_option(),
 ) -> None:
     eng = common.engine_of(engine, workers, ray_address)
-    from curate.core.storage import as_location
-    from curate.report import build_report
 
     common.reading(as_location(root))
-    res = build_report(as_location(root), as_location(out) if out else None, workers=workers, engine=eng, quiet=common.state().quiet,
+    res = report_api.build_report(as_location(root), as_location(out) if out else None, workers=workers, engine=eng, quiet=common.state().quiet,
                        fail_on=fail_on, thresholds=threshold, duplicates=not no_duplicates,
                        per_label=per_label, seed=seed)
     if res.report["duplicates"]["warning"]:

@@ -8,6 +8,10 @@ from pathlib import Path
 import typer
 
 from curate.commands import common
+from curate.core.lazy import lazy
+from curate.core.storage import as_location
+
+resplit_api = lazy("curate.resplit")
 
 ORDER = 21
 
@@ -57,7 +61,6 @@ def resplit(
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
 ) -> None:
-    from curate.core.storage import as_location
 
     eng = common.engine_of(engine, workers, ray_address)
     root = as_location(root)
@@ -75,9 +78,8 @@ def resplit(
 
 def _resplit(root, dry_run: bool, opts: dict) -> None:
     """Plan, print the table and (unless dry_run) move; ends with typer.Exit."""
-    from curate.resplit import apply_resplit, below_minimum, plan_resplit
 
-    plan = plan_resplit(root, quiet=common.state().quiet, **opts)
+    plan = resplit_api.plan_resplit(root, quiet=common.state().quiet, **opts)
     min_per_class = opts["min_per_class"]
     table = plan.table()
     if dry_run or common.state().verbose:
@@ -89,7 +91,7 @@ def _resplit(root, dry_run: bool, opts: dict) -> None:
                      soft_wrap=True)
     common.out.print(f"groups kept whole: {plan.group_source}; {len(plan.moves())} files change split",
                      soft_wrap=True)
-    short = below_minimum(plan)
+    short = resplit_api.below_minimum(plan)
     if short:  # dealt what there is; the report's below-minimum check lists them as a warning
         labels = sorted({r["label"] for r in short})
         shown = ", ".join(f"{r['label']} ({r['split']} {r['count']})" for r in short[:8])
@@ -102,7 +104,7 @@ def _resplit(root, dry_run: bool, opts: dict) -> None:
     if dry_run:
         common.out.print("dry run: nothing moved", soft_wrap=True)
         raise typer.Exit(0)
-    moved, journal = apply_resplit(plan, quiet=common.state().quiet)
+    moved, journal = resplit_api.apply_resplit(plan, quiet=common.state().quiet)
     if moved:
         common.out.print(f"moved {moved} files; undo with: curate resplit --undo {shlex.quote(str(root))}", soft_wrap=True)
     raise typer.Exit(0)
@@ -118,9 +120,8 @@ def _print_table(table) -> None:
 
 
 def _undo(root: Path, force: bool = False) -> None:
-    from curate.resplit import undo_resplit
 
-    rep = undo_resplit(root, force)
+    rep = resplit_api.undo_resplit(root, force)
     common.out.print(f"restored {rep.restored} files from {rep.journal}", soft_wrap=True)
     if rep.never_moved:
         common.warn(f"{len(rep.never_moved)} planned moves never happened (the resplit run stopped before them); "

@@ -6,6 +6,9 @@ import typer
 
 from curate.commands import common
 from curate.commands.common import err, info, out
+from curate.core.lazy import lazy
+
+pipeline_api = lazy("curate.pipeline")
 
 ORDER = 90
 
@@ -40,7 +43,6 @@ def run(
 ) -> None:
     from rich.markup import escape
 
-    from curate.pipeline import parse_set, run_pipeline
 
     def on_step(step, res) -> None:
         if res is None:
@@ -50,7 +52,7 @@ def run(
         elif res.exit_code:
             info(f"step {step.id} finished with problems (exit {res.exit_code}); continuing")
 
-    result = run_pipeline(pipeline, variables=parse_set(set_), from_step=from_step, until_step=until_step,
+    result = pipeline_api.run_pipeline(pipeline, variables=pipeline_api.parse_set(set_), from_step=from_step, until_step=until_step,
                           dry_run=dry_run, quiet=common.state().quiet, verbose=common.state().verbose, force=force,
                           on_step=on_step)
     for line in result.lines(commands=dry_run):

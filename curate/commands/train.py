@@ -9,8 +9,15 @@ from pathlib import Path
 import typer
 
 from curate.commands import common
-from curate.commands.common import info, out, seed_option, workers_option
+from curate.commands.common import info, out, reading, seed_option, table, workers_option
 from curate.core.errors import EXIT_OK, Interrupted
+from curate.core.lazy import lazy
+from curate.core.storage import as_location
+
+api = lazy("curate.train")  # torch: only when a command runs
+comparison = lazy("curate.train.comparison")
+metrics = lazy("curate.train.metrics")
+rundir = lazy("curate.train.rundir")
 
 ORDER = 80
 
@@ -89,11 +96,6 @@ def train_cmd(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a finished run in --out (default: refuse)."),
     compare: str = typer.Option(None, "--compare", help="Comma list of architectures: train each, write compare.md/.csv."),
 ) -> None:
-    from curate.commands.common import reading
-    from curate.core.storage import as_location
-    from curate.train import compare as compare_api
-    from curate.train import train as train_api
-
     reading(as_location(root))
 
     opts = dict(weights=weights, loss=loss, gamma=gamma, alpha=alpha, class_weights=class_weights, epochs=epochs,
@@ -104,22 +106,18 @@ def train_cmd(
     if compare:
         if resume:
             raise typer.BadParameter("--resume does not combine with --compare")
-        rows = compare_api(root, compare, out=out_dir, overwrite=overwrite, quiet=common.state().quiet, **opts)
-        from curate.train.comparison import COLUMNS, format_row
-
+        rows = api.compare(root, compare, out=out_dir, overwrite=overwrite, quiet=common.state().quiet, **opts)
         failed = [r["arch"] for r in rows if r.get("error")]
         split = next((r["split"] for r in rows if not r.get("error")), "-")
-        _table([h for _, h, _ in COLUMNS], [format_row(r) for r in rows], f"compare on {split}")
-        from curate.train.rundir import tree_name
-
-        info(f"wrote {(Path(out_dir) if out_dir else Path('runs') / f'{tree_name(root)}-compare') / 'compare.md'}")
+        _table([h for _, h, _ in comparison.COLUMNS], [comparison.format_row(r) for r in rows], f"compare on {split}")
+        info(f"wrote {(Path(out_dir) if out_dir else Path('runs') / f'{rundir.tree_name(root)}-compare') / 'compare.md'}")
         if failed:
             out.print(f"{len(failed)} of {len(rows)} models failed: {', '.join(failed)} (errors in the table)")
         raise typer.Exit(1 if failed else EXIT_OK)
     if resume and overwrite:
         raise typer.BadParameter("choose one of --resume and --overwrite")
     try:
-        res = train_api(root, out=out_dir, arch=arch, quiet=common.state().quiet, resume=resume, overwrite=overwrite, **opts)
+        res = api.train(root, out=out_dir, arch=arch, quiet=common.state().quiet, resume=resume, overwrite=overwrite, **opts)
     except KeyboardInterrupt:
         where = f"--out {shlex.quote(str(out_dir))}" if out_dir else "--out RUN_FOLDER"
         raise Interrupted("interrupted; every finished epoch is in last.pt",
@@ -143,13 +141,10 @@ def predict_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda."),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="Images per batch."),
 ) -> None:
-    from curate.commands.common import reading
-    from curate.train import predict as predict_api
-
     for p in inputs:  # folders that are curate trees: not while another process changes them
         if Path(p).is_dir():
             reading(Path(p))
-    preds = predict_api(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=common.state().quiet)
+    preds = api.predict(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=common.state().quiet)
     bad = [p for p in preds if p.error]
     if as_json:
         typer.echo(json.dumps([p.to_dict() for p in preds], indent=2))
@@ -169,9 +164,7 @@ PER_CLASS_ROWS = 30  # more classes: the worst ones, the rest in classification_
 
 
 def _per_class_table(m: dict) -> None:
-    from curate.train.metrics import per_class_rows
-
-    rows = per_class_rows(m["per_class"])
+    rows = metrics.per_class_rows(m["per_class"])
     title = f"per class on {m['split']}, worst first"
     if len(rows) > PER_CLASS_ROWS:
         title += f": {PER_CLASS_ROWS} of {len(rows)}, all in classification_report.txt"
@@ -179,8 +172,6 @@ def _per_class_table(m: dict) -> None:
 
 
 def _table(header: list[str], rows: list[list[str]], title: str | None) -> None:
-    from curate.commands.common import table
-
     t = table(title=title, show_lines=False)
     for i, h in enumerate(header):
         t.add_column(h, overflow="fold", no_wrap=i == 0)

@@ -1,12 +1,17 @@
 """Reference trainer for curated trees: `train`, `predict`, `compare`.
 
-torch and torchvision are optional (`pip install 'curate[train]'`); this package imports them only
-inside the functions that need them, so importing `curate.train` stays light.
+torch and torchvision are optional (`pip install 'curate[train]'`); the modules that import them are
+bound lazily (curate.core.lazy), so importing `curate.train` stays light.
 """
 
 from __future__ import annotations
 
+from curate.core.lazy import lazy
 from curate.train.config import TrainConfig, TrainResult, require_torch
+
+loop = lazy("curate.train.loop")
+predictor = lazy("curate.train.predictor")
+comparison = lazy("curate.train.comparison")
 
 
 def train(root, *, out=None, resume: bool = False, overwrite: bool = False, quiet: bool = False, log=None,
@@ -18,19 +23,15 @@ def train(root, *, out=None, resume: bool = False, overwrite: bool = False, quie
     Returns a TrainResult with `.out_dir` and `.metrics` (the content of metrics.json).
     """
     require_torch()
-    from curate.train.loop import fit
-
     cfg = TrainConfig.from_options(**options)
-    return fit(root, cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet, log=log, on_epoch_end=on_epoch_end)
+    return loop.fit(root, cfg, out=out, resume=resume, overwrite=overwrite, quiet=quiet, log=log, on_epoch_end=on_epoch_end)
 
 
 def predict(checkpoint, inputs, *, top_k: int = 5, device: str = "auto", batch_size: int = 64,
             quiet: bool = False):
     """Top-k class names and probabilities for an image or a folder of images."""
     require_torch()
-    from curate.train.predictor import predict as _predict
-
-    return _predict(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=quiet)
+    return predictor.predict(checkpoint, inputs, top_k=top_k, device=device, batch_size=batch_size, quiet=quiet)
 
 
 def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = False, log=None,
@@ -38,9 +39,7 @@ def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = Fal
     """Train each architecture with the same options and write one comparison table (compare.md/.csv/.json);
     returns its rows. On CPU each model trains in its own process unless `alone=False`."""
     require_torch()
-    from curate.train.comparison import compare as _compare
-
-    return _compare(root, archs, out=out, overwrite=overwrite, quiet=quiet, log=log, alone=alone, **options)
+    return comparison.compare(root, archs, out=out, overwrite=overwrite, quiet=quiet, log=log, alone=alone, **options)
 
 
 __all__ = ["TrainConfig", "TrainResult", "train", "predict", "compare"]

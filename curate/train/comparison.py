@@ -13,9 +13,15 @@ import io
 from pathlib import Path
 
 from curate.core.errors import CurateError, InputError
+from curate.core.storage import as_location
 from curate.core.tree import atomic_write_json, atomic_write_text
 from curate.train.config import TrainConfig
-from curate.train.models import _check_arch
+from curate.train.data import prepare
+from curate.train.loop import _default_log, fit, json_safe, resolve_device
+from curate.train.metrics import _rss
+from curate.train.models import _check_arch, build_model
+from curate.train.prep import load_dataset
+from curate.train.rundir import tree_name
 
 COLUMNS = [
     ("arch", "arch", "{}"), ("top1", "top-1", "{:.3f}"), ("top5", "top-5", "{:.3f}"),
@@ -44,12 +50,6 @@ def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = Fal
     """Train each model of `archs` (a comma list or a list) with the same options; returns the table's rows.
     `alone`: each model in its own process (None: on CPU only; False: all in this process, faster to start,
     but then peak memory only grows from model to model)."""
-    from curate.core.storage import as_location
-    from curate.train.data import prepare
-    from curate.train.loop import _default_log, json_safe, resolve_device
-    from curate.train.models import build_model
-    from curate.train.prep import load_dataset
-    from curate.train.rundir import tree_name
 
     names = parse_archs(archs)
     root = as_location(root)
@@ -90,7 +90,6 @@ def compare(root, archs, *, out=None, overwrite: bool = False, quiet: bool = Fal
 
 def _run_one(job, prepared) -> dict:
     """Train one model; its metrics, or {"error": one line} when it fails."""
-    from curate.train.loop import fit
 
     root, arch, options, out, overwrite, quiet = job
     try:
@@ -120,8 +119,6 @@ def child_main(job_path: str, decoded: str, result_path: str) -> None:
 
     import torch
 
-    from curate.train.loop import json_safe
-    from curate.train.metrics import _rss
 
     job = pickle.loads(Path(job_path).read_bytes())
     if job[-1] is not None:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from curate.core.errors import UnreadableImage
 from curate.engine.executor import make_executor
 from curate.train.config import TrainConfig
 from curate.train.prep import Dataset, Split, check_chunk, load_chunk, load_dataset, load_square
@@ -118,7 +119,6 @@ class FileImages(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from curate.core.errors import UnreadableImage
 
         try:
             arr = load_square(self.paths[i], self.size)

@@ -18,7 +18,7 @@ import torch
 from curate.core.errors import InputError
 from curate.core.storage import as_location
 from curate.core.tree import atomic_write_json, atomic_write_text, json_safe
-from curate.engine.executor import progress_bar
+from curate.engine.executor import _console, progress_bar
 from curate.train.config import TrainConfig, TrainResult
 from curate.train.data import (
     Augment,
@@ -135,7 +135,6 @@ def evaluate(model, batches: Batches, augment: Augment, criterion, prec: Precisi
 
 
 def _default_log(quiet: bool):
-    from curate.engine.executor import _console  # the progress bar's console: lines print above the live bar
 
     return (lambda msg: None) if quiet else (lambda msg: _console.print(msg, markup=False, highlight=False,
                                                                          soft_wrap=True))

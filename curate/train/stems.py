@@ -16,6 +16,7 @@ import re
 from torch import nn
 
 from curate.core.errors import InputError
+from curate.train.config import SMALL_STEM_BELOW
 
 # arch pattern -> (first conv, its norm layer, max-pool to drop or None, new kernel size or None to keep it)
 SMALL_STEMS = [
@@ -35,7 +36,6 @@ def stem_spec(arch: str):
 
 def resolve_stem(arch: str, stem: str, size: int | None) -> str:
     """'small' or 'imagenet' for a --stem choice: auto picks small below 64 px where the family has one."""
-    from curate.train.config import SMALL_STEM_BELOW
 
     if arch == "simple-cnn":  # built for small inputs: 3x3 stride-1 convolutions, no ImageNet stem
         if stem == "imagenet":
