@@ -11,26 +11,24 @@ import does, through inspect.getmodule) would load it in the middle of another i
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+import sys
 
 
 class LazyModule:
-    """Stands for module `name`: every attribute read imports it (once) and reads the real module's, so
-    a test's monkeypatch on the module is seen."""
+    """Stands for module `name`: every attribute read is the real module's, looked up in sys.modules (or
+    imported) each time, as a function-level import would: a monkeypatched or reloaded module is seen."""
 
-    __slots__ = ("_name", "_module")
+    __slots__ = ("_name",)
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._module: ModuleType | None = None
 
     def __getattr__(self, attr: str):
-        if self._module is None:
-            self._module = importlib.import_module(self._name)
-        return getattr(self._module, attr)
+        module = sys.modules.get(self._name) or importlib.import_module(self._name)
+        return getattr(module, attr)
 
     def __repr__(self) -> str:
-        return f"<lazy module {self._name!r}{'' if self._module is None else ' (imported)'}>"
+        return f"<lazy module {self._name!r}>"
 
 
 def lazy(name: str) -> LazyModule:

@@ -27,6 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from curate.core.lazy import lazy
+
+midband = lazy("curate.dedupe.midband")  # it imports this module's constants at its top
+
 CENTRE = 0.8  # central share of each side that the code describes
 ZOOMS = (0.94, 0.88)  # further central shares of that region, for cropped copies
 MIN_FIT = 256  # images needed to fit principal axes
@@ -40,8 +44,6 @@ def coefficients(gray: np.ndarray, stack: np.ndarray | None = None) -> np.ndarra
     grayscale image and of its zooms (zeros for a flat region), taken from curate.dedupe.midband.dct_stack
     (Lanczos-3 with fractional boxes; `stack`: that stack when already made). The plain cosine basis:
     first row and column weigh sqrt(2) more than in the orthonormal one."""
-    from curate.dedupe import midband
-
     s = midband.dct_stack(gray) if stack is None else stack
     c = (s[midband.CODE_AT : midband.CODE_AT + 1 + len(ZOOMS), :8, :8] * _PLAIN).reshape(1 + len(ZOOMS), 64)[:, 1:]
     norm = np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.float64))

@@ -15,8 +15,11 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 
 from curate.core import storage
+from curate.core.lazy import lazy
 from curate.core.tree import atomic_write_bytes
 from curate.engine.executor import is_local, make_executor
+
+report_thumbs = lazy("curate.report.thumbs")  # reduced-size decoding (curate.core.images), in the workers
 
 SECTION_CAP = 150  # near clusters shown per section
 MEMBER_CAP = 12  # files shown per near cluster (the kept one first)
@@ -204,10 +207,8 @@ def _section(sid: str, title: str, about: str, clusters: list[dict], shown: list
 
 
 def _thumb_chunk(job: tuple[list[str], int]) -> list[str | None]:
-    from curate.report.thumbs import thumb_uri  # reduced-size decoding through curate.core.images
-
     locations, side = job
-    return [thumb_uri(loc, side) for loc in locations]
+    return [report_thumbs.thumb_uri(loc, side) for loc in locations]
 
 
 def thumbnails(locations: dict[str, str], *, workers=None, engine="local", quiet=False,

@@ -28,6 +28,9 @@ from rich.progress import (
 )
 
 from curate.core.errors import CurateError, InputError
+from curate.core.lazy import lazy
+
+ray_engine = lazy("curate.engine.ray_engine")  # Ray: only for --engine ray
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -226,7 +229,7 @@ def make_executor(engine: Engine | str = "local", workers: int | None = None, qu
     if eng.local:
         return LocalExecutor(eng.workers, quiet)
     try:
-        from curate.engine.ray_engine import RayExecutor
+        ray_executor = ray_engine.RayExecutor  # the first use imports Ray
     except ImportError as e:
         raise InputError("--engine ray needs Ray, which is not installed", "pip install 'curate[ray]'") from e
-    return RayExecutor(eng.workers, quiet, ray_address=eng.address, **ray_options)
+    return ray_executor(eng.workers, quiet, ray_address=eng.address, **ray_options)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+from curate.core.lazy import lazy
+
+commands = lazy("curate.commands")  # Typer and every command module: only when a pipeline loads
+
 
 def registered_commands(app=None) -> dict[str, Any]:
     """{name: click command}: curate's command registry, or the commands of `app` (a Typer app; tests)."""
     if app is None:
-        from curate.commands import registry  # Typer and every command module: only when a pipeline loads
-
-        return registry()
+        return commands.registry()
     import typer
 
     return dict(typer.main.get_group(app).commands)
