@@ -17,9 +17,8 @@ FILES = ("classes.json", "cat_to_name.json")
 
 
 def _read(root: str | Path, name: str):
-    url = storage.is_url(root)
-    p = storage.join(root, name) if url else Path(root) / name
-    if not (storage.exists(p) if url else p.is_file()):
+    p = storage.join(root, name)
+    if not storage.is_file(p):
         return None
     try:
         return json.loads(storage.read_bytes(p).decode("utf-8"))

@@ -1,10 +1,14 @@
-"""Path I/O that works for local paths and object-store URLs (s3://, gs://, file://) alike.
+"""Path I/O for local paths and object-store URLs (s3://, gs://, file://) alike: the one place that tells
+them apart. Callers use these functions and never branch on the kind of path themselves.
 
-Local paths (and file:// URLs) use plain file operations; other URLs go through fsspec (s3fs/gcsfs,
-installed with the `s3` extra). Endpoints and credentials come from the usual environment
-(AWS_PROFILE, AWS_ENDPOINT_URL, GOOGLE_APPLICATION_CREDENTIALS …), so Ray workers see the same
-settings as the driver. Object stores have no rename: single puts are atomic, and multi-object
-results are made safe by writing a completion marker object last (see curate/crop/build.py).
+Object-store URLs go through fsspec (curate.core.objectstore: s3fs/gcsfs, installed with the `s3` extra;
+endpoints and credentials from the usual environment, so Ray workers see the driver's settings). Local
+paths (and file:// URLs) use plain file operations, not fsspec's LocalFileSystem: on 8,000 files of
+12 kB (warm page cache, fsspec 2026.9) a read costs 7 us with open().read() and 14 us through fsspec
+(open or cat_file), a stat 1 us vs 4 us, an exists 1 us vs 4 us, a folder walk 3 ms vs 40 ms, and the
+hashing and report passes read every file. Writes keep one contract with two implementations: local
+writes are atomic (temp + fsync + rename), object-store puts are atomic per object, and a set of files
+is made complete by a marker written last (curate.core.filesets).
 """
 
 from __future__ import annotations
@@ -16,12 +20,22 @@ from pathlib import Path
 from typing import BinaryIO
 
 from curate.core.errors import InputError
-from curate.core.layout import Tree, TreeFile, canonical_split, is_image_name, scan_tree, tree_splits
+from curate.core.layout import detect_splits, scan_tree
+from curate.core.lock import fresh as lock_fresh
+from curate.core.objectstore import (  # noqa: F401  (S3_ATTEMPTS, STORE_HINT: part of this interface)
+    _GLOB_CHARS,
+    S3_ATTEMPTS,
+    STORE_HINT,
+    filesystem,
+    list_objects,
+    require_bucket,
+    scan_url_tree,
+    store_errors,
+    url_state_dir,
+)
 from curate.core.tree import atomic_write_bytes, state_dir
 
-_GLOB_CHARS = frozenset("*?[")  # fsspec expands these in the paths given to copy/rm/cat/get/put
-
-STORE_HINT = "check the bucket exists and the credentials/endpoint (AWS_PROFILE, AWS_ENDPOINT_URL …)"
+_store_errors = store_errors  # older name (curate.moves.movers)
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -38,58 +52,31 @@ def as_location(path: str | os.PathLike) -> str | Path:
     return str(path).rstrip("/") if is_url(path) else local_path(path)
 
 
-def filesystem(url: str):
-    """(fsspec filesystem, path inside it) for an object-store URL."""
-    try:
-        import fsspec
-    except ImportError as e:
-        raise InputError(f"{url} needs fsspec", "pip install 'curate[s3]'") from e
-    try:
-        opts = _store_options(url)
-        fs, path = fsspec.core.url_to_fs(url, **(opts or {}))
-        if opts is not None:
-            fs.retries = S3_ATTEMPTS  # s3fs's own retry loop (a class attribute, not an argument)
-        return fs, path
-    except ImportError as e:  # e.g. s3fs or gcsfs missing for this protocol
-        raise InputError(f"{url}: {e}", "s3:// needs pip install 'curate[s3]'; gs:// needs gcsfs") from e
-    except ValueError as e:
-        raise InputError(f"{url}: {e}", "use s3://bucket/prefix, gs://bucket/prefix or file:///path") from e
+def resolved(path: str | os.PathLike) -> str | Path:
+    """Where a path points, for records and comparisons: a URL without its trailing '/', or the absolute
+    local path (symlinks resolved)."""
+    return str(path).rstrip("/") if is_url(path) else local_path(path).resolve()
 
 
-# An endpoint that accepts connections but never answers must not stall a run for minutes: by default s3fs
-# tries a request 5 times and botocore each of those 5 times (15 s read timeout each: about 7 minutes per
-# request). Here s3fs's own loop (connection errors, timeouts, broken bodies, SlowDown; with backoff) tries
-# S3_ATTEMPTS times and botocore's standard mode (5xx, throttling) 2 times: about a minute when nothing
-# answers. AWS_MAX_ATTEMPTS / AWS_RETRY_MODE in the environment give botocore's settings back.
-S3_ATTEMPTS = 2
+def name(path: str | os.PathLike) -> str:
+    """The last part of a URL or of the resolved local path ('.' names the current folder)."""
+    where = resolved(path)
+    return where.rsplit("/", 1)[-1] if isinstance(where, str) else where.name
 
 
-def _store_options(url: str) -> dict | None:
-    if url.split("://", 1)[0] not in ("s3", "s3a"):
-        return None
-    if os.environ.get("AWS_MAX_ATTEMPTS") or os.environ.get("AWS_RETRY_MODE"):
-        return {}
-    return {"config_kwargs": {"retries": {"total_max_attempts": 2, "mode": "standard"}}}
+def parent(path: str | os.PathLike) -> str | Path:
+    """The folder or prefix a path is in."""
+    where = as_location(path)
+    return where.rpartition("/")[0] if isinstance(where, str) else where.parent
 
 
-_fs = filesystem  # older name
-
-
-@contextlib.contextmanager
-def _store_errors(url: str, writing: bool = False) -> Iterator[None]:
-    """Object-store failures (no bucket, no credentials, refused) become one actionable line.
-    A missing object stays FileNotFoundError for readers; for writers it means a missing bucket."""
-    try:
-        yield
-    except InputError:
-        raise
-    except FileNotFoundError:
-        if not writing:
-            raise
-        raise InputError(f"cannot access {url}: no such bucket", STORE_HINT) from None
-    except Exception as e:  # botocore/aiohttp/google errors have no common base worth naming
-        msg = str(e).splitlines()[0][:200] if str(e) else ""
-        raise InputError(f"cannot access {url}: {type(e).__name__}: {msg}", STORE_HINT) from e
+def with_suffix(path: str | os.PathLike, suffix: str) -> str | Path:
+    """The path with its last part's suffix replaced (report.html -> report.json), like Path.with_suffix."""
+    where = as_location(path)
+    if not isinstance(where, str):
+        return where.with_suffix(suffix)
+    head, _, last = where.rpartition("/")
+    return f"{head}/{last.rsplit('.', 1)[0] if '.' in last[1:] else last}{suffix}"
 
 
 def join(base: str | os.PathLike, *parts: str) -> str:
@@ -120,14 +107,19 @@ def open_read(path: str | os.PathLike) -> Iterator[BinaryIO]:
             yield f
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Atomic for local paths (temp file + rename); object stores make single puts atomic."""
+def write_bytes(path: str | os.PathLike, data: bytes, shared: bool = False) -> None:
+    """Atomic for local paths (temp file + fsync + rename); object stores make single puts atomic.
+    `shared`: a local file others may read (mode from the umask, like open(); temp files are 0600)."""
     if is_url(path):
         fs, p = filesystem(str(path))
         with _store_errors(str(path), writing=True):
             fs.pipe_file(p, data)
         return
     atomic_write_bytes(local_path(path), data)
+    if shared:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(local_path(path), 0o666 & ~mask)
 
 
 def write_many(files: dict[str, bytes]) -> None:
@@ -160,6 +152,16 @@ def is_dir(path: str | os.PathLike) -> bool:
             fs.invalidate_cache(p)
             return fs.isdir(p)
     return local_path(path).is_dir()
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    """A file, or an object (not a prefix)."""
+    if is_url(path):
+        fs, p = filesystem(str(path))
+        with _store_errors(str(path)):
+            fs.invalidate_cache(p)
+            return fs.isfile(p)
+    return local_path(path).is_file()
 
 
 def list_names(path: str | os.PathLike) -> list[str]:
@@ -215,7 +217,7 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
     from curate.core.images import read_bytes as read_image
 
     if not is_url(path):
-        return read_image(path)
+        return read_image(local_path(path))
     try:
         return read_image(read_bytes(path))
     except FileNotFoundError as e:
@@ -230,79 +232,12 @@ def size(path: str | os.PathLike) -> int:
     return local_path(path).stat().st_size
 
 
-# ---------------------------------------------------------------- trees on object stores
-
-
-def list_objects(url: str) -> dict[str, tuple[int, str]]:
-    """{relative path: (size, version)} of every object under a prefix; version is the ETag.
-
-    A missing bucket or an empty/missing prefix is an InputError (one line)."""
-    fs, p = filesystem(url)
-    with _store_errors(url):
-        fs.invalidate_cache(p)
-        try:
-            found = fs.find(p, detail=True)
-        except FileNotFoundError:
-            found = {}
-    base = p.rstrip("/") + "/"
-    out = {}
-    for key, info in found.items():
-        if not key.startswith(base) or info.get("type") == "directory":
-            continue
-        tag = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("LastModified") or ""
-        out[key[len(base):]] = (int(info.get("size") or 0), str(tag).strip('"'))
-    if not out:
-        bucket = p.split("/", 1)[0]
-        with _store_errors(url):
-            there = fs.exists(bucket)
-        if not there:
-            raise InputError(f"cannot access {url}: no such bucket '{bucket}'", STORE_HINT)
-        raise InputError(f"no objects under {url}", "check the prefix (an image tree: <split>/<label>/<image>)")
-    return out
-
-
-def scan_url_tree(url: str, objects: dict[str, tuple[int, str]] | None = None):
-    """curate.core.layout.scan_tree for an object-store prefix: the same split detection, sorted paths and labels.
-    Object stores have no empty folders, so `empty_labels` stays empty."""
-    url = str(url).rstrip("/")
-    objects = list_objects(url) if objects is None else objects
-    keys = sorted(k for k in objects if not any(part.startswith(".") for part in k.split("/")))
-    top = sorted({k.split("/")[0] for k in keys if "/" in k})
-    splits = tree_splits(top, url.rsplit("/", 1)[-1], url)
-    tree = Tree(root=url, split_dirs=splits)  # root stays a URL string
-    for split, folder in splits.items():
-        prefix = f"{folder}/" if folder else ""
-        for k in keys:
-            if not k.startswith(prefix):
-                continue
-            rest = k[len(prefix):].split("/")
-            if len(rest) < 2:  # a file directly in the split root is not in a class folder
-                continue
-            if not folder and canonical_split(rest[0]):
-                continue
-            if is_image_name(rest[-1]):
-                tree.files.append(TreeFile(k, split, rest[0]))
-            else:
-                tree.other.append(k)
-    tree.files.sort(key=lambda f: f.path)
-    return tree
+# ---------------------------------------------------------------- trees
 
 
 def scan(root: str | os.PathLike):
     """scan_tree for local paths, scan_url_tree for object-store URLs."""
     return scan_url_tree(str(root)) if is_url(root) else scan_tree(local_path(root))
-
-
-def url_state_dir(url: str) -> Path:
-    """Local folder for caches and journals of an object-store tree (never written into the bucket)."""
-    import hashlib
-
-    from platformdirs import user_cache_dir
-
-    url = str(url).rstrip("/")
-    key = hashlib.sha256(url.encode()).hexdigest()[:16]
-    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in url.rsplit("/", 1)[-1])[:40]
-    return Path(os.environ.get("CURATE_CACHE_DIR") or user_cache_dir("curate")) / "trees" / f"{name}-{key}"
 
 
 def state_dir_of(root: str | os.PathLike) -> Path:
@@ -325,3 +260,74 @@ def file_versions(root: str | os.PathLike, paths: list[str]) -> dict[str, tuple[
         except OSError:
             out[p] = (-1, -1)
     return out
+
+
+# ---------------------------------------------------------------- questions callers ask of a path, local or on a store
+
+
+def split_dirs(root: str | os.PathLike) -> dict[str, str]:
+    """The tree's split folders ({split: folder}; {"": ""} for a single split root), local or on a store."""
+    return scan_url_tree(str(root)).split_dirs if is_url(root) else detect_splits(resolved(root))
+
+
+def fresh(path: str | os.PathLike) -> bool:
+    """Nothing written here yet: a missing folder or one holding only a lock (curate.core.lock.fresh),
+    or a prefix with no objects."""
+    return not list_names(path) if is_url(path) else lock_fresh(local_path(path))
+
+
+def require_dir(path: str | os.PathLike, hint: str) -> None:
+    """One line when `path` is not a folder (or a prefix holding objects): missing bucket, missing, a file."""
+    if is_dir(path):
+        return
+    if is_url(path):
+        require_bucket(str(path))
+    raise InputError(f"{path} is not a folder" if exists(path) else f"{path} does not exist", hint)
+
+
+def check_reachable(root: str | os.PathLike) -> None:
+    """Object stores: a missing bucket or an empty prefix is one clear line before any other work. A local
+    path needs nothing here: callers say what a missing folder means to them."""
+    if is_url(root):
+        list_objects(str(root))
+
+
+def list_files(path: str | os.PathLike) -> list[str]:
+    """Paths (relative, '/'-separated) of every file under a folder or prefix, hidden parts skipped, in
+    path order (folder by folder, like sorted Path objects). A missing local folder is FileNotFoundError;
+    a missing bucket or prefix is list_objects' one line."""
+    if is_url(path):
+        keys = list_objects(str(path))
+    else:
+        base = local_path(path)
+        if not base.is_dir():
+            raise FileNotFoundError(str(path))
+        keys = [os.path.relpath(os.path.join(d, f), base).replace(os.sep, "/")
+                for d, _, files in os.walk(base) for f in files]
+    return sorted((k for k in keys if not any(p.startswith(".") for p in k.split("/"))), key=lambda k: k.split("/"))
+
+
+def local_copy(path: str | os.PathLike) -> Path:
+    """A local path to read `path` from: the path itself, or for an object-store file or prefix a copy in
+    its local cache folder (files already there with the same size are kept)."""
+    if not is_url(path):
+        return local_path(path)
+    url = str(path).rstrip("/")
+    dest = url_state_dir(url) / "source"
+    if exists(url) and not is_dir(url):
+        target = dest / name(url)
+        if not target.is_file() or target.stat().st_size != size(url):
+            fetch(url, target)
+        return target
+    for rel, (nbytes, _) in sorted(list_objects(url).items()):
+        target = dest / rel
+        if not target.is_file() or target.stat().st_size != nbytes:
+            fetch(join(url, rel), target)
+    return dest
+
+
+def journal_copy(path: str | os.PathLike, suffix: str = ".journal") -> str | None:
+    """Where a run's journal is copied beside `path` on an object store (PATH.journal), None for local trees.
+    An object-store tree keeps its journals in this machine's cache folder (url_state_dir); the copy in the
+    store lets an undo run on another machine. A local tree's journals already live in the tree."""
+    return f"{resolved(path)}{suffix}" if is_url(path) else None
