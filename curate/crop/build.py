@@ -20,7 +20,6 @@ import pandas as pd
 
 from curate.core import storage
 from curate.core.errors import InputError
-from curate.core.lock import fresh
 from curate.core.manifest import read_info, update_info, write_manifest
 from curate.core.tree import INFO_NAME, MANIFEST_NAME, json_bytes
 from curate.crop.shard import BOX_COLUMNS, STATE, BuildParams, Shard, ShardResult, publish, run_shard
@@ -104,9 +103,9 @@ def prepare_out(out: Path | str, fp: str, overwrite: bool) -> None:
     """Refuse to mix runs: OUT (a folder or an object-store prefix) must be new, or a curate build with
     the same fingerprint."""
     fp_url, info_url = storage.join(out, STATE, "build.json"), storage.join(out, INFO_NAME)
-    if not storage.is_url(out) and out.exists() and not out.is_dir():
+    if storage.is_file(out):
         raise InputError(f"--out {out} exists and is not a folder", "choose another --out")
-    if not (fresh(out) if not storage.is_url(out) else not storage.list_names(out)):
+    if not storage.fresh(out):
         if not (storage.exists(info_url) or storage.exists(fp_url)):
             raise InputError(f"{out} is not empty and was not made by curate",
                              "choose a new --out; curate never writes into other folders")

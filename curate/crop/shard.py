@@ -2,26 +2,24 @@
 stage the files, mark the shard complete, move its files into the tree.
 
 Workers import only this module (OpenCV, NumPy, Pillow; no pandas), so a process pool starts fast.
-A local shard writes into `.curate/shards/<name>.tmp/`, renamed to `<name>/` when complete (records.json
-inside); its files are then moved into OUT/<split>/<label>/. A complete shard is never recomputed: a
-rerun only moves what is still staged. On object stores (no rename) files go to their final keys and the
-marker (.curate/shards/<name>/records.json) is written last.
+A shard writes its files through one write contract (curate.core.filesets, folder .curate/shards/<name>,
+records.json the marker): locally staged in `<name>.tmp/` and renamed when complete, then moved into
+OUT/<split>/<label>/; on object stores (no rename) straight to their final keys, the marker written last.
+A complete shard is never recomputed: a rerun only moves what is still staged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from curate.core import storage
 from curate.core.errors import UnreadableImage
+from curate.core.filesets import MarkedFiles, StagedFiles, file_set
 from curate.core.images import DEFAULT_MAX_PIXELS, decode
-from curate.core.tree import atomic_write_text
 from curate.crop import letterbox as C
 
 STATE = ".curate"
@@ -116,8 +114,7 @@ def crop_image(task: ImageTask, params: BuildParams) -> tuple[list[tuple[str, by
                                   cp.size) for b in task.boxes)
 
     try:  # BGR: OpenCV decodes and encodes it without a conversion
-        img = decode(storage.read_bytes(task.path) if "://" in task.path else task.path,
-                     max_pixels=params.max_pixels, min_scale=want, bgr=True)
+        img = decode(storage.read_image_bytes(task.path), max_pixels=params.max_pixels, min_scale=want, bgr=True)
     except UnreadableImage as e:
         return [], [{"image_id": task.image_id, "box_index": None, "reason": e.reason,
                      "boxes": len(task.boxes), "detail": e.detail[:200]}]
@@ -160,89 +157,41 @@ def _record(rel: str, data: bytes, image_id: str, b: dict, img, box: C.PixelBox,
     return rec
 
 
-def shard_dirs(out: str | Path, name: str) -> tuple[Path, Path]:
-    base = Path(out) / STATE / "shards"
-    return base / name, base / f"{name}.tmp"
+def shard_folder(name: str) -> str:
+    """A shard's folder under OUT: its marker (records.json) and, locally, its staged files."""
+    return f"{STATE}/shards/{name}"
 
 
 def run_shard(shard: Shard) -> ShardResult:
-    """Idempotent: a complete shard (its folder renamed from .tmp) is reused, not recomputed; then its files
-    are moved into the tree (here, in the worker: the driver only gathers records)."""
+    """Idempotent: a complete shard (its marker written: curate.core.filesets) is reused, not recomputed;
+    then its files are moved into the tree (here, in the worker: the driver only gathers records)."""
     import cv2
 
     cv2.setNumThreads(1)  # parallelism comes from workers; one thread each keeps runs comparable
-    if storage.is_url(shard.out):
-        return _run_shard_store(shard)
-    done, tmp = shard_dirs(shard.out, shard.name)
-    if (done / "records.json").exists():
-        res = ShardResult(shard.name, reused=True, **json.loads((done / "records.json").read_text()))
+    files = file_set(shard.out, shard_folder(shard.name))
+    marker = files.marker()
+    if marker is not None:
+        res = ShardResult(shard.name, reused=True, **json.loads(marker))
     else:
-        res = _make_shard(shard, done, tmp)
+        res = _make_shard(shard, files)
     res.lost = publish(shard.name, shard.out, res.records)
     return res
 
 
-def _make_shard(shard: Shard, done: Path, tmp: Path) -> ShardResult:
-    """Crop into tmp/files/, write tmp/records.json, rename tmp -> done (the shard is then complete)."""
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    files = str(tmp / "files")
-    os.makedirs(files)
-    res, made = ShardResult(shard.name), set()
+def _make_shard(shard: Shard, files: StagedFiles | MarkedFiles) -> ShardResult:
+    """Crop every box of the shard into its file set, then commit it with the records as its marker."""
+    res = ShardResult(shard.name)
     for task in shard.images:
         outs, skipped = crop_image(task, shard.params)
         res.skipped += skipped
         for rel, data, rec in outs:
-            folder = rel.rpartition("/")[0]
-            if folder not in made:
-                os.makedirs(f"{files}/{folder}", exist_ok=True)
-                made.add(folder)
-            with open(f"{files}/{rel}", "wb") as f:
-                f.write(data)
+            files.write(rel, data)
             res.records.append(rec)
-    atomic_write_text(tmp / "records.json", json.dumps({"records": res.records, "skipped": res.skipped}))
-    if done.exists():
-        shutil.rmtree(done)
-    os.replace(tmp, done)
-    return res
-
-
-def _run_shard_store(shard: Shard, batch: int = 256) -> ShardResult:
-    """Object-store shard: files go straight to their final keys (same bytes on a rerun), then the
-    marker object with the records is written LAST; a shard with a marker is complete."""
-    marker = storage.join(shard.out, STATE, "shards", shard.name, "records.json")
-    if storage.exists(marker):
-        return ShardResult(shard.name, reused=True, **json.loads(storage.read_bytes(marker)))
-    res, files = ShardResult(shard.name), {}
-    for task in shard.images:
-        outs, skipped = crop_image(task, shard.params)
-        res.skipped += skipped
-        for rel, data, rec in outs:
-            files[storage.join(shard.out, *rel.split("/"))] = data
-            res.records.append(rec)
-        if len(files) >= batch:  # bounded memory; puts of one batch go out concurrently
-            storage.write_many(files)
-            files = {}
-    storage.write_many(files)
-    storage.write_bytes(marker, json.dumps({"records": res.records, "skipped": res.skipped}).encode())
+    files.commit(json.dumps({"records": res.records, "skipped": res.skipped}).encode())
     return res
 
 
 def publish(shard_name: str, out: Path | str, records: list[dict]) -> list[str]:
-    """Move a complete shard's files into the tree. Returns paths that are neither staged nor in place."""
-    if storage.is_url(out):
-        return []  # object-store shards write to final keys
-    staged = f"{out}/{STATE}/shards/{shard_name}/files"
-    lost, made = [], set()
-    for rec in records:
-        rel = rec["path"]
-        folder = rel.rpartition("/")[0]
-        if folder not in made:
-            os.makedirs(f"{out}/{folder}", exist_ok=True)
-            made.add(folder)
-        try:
-            os.replace(f"{staged}/{rel}", f"{out}/{rel}")
-        except FileNotFoundError:  # moved by an earlier, interrupted run
-            if not os.path.exists(f"{out}/{rel}"):
-                lost.append(rel)
-    return lost
+    """Move a complete shard's files into the tree (nothing to do on object stores). Returns paths that are
+    neither staged nor in place."""
+    return file_set(out, shard_folder(shard_name)).publish(r["path"] for r in records)

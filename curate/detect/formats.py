@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from curate.core import storage
 from curate.core.errors import InputError
 from curate.core.layout import is_image_name, sort_splits
 
@@ -65,22 +66,22 @@ class Dataset:
         return sort_splits(present)
 
 
-def sniff(root: Path) -> str:
-    """'yolo' or 'coco' for a detection tree, else an InputError."""
-    if (root / "data.yaml").is_file() and (root / "labels").is_dir():
+def sniff(root: Path | str) -> str:
+    """'yolo' or 'coco' for a detection tree (a local folder or an object-store prefix), else an InputError."""
+    if storage.is_file(storage.join(root, "data.yaml")) and storage.is_dir(storage.join(root, "labels")):
         return "yolo"
-    if any((root / "annotations").glob("instances_*.json")):
+    if any(n.startswith("instances_") and n.endswith(".json") for n in storage.list_names(storage.join(root, "annotations"))):
         return "coco"
     raise InputError(f"{root} is not a detection tree",
                      "expected data.yaml + labels/ (YOLO) or annotations/instances_<split>.json (COCO); "
                      "build one with curate openimages --task detect")
 
 
-def refuse_detection_tree(root: Path, command: str) -> None:
+def refuse_detection_tree(root: Path | str, command: str) -> None:
     """One clear error when `command` (dedupe, resplit: they move image files) meets a detection tree, whose
     label files would be left behind."""
     try:
-        fmt = sniff(Path(root))
+        fmt = sniff(root)
     except InputError:
         return
     raise InputError(f"{root} is a {fmt.upper()} detection set: curate {command} would move images without "

@@ -1,8 +1,8 @@
 """A detection plan -> a YOLO or COCO tree, in the crop build's idempotent shards.
 
 Each image is written once (its bytes copied, or re-encoded upright / resized when needed) with its
-YOLO label file, inside a shard's staging folder that is renamed when complete (`curate.crop.build`'s
-resume rule); the driver then moves the files into place and writes data.yaml or the COCO JSON,
+YOLO label file, into a shard's file set (curate.core.filesets: staged, then renamed when complete; the
+crop build's resume rule); the driver then moves the files into place and writes data.yaml or the COCO JSON,
 manifest.parquet (one row per box, ignore region or background image) and curate.json.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +21,11 @@ import pandas as pd
 
 from curate.core import storage
 from curate.core.errors import UnreadableImage
-from curate.core.images import DEFAULT_MAX_PIXELS, decode, read_bytes
-from curate.core.tree import INFO_NAME, atomic_write_text
+from curate.core.filesets import file_set
+from curate.core.images import DEFAULT_MAX_PIXELS, decode
+from curate.core.tree import INFO_NAME
 from curate.crop import letterbox as C
-from curate.crop.shard import FLAG_FIELDS, STATE, Shard
+from curate.crop.shard import FLAG_FIELDS, STATE, Shard, shard_folder
 from curate.detect import formats as F
 from curate.detect.select import DetectPrepared, plan_detect_splits
 
@@ -111,7 +111,7 @@ def write_image(task, p: DetectParams) -> tuple[list[tuple[str, bytes]], dict | 
     """One source image -> ([(relpath, bytes)], record, skipped). The record lists its boxes."""
     rows = task.boxes
     try:
-        data = storage.read_bytes(task.path) if "://" in task.path else read_bytes(task.path)
+        data = storage.read_image_bytes(task.path)
         out, ext, (src_w, src_h), (w, h), reenc = image_bytes(data, p)
     except UnreadableImage as e:
         return [], None, [_skip(task.image_id, e.reason, e.detail, len(rows))]
@@ -163,30 +163,22 @@ def _box_record(b: dict) -> dict:
 
 
 def run_detect_shard(shard: Shard) -> dict:
-    """Idempotent, like `build.run_shard`: a complete shard (staging folder renamed) is reused."""
+    """Idempotent, like `crop.shard.run_shard`: a complete shard (its marker written) is reused."""
     cv2.setNumThreads(1)
-    base = Path(shard.out) / STATE / "shards"
-    done, tmp = base / shard.name, base / f"{shard.name}.tmp"
-    if (done / "records.json").exists():
-        return {"name": shard.name, "reused": True, **json.loads((done / "records.json").read_text())}
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    files = file_set(shard.out, shard_folder(shard.name))
+    marker = files.marker()
+    if marker is not None:
+        return {"name": shard.name, "reused": True, **json.loads(marker)}
     res = {"records": [], "skipped": [], "files": []}
     for task in shard.images:
-        files, rec, skipped = write_image(task, shard.params)
+        written, rec, skipped = write_image(task, shard.params)
         res["skipped"] += skipped
-        for rel, data in files:
-            p = tmp / "files" / rel
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(data)
+        for rel, data in written:
+            files.write(rel, data)
             res["files"].append(rel)
         if rec is not None:
             res["records"].append(rec)
-    atomic_write_text(tmp / "records.json", json.dumps(res))
-    if done.exists():
-        shutil.rmtree(done)
-    os.replace(tmp, done)
+    files.commit(json.dumps(res).encode())
     return {"name": shard.name, "reused": False, **res}
 
 
