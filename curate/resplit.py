@@ -27,7 +27,7 @@ from scipy.sparse.csgraph import connected_components
 from curate.core.errors import InputError
 from curate.core.layout import SPLIT_ORDER, canonical_split, sort_splits
 from curate.core.manifest import read_info, read_manifest, to_parquet_bytes
-from curate.core.storage import is_url, join, scan
+from curate.core.storage import join, journal_copy, resolved, scan
 from curate.core.tree import INFO_NAME, MANIFEST_NAME
 from curate.dedupe.find import find_duplicates
 from curate.detect.formats import refuse_detection_tree
@@ -203,11 +203,8 @@ def plan_resplit(
 ) -> ResplitPlan:
     """Which split every pooled file goes to; reads only. After an interrupted run with the same options,
     that run's plan (finished by apply_resplit)."""
-    if is_url(root):
-        root = str(root).rstrip("/")
-    else:
-        root = Path(root).resolve()
-        refuse_detection_tree(root, "resplit")
+    root = resolved(root)
+    refuse_detection_tree(root, "resplit")  # (an object-store tree is never one: sniff finds no files)
     tree = scan(root)
     if tree.single:
         raise InputError(f"{root} has no split folders (train/ val/ test/)",
@@ -296,8 +293,8 @@ def _deal(pooled: pd.DataFrame, ratios: list[float], targets: list[str], min_per
 
 
 def _copy_to(root) -> str | None:
-    """Object stores: where the journal's copy goes (beside the tree)."""
-    return f"{root}.journal" if is_url(root) else None
+    """Object stores: where the journal's copy goes (beside the tree; curate.core.storage.journal_copy)."""
+    return journal_copy(root)
 
 
 def apply_resplit(plan: ResplitPlan, quiet: bool = False) -> tuple[int, Path | None]:

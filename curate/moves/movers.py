@@ -177,12 +177,13 @@ class StoreFiles:
 
 
 def files_for(root: str | os.PathLike) -> LocalFiles | StoreFiles:
+    """The mover strategy, chosen once per tree: a rename where there is one, copy → verify → delete on stores."""
     return StoreFiles() if storage.is_url(root) else LocalFiles()
 
 
 def location(root: str | os.PathLike) -> str:
     """A tree root as journals write it: the URL without a trailing slash, or the resolved local path."""
-    return str(root).rstrip("/") if storage.is_url(root) else str(Path(root).resolve())
+    return str(storage.resolved(root))
 
 
 class FreeNames:

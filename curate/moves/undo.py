@@ -61,10 +61,9 @@ def undo(root, op: str, force: bool = False, copy_to: str | None = None) -> Undo
     restores what it can, reports the rest and goes on to older runs. Journals come from the local state
     folder, or else (object stores) from the uploaded copies under `copy_to`."""
     root = location(root)
-    if storage.is_url(root):
-        storage.list_objects(root)  # a missing bucket/prefix is one clear line
+    storage.check_reachable(root)  # a missing bucket/prefix is one clear line
     found = pending_journals(root, op)
-    if not found and copy_to and storage.is_url(root) and fetch_journals(root, copy_to):
+    if not found and copy_to and fetch_journals(root, copy_to):  # (copy_to: object-store trees only)
         found = pending_journals(root, op)
     if not found:
         raise InputError(f"nothing to undo: no {op} journal for {root}",
@@ -96,7 +95,7 @@ def _undo_one(root: str, path: Path, force: bool, copy_to: str | None) -> UndoRe
         copy_to = copy_to or state.get("journal_copy")
     for w in reversed(writes):
         _undo_write(files, jpath, w, rep)
-    mark_undone(jpath if jpath.exists() else spath, copy_to if storage.is_url(root) else None)
+    mark_undone(jpath if jpath.exists() else spath, copy_to)
     return rep
 
 

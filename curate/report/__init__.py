@@ -8,14 +8,12 @@ Heavy modules are imported inside build_report, so importing curate.report stays
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from curate.core import storage
 from curate.core.errors import InputError
-from curate.core.layout import detect_splits
-from curate.core.storage import as_location, is_url, join, scan, write_bytes
-from curate.core.tree import atomic_write_bytes, atomic_write_text, state_dir
+from curate.core.tree import state_dir
 from curate.report.checks import parse_overrides, parse_rules
 from curate.report.html import render, wanted_thumbnails
 from curate.report.jsonout import build_json
@@ -37,36 +35,23 @@ def output_paths(root: Path | str, out: str | Path | None) -> tuple[Path | str, 
     """(html, json): OUT/report.html + OUT/report.json, or OUT.html + OUT.json when OUT ends in .html;
     OUT a folder or an object-store prefix. By default ROOT's state folder/report, and for an
     object-store tree ./<tree name>-report/. Never inside one of the tree's split folders."""
-    if out is None:
-        name = str(root).rstrip("/").rsplit("/", 1)[-1]
-        out = Path(f"{name}-report").resolve() if is_url(root) else state_dir(root) / "report"
-    out = as_location(out)
-    out = out if is_url(out) else out.resolve()
-    text = str(out)
-    if text.lower().endswith((".html", ".htm")):
-        html_path, json_path = out, (text.rsplit(".", 1)[0] + ".json" if is_url(out) else out.with_suffix(".json"))
+    if out is None:  # an object-store tree's state folder is a hidden cache folder: its report goes to ./NAME-report
+        out = Path(f"{storage.name(root)}-report") if storage.is_url(root) else state_dir(root) / "report"
+    out = storage.resolved(out)
+    if str(out).lower().endswith((".html", ".htm")):
+        html_path, json_path = out, storage.with_suffix(out, ".json")
     else:
-        html_path, json_path = join(out, "report.html"), join(out, "report.json")
-        html_path, json_path = (html_path, json_path) if is_url(out) else (Path(html_path), Path(json_path))
-    if is_url(root) == is_url(out):  # a report beside the tree's files would be read as one of them
-        splits = scan(root).split_dirs if is_url(root) else detect_splits(root.resolve())
-        base = str(root).rstrip("/") if is_url(root) else str(root.resolve())
-        for folder in splits.values():
+        html_path, json_path = (storage.as_location(storage.join(out, n)) for n in ("report.html", "report.json"))
+    base = str(storage.resolved(root))
+    if str(html_path).startswith(base + "/"):  # a report beside the tree's files would be read as one of them
+        for folder in storage.split_dirs(root).values():
             split_root = f"{base}/{folder}" if folder else base
             if str(html_path).startswith(split_root + "/"):
                 raise InputError(f"--out {out} is inside the tree's split folder {split_root}",
                                  "write the report outside split folders (the default is ROOT/.curate/report)")
-    if not is_url(html_path) and html_path.parent.exists() and not html_path.parent.is_dir():
-        raise InputError(f"--out {html_path.parent} is not a folder", "pass a folder or a .html path")
+    if storage.is_file(storage.parent(html_path)):
+        raise InputError(f"--out {storage.parent(html_path)} is not a folder", "pass a folder or a .html path")
     return html_path, json_path
-
-
-def _shareable(*paths: Path) -> None:
-    """Temp files are created 0600; a report is meant to be read by others (umask decides, like open())."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for p in paths:
-        os.chmod(p, 0o666 & ~mask)
 
 
 def build_report(
@@ -88,11 +73,10 @@ def build_report(
     `thresholds`: overrides such as ["blurry=10", "small-class.min_images=20"].
     """
 
-    root = as_location(root)
+    root = storage.as_location(root)
     rules = parse_rules(fail_on)
     params = parse_overrides(thresholds)
-    if not is_url(root) and not root.is_dir():
-        raise InputError(f"{root} is not a folder", "pass the root of an image tree")
+    storage.require_dir(root, "pass the root of an image tree")
     html_path, json_path = output_paths(root, out)
     from curate.report.build import analyse  # imports curate.dedupe: when a report is built, not before
 
@@ -101,16 +85,11 @@ def build_report(
     thumbs = thumbnails(root, wanted_thumbnails(a, doc), workers=workers, engine=engine, quiet=quiet)
     page = render(a, doc, thumbs)
     text, html = json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n", page.encode("utf-8", "backslashreplace")
-    if is_url(html_path):
-        write_bytes(json_path, text.encode("utf-8"))
-        write_bytes(html_path, html)
-    else:
-        try:
-            atomic_write_text(json_path, text)
-            atomic_write_bytes(html_path, html)  # odd bytes in file names
-        except OSError as e:  # a read-only tree: its default report folder cannot be written
-            raise InputError(f"cannot write the report to {html_path.parent}: {e.strerror or e}",
-                             "pass --out with a writable folder") from e
-        _shareable(json_path, html_path)
+    try:  # local files readable by others (umask), like open(): a report is meant to be shared
+        storage.write_bytes(json_path, text.encode("utf-8"), shared=True)
+        storage.write_bytes(html_path, html, shared=True)
+    except OSError as e:  # a read-only tree: its default report folder cannot be written
+        raise InputError(f"cannot write the report to {storage.parent(html_path)}: {e.strerror or e}",
+                         "pass --out with a writable folder") from e
     return ReportResult(html_path, json_path, doc["failed"], doc["fired"], doc["summary"]["images"],
                         doc["summary"]["unreadable"], doc)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from curate.core.errors import CurateError, InputError
-from curate.core.layout import scan_tree, split_rank
+from curate.core.layout import split_rank
 from curate.core.manifest import CORE_COLUMNS, read_manifest
-from curate.core.storage import as_location, is_url, scan
+from curate.core.storage import as_location, require_dir, resolved, scan
 from curate.dedupe import find as dedupe
 from curate.report.checks import Check, Context, all_checks
 from curate.report.checks.detection import detection_tree, retag_clusters
@@ -104,12 +104,8 @@ def analyse(
     duplicates: bool = True,
 ) -> Analysis:
     root = as_location(root)
-    if is_url(root):
-        tree = scan(root)  # a missing bucket or prefix is one clear line
-    else:
-        if not root.exists():
-            raise InputError(f"{root} does not exist", "pass the root of an image tree")
-        tree = detection_tree(root) or scan_tree(root)  # a YOLO/COCO set: images filed by main label
+    require_dir(root, "pass the root of an image tree")
+    tree = detection_tree(root) or scan(root)  # a YOLO/COCO set (local): images filed by main label
     if not tree.files and not tree.empty_labels:
         raise InputError(f"no images found under {root}",
                          "expected ROOT/<split>/<label>/<image> or ROOT/<label>/<image>")
@@ -121,7 +117,7 @@ def analyse(
     else:
         clusters, source, warning = [], "off", ""
     clusters = retag_clusters(clusters, tree)
-    ctx = Context(root if is_url(root) else str(root.resolve()), tree, images, manifest, clusters, params or {})
+    ctx = Context(str(resolved(root)), tree, images, manifest, clusters, params or {})
     results, skipped = {}, []
     for name, cls in sorted(all_checks().items()):
         check = cls(ctx.params.get(name))

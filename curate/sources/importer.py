@@ -122,22 +122,6 @@ def _unpack(src: Path, out: Path, quiet: bool) -> Path:
     return src
 
 
-def _download(url: str) -> Path:
-    """Copy an object-store file or prefix to the local cache (files already there are kept)."""
-
-    dest = storage.url_state_dir(url) / "source"
-    if storage.exists(url) and not storage.is_dir(url):
-        target = dest / url.rstrip("/").rsplit("/", 1)[-1]
-        if not target.is_file() or target.stat().st_size != storage.size(url):
-            storage.fetch(url, target)
-        return target
-    for rel, (size, _) in sorted(storage.list_objects(url).items()):
-        target = dest / rel
-        if not target.is_file() or target.stat().st_size != size:
-            storage.fetch(storage.join(url, rel), target)
-    return dest
-
-
 def _options_record(fmt, val_ratio, test_ratio, seed, options: formats.Options, names) -> dict:
     return {"format": fmt, "val_ratio": val_ratio, "test_ratio": test_ratio, "seed": seed, "subset": options.subset,
             "labels": options.labels, "path_column": options.path_column, "label_column": options.label_column,
@@ -181,7 +165,7 @@ def import_source(
     if fmt != "auto" and fmt not in formats.FORMATS:
         raise InputError(f"unknown format '{fmt}'", f"choose auto or one of: {', '.join(formats.FORMATS)}")
     out = Path(out)
-    src = _download(str(source)) if storage.is_url(source) else storage.local_path(source)
+    src = storage.local_copy(source)  # an object-store file or prefix: its copy in the local cache
     if not src.exists():
         raise InputError(f"source {source} does not exist", "pass a local file or folder, or an s3:// URL")
     opts = _options_record(fmt, val_ratio, test_ratio, seed, options, names)

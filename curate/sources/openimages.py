@@ -17,6 +17,7 @@ Layout (what `fiftyone.utils.openimages.download_open_images_split(dataset_dir=<
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,12 +94,10 @@ class Layout:
 def find_layout(source: str | Path, split: str, *, need_labels: bool = True) -> Layout:
     """Locate a split inside a copy in FiftyOne's layout (a folder or an object-store prefix); errors say
     exactly which file is missing."""
-    remote = storage.is_url(source)
-    source = str(source).rstrip("/") if remote else storage.local_path(source).expanduser()
+    source = storage.as_location(os.path.expanduser(source))
     if not storage.is_dir(source):
-        what, where = ("holds no objects", "a copy") if remote else ("is not a folder", "a local Open Images copy")
-        raise InputError(f"--source {source} {what}",
-                         f"point it at {where} in FiftyOne's layout (see docs/openimages.md)")
+        raise InputError(f"--source {source} is not a folder or holds no objects",
+                         "point it at an Open Images copy in FiftyOne's layout (see docs/openimages.md)")
     cand = storage.join(source, split)
     split_dir = cand if storage.is_dir(cand) else str(source)
     if not any(storage.is_dir(storage.join(split_dir, d)) for d in ("metadata", "labels")):
@@ -106,7 +105,7 @@ def find_layout(source: str | Path, split: str, *, need_labels: bool = True) -> 
         hint = f"it has splits: {', '.join(present)}; pass --split" if present else \
             "expected <split>/labels/detections.csv and <split>/metadata/classes.csv (docs/openimages.md)"
         raise InputError(f"no Open Images '{split}' split under {source}", hint)
-    layout = Layout(split_dir if remote else Path(split_dir), split)
+    layout = Layout(storage.as_location(split_dir), split)
     # the hierarchy is required: without it 'animal' would quietly mean only boxes labelled Animal
     for p in [layout.classes_csv] + ([layout.detections_csv] if need_labels else []) + [layout.hierarchy_json]:
         if not storage.exists(p):

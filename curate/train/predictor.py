@@ -52,22 +52,15 @@ def list_inputs(inputs) -> list[Path | str]:
     items = [inputs] if isinstance(inputs, str | Path) else list(inputs)
     files: list[Path | str] = []
     for raw in items:
-        if storage.is_url(raw):
-            url = str(raw).rstrip("/")
-            if is_image_name(url) and storage.exists(url):
-                files.append(url)
-            else:
-                files += [storage.join(url, k) for k in sorted(storage.list_objects(url))
-                          if is_image_name(k) and not any(part.startswith(".") for part in k.split("/"))]
+        where = storage.as_location(raw)
+        if storage.is_file(where):
+            files.append(where)
             continue
-        it = Path(raw)
-        if it.is_dir():
-            files += sorted(p for p in it.rglob("*") if p.is_file() and is_image_name(p.name)
-                            and not any(part.startswith(".") for part in p.relative_to(it).parts))
-        elif it.is_file():
-            files.append(it)
-        else:
-            raise InputError(f"{it} does not exist", "pass an image file or a folder of images")
+        try:
+            names = storage.list_files(where)  # a missing bucket or prefix: one line of its own
+        except FileNotFoundError:
+            raise InputError(f"{where} does not exist", "pass an image file or a folder of images") from None
+        files += [storage.as_location(storage.join(where, k)) for k in names if is_image_name(k)]
     if not files:
         raise InputError(f"no images found in {', '.join(map(str, items))}", "pass an image file or a folder of images")
     return files

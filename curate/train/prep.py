@@ -51,9 +51,7 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
     """Files of a curated tree (a local folder or an s3:// URL) by split, with clear errors for trees that
     cannot be trained on."""
     root = storage.as_location(root)
-    url = storage.is_url(root)
-    if not (storage.is_dir(root) if url else root.exists()):
-        raise InputError(f"{root} does not exist", "pass the root of a curated tree (ROOT/train/<label>/...)")
+    storage.require_dir(root, "pass the root of a curated tree (ROOT/train/<label>/...)")
     tree = storage.scan(root)
     if tree.single or "train" not in tree.split_dirs:
         raise InputError(f"{root} has no train/ split folder",
@@ -84,7 +82,7 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
         if unknown:
             raise InputError(f"{split} has classes that train lacks: {', '.join(unknown[:5])}",
                              "every class needs training images; move some into train/")
-        paths = [storage.join(root, f.path) if url else root / f.path for f in rows]
+        paths = [storage.as_location(storage.join(root, f.path)) for f in rows]
         ds.splits[split] = Split(split, paths, [index[f.label] for f in rows])
     if not ds.splits[eval_split].paths:
         raise InputError(f"the {eval_split} split of {root} has no images", "put some images in its class folders")
@@ -106,7 +104,7 @@ def _excluded_by_manifest(root: Path | str) -> set[str]:
 def load_square(path: str | Path, size: int) -> np.ndarray:
     """Decode upright RGB, resize the shorter side to `size` (area filter), centre-crop: size x size x 3."""
     min_scale = 1.0
-    src = storage.read_image_bytes(path) if storage.is_url(path) else path
+    src = storage.read_image_bytes(path)  # read once: the header probe and the decode share it
     if Path(str(path)).suffix.lower() in (".jpg", ".jpeg", ".jpe", ".jfif"):
         pr = probe(src, verify=False)  # header only: lets big JPEGs decode at 1/2, 1/4 or 1/8 size
         min_scale = min(1.0, size / max(1, min(pr.width, pr.height)))

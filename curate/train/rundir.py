@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
+from curate.core import storage
 from curate.core.errors import InputError
-from curate.core.storage import is_url
 from curate.core.tree import atomic_write_bytes, atomic_write_text
 from curate.train.config import TrainConfig
 
@@ -19,7 +19,7 @@ HISTORY_FIELDS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr
 
 def tree_name(root) -> str:
     """The tree's folder name (the last part of a URL), for default run folders."""
-    return str(root).rstrip("/").rsplit("/", 1)[-1] if is_url(root) else Path(root).resolve().name
+    return storage.name(root)
 
 
 def resolve_out(out, root, arch: str, resume: bool, overwrite: bool = False) -> Path:

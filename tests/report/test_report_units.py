@@ -210,14 +210,14 @@ def test_sample_grid_is_capped_for_many_labels():
 def test_unwritable_report_folder_is_an_input_error(tmp_path, monkeypatch):
     import errno
 
-    import curate.core.tree
+    import curate.core.storage
 
     root = small_tree(tmp_path / "ds")
 
     def denied(path, data):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))
 
-    monkeypatch.setattr(curate.core.tree, "atomic_write_bytes", denied)
+    monkeypatch.setattr(curate.core.storage, "atomic_write_bytes", denied)  # the local half of storage.write_bytes
     with pytest.raises(InputError, match="cannot write the report.*Permission denied"):
         build_report(root, workers=1, quiet=True, duplicates=False)
 
