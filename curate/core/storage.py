@@ -85,6 +85,15 @@ def join(base: str | os.PathLike, *parts: str) -> str:
     return str(local_path(base).joinpath(*parts))
 
 
+def join_each(base: str | os.PathLike, rels: list[str]) -> list[str]:
+    """join(base, rel) for many '/'-separated relative paths; locally a plain os.path.join per path (no Path
+    object per file: the hashing pass joins every file of a tree)."""
+    if is_url(base):
+        return [join(base, r) for r in rels]
+    root = str(local_path(base))
+    return [os.path.join(root, r) for r in rels]
+
+
 def read_bytes(path: str | os.PathLike) -> bytes:
     if is_url(path):
         fs, p = filesystem(str(path))
@@ -216,8 +225,8 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
     from curate.core.errors import UnreadableImage
     from curate.core.images import read_bytes as read_image
 
-    if not is_url(path):
-        return read_image(local_path(path))
+    if not is_url(path):  # (a plain path goes as it is: no Path object per file on the hashing/report passes)
+        return read_image(local_path(path) if str(path).startswith("file://") else path)
     try:
         return read_image(read_bytes(path))
     except FileNotFoundError as e:

@@ -37,6 +37,8 @@ def test_locations_of_local_paths_and_urls(tmp_path, monkeypatch):
     assert storage.with_suffix("s3://x/r.v2/a", ".json") == "s3://x/r.v2/a.json"
     assert storage.journal_copy(tmp_path) is None and storage.journal_copy("s3://x/t/") == "s3://x/t.journal"
     assert storage.journal_copy("s3://x/t", ".quarantine.journal") == "s3://x/t.quarantine.journal"
+    assert storage.join_each(tmp_path, ["a/1.jpg"]) == [storage.join(tmp_path, "a", "1.jpg")]
+    assert storage.join_each("s3://x/t/", ["a/1.jpg"]) == ["s3://x/t/a/1.jpg"]
 
 
 def test_fresh_is_file_and_require_dir_locally(tmp_path):
