@@ -25,7 +25,7 @@ import pandas as pd
 
 from curate.dedupe import midband
 from curate.dedupe.centrecode import NCOEF, RADIUS, ZOOMS, fit
-from curate.dedupe.search import distances, pack, pair_batches
+from curate.dedupe.search import distances, pack, pair_index
 from curate.dedupe.verify import MAX_CHROMA_SHIFT
 
 STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see dedupe._verify)
@@ -43,6 +43,10 @@ class Counts:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def add(self, other: Counts) -> None:
+        for k, v in asdict(other).items():
+            setattr(self, k, getattr(self, k) + v)
 
 
 @dataclass
@@ -62,12 +66,17 @@ class Search:
     radius: int
     big: list[list[int]]
     bucket: np.ndarray  # group -> index in big, or -1
+    index: object = None  # curate.dedupe.search.pair_index of codes within radius (built here when None)
 
-    def batches(self):
+    def batches(self, part: tuple[int, int] | None = None):
+        """The candidate batches; with `part` (lo, hi) only those found from groups lo .. hi - 1 (parts
+        that cover every group find every pair once: see parts())."""
         n = len(self.hashes)
         if n < 2:
             return
-        for i, j, _ in pair_batches(self.codes, self.radius, 64, queries=n):
+        if self.index is None:
+            self.index = pair_index(self.codes, self.radius, 64)
+        for i, j, _ in self.index.batches(n, part):
             a, b, va, vb = i % n, j % n, i // n, j // n
             keep = (a != b) & ((va == 0) | (vb == 0))  # a zoom against a zoom is no evidence of a crop
             a, b, va, vb = a[keep], b[keep], va[keep], vb[keep]
@@ -129,7 +138,7 @@ def search(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, ran
     f = fit(coef[:, 0])
     codes = np.concatenate([f.codes(coef[:, v]) for v in range(1 + len(ZOOMS))])
     radius = max(RADIUS, round(threshold * 64 / nbits) + 2)
-    return Search(hashes, zoom, has_zoom, codes, threshold, nbits, radius, big, bucket)
+    return Search(hashes, zoom, has_zoom, codes, threshold, nbits, radius, big, bucket, pair_index(codes, radius, 64))
 
 
 def colour_far(chroma: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -140,30 +149,30 @@ def colour_far(chroma: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Bands:
-    """Mid-band signatures of the groups (curate.dedupe.midband), from hash_files' `band` bytes."""
+    """Mid-band signatures of the groups (curate.dedupe.midband), from hash_files' `band` bytes; only the
+    groups that have one are stored (small images have none)."""
 
-    sig: np.ndarray  # (groups, len(ZOOMS), NBAND) int8
-    have: np.ndarray  # bool per group: False where the test abstains (or the cache has none)
-    inv: np.ndarray  # (groups, len(ZOOMS)) float32: midband.inverse_norms of sig
+    sig: np.ndarray  # (groups with a signature, len(ZOOMS), NBAND) int8
+    row: np.ndarray  # group -> its row of sig, or -1 where the test abstains (or the cache has none)
+    inv: np.ndarray  # (rows, len(ZOOMS)) float32: midband.inverse_norms of sig
 
     @classmethod
     def of(cls, raw) -> Bands:
         raw = [] if raw is None else list(raw)
         shape = (len(midband.ZOOMS), midband.NBAND)
-        sig = np.zeros((len(raw), *shape), np.int8)
-        have = np.zeros(len(raw), bool)
-        for g, r in enumerate(raw):
-            if isinstance(r, bytes) and len(r) == shape[0] * shape[1]:
-                sig[g] = np.frombuffer(r, np.int8).reshape(shape)
-                have[g] = True
-        return cls(sig, have, midband.inverse_norms(sig))
+        have = [g for g, r in enumerate(raw) if isinstance(r, bytes) and len(r) == shape[0] * shape[1]]
+        sig = np.frombuffer(b"".join(raw[g] for g in have), np.int8).reshape(len(have), *shape)
+        row = np.full(len(raw), -1, np.int64)
+        row[have] = np.arange(len(have))
+        return cls(sig, row, midband.inverse_norms(sig))
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Each pair's mid-band similarity; NaN where either image has no signature (the pair goes on)."""
         out = np.full(len(a), np.nan, np.float32)
-        both = self.have[a] & self.have[b]
+        ra, rb = self.row[a], self.row[b]
+        both = (ra >= 0) & (rb >= 0)
         if both.any():
-            out[both] = midband.similarity(self.sig, a[both], b[both], self.inv)
+            out[both] = midband.similarity(self.sig, ra[both], rb[both], self.inv)
         return out
 
 
@@ -184,3 +193,36 @@ def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, bands: Bands, counts:
         sims[at[low]] = pre[low] * 0.5
         go[at[low]] = False
     return go, sims
+
+
+PARTS = 16  # tasks the candidate search is cut into (by query group; never by the worker count)
+
+
+def parts(n: int) -> list[tuple[int, int]]:
+    """Query ranges (lo, hi) that cover n groups: Search.batches of each, together, find every pair once."""
+    edges = np.linspace(0, n, min(PARTS, max(1, n)) + 1).round().astype(np.int64).tolist()
+    return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True) if hi > lo]
+
+
+@dataclass
+class Gates:
+    """What gated_part needs besides the Search: the groups' colours and mid-band signatures."""
+
+    chroma: np.ndarray  # (groups, 2) mean CIELAB a*, b* (NaN: unknown)
+    bands: Bands
+    on: bool  # gate at all (verification on, with a positive minimum similarity)
+    prefilter: bool  # the mid-band test too (the minimum similarity is at least VERIFY_MIN)
+
+
+def gated_part(shared, part: tuple[int, int]) -> tuple[np.ndarray, Counts]:
+    """A task: the candidate pairs found from the groups of `part` that pass the gates, as (k, 3) group a,
+    group b, distance, with the counts. `shared`: a curate.engine.shared payload of (Search, Gates)."""
+    srch, gates = shared.get()
+    counts = Counts()
+    out = [np.zeros((0, 3), np.int64)]
+    for a, b, d in srch.batches(part):
+        counts.candidates += len(a)
+        go = gate(a, b, gates.chroma, gates.bands, counts, gates.prefilter)[0] if gates.on else np.ones(len(a), bool)
+        if go.any():
+            out.append(np.stack([a[go], b[go], d[go]], axis=1))
+    return np.concatenate(out), counts

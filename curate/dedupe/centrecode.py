@@ -81,6 +81,10 @@ def fit(coef: np.ndarray) -> Fit:
     if len(x) > FIT_SAMPLE:
         x = x[np.linspace(0, len(x) - 1, FIT_SAMPLE).round().astype(np.int64)]
     mean = x.mean(axis=0)
-    _, _, axes = np.linalg.svd(x - mean, full_matrices=False)
+    centred = x - mean
+    # the covariance's eigenvectors, largest first: the SVD's axes (same codes on coins-dev and the grown
+    # coins set) from a 63 x 63 matrix, ~5 ms instead of 0.3-1 s for the SVD of 8,000 x 63
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    axes = np.ascontiguousarray(vectors[:, ::-1].T)
     axes *= np.where(axes[np.arange(len(axes)), np.abs(axes).argmax(axis=1)] < 0, -1.0, 1.0)[:, None]
     return Fit(mean, axes, np.median((x - mean) @ axes.T, axis=0))

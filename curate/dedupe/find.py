@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ import pandas as pd
 
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
-from curate.dedupe.candidates import STAR_ABOVE, Bands, Counts, Search, gate, search
+from curate.dedupe.candidates import STAR_ABOVE, Bands, Counts, Gates, Search, gate, gated_part, parts, search
 from curate.dedupe.cluster import (  # noqa: F401  (re-exported: the dedupe API)
     CONFLICT_POLICIES,
     KEEP_POLICIES,
@@ -208,23 +209,18 @@ def _units(ok: pd.DataFrame, exact: np.ndarray) -> tuple[np.ndarray, list[dict]]
 def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: float,
             gates) -> tuple[np.ndarray, np.ndarray]:
     """((k, 3) group a, group b, distance; (k,) similarity) of every candidate pair scored on pixels (every
-    candidate without verification). Candidates stream from the search in batches through the cheap gates
-    (curate.dedupe.candidates: colour, then the mid-band test, which min_sim below VERIFY_MIN skips);
-    only the survivors are kept and scored, the others counted. `gates`: (chroma, bands, counts)."""
+    candidate without verification). The search runs as tasks (candidates.parts: query ranges; each task
+    sends its batches through the cheap gates (curate.dedupe.candidates: colour, then the mid-band test,
+    which min_sim below VERIFY_MIN skips) and returns only the survivors, counting the others); then the
+    survivors are scored. `gates`: (chroma, bands, counts)."""
     chroma, bands, counts = gates
     use_gates = verify and min_sim > 0
+    both = Gates(chroma, bands, on=use_gates, prefilter=min_sim >= VERIFY_MIN)
 
     def passing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if not use_gates:
             return np.ones(len(a), bool)
-        return gate(a, b, chroma, bands, counts, min_sim >= VERIFY_MIN)[0]
-
-    def gated_batches():
-        for a, b, d in srch.batches():
-            counts.candidates += len(a)
-            go = passing(a, b)
-            if go.any():
-                yield np.stack([a[go], b[go], d[go]], axis=1)
+        return gate(a, b, chroma, bands, counts, both.prefilter)[0]
 
     def path_of(g: int) -> str:
         return storage.join(root, gpath[g])
@@ -240,12 +236,17 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
         counts.scored += int(go.sum())
         return sims, go
 
-    if verify:  # scored while the search goes on: workers take tasks as the gated batches come
-        first, first_sims = _score_stream(gated_batches(), path_of, ex)
+    found = []
+    with ex.share((srch, both)) as ref:
+        for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes)), desc="searching pairs",
+                               unit="parts"):
+            found.append(pairs)
+            counts.add(c)
+    if verify:
+        first, first_sims = _score_stream(iter(found), path_of, ex)
         counts.scored += len(first)
     else:
-        got = list(gated_batches())
-        first = np.concatenate(got) if got else np.zeros((0, 3), np.int64)
+        first = np.concatenate(found) if found else np.zeros((0, 3), np.int64)
         first_sims = np.ones(len(first))
 
     # a star leaves out the members its centre does not match (another look-alike family with the same

@@ -53,12 +53,14 @@ def brute_pairs(codes: np.ndarray, threshold: int):
     return _collect(_brute_batches(codes, threshold))
 
 
-def _brute_batches(codes: np.ndarray, threshold: int, queries: int | None = None):
+def _brute_batches(codes: np.ndarray, threshold: int, queries: int | None = None,
+                   part: tuple[int, int] | None = None):
     n = len(codes)
     nq = n if queries is None else queries
+    lo, hi = part or (0, nq)
     block = max(1, min(n, 4_000_000 // max(1, n * codes.shape[1])))
-    for s in range(0, nq, block):
-        e = min(nq, s + block)
+    for s in range(lo, min(hi, nq), block):
+        e = min(hi, nq, s + block)
         d = np.bitwise_count(codes[s:e, None, :] ^ codes[None, s:, :]).sum(axis=-1, dtype=np.int64)
         ii, jj = np.nonzero(d <= threshold)
         keep = jj > ii  # row r is code s + r and column c is code s + c
@@ -119,54 +121,77 @@ def mih_pairs(codes: np.ndarray, threshold: int, m: int, nbits: int | None = Non
     return _collect(_mih_batches(codes, threshold, m, nbits))
 
 
-def _mih_batches(codes: np.ndarray, threshold: int, m: int, nbits: int | None = None, queries: int | None = None):
-    """Batches (i, j, distance) of the pairs within `threshold`, each pair exactly once: from the first
-    chunk where the two codes agree within the radius (so memory never holds more than one batch). With
-    `queries`, only pairs with i < queries (pairs among the later codes are never looked for)."""
-    n = len(codes)
-    nq = n if queries is None else queries
-    if n < 2:
-        return
-    nbits = nbits or codes.shape[1] * 64
-    bits = _bits(codes)[:, :nbits]
-    radius = threshold // m
-    idx = np.arange(n, dtype=np.int64)
-    keys = np.stack([bits[:, lo:hi].astype(np.int64) @ (1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64))
-                     for lo, hi in _chunks(nbits, m)], axis=1)
-    for c, (lo, hi) in enumerate(_chunks(nbits, m)):
-        width = hi - lo
-        key = keys[:, c]
-        order = np.argsort(key, kind="stable")
-        if width <= MAX_CHUNK_BITS:  # direct-addressed bucket table
-            cnt = np.bincount(key, minlength=1 << width)
-            start = np.concatenate(([0], np.cumsum(cnt)[:-1]))
-        else:
-            sk = key[order]
-        for f in _flips(width, radius):
-            q = key ^ f
-            if width <= MAX_CHUNK_BITS:
-                cn = cnt[q]
-                s = start[q]
+def _mih_batches(codes: np.ndarray, threshold: int, m: int, nbits: int | None = None, queries: int | None = None,
+                 part: tuple[int, int] | None = None):
+    """Batches (i, j, distance) of the pairs within `threshold`, each pair exactly once (MihIndex)."""
+    if len(codes) < 2:
+        return iter(())
+    return MihIndex(codes, threshold, m, nbits).batches(queries, part)
+
+
+class MihIndex:
+    """Multi-index hashing tables of `codes` (built once; `batches` probes them, so query ranges can be
+    separate tasks that share one index)."""
+
+    def __init__(self, codes: np.ndarray, threshold: int, m: int, nbits: int | None = None):
+        self.codes, self.threshold = codes, threshold
+        nbits = nbits or codes.shape[1] * 64
+        bits = _bits(codes)[:, :nbits]
+        self.chunks = _chunks(nbits, m)
+        self.radius = threshold // m
+        self.keys = np.stack([bits[:, lo:hi].astype(np.int64) @ (1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64))
+                              for lo, hi in self.chunks], axis=1)
+        self.tables = []  # per chunk: (order, bucket counts, bucket starts) or (order, sorted keys) when wide
+        for c, (lo, hi) in enumerate(self.chunks):
+            key = self.keys[:, c]
+            order = np.argsort(key, kind="stable")
+            if hi - lo <= MAX_CHUNK_BITS:  # direct-addressed bucket table
+                cnt = np.bincount(key, minlength=1 << (hi - lo))
+                self.tables.append((order, cnt, np.concatenate(([0], np.cumsum(cnt)[:-1]))))
             else:
-                s = np.searchsorted(sk, q, side="left")
-                cn = np.searchsorted(sk, q, side="right") - s
-            cum = np.cumsum(cn[:nq])
-            if not nq or cum[-1] == 0:
+                self.tables.append((order, key[order]))
+
+    def _bucket(self, c: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start in the chunk's order, count) of each key of `q` in chunk c's table."""
+        table = self.tables[c]
+        if len(table) == 3:
+            return table[2][q], table[1][q]
+        s = np.searchsorted(table[1], q, side="left")
+        return s, np.searchsorted(table[1], q, side="right") - s
+
+    def batches(self, queries: int | None = None, part: tuple[int, int] | None = None):
+        """Batches (i, j, distance) of the pairs within the threshold, each pair exactly once: from the
+        first chunk where the two codes agree within the radius (so memory never holds more than one
+        batch). With `queries`, only pairs with i < queries (pairs among the later codes are never looked
+        for); with `part` (lo, hi), only the pairs with lo <= i < hi."""
+        codes, keys, radius = self.codes, self.keys, self.radius
+        n = len(codes)
+        nq = n if queries is None else queries
+        lo_q, hi_q = part or (0, nq)
+        hi_q = min(hi_q, nq)
+        if n < 2 or hi_q <= lo_q:
+            return
+        for c, (lo, hi) in enumerate(self.chunks):
+            order, flips = self.tables[c][0], _flips(hi - lo, radius)
+            # every query's every probe at once (query-major), in slices of at most BATCH candidates
+            s, cn = self._bucket(c, (keys[lo_q:hi_q, c][:, None] ^ flips[None, :]).ravel())
+            cum = np.cumsum(cn)
+            if not len(cum) or cum[-1] == 0:
                 continue
-            b0 = 0  # queries in slices of at most BATCH candidates; each pair kept from its smaller end
-            while b0 < nq:
+            b0 = 0
+            while b0 < len(cn):
                 b1 = int(np.searchsorted(cum, (cum[b0 - 1] if b0 else 0) + BATCH, side="right"))
-                b1 = max(b1, b0 + 1)
+                b1 = min(len(cn), max(b1, b0 + 1))
                 cc = cn[b0:b1]
                 tot = int(cc.sum())
                 if tot:
-                    ii = np.repeat(idx[b0:b1], cc)
+                    ii = lo_q + np.repeat(np.arange(b0, b1, dtype=np.int64) // len(flips), cc)
                     offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(cc) - cc, cc)
                     jj = order[np.repeat(s[b0:b1], cc) + offs]
-                    keep = (ii < jj) | (jj >= nq)  # a later code is never a query: found from this side
+                    keep = (ii < jj) | (jj >= nq)  # each pair from its smaller end; a later code is never a query
                     ii, jj = ii[keep], jj[keep]
                     d = distances(codes[ii], codes[jj])
-                    ok = d <= threshold
+                    ok = d <= self.threshold
                     ii, jj, d = ii[ok], jj[ok], d[ok]
                     if c and len(ii):  # drop the pairs an earlier chunk found
                         ok = ~(np.bitwise_count(keys[ii, :c] ^ keys[jj, :c]) <= radius).any(axis=1)
@@ -182,10 +207,28 @@ def hamming_pairs(codes: np.ndarray, threshold: int, nbits: int | None = None, m
 
 
 def pair_batches(codes: np.ndarray, threshold: int, nbits: int | None = None, method: str = "auto",
-                 queries: int | None = None):
+                 queries: int | None = None, part: tuple[int, int] | None = None):
     """hamming_pairs in unsorted batches (i, j, distance), each pair once, at most BATCH pairs held at a
     time: memory does not grow with the number of pairs. With `queries`, only the pairs with
-    i < queries: the first codes against each other and against the rest, not the rest among themselves."""
+    i < queries: the first codes against each other and against the rest, not the rest among themselves.
+    With `part` (lo, hi), only the pairs with lo <= i < hi: parts that cover the queries find every pair
+    once, so they can run as separate tasks (on one pair_index)."""
+    return pair_index(codes, threshold, nbits, method).batches(queries, part)
+
+
+class BruteIndex:
+    """pair_index's brute-force method: nothing to build."""
+
+    def __init__(self, codes: np.ndarray, threshold: int):
+        self.codes, self.threshold = codes, threshold
+
+    def batches(self, queries: int | None = None, part: tuple[int, int] | None = None):
+        return _brute_batches(self.codes, self.threshold, queries, part) if len(self.codes) > 1 else iter(())
+
+
+def pair_index(codes: np.ndarray, threshold: int, nbits: int | None = None, method: str = "auto"):
+    """What pair_batches searches with (a MihIndex, or brute force where the cost model says so), built once:
+    its `batches(queries, part)` may then run for several parts, in separate tasks."""
     codes = np.ascontiguousarray(codes, dtype=np.uint64)
     if codes.ndim == 1:
         codes = codes[:, None]
@@ -196,8 +239,6 @@ def pair_batches(codes: np.ndarray, threshold: int, nbits: int | None = None, me
         m = choose(len(codes), nbits, threshold)[1] if method == "mih" else 0
         if method == "mih" and m == 0:
             m = max(1, -(-nbits // MAX_CHUNK_BITS), min(threshold + 1, 4))
-    if len(codes) < 2:
-        return iter(())
-    if method == "brute":
-        return _brute_batches(codes, threshold, queries)
-    return _mih_batches(codes, threshold, m, nbits, queries)
+    if method == "brute" or len(codes) < 2:
+        return BruteIndex(codes, threshold)
+    return MihIndex(codes, threshold, m, nbits)

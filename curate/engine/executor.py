@@ -29,6 +29,7 @@ from rich.progress import (
 
 from curate.core.errors import CurateError, InputError
 from curate.core.lazy import lazy
+from curate.engine import shared
 
 ray_engine = lazy("curate.engine.ray_engine")  # Ray: only for --engine ray
 
@@ -71,6 +72,11 @@ class LocalExecutor:
     def __init__(self, workers: int | None = None, quiet: bool = False):
         self.workers = default_workers() if not workers or workers < 1 else int(workers)
         self.quiet = quiet
+
+    def share(self, obj: Any):
+        """A payload every task of the next maps reads with `.get()` (curate.engine.shared); a context
+        manager. With one worker the object itself, else a temp file each worker process loads once."""
+        return shared.Inline(obj) if self.workers == 1 else shared.InFile(obj)
 
     def prestart(self, module: str) -> None:
         """Start the fork server now, importing `module` (what the workers will run) in the background

@@ -20,6 +20,7 @@ from typing import Any
 import ray  # ImportError here becomes "pip install 'curate[ray]'" in make_executor
 
 from curate.core.errors import CurateError, InputError
+from curate.engine import shared
 from curate.engine.executor import default_workers, progress_bar
 
 _QUIET = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
@@ -91,6 +92,11 @@ class RayExecutor:
         self.peak_in_flight = 0
         self.attempts = max_retries + 1
         self._task = ray.remote(num_cpus=1, max_retries=max_retries)(_call)  # retries crashed workers
+
+    def share(self, obj: Any):
+        """A payload for every task (curate.engine.shared): the object itself, which map's ray.put of the
+        function stores once in the object store when the tasks take it through functools.partial."""
+        return shared.Inline(obj)
 
     def map(
         self,

@@ -201,6 +201,24 @@ def test_pair_batches_stream_each_pair_once_and_honour_queries(method):
     assert len(sub) == len(want) and {tuple(r) for r in sub.tolist()} == want
 
 
+@pytest.mark.parametrize("method", ["brute", "mih"])
+def test_parts_of_one_index_find_every_pair_once(method, monkeypatch):
+    """The search runs as tasks over query ranges of one built index: together they find each pair once,
+    also when a part's candidates come in several BATCH slices."""
+    import curate.dedupe.search as search
+
+    monkeypatch.setattr(search, "BATCH", 500)
+    codes, _ = _planted(2000, 8)
+    q = 1500
+    index = search.pair_index(codes, 8, method=method)
+    whole = {tuple(r) for b in index.batches(q) for r in np.stack(b, axis=1).tolist()}
+    got = [tuple(r) for lo, hi in ((0, 1), (1, 400), (400, 401), (401, 1500)) for b in index.batches(q, (lo, hi))
+           for r in np.stack(b, axis=1).tolist()]
+    assert len(got) == len(set(got)) == len(whole) and set(got) == whole
+    assert all(lo <= r[0] < hi for lo, hi in ((400, 1500),) for r in
+               (tuple(x) for b in index.batches(q, (400, 1500)) for x in np.stack(b, axis=1).tolist()))
+
+
 def test_auto_choice_scales():
     assert choose(500, 64, 10)[0] == "brute"
     assert choose(1_000_000, 64, 4)[0] == "mih"

@@ -1,0 +1,34 @@
+"""curate.engine.shared: one payload for every task of a map, sent once."""
+
+import os
+import pickle
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from curate.engine.executor import make_executor
+
+
+def _task(ref, k: int) -> tuple[int, float, int]:
+    arr = ref.get()
+    return k, float(arr[k]), os.getpid()
+
+
+def test_a_pool_reads_the_payload_from_one_file_and_the_file_goes_after():
+    ex = make_executor("local", workers=2, quiet=True)
+    arr = np.arange(10_000, dtype=np.float64) * 0.5
+    with ex.share(arr) as ref:
+        folder = Path(ref.folder)
+        assert folder.is_dir() and len(pickle.dumps(ref)) < 500  # a task carries the name only
+        got = list(ex.map(partial(_task, ref), range(0, 10_000, 500)))
+    assert [(k, v) for k, v, _ in got] == [(k, k * 0.5) for k in range(0, 10_000, 500)]
+    assert len({pid for *_, pid in got}) >= 1 and os.getpid() not in {pid for *_, pid in got}
+    assert not folder.exists()
+
+
+def test_one_worker_gets_the_object_itself():
+    ex = make_executor("local", workers=1, quiet=True)
+    payload = {"a": 1}
+    with ex.share(payload) as ref:
+        assert ref.get() is payload
