@@ -14,10 +14,19 @@ from pathlib import Path
 import pandas as pd
 
 from curate.core.errors import InputError
-from curate.core.layout import detect_splits, sort_splits
+from curate.core.layout import sort_splits
 from curate.core.manifest import read_info, read_manifest, to_parquet_bytes
-from curate.core.storage import is_url, join, scan, write_many
-from curate.core.tree import INFO_NAME, MANIFEST_NAME, default_quarantine, json_bytes
+from curate.core.storage import (
+    as_location,
+    is_url,
+    join,
+    journal_copy,
+    resolved,
+    split_dirs,
+    with_suffix,
+    write_many,
+)
+from curate.core.tree import INFO_NAME, MANIFEST_NAME, json_bytes
 from curate.dedupe.find import DedupeResult, find_duplicates
 from curate.detect.formats import refuse_detection_tree
 from curate.moves.journal import Relocation, staged_info
@@ -129,10 +138,9 @@ def dedupe(
     `root` (and `quarantine`, `json_path`) may be object-store URLs (s3://…): moves are then copy → verify →
     delete. A rerun after an interrupted run finishes that run's plan."""
     root, qdir = _locations(root, quarantine)
-    split_dirs = scan(root).split_dirs if is_url(root) else detect_splits(root)
-    check_outside_splits(str(root), split_dirs, str(qdir))
+    check_outside_splits(str(root), split_dirs(root), str(qdir))
     options = {"quarantine": str(qdir), **{k: v for k, v in find_kwargs.items() if k not in RUN_ONLY}}
-    copy_to = f"{qdir}.journal" if is_url(root) else None
+    copy_to = journal_copy(qdir)
     if not dry_run and (rel := Relocation.resume(root, "dedupe", options, copy_to)):
         out = rel.outcome
         out.journal = rel.run(quiet=find_kwargs.get("quiet", False))
@@ -158,16 +166,15 @@ def dedupe(
 
 
 def _locations(root, quarantine) -> tuple[str | Path, str | Path]:
-    """The tree and its quarantine: URLs (same store) or resolved local paths."""
-    if not is_url(root):
-        root = Path(root).resolve()
-        refuse_detection_tree(root, "dedupe")
-        return root, Path(quarantine).resolve() if quarantine else default_quarantine(root)
-    root = str(root).rstrip("/")
-    qdir = str(quarantine).rstrip("/") if quarantine else f"{root}.quarantine"
-    if not is_url(qdir):
-        raise InputError(f"--quarantine {qdir} must be on the same object store as {root}",
-                         f"leave it out (default {root}.quarantine) or pass a URL prefix")
+    """The tree and its quarantine (default ROOT.quarantine beside it): URLs on one store, or resolved
+    local paths."""
+    root = resolved(root)
+    refuse_detection_tree(root, "dedupe")
+    qdir = resolved(quarantine) if quarantine else as_location(f"{root}.quarantine")
+    if is_url(qdir) != is_url(root):  # moves copy within one store, or rename on one disk
+        raise InputError(f"--quarantine {qdir} must be on the same {'object store' if is_url(root) else 'machine'} "
+                         f"as {root}", f"leave it out (default {root}.quarantine) or pass a "
+                         f"{'URL prefix' if is_url(root) else 'local folder'}")
     return root, qdir
 
 
@@ -190,13 +197,9 @@ def _require_images(root, result: DedupeResult) -> None:
 
 def _write_json_report(json_path: str | Path, out: DedupeOutcome) -> None:
     """JSON_PATH plus JSON_PATH's stem + -pairs.csv beside it (local path or URL)."""
-    js = str(json_path)
-    head, _, name = js.rpartition("/") if is_url(js) else (str(Path(js).parent), "/", Path(js).name)
-    stem = name.rsplit(".", 1)[0] if "." in name else name
-    write_many({join(head, name): json_bytes(report_json(out)),
-                join(head, stem + "-pairs.csv"): pairs_csv(out.result)})
+    js = as_location(json_path)
+    write_many({str(js): json_bytes(report_json(out)), f"{with_suffix(js, '')}-pairs.csv": pairs_csv(out.result)})
 
 
 def undo_dedupe(root: str | Path, force: bool = False) -> UndoReport:
-    copy_to = f"{str(root).rstrip('/')}.quarantine.journal" if is_url(root) else None
-    return undo(root, "dedupe", force, copy_to)
+    return undo(root, "dedupe", force, journal_copy(root, ".quarantine.journal"))

@@ -269,10 +269,7 @@ def hash_bytes(data: bytes, hash_name: str = "phash", hash_size: int = 8, decode
 
 def _hash_shard(task: tuple[str, list[str], str, int]) -> list[dict]:
     root, paths, hash_name, hash_size = task
-    if not storage.is_url(root):  # a plain join: no path object per file
-        base = str(storage.local_path(root))
-        return [hash_file(os.path.join(base, p), hash_name, hash_size) for p in paths]
-    return [hash_file(storage.join(root, p), hash_name, hash_size) for p in paths]
+    return [hash_file(p, hash_name, hash_size) for p in storage.join_each(root, paths)]
 
 
 def cache_path(root: str | Path, hash_name: str, hash_size: int) -> Path:

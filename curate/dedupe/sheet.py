@@ -228,8 +228,7 @@ def journal_locations(journal: str | Path | None, root) -> dict[str, str]:
     """Tree-relative path -> where a finished dedupe moved it (the quarantine), from its journal."""
     if journal is None or not Path(journal).is_file():
         return {}
-    url = storage.is_url(root)
-    base = str(root).rstrip("/") + "/" if url else str(Path(root).resolve()) + "/"
+    base = str(storage.resolved(root)) + "/"
     out: dict[str, str] = {}
     for line in Path(journal).read_text(encoding="utf-8").splitlines():
         try:
