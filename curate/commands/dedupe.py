@@ -9,6 +9,14 @@ from pathlib import Path
 import typer
 
 from curate.commands import common
+from curate.core.labelnames import label_names, with_name
+from curate.core.lazy import lazy
+from curate.core.storage import as_location, is_url
+from curate.core.tree import json_bytes
+from curate.engine.executor import make_executor
+
+apply = lazy("curate.dedupe.apply")  # pandas, OpenCV: when the command runs
+sheet_api = lazy("curate.dedupe.sheet")
 
 ORDER = 20
 
@@ -93,8 +101,6 @@ def dedupe(
     engine: str = common.engine_option(),
     ray_address: str = common.ray_address_option(),
 ) -> None:
-    from curate.core.storage import as_location
-
     eng = common.engine_of(engine, workers, ray_address)
     root = as_location(root)
     quarantine = as_location(quarantine) if quarantine else None
@@ -121,14 +127,9 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
     dry_run, workers, engine = opts["dry_run"], opts["workers"], opts["engine"]
     names = _sheet_names(root, sheet)
     if engine.local:
-        from curate.engine.executor import make_executor
-
         # the pool's fork server imports what every worker runs while this process imports the rest
         make_executor(engine, workers, True).prestart("curate.dedupe.find")
-    from curate.core.labelnames import with_name
-    from curate.dedupe.apply import dedupe as run
-
-    res = run(root, json_path=json_path, quiet=common.state().quiet, **opts)
+    res = apply.dedupe(root, json_path=json_path, quiet=common.state().quiet, **opts)
     verb = "would remove" if dry_run else "removed"
     for s in res.splits:
         line = (f"{s['split']}: {s['files']} → {s['kept']} kept ({s['removed']} {verb} "
@@ -160,10 +161,7 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
         _write_sheet(res, root, sheet, names, workers, engine)
         say(f"contact sheet: {sheet}")
     if to_stdout:
-        from curate.core.tree import json_bytes
-        from curate.dedupe.apply import report_json
-
-        sys.stdout.write(json_bytes(report_json(res)).decode())
+        sys.stdout.write(json_bytes(apply.report_json(res)).decode())
         sys.stdout.flush()
     raise typer.Exit(1 if r.unreadable or res.label_conflicts else 0)
 
@@ -171,9 +169,6 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
 def _sheet_names(root, sheet) -> dict[str, str]:
     """Checked before the run: the sheet is a local file. Label display names (for the sheet and the
     conflict lines): ROOT/classes.json or ROOT/cat_to_name.json (curate.core.labelnames)."""
-    from curate.core.labelnames import label_names
-    from curate.core.storage import is_url
-
     if sheet and is_url(sheet):
         raise typer.BadParameter("the sheet is a local file (the tree may be a URL)", param_hint="--sheet")
     if sheet and Path(sheet).is_dir():
@@ -183,17 +178,13 @@ def _sheet_names(root, sheet) -> dict[str, str]:
 
 
 def _write_sheet(res, root, sheet, names, workers, engine) -> None:
-    from curate.dedupe.sheet import journal_locations, write_sheet
-
-    moved = None if res.dry_run else journal_locations(res.journal, root)
-    write_sheet(res.result, root, sheet, names, moved=moved, dry_run=res.dry_run, workers=workers, engine=engine,
+    moved = None if res.dry_run else sheet_api.journal_locations(res.journal, root)
+    sheet_api.write_sheet(res.result, root, sheet, names, moved=moved, dry_run=res.dry_run, workers=workers, engine=engine,
                 quiet=common.state().quiet)
 
 
 def _undo(root: Path | str, force: bool = False) -> None:
-    from curate.dedupe.apply import undo_dedupe
-
-    rep = undo_dedupe(root, force)
+    rep = apply.undo_dedupe(root, force)
     common.out.print(f"restored {rep.restored} files from {rep.journal}", soft_wrap=True)
     if rep.never_moved:
         common.warn(f"{len(rep.never_moved)} planned moves never happened (the dedupe run stopped before them); "

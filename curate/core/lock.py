@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.core.errors import CurateError
+from curate.core.lazy import lazy
+
+storage = lazy("curate.core.storage")  # it imports this module (a tree's lock counts as no content)
 
 LOCK_NAME = "lock.json"
 _held: dict[str, int] = {}  # lock path -> nesting depth, in this process
@@ -80,11 +83,9 @@ def _process_start(pid: int) -> str | None:
 def lock_path(root) -> Path:
     """STATE/lock.json; for a local tree not made yet (missing, or nothing in it but a lock: `fresh`),
     ROOT/.curate/lock.json, where its state will be once it has split folders."""
-    from curate.core.storage import is_url, local_path, state_dir_of
-
-    if not is_url(root) and fresh(local_path(root)):
-        return Path(local_path(root)).resolve() / ".curate" / LOCK_NAME
-    return state_dir_of(root) / LOCK_NAME
+    if not storage.is_url(root) and fresh(storage.local_path(root)):
+        return Path(storage.local_path(root)).resolve() / ".curate" / LOCK_NAME
+    return storage.state_dir_of(root) / LOCK_NAME
 
 
 def fresh(folder: Path) -> bool:

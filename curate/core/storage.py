@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from curate.core.errors import InputError
+from curate.core.errors import InputError, UnreadableImage
 from curate.core.layout import detect_splits, scan_tree
+from curate.core.lazy import lazy
 from curate.core.lock import fresh as lock_fresh
 from curate.core.objectstore import (  # noqa: F401  (S3_ATTEMPTS, STORE_HINT: part of this interface)
     _GLOB_CHARS,
@@ -36,6 +37,8 @@ from curate.core.objectstore import (  # noqa: F401  (S3_ATTEMPTS, STORE_HINT: p
 from curate.core.tree import atomic_write_bytes, state_dir
 
 _store_errors = store_errors  # older name (curate.moves.movers)
+
+images = lazy("curate.core.images")  # OpenCV and Pillow: for the image readers, not for `curate --help`
 
 
 def is_url(path: str | os.PathLike) -> bool:
@@ -222,13 +225,10 @@ def fetch(path: str | os.PathLike, dest: str | Path) -> Path:
 
 def read_image_bytes(path: str | os.PathLike) -> bytes:
     """curate.core.images.read_bytes for local paths and object-store URLs (a missing object is 'missing')."""
-    from curate.core.errors import UnreadableImage
-    from curate.core.images import read_bytes as read_image
-
     if not is_url(path):  # (a plain path goes as it is: no Path object per file on the hashing/report passes)
-        return read_image(local_path(path) if str(path).startswith("file://") else path)
+        return images.read_bytes(local_path(path) if str(path).startswith("file://") else path)
     try:
-        return read_image(read_bytes(path))
+        return images.read_bytes(read_bytes(path))
     except FileNotFoundError as e:
         raise UnreadableImage("missing", str(path)) from e
 

@@ -20,6 +20,7 @@ from curate.detect import formats as F
 from curate.detect.select import DetectPrepared
 from curate.detect.write import DetectParams, DetectResult, _clear_own, box_of, plan_rows, run_detect_shard
 from curate.engine.executor import make_executor
+from curate.sources.openimages import fetch_images
 
 
 def build_detect(prep: DetectPrepared, out, params: DetectParams, *, workers=None, engine="local",
@@ -31,7 +32,6 @@ def build_detect(prep: DetectPrepared, out, params: DetectParams, *, workers=Non
         raise InputError(f"--task detect writes local folders, not {out}", "pass a local --out, then upload it")
     out = Path(storage.local_path(out)).expanduser().absolute()
     if not prep.local:
-        from curate.sources.openimages import fetch_images
 
         fetch_images(prep.layout, prep.image_ids, workers)
     rows = plan_rows(prep, params)

@@ -14,6 +14,7 @@ from pathlib import Path
 from curate.core import storage
 from curate.core.errors import InputError
 from curate.core.tree import state_dir
+from curate.report.build import analyse
 from curate.report.checks import parse_overrides, parse_rules
 from curate.report.html import render, wanted_thumbnails
 from curate.report.jsonout import build_json
@@ -78,8 +79,6 @@ def build_report(
     params = parse_overrides(thresholds)
     storage.require_dir(root, "pass the root of an image tree")
     html_path, json_path = output_paths(root, out)
-    from curate.report.build import analyse  # imports curate.dedupe: when a report is built, not before
-
     a = analyse(root, workers=workers, engine=engine, quiet=quiet, params=params, duplicates=duplicates)
     doc = build_json(a, rules, per_label=per_label, seed=seed)
     thumbs = thumbnails(root, wanted_thumbnails(a, doc), workers=workers, engine=engine, quiet=quiet)

@@ -19,6 +19,7 @@ from curate.report import charts
 from curate.report.build import Analysis
 from curate.report.checks import SCORE_NAMES, SEVERITIES
 from curate.report.checks.crops import fill_share
+from curate.report.checks.detection import html_body
 
 WORST = 12  # thumbnails shown per issue
 MAX_CLUSTERS = 40  # mirrored pairs shown
@@ -298,7 +299,6 @@ def render(a: Analysis, doc: dict, thumbs: dict[str, str | None]) -> str:
             "quality": _quality(a, doc, thumbs), "crops": _crops(a, doc, thumbs) if doc["crops"] else None,
             "detection": None, "samples": _samples(doc, thumbs)}
     if doc.get("detection"):
-        from curate.report.checks.detection import html_body
 
         page["detection"] = _ours(html_body(a, doc))
     page["nav"] = [(i, t) for i, t in NAV if page.get(i, True)]  # no link to a section that is not there

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from curate import __version__
+from curate.core.labelnames import label_names
 from curate.report.build import Analysis, sample_paths
 from curate.report.checks import SEVERITY, _num
 from curate.report.checks.crops import fill_share
@@ -144,7 +145,6 @@ def _clean(obj):
 
 def _label_names(root, labels: list[str]) -> dict[str, str]:
     """Readable names of the labels (classes.json or cat_to_name.json at the root), for those that have one."""
-    from curate.core.labelnames import label_names
 
     names = label_names(root)
     return {lab: names[lab] for lab in labels if lab in names}

@@ -7,6 +7,8 @@ import io
 from pathlib import Path
 
 from curate.core.errors import UnreadableImage
+from curate.core.images import decode
+from curate.core.storage import join, read_image_bytes
 from curate.engine.executor import is_local, make_executor
 
 THUMB_SIDE = 128
@@ -18,8 +20,6 @@ def thumb_uri(path: str | Path, side: int = THUMB_SIDE) -> str | None:
     """A JPEG thumbnail (longest side `side`) as a data URI; None when the file is unreadable."""
     from PIL import Image
 
-    from curate.core.images import decode
-    from curate.core.storage import read_image_bytes
 
     try:
         data = read_image_bytes(path)
@@ -37,7 +37,6 @@ def thumb_uri(path: str | Path, side: int = THUMB_SIDE) -> str | None:
 
 def _thumb_chunk(job: tuple[str, list[str], int]) -> list[str | None]:
     root, paths, side = job
-    from curate.core.storage import join
 
     return [thumb_uri(join(root, p), side) for p in paths]
 

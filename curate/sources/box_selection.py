@@ -28,6 +28,28 @@ DEFAULT_INCLUDE = {"group": False, "depiction": True, "truncated": True, "occlud
 MERGE_IOU = 0.9  # same-label boxes at least this overlapping in one image become one crop
 
 
+_NUMPY_TYPES = {pa.float32(): np.float32, pa.int8(): np.int8}
+
+
+def arrow_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
+    """A column as NumPy (to_numpy() imports pandas too): strings as objects, numbers as floats with NaN
+    where null (float32 columns stay float32; other numbers are float32 only when they have nulls)."""
+    parts = []
+    for a in col.chunks:
+        if pa.types.is_string(a.type):
+            parts.append(np.array(a.to_pylist(), object))
+            continue
+        validity, data = a.buffers()
+        v = np.frombuffer(data, _NUMPY_TYPES[a.type], count=a.offset + len(a))[a.offset:]
+        if a.null_count:
+            ok = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")[a.offset:a.offset + len(a)]
+            v = np.where(ok.astype(bool), v, np.float32(np.nan))
+        parts.append(v)
+    if not parts:
+        return np.zeros(0, object if pa.types.is_string(col.type) else _NUMPY_TYPES[col.type])
+    return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
 def _image_key(seed: int, image_id: str) -> str:
     return hashlib.sha256(f"{seed}\x00{image_id}".encode()).hexdigest()
 
@@ -86,7 +108,6 @@ class BoxSelection:
 def _columns(df) -> dict[str, np.ndarray]:
     """BOX_COLUMNS of a pyarrow Table or DataFrame as NumPy arrays (strings as objects, flags int8)."""
     if isinstance(df, pa.Table):
-        from curate.sources.openimages import arrow_to_numpy
 
         cols = {c: arrow_to_numpy(df.column(c)) for c in BOX_COLUMNS}
     else:

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from curate.core.errors import InputError
+from curate.pipeline import run_pipeline
 from curate.resources import resource
 from curate.sources.samples import load_photo
 
@@ -131,8 +132,6 @@ class DemoResult:
 
 def run_demo(out: str | Path, *, workers: int | None = None, seed: int = 0, quiet: bool = False) -> DemoResult:
     """Build the source under OUT/source, then run pipelines/demo.yaml: crop -> dedupe -> report -> train."""
-    from curate.pipeline import run_pipeline
-
     out = Path(out)
     res = DemoResult()
     source = build_source(out / "source")

@@ -19,6 +19,7 @@ import numpy as np
 
 from curate.core.errors import InputError, UnreadableImage
 from curate.core.images import decode, extension_matches
+from curate.core.manifest import read_manifest
 from curate.core.tree import INFO_NAME
 
 
@@ -136,7 +137,6 @@ def clear_import(out: Path) -> None:
 
 def tree_complete(out: Path) -> bool:
     """manifest.parquet and classes.json are there, and so is every kept file."""
-    from curate.core.manifest import read_manifest
 
     try:
         df = read_manifest(out)

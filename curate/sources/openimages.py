@@ -30,6 +30,7 @@ import pyarrow.csv as pacsv
 
 from curate.core import storage
 from curate.core.errors import InputError, NetworkError
+from curate.core.lazy import lazy
 from curate.engine.executor import progress_bar
 from curate.sources.box_selection import (  # noqa: F401  (the selection API, re-exported)
     BOX_COLUMNS,
@@ -38,6 +39,7 @@ from curate.sources.box_selection import (  # noqa: F401  (the selection API, re
     FLAG_OPTIONS,
     REQUIRED_COLUMNS,
     BoxSelection,
+    arrow_to_numpy,
     select_boxes,
 )
 from curate.sources.classes import ClassIndex, Selection, resolve
@@ -47,6 +49,8 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "validation", "test")
 SAFE_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # an ImageID is a file name stem: no separators, no '..'
+
+crop_build = lazy("curate.crop.build")  # pandas and OpenCV: not loaded by a dry run (planning only)
 
 
 @dataclass(frozen=True)
@@ -180,28 +184,6 @@ def _arrow_mask(mask: np.ndarray) -> pa.Array:
     return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(np.packbits(mask, bitorder="little"))])
 
 
-_NUMPY_TYPES = {pa.float32(): np.float32, pa.int8(): np.int8}
-
-
-def arrow_to_numpy(col: pa.ChunkedArray) -> np.ndarray:
-    """A column as NumPy (to_numpy() imports pandas too): strings as objects, numbers as floats with NaN
-    where null (float32 columns stay float32; other numbers are float32 only when they have nulls)."""
-    parts = []
-    for a in col.chunks:
-        if pa.types.is_string(a.type):
-            parts.append(np.array(a.to_pylist(), object))
-            continue
-        validity, data = a.buffers()
-        v = np.frombuffer(data, _NUMPY_TYPES[a.type], count=a.offset + len(a))[a.offset:]
-        if a.null_count:
-            ok = np.unpackbits(np.frombuffer(validity, np.uint8), bitorder="little")[a.offset:a.offset + len(a)]
-            v = np.where(ok.astype(bool), v, np.float32(np.nan))
-        parts.append(v)
-    if not parts:
-        return np.zeros(0, object if pa.types.is_string(col.type) else _NUMPY_TYPES[col.type])
-    return np.concatenate(parts) if len(parts) > 1 else parts[0]
-
-
 def read_boxes(csv_path: str | Path, mids: set[str] | None = None, block_size: int = 16 << 20,
                quiet: bool = True) -> pd.DataFrame:
     """`read_table` as a DataFrame (flags int8, missing values 0)."""
@@ -308,8 +290,6 @@ def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=Fa
           command: str = ""):
     import pandas as pd
 
-    from curate.crop.build import build_tree  # pandas and OpenCV: not loaded by a dry run (planning only)
-
     ids = prep.chosen.image_ids
     if not prep.local:
         fetch_images(prep.layout, ids, workers)
@@ -320,5 +300,5 @@ def build(prep: Prepared, out, params, *, workers=None, engine="local", quiet=Fa
     info = {"command": command, "source": "openimages", "split": prep.layout.split,
             "classes": prep.selection.expansion(prep.index),
             "filtered_boxes": prep.chosen.filtered, "merged_boxes": prep.chosen.merged}
-    return build_tree(boxes, prep.layout.image_path, out, params, fingerprint_data=fp_data, info=info,
+    return crop_build.build_tree(boxes, prep.layout.image_path, out, params, fingerprint_data=fp_data, info=info,
                       workers=workers, engine=engine, quiet=quiet, overwrite=overwrite)

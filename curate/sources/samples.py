@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.core.errors import InputError
+from curate.core.images import decode
 
 # name -> (package, folder inside the package, file)
 PHOTOS: dict[str, tuple[str, str, str]] = {
@@ -50,6 +51,5 @@ def photo_path(name: str) -> Path:
 
 def load_photo(name: str) -> np.ndarray:
     """The photo as an H x W x 3 uint8 RGB array."""
-    from curate.core.images import decode
 
     return decode(photo_path(name)).pixels

@@ -12,6 +12,7 @@ import csv
 import io
 from pathlib import Path
 
+import curate
 from curate.core.errors import CurateError, InputError
 from curate.core.storage import as_location
 from curate.core.tree import atomic_write_json, atomic_write_text
@@ -139,8 +140,6 @@ def _in_own_process(job, decoded: Path) -> dict:
     import pickle
     import subprocess
     import sys
-
-    import curate
 
     out = Path(job[3])
     out.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,8 @@ import numpy as np
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
 from curate.core.images import decode, probe
+from curate.core.labelnames import label_names
+from curate.core.manifest import read_manifest
 
 CLASSES_JSON = "classes.json"
 
@@ -42,7 +44,6 @@ class Dataset:
 
 def read_class_names(root: str | Path) -> dict[str, str]:
     """folder -> full name from ROOT/classes.json or ROOT/cat_to_name.json (curate.core.labelnames); {} if absent."""
-    from curate.core.labelnames import label_names
 
     return label_names(root)
 
@@ -92,7 +93,6 @@ def load_dataset(root: str | Path, eval_split: str = "val") -> Dataset:
 
 
 def _excluded_by_manifest(root: Path | str) -> set[str]:
-    from curate.core.manifest import read_manifest
 
     df = read_manifest(root)
     if df is None or "status" not in df.columns:

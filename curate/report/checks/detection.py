@@ -15,8 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from curate.core.errors import InputError
 from curate.core.layout import Tree, TreeFile
+from curate.core.lazy import lazy
+from curate.detect import formats as F
 from curate.report.checks import SEVERITY, Check, register
+
+# the report's writers import this check (its JSON and HTML sections), and the analysis imports it too
+charts = lazy("curate.report.charts")
+H = lazy("curate.report.html")
+jsonout = lazy("curate.report.jsonout")
 
 BACKGROUND = "background"
 SEVERITY.update({"no-boxes": "info", "tiny-box": "warning", "few-val-boxes": "warning", "crowded-image": "info"})
@@ -36,8 +44,6 @@ def main_label(names: list[str], boxes) -> str:
 
 def detection_tree(root) -> DetectionTree | None:
     """The tree of a local YOLO/COCO detection set (labels validated), or None for any other tree."""
-    from curate.core.errors import InputError
-    from curate.detect import formats as F
 
     if isinstance(root, str) and "://" in root:
         return None
@@ -77,7 +83,6 @@ def detection_section(tree: Tree) -> dict | None:
     """report.json `detection`: boxes per image and per label, box sizes, images without boxes."""
     if not isinstance(tree, DetectionTree):
         return None
-    from curate.report.jsonout import summary
 
     b = tree.boxes[~tree.boxes.ignore]
     per_image = b.groupby("path").size().reindex([f.path for f in tree.files], fill_value=0)
@@ -89,9 +94,9 @@ def detection_section(tree: Tree) -> dict | None:
                             "images": {s: int(g[g.split == s].path.nunique()) for s in tree.split_dirs},
                             "median_side": round(float(np.minimum(g.w, g.h).median()), 2) if len(g) else None}
     return {"format": tree.label_format, "classes": list(tree.dataset.names), "boxes": int(len(b)),
-            "ignore_regions": int(tree.boxes.ignore.sum()), "boxes_per_image": summary(per_image),
-            "images_without_boxes": int((per_image == 0).sum()), "box_side": summary(side),
-            "box_relative_area": summary(b.rel_area), "per_label": per_label}
+            "ignore_regions": int(tree.boxes.ignore.sum()), "boxes_per_image": jsonout.summary(per_image),
+            "images_without_boxes": int((per_image == 0).sum()), "box_side": jsonout.summary(side),
+            "box_relative_area": jsonout.summary(b.rel_area), "per_label": per_label}
 
 
 class DetectionCheck(Check):
@@ -163,7 +168,6 @@ class CrowdedImage(DetectionCheck):
 
 def html_body(a, doc: dict) -> str:
     """The report.html section of a detection tree: charts, per-label table, the box checks."""
-    from curate.report import html as H
 
     d = doc["detection"]
     lines = (f"<p>{d['format'].upper()} · {d['boxes']:,} boxes · {d['ignore_regions']:,} ignore regions · "
@@ -182,7 +186,6 @@ def html_body(a, doc: dict) -> str:
 
 
 def chart(tree: Tree) -> str | None:
-    from curate.report import charts
 
     if not isinstance(tree, DetectionTree) or tree.boxes.empty:
         return None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from curate.core.storage import join
+from curate.dedupe.find import load_thumbnail, mirrored_similarity
+from curate.dedupe.search import hamming_pairs, pack
 from curate.report.checks import Check, Context, register
 
 
@@ -57,18 +60,11 @@ class MirrorLeakage(Check):
     defaults = {"max_distance": 10.0}
 
     def applies(self, ctx):
-        try:
-            import curate.dedupe.find  # noqa: F401  (its pixel verification: load_thumbnail, mirrored_similarity)
-        except ImportError:
-            return False
         return len(ctx.tree.split_dirs) > 1 and "phash_mirror" in ctx.images.columns
 
     def run(self, ctx):
         import numpy as np
 
-        from curate.core.storage import join
-        from curate.dedupe.find import load_thumbnail, mirrored_similarity
-        from curate.dedupe.search import hamming_pairs, pack
 
         df = ctx.readable
         df = df[df["phash"].notna() & df["phash_mirror"].notna()].reset_index(drop=True)

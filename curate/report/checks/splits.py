@@ -3,6 +3,8 @@ could not give --min-per-class files, imbalance."""
 
 from __future__ import annotations
 
+from curate.core.errors import CurateError
+from curate.core.manifest import read_info
 from curate.report.checks import Check, Context, register
 
 
@@ -66,8 +68,6 @@ class SmallClass(Check):
 
 def resplit_minimum(ctx: Context) -> tuple[int, list[str]]:
     """(--min-per-class, evaluation splits) of the tree's last `curate resplit` (curate.json), or (0, [])."""
-    from curate.core.errors import CurateError
-    from curate.core.manifest import read_info
 
     try:
         rec = read_info(ctx.root).get("steps", {}).get("resplit") or {}

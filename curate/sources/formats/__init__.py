@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from curate.core.errors import InputError
+from curate.core.layout import canonical_split
 
 # the order detection tries them in (the class-folder reader takes any folder, so it comes last)
 FORMATS = ("cifar", "idx", "hf", "pixel-csv", "path-csv", "folder")
@@ -81,7 +82,6 @@ def split_of(stem: str, default: str = "train") -> str:
     """train/val/test from a file or folder name: 'mnist_test', 'train-00000-of-00001', 't10k'."""
     import re
 
-    from curate.core.layout import canonical_split
 
     for token in re.split(r"[^A-Za-z0-9]+", stem.lower()):
         if token == "t10k":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from curate.core.labelnames import label_names
 from curate.sources.formats import Item, Options, Source
+from curate.sources.kaggle import find_layout, list_class_files
 
 
 def _detect(path: Path) -> bool:
@@ -16,8 +18,6 @@ def _detect(path: Path) -> bool:
 
 
 def _read(path: Path, options: Options) -> Source:
-    from curate.core.labelnames import label_names
-    from curate.sources.kaggle import find_layout, list_class_files
 
     layout = find_layout(path)
     found, problems = list_class_files(path, layout)
