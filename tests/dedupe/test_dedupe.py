@@ -380,6 +380,26 @@ def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
     assert {(p.a, p.b) for p in res.pairs.itertuples() if p.kind == "exact"} == {("train/r/a.jpg", "train/r/b.png")}
 
 
+def test_same_format_pixel_copies_are_found_by_key_and_only_they_are_decoded(tmp_path, monkeypatch):
+    # a JPEG saved again with a comment (other bytes, same coefficients, same pixels) is exact; a same-size
+    # look-alike 1 bit away, and the rest of an all-JPEG set, are never decoded in full
+    import curate.dedupe.exact as dx
+
+    root = tmp_path / "px"
+    (root / "train/r").mkdir(parents=True)
+    a = small("rocket", 256)
+    Image.fromarray(a).save(root / "train/r/a.jpg", quality=90)
+    Image.fromarray(a).save(root / "train/r/b.jpg", quality=90, comment=b"copied")
+    Image.fromarray(np.clip(a.astype(int) + 3, 0, 255).astype(np.uint8)).save(root / "train/r/c.jpg", quality=90)
+    assert (root / "train/r/a.jpg").read_bytes() != (root / "train/r/b.jpg").read_bytes()
+    seen: list[str] = []
+    real = dx._digest_shard
+    monkeypatch.setattr(dx, "_digest_shard", lambda paths: (seen.extend(map(str, paths)), real(paths))[1])
+    res = find_duplicates(root, threshold=8, verify=False, workers=1, quiet=True)
+    assert sorted(Path(p).name for p in seen) == ["a.jpg", "b.jpg"]
+    assert {(p.a, p.b) for p in res.pairs.itertuples() if p.kind == "exact"} == {("train/r/a.jpg", "train/r/b.jpg")}
+
+
 def test_big_bucket_of_equal_hashes_finds_every_family_whatever_the_names(tmp_path, monkeypatch):
     # blank images all share one hash; dark and light ones are two families that must not merge,
     # and neither may be lost because the star's centre belongs to the other one
