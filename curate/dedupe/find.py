@@ -243,7 +243,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
             found.append(pairs)
             counts.add(c)
     if verify:
-        first, first_sims = _score_stream(iter(found), path_of, ex)
+        first, first_sims = _score_stream(iter([np.concatenate(found)]), path_of, ex)  # one global order
         counts.scored += len(first)
     else:
         first = np.concatenate(found) if found else np.zeros((0, 3), np.int64)
