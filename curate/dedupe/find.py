@@ -236,7 +236,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
         counts.scored += int(go.sum())
         return sims, go
 
-    found = []
+    found = [np.zeros((0, 3), np.int64)]
     with ex.share((srch, both)) as ref:
         for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes)), desc="searching pairs",
                                unit="parts"):
@@ -246,7 +246,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
         first, first_sims = _score_stream(iter([np.concatenate(found)]), path_of, ex)  # one global order
         counts.scored += len(first)
     else:
-        first = np.concatenate(found) if found else np.zeros((0, 3), np.int64)
+        first = np.concatenate(found)
         first_sims = np.ones(len(first))
 
     # a star leaves out the members its centre does not match (another look-alike family with the same
