@@ -147,33 +147,27 @@ def write_many(files: dict[str, bytes]) -> None:
             fs.pipe({filesystem(k)[1]: v for k, v in urls.items()})
 
 
+def _store_check(path, method: str) -> bool:
+    """fs.<method>(path) on an object store, its cache dropped first (another process, a Ray worker, may
+    have written it)."""
+    fs, p = filesystem(str(path))
+    with _store_errors(str(path)):
+        fs.invalidate_cache(p)
+        return getattr(fs, method)(p)
+
+
 def exists(path: str | os.PathLike) -> bool:
-    if is_url(path):
-        fs, p = filesystem(str(path))
-        with _store_errors(str(path)):
-            fs.invalidate_cache(p)  # another process (a Ray worker) may have written it
-            return fs.exists(p)
-    return local_path(path).exists()
+    return _store_check(path, "exists") if is_url(path) else local_path(path).exists()
 
 
 def is_dir(path: str | os.PathLike) -> bool:
     """A folder, or an object-store prefix holding at least one object."""
-    if is_url(path):
-        fs, p = filesystem(str(path))
-        with _store_errors(str(path)):
-            fs.invalidate_cache(p)
-            return fs.isdir(p)
-    return local_path(path).is_dir()
+    return _store_check(path, "isdir") if is_url(path) else local_path(path).is_dir()
 
 
 def is_file(path: str | os.PathLike) -> bool:
     """A file, or an object (not a prefix)."""
-    if is_url(path):
-        fs, p = filesystem(str(path))
-        with _store_errors(str(path)):
-            fs.invalidate_cache(p)
-            return fs.isfile(p)
-    return local_path(path).is_file()
+    return _store_check(path, "isfile") if is_url(path) else local_path(path).is_file()
 
 
 def list_names(path: str | os.PathLike) -> list[str]:

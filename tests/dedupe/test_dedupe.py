@@ -359,10 +359,20 @@ def test_png_of_a_jpeg_is_an_exact_copy_even_with_another_hash(tmp_path):
     assert [(c.kind, c.members) for c in res.clusters] == [("exact", ["train/r/a.jpg", "train/r/b.png"])]
 
 
+def _decoded_and_exact(root: Path, monkeypatch) -> tuple[list[str], set[tuple[str, str]]]:
+    """(names of the files the exact-pixel check decoded in full, the exact pairs) of a dedupe of `root`."""
+    import curate.dedupe.exact as dx
+
+    seen: list[str] = []
+    real = dx._digest_shard
+    monkeypatch.setattr(dx, "_digest_shard", lambda paths: (seen.extend(map(str, paths)), real(paths))[1])
+    res = find_duplicates(root, threshold=8, verify=False, workers=1, quiet=True)
+    return sorted(Path(p).name for p in seen), {(p.a, p.b) for p in res.pairs.itertuples() if p.kind == "exact"}
+
+
 def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
     # same size, hashes within 8 bits: a PNG of a JPEG's pixels is decoded in full and grouped; the same
     # photo turned by 3 degrees or moved by 4 px (look-alikes, 8 and 6 bits away) is not decoded at all
-
     root = tmp_path / "px"
     (root / "train/r").mkdir(parents=True)
     a = small("rocket", 256)
@@ -370,21 +380,12 @@ def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
     Image.fromarray(np.asarray(Image.open(root / "train/r/a.jpg").convert("RGB"))).save(root / "train/r/b.png")
     Image.fromarray(a).rotate(3, Image.BILINEAR).save(root / "train/r/c.jpg", quality=90)
     Image.fromarray(np.roll(a, 4, axis=1)).save(root / "train/r/d.jpg", quality=90)
-    seen: list[str] = []
-    import curate.dedupe.exact as dx
-
-    real = dx._digest_shard
-    monkeypatch.setattr(dx, "_digest_shard", lambda paths: (seen.extend(map(str, paths)), real(paths))[1])
-    res = find_duplicates(root, threshold=8, verify=False, workers=1, quiet=True)
-    assert sorted(Path(p).name for p in seen) == ["a.jpg", "b.png"]
-    assert {(p.a, p.b) for p in res.pairs.itertuples() if p.kind == "exact"} == {("train/r/a.jpg", "train/r/b.png")}
+    assert _decoded_and_exact(root, monkeypatch) == (["a.jpg", "b.png"], {("train/r/a.jpg", "train/r/b.png")})
 
 
 def test_same_format_pixel_copies_are_found_by_key_and_only_they_are_decoded(tmp_path, monkeypatch):
     # a JPEG saved again with a comment (other bytes, same coefficients, same pixels) is exact; a same-size
     # look-alike 1 bit away, and the rest of an all-JPEG set, are never decoded in full
-    import curate.dedupe.exact as dx
-
     root = tmp_path / "px"
     (root / "train/r").mkdir(parents=True)
     a = small("rocket", 256)
@@ -392,12 +393,7 @@ def test_same_format_pixel_copies_are_found_by_key_and_only_they_are_decoded(tmp
     Image.fromarray(a).save(root / "train/r/b.jpg", quality=90, comment=b"copied")
     Image.fromarray(np.clip(a.astype(int) + 3, 0, 255).astype(np.uint8)).save(root / "train/r/c.jpg", quality=90)
     assert (root / "train/r/a.jpg").read_bytes() != (root / "train/r/b.jpg").read_bytes()
-    seen: list[str] = []
-    real = dx._digest_shard
-    monkeypatch.setattr(dx, "_digest_shard", lambda paths: (seen.extend(map(str, paths)), real(paths))[1])
-    res = find_duplicates(root, threshold=8, verify=False, workers=1, quiet=True)
-    assert sorted(Path(p).name for p in seen) == ["a.jpg", "b.jpg"]
-    assert {(p.a, p.b) for p in res.pairs.itertuples() if p.kind == "exact"} == {("train/r/a.jpg", "train/r/b.jpg")}
+    assert _decoded_and_exact(root, monkeypatch) == (["a.jpg", "b.jpg"], {("train/r/a.jpg", "train/r/b.jpg")})
 
 
 def test_big_bucket_of_equal_hashes_finds_every_family_whatever_the_names(tmp_path, monkeypatch):
