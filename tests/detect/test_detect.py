@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from detect_parse import loaded_size, parse_coco, parse_yolo
 from PIL import Image
+from test_openimages import fake_fiftyone_download, out_is_guarded
 
 from curate.core.errors import InputError
 from curate.detect import DetectParams, build_detect, prepare_detect
@@ -271,15 +272,7 @@ def test_kill_9_mid_run_then_rerun_gives_identical_output(demo_source, tmp_path)
 
 
 def test_out_must_be_new_or_a_matching_build(demo_source, tmp_path):
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "precious.txt").write_text("keep me")
-    with pytest.raises(InputError, match="not made by curate"):
-        build(demo_source, mine)
-    assert (mine / "precious.txt").read_text() == "keep me"
-    build(demo_source, tmp_path / "out")
-    with pytest.raises(InputError, match="--overwrite"):
-        build(demo_source, tmp_path / "out", fmt="coco")
+    out_is_guarded(tmp_path, lambda out: build(demo_source, out), lambda out: build(demo_source, out, fmt="coco"))
     prep = prepare_detect(DEMO_CLASSES, source=demo_source, seed=7)
     build_detect(prep, tmp_path / "out", DetectParams(label_format="coco", seed=7), overwrite=True, quiet=True)
     assert not (tmp_path / "out" / "labels").exists() and (tmp_path / "out" / "annotations").is_dir()
@@ -287,29 +280,11 @@ def test_out_must_be_new_or_a_matching_build(demo_source, tmp_path):
 
 def test_download_fetches_exactly_the_planned_images(demo_source, tmp_path, monkeypatch):
     """Without --source: metadata first, then the images with boxes and the background images, nothing else."""
-    import fiftyone.utils.openimages as foui
-
-    from curate.sources import openimages as oi
-
-    calls = []
-
-    def fake_download(dataset_dir, split, version, label_types, max_samples=None, image_ids=None, **kw):
-        calls.append(image_ids)
-        src, dst = demo_source / split, Path(dataset_dir)
-        if image_ids is None:
-            shutil.copytree(src / "metadata", dst / "metadata", dirs_exist_ok=True)
-            shutil.copytree(src / "labels", dst / "labels", dirs_exist_ok=True)
-        else:
-            (dst / "data").mkdir(parents=True, exist_ok=True)
-            for i in image_ids:
-                shutil.copy(src / "data" / f"{i}.jpg", dst / "data" / f"{i}.jpg")
-
-    monkeypatch.setattr(foui, "download_open_images_split", fake_download)
-    monkeypatch.setattr(oi, "_check_network", lambda *a, **k: None)
+    calls = fake_fiftyone_download(demo_source, monkeypatch)
     prep = prepare_detect("animal", download_dir=tmp_path / "cache", background=2, seed=7)
-    assert calls == [None] and not (tmp_path / "cache" / "train" / "data").exists()
+    assert [c["image_ids"] for c in calls] == [None] and not (tmp_path / "cache" / "train" / "data").exists()
     res = build_detect(prep, tmp_path / "out", DetectParams(seed=7), workers=1, quiet=True)
-    assert sorted(calls[1]) == prep.image_ids and len(prep.chosen.background) == 2
+    assert sorted(calls[1]["image_ids"]) == prep.image_ids and len(prep.chosen.background) == 2
     assert sum(c["images"] for c in res.counts.values()) == len(prep.image_ids)
 
 

@@ -378,16 +378,22 @@ def test_kill_9_then_resume_gives_identical_output(demo_source, tmp_path, where)
     assert not list((out / ".curate" / "shards").glob("*.tmp"))
 
 
-def test_out_must_be_new_or_a_matching_build(demo_source, tmp_path):
+def out_is_guarded(tmp_path: Path, build_into, build_other) -> None:
+    """A builder refuses a folder it did not make (leaving it as it was), and a rebuild of its own output
+    with other parameters unless --overwrite (the crop and the detection builds)."""
     user_dir = tmp_path / "mine"
     user_dir.mkdir()
     (user_dir / "precious.txt").write_text("keep me")
     with pytest.raises(InputError, match="not made by curate"):
-        build(demo_source, user_dir)
+        build_into(user_dir)
     assert (user_dir / "precious.txt").read_text() == "keep me"
-    build(demo_source, tmp_path / "out")
+    build_into(tmp_path / "out")
     with pytest.raises(InputError, match="--overwrite"):
-        build(demo_source, tmp_path / "out", size=64)
+        build_other(tmp_path / "out")
+
+
+def test_out_must_be_new_or_a_matching_build(demo_source, tmp_path):
+    out_is_guarded(tmp_path, lambda out: build(demo_source, out), lambda out: build(demo_source, out, size=64))
     params = BuildParams(seed=7, size=64)
     prep = oi.prepare(DEMO_CLASSES, source=demo_source, seed=7)
     res = oi.build(prep, tmp_path / "out", params, workers=1, quiet=True, overwrite=True)
@@ -423,8 +429,12 @@ def test_bad_images_are_skipped_and_recorded(source_copy, tmp_path, kind):
 # ---------------------------------------------------------------- download path (network boundary faked)
 
 
-def test_download_path_is_two_phase(demo_source, tmp_path, monkeypatch):
-    calls = []
+def fake_fiftyone_download(demo_source: Path, monkeypatch) -> list[dict]:
+    """FiftyOne's Open Images downloader (the network boundary) faked from the demo source: metadata and
+    labels when no image ids are asked for, else exactly those images. Returns the list of its calls."""
+    import fiftyone.utils.openimages as foui
+
+    calls: list[dict] = []
 
     def fake_download(dataset_dir, split, version, label_types, max_samples=None, image_ids=None, **kw):
         assert version == "v7" and label_types == ["detections"]
@@ -439,10 +449,13 @@ def test_download_path_is_two_phase(demo_source, tmp_path, monkeypatch):
             for i in image_ids:
                 shutil.copy(src / "data" / f"{i}.jpg", dst / "data" / f"{i}.jpg")
 
-    import fiftyone.utils.openimages as foui
-
     monkeypatch.setattr(foui, "download_open_images_split", fake_download)
     monkeypatch.setattr(oi, "_check_network", lambda *a, **k: None)
+    return calls
+
+
+def test_download_path_is_two_phase(demo_source, tmp_path, monkeypatch):
+    calls = fake_fiftyone_download(demo_source, monkeypatch)
     prep = oi.prepare("animal", download_dir=tmp_path / "cache", max_per_label=2)
     assert calls == [{"max_samples": 0, "image_ids": None}]
     assert not (tmp_path / "cache" / "train" / "data").exists(), "no image before the plan is made"
