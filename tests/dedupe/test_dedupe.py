@@ -208,6 +208,7 @@ def test_cli(tree, capsys):
     ["dedupe", "{tree}", "--threshold", "64"],
     ["dedupe", "{tree}", "--quarantine", "{tree}/train/q"],
     ["dedupe", "{tree}", "--quarantine", "{tree}"],
+    ["dedupe", "{tree}", "--quarantine", "s3://bucket/q"],  # moves rename on one disk: no local tree to a store
     ["dedupe", "--undo", "{tree}"],
 ])
 def test_cli_bad_input(tree, args, capsys):
