@@ -66,8 +66,57 @@ def _init_worker() -> None:
     threadpool_limits(1)
 
 
-class LocalExecutor:
+class Executor:
+    """What every engine's executor offers: `map` (ordered results, a progress bar) and `share` (a payload
+    sent once, curate.engine.shared). An engine gives `_results(fn, items, sizes, advance)`, the results
+    in input order, calling `advance(size)` as items finish; one that can pull items as workers free up
+    (`streams`) gives `_iter(fn, items, stream=True)` too."""
+
+    workers: int
+    quiet: bool
+    streams = False
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable,
+        *,
+        desc: str = "working",
+        units: Callable[[Any], int] | None = None,
+        unit: str = "items",
+        stream: bool = False,
+    ) -> Iterator:
+        """Apply picklable `fn` to each item, yielding results in input order with a progress bar.
+
+        `units(item)` sizes each item (e.g. boxes in a shard) so the bar counts real work. With `stream`,
+        `items` (a generator) is pulled only as workers free up, so the caller's work that produces the
+        items overlaps theirs (the bar's total shows as ?), where the engine streams; otherwise the items
+        are listed first.
+        """
+        if stream and self.streams:
+            sizes: deque = deque()
+
+            def pulled():
+                for it in items:
+                    sizes.append(units(it) if units else 1)
+                    yield it
+
+            with progress_bar(self.quiet) as bar:
+                task = bar.add_task(desc, total=None, unit=unit)
+                for result in self._iter(fn, pulled(), stream=True):
+                    bar.advance(task, sizes.popleft())
+                    yield result
+            return
+        items = list(items)
+        sizes_list = [units(it) if units else 1 for it in items]
+        with progress_bar(self.quiet) as bar:
+            task = bar.add_task(desc, total=sum(sizes_list), unit=unit)
+            yield from self._results(fn, items, sizes_list, lambda n: bar.advance(task, n))
+
+
+class LocalExecutor(Executor):
     name = "local"
+    streams = True
 
     def __init__(self, workers: int | None = None, quiet: bool = False):
         self.workers = default_workers() if not workers or workers < 1 else int(workers)
@@ -122,43 +171,10 @@ class LocalExecutor:
             else:  # Ctrl-C, an error or an abandoned generator: don't wait for the running items
                 _terminate(pool)
 
-    def map(
-        self,
-        fn: Callable[[Any], Any],
-        items: Iterable,
-        *,
-        desc: str = "working",
-        units: Callable[[Any], int] | None = None,
-        unit: str = "items",
-        stream: bool = False,
-    ) -> Iterator:
-        """Apply picklable `fn` to each item, yielding results in input order with a progress bar.
-
-        `units(item)` sizes each item (e.g. boxes in a shard) so the bar counts real work. With `stream`,
-        `items` (a generator) is pulled only as workers free up, so the caller's work that produces the
-        items overlaps theirs (the bar's total shows as ?); otherwise the items are listed first.
-        """
-        if stream:
-            sizes: deque = deque()
-
-            def pulled():
-                for it in items:
-                    sizes.append(units(it) if units else 1)
-                    yield it
-
-            with progress_bar(self.quiet) as bar:
-                task = bar.add_task(desc, total=None, unit=unit)
-                for result in self._iter(fn, pulled(), stream=True):
-                    bar.advance(task, sizes.popleft())
-                    yield result
-            return
-        items = list(items)
-        sizes_list = [units(it) if units else 1 for it in items]
-        with progress_bar(self.quiet) as bar:
-            task = bar.add_task(desc, total=sum(sizes_list), unit=unit)
-            for size, result in zip(sizes_list, self._iter(fn, items), strict=True):
-                bar.advance(task, size)
-                yield result
+    def _results(self, fn: Callable, items: list, sizes: list[int], advance: Callable[[int], None]) -> Iterator:
+        for size, result in zip(sizes, self._iter(fn, items), strict=True):
+            advance(size)
+            yield result
 
 
 def _context(module: str):

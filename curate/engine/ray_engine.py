@@ -14,14 +14,14 @@ import logging
 import os
 import socket
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import ray  # ImportError here becomes "pip install 'curate[ray]'" in make_executor
 
 from curate.core.errors import CurateError, InputError
 from curate.engine import shared
-from curate.engine.executor import default_workers, progress_bar
+from curate.engine.executor import Executor, default_workers
 
 _QUIET = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR,
           "configure_logging": True}
@@ -78,7 +78,7 @@ def _call(fn: Callable, item: Any, attempts: int) -> Any:
                 raise
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, workers: int | None = None, quiet: bool = False, ray_address: str | None = None,
@@ -98,46 +98,33 @@ class RayExecutor:
         function stores once in the object store when the tasks take it through functools.partial."""
         return shared.Inline(obj)
 
-    def map(
-        self,
-        fn: Callable[[Any], Any],
-        items: Iterable,
-        *,
-        desc: str = "working",
-        units: Callable[[Any], int] | None = None,
-        unit: str = "items",
-        stream: bool = False,
-    ) -> Iterator:
-        """Apply picklable `fn` to each item as Ray tasks, yielding results in input order. `stream` is
-        accepted for the local engine's signature: the items are listed first here."""
-        items = list(items)
-        sizes = [units(it) if units else 1 for it in items]
+    def _results(self, fn: Callable, items: list, sizes: list[int], advance: Callable[[int], None]) -> Iterator:
+        """`fn` of each item as Ray tasks (the function put in the object store once), results in input
+        order; the bar advances as tasks finish, in any order. Items are listed first (no streaming)."""
         fn_ref = ray.put(fn) if items else None
         pending: dict[Any, int] = {}  # running ref -> index
         finished: dict[int, Any] = {}  # index -> finished ref not yet yielded
         submitted = yielded = 0
-        with progress_bar(self.quiet) as bar:
-            task = bar.add_task(desc, total=sum(sizes), unit=unit)
-            try:
-                while yielded < len(items):
-                    while (submitted < len(items) and len(pending) < self.max_in_flight
-                           and submitted - yielded < self.window):
-                        pending[self._task.remote(fn_ref, items[submitted], self.attempts)] = submitted
-                        submitted += 1
-                    self.peak_in_flight = max(self.peak_in_flight, len(pending))
-                    if yielded in finished:
-                        result = _get(finished.pop(yielded))
-                        yielded += 1
-                        yield result
-                        continue
-                    ready, _ = ray.wait(list(pending), num_returns=1)
-                    for ref in ready:
-                        i = pending.pop(ref)
-                        finished[i] = ref
-                        bar.advance(task, sizes[i])
-            finally:  # an error, Ctrl-C or an abandoned generator: stop what still runs
-                for ref in pending:
-                    ray.cancel(ref)
+        try:
+            while yielded < len(items):
+                while (submitted < len(items) and len(pending) < self.max_in_flight
+                       and submitted - yielded < self.window):
+                    pending[self._task.remote(fn_ref, items[submitted], self.attempts)] = submitted
+                    submitted += 1
+                self.peak_in_flight = max(self.peak_in_flight, len(pending))
+                if yielded in finished:
+                    result = _get(finished.pop(yielded))
+                    yielded += 1
+                    yield result
+                    continue
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    i = pending.pop(ref)
+                    finished[i] = ref
+                    advance(sizes[i])
+        finally:  # an error, Ctrl-C or an abandoned generator: stop what still runs
+            for ref in pending:
+                ray.cancel(ref)
 
 
 def _get(ref) -> Any:
