@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import shutil
 import tempfile
@@ -38,7 +39,8 @@ class InFile:
     """The payload pickled to a temp file; `get()` loads it once per process."""
 
     def __init__(self, obj: Any) -> None:
-        self.folder = tempfile.mkdtemp(prefix="curate-shared-")
+        _remove_orphans()
+        self.folder = tempfile.mkdtemp(prefix=f"curate-shared-{os.getpid()}-")
         self.path = str(Path(self.folder) / "payload.pkl")
         with open(self.path, "wb") as f:
             pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
@@ -62,3 +64,22 @@ class InFile:
     def __exit__(self, *exc) -> None:
         _LOADED.pop(self.path, None)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _remove_orphans() -> None:
+    """Payload folders of processes that no longer run (killed before their block ended) go."""
+    for folder in Path(tempfile.gettempdir()).glob("curate-shared-*-*"):
+        pid = folder.name.split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+

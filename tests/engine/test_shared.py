@@ -2,6 +2,10 @@
 
 import os
 import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -32,3 +36,18 @@ def test_one_worker_gets_the_object_itself():
     payload = {"a": 1}
     with ex.share(payload) as ref:
         assert ref.get() is payload
+
+
+def test_a_killed_runs_payload_folder_goes_with_the_next_share(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    orphan = Path(tempfile.gettempdir()) / f"curate-shared-{int(dead.stdout)}-x1"
+    orphan.mkdir()
+    (orphan / "payload.pkl").write_bytes(b"left by a killed run")
+    mine = Path(tempfile.gettempdir()) / f"curate-shared-{os.getpid()}-x2"  # a live process's: kept
+    mine.mkdir()
+    try:
+        with make_executor("local", workers=2, quiet=True).share([1, 2]):
+            assert not orphan.exists() and mine.exists()
+    finally:
+        shutil.rmtree(mine, ignore_errors=True)
+
