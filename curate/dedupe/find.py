@@ -209,10 +209,10 @@ def _units(ok: pd.DataFrame, exact: np.ndarray) -> tuple[np.ndarray, list[dict]]
 def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: float,
             gates) -> tuple[np.ndarray, np.ndarray]:
     """((k, 3) group a, group b, distance; (k,) similarity) of every candidate pair scored on pixels (every
-    candidate without verification). The search runs as tasks (candidates.parts: query ranges; each task
-    sends its batches through the cheap gates (curate.dedupe.candidates: colour, then the mid-band test,
-    which min_sim below VERIFY_MIN skips) and returns only the survivors, counting the others); then the
-    survivors are scored. `gates`: (chroma, bands, counts)."""
+    candidate without verification). The search runs as tasks over query ranges (candidates.parts), each
+    sending its batches through the cheap gates (colour, then the mid-band test, which min_sim below
+    VERIFY_MIN skips) and returning only the survivors, with counts of the others; then the survivors
+    are scored. `gates`: (chroma, bands, counts)."""
     chroma, bands, counts = gates
     use_gates = verify and min_sim > 0
     both = Gates(chroma, bands, on=use_gates, prefilter=min_sim >= VERIFY_MIN)
