@@ -301,8 +301,9 @@ def _score_stream(batches, path_of, ex, reorder: bool = True) -> tuple[np.ndarra
     cut from what has come by then (once STREAM_MIN pairs are held; in _local_order unless not
     `reorder`; at most SHARD_PAIRS, fewer where that leaves a worker idle). Each task makes its own
     thumbnails from `path_of(group)`: nothing ships back but the scores, and the parent holds no more
-    than one batch and the tasks in flight. Where the cuts fall depends on the batches only, never on
-    timing or worker count. Returns the pairs in the order scored and their scores."""
+    than one batch and the tasks in flight. Where the cuts fall depends on the batches and the worker
+    count, never on timing; the scores depend on neither. Returns the pairs in the order scored and their
+    scores."""
     workers = max(1, getattr(ex, "workers", 1))
     order: list[np.ndarray] = []  # the pairs of each task made, in task order (results come in this order)
 
