@@ -243,7 +243,8 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
             found.append(pairs)
             counts.add(c)
     if verify:
-        first, first_sims = _score_stream(iter([np.concatenate(found)]), path_of, ex)  # one global order
+        survivors = np.concatenate(found)  # scored in one global order, with a known total (an ETA)
+        first, first_sims = _score_stream(iter([survivors]), path_of, ex, total=len(survivors))
         counts.scored += len(first)
     else:
         first = np.concatenate(found)
@@ -295,15 +296,15 @@ STREAM_MIN = 128  # gated pairs a scoring task waits for (fewer only at the end)
 SHARD_PAIRS = 256  # most pairs in one scoring task
 
 
-def _score_stream(batches, path_of, ex, reorder: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _score_stream(batches, path_of, ex, reorder: bool = True, total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """score() of every pair of `batches` ((k, 3) arrays of group a, group b, distance), made while the
     batches are still being produced: the executor pulls a task whenever a worker is free, and a task is
     cut from what has come by then (once STREAM_MIN pairs are held; in _local_order unless not
     `reorder`; at most SHARD_PAIRS, fewer where that leaves a worker idle). Each task makes its own
     thumbnails from `path_of(group)`: nothing ships back but the scores, and the parent holds no more
     than one batch and the tasks in flight. Where the cuts fall depends on the batches and the worker
-    count, never on timing; the scores depend on neither. Returns the pairs in the order scored and their
-    scores."""
+    count, never on timing; the scores depend on neither. `total`: the number of pairs, where the caller
+    knows it (the progress bar's total). Returns the pairs in the order scored and their scores."""
     workers = max(1, getattr(ex, "workers", 1))
     order: list[np.ndarray] = []  # the pairs of each task made, in task order (results come in this order)
 
@@ -330,6 +331,6 @@ def _score_stream(batches, path_of, ex, reorder: bool = True) -> tuple[np.ndarra
             yield from cut(np.concatenate(held))
 
     scores = [s for ss in ex.map(_score_shard, tasks(), desc="verifying pairs", units=lambda t: len(t[1]),
-                                 unit="pairs", stream=True) for s in ss]
+                                 unit="pairs", stream=True, total=total) for s in ss]
     pairs = np.concatenate(order) if order else np.zeros((0, 3), np.int64)
     return pairs, np.asarray(scores, np.float64)

@@ -85,13 +85,14 @@ class Executor:
         units: Callable[[Any], int] | None = None,
         unit: str = "items",
         stream: bool = False,
+        total: int | None = None,
     ) -> Iterator:
         """Apply picklable `fn` to each item, yielding results in input order with a progress bar.
 
         `units(item)` sizes each item (e.g. boxes in a shard) so the bar counts real work. With `stream`,
         `items` (a generator) is pulled only as workers free up, so the caller's work that produces the
-        items overlaps theirs (the bar's total shows as ?), where the engine streams; otherwise the items
-        are listed first.
+        items overlaps theirs, where the engine streams (the bar's total is `total` units when the caller
+        knows it, else ?); otherwise the items are listed first.
         """
         if stream and self.streams:
             sizes: deque = deque()
@@ -102,7 +103,7 @@ class Executor:
                     yield it
 
             with progress_bar(self.quiet) as bar:
-                task = bar.add_task(desc, total=None, unit=unit)
+                task = bar.add_task(desc, total=total, unit=unit)
                 for result in self._iter(fn, pulled(), stream=True):
                     bar.advance(task, sizes.popleft())
                     yield result
