@@ -201,6 +201,16 @@ def test_cli(tree, capsys):
     assert "restored 5 files" in capsys.readouterr().out
 
 
+def test_verification_bar_counts_to_its_known_total(tree, capsys):
+    """The search finishes before scoring, so the bar shows pairs done of pairs to score (an ETA)."""
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["dedupe", str(tree), "--dry-run", "-j", "1"])
+    done = re.search(r"verifying pairs (\d+)/(\d+) pairs", capsys.readouterr().err)
+    assert done and done.group(1) == done.group(2) and int(done.group(2)) > 0
+
+
 @pytest.mark.parametrize("args", [
     ["dedupe", "/nonexistent/tree"],
     ["dedupe", "{tree}", "--keep", "biggest"],
