@@ -11,7 +11,7 @@ import typer
 from curate.commands import common
 from curate.core.labelnames import label_names, with_name
 from curate.core.lazy import lazy
-from curate.core.storage import as_location, is_url
+from curate.core.storage import as_location, is_url, require_dir
 from curate.core.tree import json_bytes
 from curate.engine.executor import make_executor
 
@@ -116,7 +116,8 @@ def dedupe(
     opts = dict(dry_run=dry_run, quarantine=quarantine, hash_name=hash_name, hash_size=hash_size,
                 threshold=threshold, verify=not no_verify, keep=keep, leakage=leakage, conflicts=conflicts,
                 workers=workers, engine=eng)
-    with common.guard(root, read_only=dry_run and not undo):  # a dry run writes only its own cache
+    require_dir(root, "pass the root of an image tree (ROOT/<split>/<label>/<image> or ROOT/<label>/<image>)")
+    with common.guard(root, read_only=dry_run and not undo):  # (the lock would make a missing ROOT)  # a dry run writes only its own cache
         if undo:
             _undo(root, force)
         _run(root, sheet, json_path, to_stdout, say, **opts)

@@ -21,6 +21,7 @@ from curate.core.storage import (
     is_url,
     join,
     journal_copy,
+    require_dir,
     resolved,
     split_dirs,
     with_suffix,
@@ -169,6 +170,7 @@ def _locations(root, quarantine) -> tuple[str | Path, str | Path]:
     """The tree and its quarantine (default ROOT.quarantine beside it): URLs on one store, or resolved
     local paths."""
     root = resolved(root)
+    require_dir(root, "pass the root of an image tree (ROOT/<split>/<label>/<image> or ROOT/<label>/<image>)")
     refuse_detection_tree(root, "dedupe")
     qdir = resolved(quarantine) if quarantine else as_location(f"{root}.quarantine")
     if is_url(qdir) != is_url(root):  # moves copy within one store, or rename on one disk

@@ -237,18 +237,18 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
         return sims, go
 
     found = [np.zeros((0, 3), np.int64)]
-    with ex.share((srch, both)) as ref:
-        for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes)), desc="searching pairs",
-                               unit="parts"):
-            found.append(pairs)
-            counts.add(c)
-    if verify:
-        survivors = np.concatenate(found)  # scored in one global order, with a known total (an ETA)
+    if len(srch.hashes) > 1:  # else no pair: no task, no bar
+        with ex.share((srch, both)) as ref:
+            for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes)), desc="searching pairs",
+                                   unit="parts"):
+                found.append(pairs)
+                counts.add(c)
+    survivors = np.concatenate(found)
+    if verify and len(survivors):  # scored in one global order, with a known total (an ETA)
         first, first_sims = _score_stream(iter([survivors]), path_of, ex, total=len(survivors))
         counts.scored += len(first)
     else:
-        first = np.concatenate(found)
-        first_sims = np.ones(len(first))
+        first, first_sims = survivors, np.ones(len(survivors))  # unverified (or nothing to verify)
 
     # a star leaves out the members its centre does not match (another look-alike family with the same
     # hash, e.g. blank images of another colour): they form the next star, until few enough for all pairs

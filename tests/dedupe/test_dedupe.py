@@ -201,6 +201,13 @@ def test_cli(tree, capsys):
     assert "restored 5 files" in capsys.readouterr().out
 
 
+def test_a_missing_root_is_named_and_not_made(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["dedupe", str(tmp_path / "nope")])
+    assert e.value.code == 2 and "nope does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "nope").exists()
+
+
 def test_verification_bar_counts_to_its_known_total(tree, capsys):
     """The search finishes before scoring, so the bar shows pairs done of pairs to score (an ETA)."""
     import re
