@@ -141,21 +141,17 @@ class LocalExecutor(Executor):
             with threadpool_limits(1):  # one worker, one core, as in the pool (see _init_worker)
                 yield from map(fn, items)
             return
-        from concurrent.futures import ProcessPoolExecutor  # here: a one-process run never imports the pool
-        from concurrent.futures.process import BrokenProcessPool
+        from concurrent.futures.process import BrokenProcessPool  # here: a one-process run never imports it
 
-        ctx = _context(getattr(fn, "__module__", "curate"))
         n = self.workers if stream else min(self.workers, len(items))
         window = 2 * n  # bounded in flight: memory stays flat however many items there are
-        # concurrent.futures (not multiprocessing.Pool): a worker that dies (OOM killer, segfault) raises
-        # BrokenProcessPool here instead of hanging the run forever.
-        pool = ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker)
+        pool = _pool(self.workers, getattr(fn, "__module__", "curate"))
         pending: deque = deque()
         finished = False
         try:
             it = iter(items)
             for item in it:
-                pending.append(pool.submit(fn, item))
+                pending.append(pool.submit(_task, fn, item))
                 if len(pending) >= window:
                     yield pending.popleft().result()
             while pending:
@@ -167,15 +163,37 @@ class LocalExecutor(Executor):
         finally:
             for f in pending:
                 f.cancel()
-            if finished:
-                pool.shutdown(wait=True)
-            else:  # Ctrl-C, an error or an abandoned generator: don't wait for the running items
+            if not finished:  # Ctrl-C, an error or an abandoned generator: don't wait for the running items
+                _POOLS.pop(self.workers, None)
                 _terminate(pool)
 
     def _results(self, fn: Callable, items: list, sizes: list[int], advance: Callable[[int], None]) -> Iterator:
         for size, result in zip(sizes, self._iter(fn, items), strict=True):
             advance(size)
             yield result
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}  # worker count -> the pool every map of this process uses
+
+
+def _pool(workers: int, module: str) -> ProcessPoolExecutor:
+    """The process's pool of `workers` workers, started on first use (from a fork server that preloads
+    `module`) and kept for the next maps: a command's stages (hashing, search, verification) share one
+    pool instead of starting one each (~0.1 s a map). Workers start as tasks need them; the pool ends
+    with the process, or at once when a map fails or is interrupted."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = _POOLS.get(workers)
+    if pool is None or getattr(pool, "_broken", False) or getattr(pool, "_shutdown_thread", False):
+        pool = _POOLS[workers] = ProcessPoolExecutor(workers, mp_context=_context(module), initializer=_init_worker)
+    return pool
+
+
+def _task(fn: Callable, item: Any) -> Any:
+    """One task in a worker: `fn(item)`, after dropping payloads of maps that have ended (a kept pool's
+    workers would otherwise hold the last one until the next payload comes)."""
+    shared.drop_ended()
+    return fn(item)
 
 
 def _context(module: str):

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-_LOADED: dict[str, Any] = {}  # payload file -> object, per worker process (pools live for one map)
+_LOADED: dict[str, Any] = {}  # payload file -> object, per worker process
 
 
 class Inline:
@@ -64,6 +64,13 @@ class InFile:
     def __exit__(self, *exc) -> None:
         _LOADED.pop(self.path, None)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def drop_ended() -> None:
+    """Forget loaded payloads whose file is gone (their map has ended): a worker of a kept pool calls
+    this before each task."""
+    for path in [p for p in _LOADED if not os.path.exists(p)]:
+        del _LOADED[path]
 
 
 def _remove_orphans() -> None:

@@ -1,0 +1,67 @@
+"""curate.engine.executor's local pool: one pool for every map of a process, dropped when a map fails."""
+
+import os
+from functools import partial
+
+import pytest
+
+from curate.core.errors import CurateError
+from curate.engine import executor, shared
+from curate.engine.executor import make_executor
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def _loaded(_: int) -> list[str]:
+    return list(shared._LOADED)
+
+
+def _read(ref, k: int) -> int:
+    return ref.get()[k]
+
+
+def _fail(k: int) -> int:
+    if k == 3:
+        raise ValueError("broken item")
+    return k
+
+
+def _die(k: int) -> int:
+    if k == 1:
+        os._exit(1)  # a worker killed (OOM killer, segfault)
+    return k
+
+
+def test_maps_of_one_process_share_the_workers():
+    ex = make_executor("local", workers=2, quiet=True)
+    first = set(ex.map(_pid, range(8)))
+    second = set(make_executor("local", workers=2, quiet=True).map(_pid, range(8)))  # another executor too
+    assert os.getpid() not in first
+    assert first & second, "the second map started new worker processes"
+    assert list(ex.map(_pid, [], desc="nothing")) == []
+
+
+def test_a_kept_worker_drops_the_payload_of_an_ended_map():
+    ex = make_executor("local", workers=2, quiet=True)
+    with ex.share(list(range(100))) as ref:
+        assert list(ex.map(partial(_read, ref), range(0, 100, 10))) == list(range(0, 100, 10))
+    assert all(got == [] for got in ex.map(_loaded, range(8)))  # the file is gone: so is the object
+
+
+def test_a_failed_map_drops_the_pool_and_the_next_map_starts_a_new_one():
+    ex = make_executor("local", workers=2, quiet=True)
+    list(ex.map(_pid, range(4)))
+    before = executor._POOLS[2]
+    with pytest.raises(ValueError, match="broken item"):
+        list(ex.map(_fail, range(8)))
+    assert executor._POOLS.get(2) is not before
+    assert list(ex.map(_fail, [0, 1, 2])) == [0, 1, 2]
+
+
+def test_a_dead_worker_is_one_error_and_the_next_map_works():
+    ex = make_executor("local", workers=2, quiet=True)
+    with pytest.raises(CurateError, match="worker process died"):
+        list(ex.map(_die, range(6)))
+    assert list(ex.map(_fail, [0, 1])) == [0, 1]
