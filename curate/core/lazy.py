@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 
 
 class LazyModule:
@@ -24,7 +25,9 @@ class LazyModule:
         self._name = name
 
     def __getattr__(self, attr: str):
-        module = sys.modules.get(self._name) or importlib.import_module(self._name)
+        module = sys.modules.get(self._name)
+        if module is None or getattr(module.__spec__, "_initializing", False):  # (being imported by prefetch)
+            module = importlib.import_module(self._name)  # waits for another thread's import to finish
         return getattr(module, attr)
 
     def __repr__(self) -> str:
@@ -34,3 +37,19 @@ class LazyModule:
 def lazy(name: str) -> LazyModule:
     """Module `name`, imported when one of its attributes is first read."""
     return LazyModule(name)
+
+
+def prefetch(*names: str) -> None:
+    """Import modules `names` in a background thread: a command's parent process loads what it needs next
+    (pandas, to collect results) while its worker pool is busy, instead of before starting it or after."""
+    todo = [n for n in names if n not in sys.modules]
+    if todo:
+        threading.Thread(target=_load, args=(todo,), daemon=True).start()
+
+
+def _load(names: list[str]) -> None:
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the first real use raises it again, where it is reported
+            return

@@ -10,14 +10,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from curate import __version__
 from curate.core import storage
 from curate.core.errors import InputError
+from curate.core.lazy import lazy
 from curate.core.tree import INFO_NAME, MANIFEST_NAME, json_bytes
+
+pd = lazy("pandas")  # on first use: a command reaches its worker pool before these load
+pa = lazy("pyarrow")
+pq = lazy("pyarrow.parquet")
 
 SCHEMA_VERSION = 1
 CORE_COLUMNS = ["path", "split", "label", "sha256", "width", "height", "source", "source_id", "status"]

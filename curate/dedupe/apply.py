@@ -11,10 +11,9 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from curate.core.errors import InputError
 from curate.core.layout import sort_splits
+from curate.core.lazy import lazy
 from curate.core.manifest import read_info, read_manifest, to_parquet_bytes
 from curate.core.storage import (
     as_location,
@@ -33,6 +32,8 @@ from curate.detect.formats import refuse_detection_tree
 from curate.moves.journal import Relocation, staged_info
 from curate.moves.movers import FreeNames, check_outside_splits, files_for
 from curate.moves.undo import UndoReport, undo
+
+pd = lazy("pandas")  # on first use: the hashing pool starts first
 
 REPORT_NAME = "dedupe.json"
 PAIRS_NAME = "dedupe-pairs.csv"

@@ -21,12 +21,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 
+from curate.core.lazy import lazy
 from curate.dedupe import midband
 from curate.dedupe.centrecode import NCOEF, RADIUS, ZOOMS, fit
 from curate.dedupe.search import distances, pack, pair_index
 from curate.dedupe.verify import MAX_CHROMA_SHIFT
+
+pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork server starts faster)
 
 STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see dedupe._verify)
 COLOUR_MARGIN = 3.0  # the hashing pass's mean colour vs the thumbnail's: measured within 1.5 (docs/dedupe.md)

@@ -11,10 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from curate.core.errors import InputError
 from curate.core.layout import sort_splits, split_rank
+from curate.core.lazy import lazy
+
+pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork server starts faster)
 
 KEEP_POLICIES = ("largest", "bytes", "first")
 LEAKAGE_POLICIES = ("train", "report")

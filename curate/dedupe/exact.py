@@ -14,14 +14,16 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
-import pandas as pd
 
 from curate.core import storage
 from curate.core.errors import UnreadableImage
 from curate.core.images import decode
+from curate.core.lazy import lazy
 from curate.core.storage import read_image_bytes
 from curate.dedupe.centrecode import NCOEF, ZOOMS
 from curate.dedupe.search import pack, pair_batches
+
+pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork server starts faster)
 
 SAME_CENTRE = 0.995  # centre cosine above which same-size images may hold equal pixels (a JPEG and a PNG
 # of its decoded pixels, two decode paths: >= 0.9959 on coins-dev and the sample photos)

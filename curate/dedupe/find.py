@@ -20,10 +20,10 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
+from curate.core.lazy import lazy
 from curate.dedupe.candidates import STAR_ABOVE, Bands, Counts, Gates, Search, gate, gated_part, parts, search
 from curate.dedupe.cluster import (  # noqa: F401  (re-exported: the dedupe API)
     CONFLICT_POLICIES,
@@ -49,6 +49,8 @@ from curate.dedupe.hashing import (
 from curate.dedupe.midband import signature
 from curate.dedupe.verify import THUMB_SIDE, VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
 from curate.engine.executor import make_executor
+
+pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork server starts faster)
 
 DEFAULT_THRESHOLD = 12  # bits of a 64-bit hash, with verification; scaled with the hash length
 UNVERIFIED_THRESHOLD = 8  # without verification a looser threshold merges look-alikes (docs/dedupe.md)

@@ -26,18 +26,20 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pandas as pd
 
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
 from curate.core.images import DEFAULT_MAX_PIXELS, c_quiet, decode, jpeg_frame, pil_gray, png_plain
 from curate.core.layout import TreeFile
+from curate.core.lazy import lazy, prefetch
 from curate.core.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
 from curate.core.tree import atomic_write_bytes
 from curate.dedupe.centrecode import coefficients
 from curate.dedupe.midband import dct_stack, signature
 from curate.dedupe.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
 from curate.engine.executor import make_executor
+
+pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork server starts faster)
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
@@ -310,17 +312,20 @@ def hash_files(
     stats = storage.file_versions(root, [f.path for f in files])
     results: dict[str, dict] = {}
     todo: list[str] = []
+    isna = pd.isna if cache else None  # once (pd is a lazy module), and only for a cache that was read
     for f in files:
         size, mtime = stats[f.path]
         hit = cache.get(f.path)
         if hit is not None and size >= 0 and hit["_size"] == size and hit["_mtime"] == mtime:
-            results[f.path] = {k: (None if pd.isna(hit[k]) else hit[k]) for k in COLUMNS[3:]}
+            results[f.path] = {k: (None if isna(hit[k]) else hit[k]) for k in COLUMNS[3:]}
         else:
             todo.append(f.path)
     if todo:
         ex = make_executor(engine, workers, quiet)
         shards = [todo[i : i + SHARD] for i in range(0, len(todo), SHARD)]
         tasks = [(str(root), s, hash_name, hash_size) for s in shards]
+        if getattr(ex, "workers", 1) > 1:
+            prefetch("pandas")  # what collects the rows, loaded while the workers hash
         for shard, rows in zip(
             shards, ex.map(_hash_shard, tasks, desc="hashing", units=lambda t: len(t[1]), unit="images"),
             strict=True,

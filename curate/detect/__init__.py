@@ -5,8 +5,16 @@ formats (YOLO and COCO model, writers, strict readers), write (one image and its
 build (the whole job), export (one format to the other).
 """
 
-from curate.detect.build import build_detect
-from curate.detect.select import DetectPrepared, prepare_detect
-from curate.detect.write import DetectParams, DetectResult
+import importlib
+
+_API = {"build_detect": "build", "DetectPrepared": "select", "prepare_detect": "select", "DetectParams": "write",
+        "DetectResult": "write"}
+
+
+def __getattr__(name: str):  # the API on first use: `curate.detect.formats` alone stays light (dedupe needs it)
+    if name in _API:
+        return getattr(importlib.import_module(f"curate.detect.{_API[name]}"), name)
+    raise AttributeError(f"module 'curate.detect' has no attribute {name!r}")
+
 
 __all__ = ["DetectParams", "DetectPrepared", "DetectResult", "build_detect", "prepare_detect"]
