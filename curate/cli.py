@@ -13,6 +13,7 @@ import typer
 from curate import __version__, commands
 from curate.commands import common
 from curate.core.errors import EXIT_INTERRUPTED, EXIT_USAGE, CurateError
+from curate.engine.executor import one_blas_thread
 
 app = typer.Typer(
     name="curate",
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     """
     from typer.exceptions import Abort, TyperException
 
+    one_blas_thread()  # before any command loads numpy
     args = sys.argv[1:] if argv is None else argv
     verbose = _verbose(args)
     try:

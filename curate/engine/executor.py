@@ -57,6 +57,17 @@ def progress_bar(quiet: bool = False) -> Progress:
     return Progress(*columns, console=_console, disable=quiet, transient=False)
 
 
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"  # numpy's BLAS (torch's MKL and OpenMP threads are not touched)
+
+
+def one_blas_thread() -> None:
+    """Keep this process's (and its children's) OpenBLAS to one thread, unless the user set it: a command
+    runs a pool of one worker per core, and idle OpenBLAS threads spin on those cores (measured: a cold
+    dedupe of 8,000 files on 2 workers, 8.6 -> 8.0 core-seconds, 4.76 -> 4.49 s). Takes effect where
+    numpy is not loaded yet: the CLI calls it first thing; the pool's fork server starts with it."""
+    os.environ.setdefault(BLAS_THREADS, "1")
+
+
 def _init_worker() -> None:
     import cv2
     from threadpoolctl import threadpool_limits
@@ -212,7 +223,13 @@ def _context(module: str):
     ctx = mp.get_context("forkserver")
     # "__main__": a console script's imports (typer, rich) are loaded once in the server, not per worker
     ctx.set_forkserver_preload(["__main__", module])  # a server started earlier keeps its preloads: harmless
-    forkserver.ensure_running()  # returns at once; the server imports `module` in the background
+    user = os.environ.get(BLAS_THREADS)
+    one_blas_thread()  # the server (and so every worker) is started with it
+    try:
+        forkserver.ensure_running()  # returns at once; the server imports `module` in the background
+    finally:
+        if user is None:  # this process (an API caller's) keeps its own setting
+            os.environ.pop(BLAS_THREADS, None)
     return ctx
 
 
