@@ -65,3 +65,19 @@ def test_a_dead_worker_is_one_error_and_the_next_map_works():
     with pytest.raises(CurateError, match="worker process died"):
         list(ex.map(_die, range(6)))
     assert list(ex.map(_fail, [0, 1])) == [0, 1]
+
+
+def _blas_env(_: int) -> str | None:
+    return os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+def test_workers_start_with_one_blas_thread_and_the_caller_keeps_its_setting(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)  # an API caller that set nothing
+    ex = make_executor("local", workers=2, quiet=True)
+    assert set(ex.map(_blas_env, range(4))) == {"1"}  # idle BLAS threads would spin on the workers' cores
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
+    executor.one_blas_thread()  # what the CLI does first
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")  # a user's own setting wins
+    executor.one_blas_thread()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
