@@ -11,7 +11,7 @@ kept; the others are counted (`Counts`).
 Gates, in order, each a necessary condition of `score` accepting the pair:
 1. colour: mean CIELAB (a*, b*) from the hashing pass more than MAX_CHROMA_SHIFT + COLOUR_MARGIN apart
    (score's own first test, with a margin for the smaller decode the hashing pass uses);
-2. prefilter: the mid-band similarity (curate.dedupe.midband) below midband.MIN: another photo of the same
+2. prefilter: the mid-band similarity (curate.dedupe.midband) below midband.minimum: another photo of the same
    thing, or the same thing turned by a few degrees, agrees with it in the low frequencies that the
    search looks at, not in the next octave.
 """
@@ -157,16 +157,30 @@ class Bands:
     sig: np.ndarray  # (groups with a signature, len(ZOOMS), NBAND) int8
     row: np.ndarray  # group -> its row of sig, or -1 where the test abstains (or the cache has none)
     inv: np.ndarray  # (rows, len(ZOOMS)) float32: midband.inverse_norms of sig
+    side: np.ndarray  # (rows,) shorter side of the decode each signature came from (0: unknown)
 
     @classmethod
-    def of(cls, raw) -> Bands:
+    def of(cls, raw, sides=None) -> Bands:
+        """From hash_files' `band` and `band_side` columns (sides None: unknown, the lower MIN for all)."""
         raw = [] if raw is None else list(raw)
         shape = (len(midband.ZOOMS), midband.NBAND)
         have = [g for g, r in enumerate(raw) if isinstance(r, bytes) and len(r) == shape[0] * shape[1]]
         sig = np.frombuffer(b"".join(raw[g] for g in have), np.int8).reshape(len(have), *shape)
         row = np.full(len(raw), -1, np.int64)
         row[have] = np.arange(len(have))
-        return cls(sig, row, midband.inverse_norms(sig))
+        side = np.zeros(len(have), np.int64)
+        if sides is not None:
+            sides = list(sides)
+            side = np.array([0 if pd.isna(sides[g]) else int(sides[g]) for g in have], np.int64)
+        return cls(sig, row, midband.inverse_norms(sig), side)
+
+    def minimum(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Each pair's least similarity for a copy (midband.minimum of the two decodes' sides)."""
+        ra, rb = self.row[a], self.row[b]
+        out = np.full(len(a), midband.MIN, np.float32)
+        both = (ra >= 0) & (rb >= 0)
+        out[both] = midband.minimum(self.side[ra[both]], self.side[rb[both]])
+        return out
 
     def similarity(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Each pair's mid-band similarity; NaN where either image has no signature (the pair goes on)."""
@@ -190,7 +204,7 @@ def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, bands: Bands, counts:
     if use_prefilter and go.any():
         at = np.flatnonzero(go)
         pre = bands.similarity(a[at], b[at])
-        low = pre < midband.MIN  # NaN compares False: kept
+        low = pre < bands.minimum(a[at], b[at])  # NaN compares False: kept
         counts.prefilter += int(low.sum())
         sims[at[low]] = pre[low] * 0.5
         go[at[low]] = False

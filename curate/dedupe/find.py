@@ -102,14 +102,16 @@ def thumb_of(path: str) -> Thumb | None:
 load_thumbnail = thumb_of  # the report's name for it
 
 
-def band_of(path: str) -> np.ndarray | None:
+def band_of(path: str) -> tuple[np.ndarray, int] | None:
     """The mid-band signature of an image file or URL (curate.dedupe.midband.signature of the hashing pass's
-    reduced grayscale decode); None when it cannot be read or the test abstains."""
+    reduced grayscale decode) and that decode's shorter side; None when it cannot be read or the test abstains."""
 
     try:
-        return signature(*gray_small(read_image_bytes(path), HASH_DECODE_SIDE))
+        gray, size = gray_small(read_image_bytes(path), HASH_DECODE_SIDE)
     except (UnreadableImage, OSError):
         return None
+    sig = signature(gray, size)
+    return None if sig is None else (sig, int(min(gray.shape)))
 
 
 def _score_shard(task: tuple[list[str], list[tuple[int, int]]]) -> list[float]:
@@ -167,7 +169,7 @@ def find_duplicates(
     chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
         np.full((len(groups), 2), np.nan)
     arr, sims = _verify(root, gpath, srch, ex, verify, min_similarity,
-                        (chroma, Bands.of(ok["band"].to_numpy()[groups]), counts))
+                        (chroma, Bands.of(ok["band"].to_numpy()[groups], ok["band_side"].to_numpy()[groups]), counts))
     good = np.ones(len(arr), bool) if not verify else sims >= min_similarity
     edges: dict[int, list[tuple[int, int, float]]] = {}
     for (a, b, d), sim in zip(arr[good].tolist(), sims[good].tolist(), strict=True):

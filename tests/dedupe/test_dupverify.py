@@ -36,7 +36,7 @@ def test_band_keeps_every_copy_score_accepts(tmp_path):
     """Every dupsynth copy score() accepts passes the mid-band test, signatures made from the files (JPEG)
     the way find_duplicates makes them, with a margin."""
     photos = coin_photos(40) + [dupsynth.letterbox(a) for a in dupsynth.coins()[::4]]
-    accepted = 0
+    accepted = sharp = 0
     for n, a in enumerate(photos):
         ta, sa = make_thumb(a), None
         for name, edit in dupsynth.EDITS.items():
@@ -50,7 +50,10 @@ def test_band_keeps_every_copy_score_accepts(tmp_path):
             dupsynth.save(tmp_path / f"{n}-{name}.jpg", b)
             sb = band_of(str(tmp_path / f"{n}-{name}.jpg"))
             assert sa is not None and sb is not None, name
-            assert sim(sa, sb) >= midband.MIN + 0.02, (name, sim(sa, sb))
+            need = float(midband.minimum(np.array([sa[1]]), np.array([sb[1]]))[0])  # by the decodes' sides
+            sharp += need > midband.MIN
+            assert sim(sa[0], sb[0]) >= need + 0.02, (name, sim(sa[0], sb[0]), need)
+    assert sharp > 0  # the stricter minimum was tested
     assert accepted >= 0.95 * len(photos) * len(dupsynth.EDITS)
 
 
@@ -113,13 +116,14 @@ def test_hashing_pass_band_matches_and_is_cached(tmp_path):
     (tmp_path / "train/x/bad.jpg").write_bytes(b"not an image")
     first = hash_files(tmp_path, workers=1, quiet=True).set_index("path")
     for p in ("train/x/a.jpg", "train/x/b.png"):
-        assert first.loc[p, "band"] == band_of(str(tmp_path / p)).tobytes()
-    assert first.loc["train/x/bad.jpg", "band"] is None
+        sig, side = band_of(str(tmp_path / p))
+        assert first.loc[p, "band"] == sig.tobytes() and first.loc[p, "band_side"] == side > midband.SHARP_SIDE
+    assert first.loc["train/x/bad.jpg", "band"] is None and pd.isna(first.loc["train/x/bad.jpg", "band_side"])
     again = hash_files(tmp_path, workers=1, quiet=True).set_index("path")
     assert again.loc["train/x/a.jpg", "band"] == first.loc["train/x/a.jpg", "band"]
     shape = (len(midband.ZOOMS), midband.NBAND)
     d = [np.frombuffer(first.loc[p, "band"], np.int8).reshape(shape) for p in ("train/x/a.jpg", "train/x/b.png")]
-    assert sim(*d) >= midband.MIN  # the 3 % crop passes
+    assert sim(*d) >= midband.MIN_SHARP  # the 3 % crop passes
 
 
 def test_files_without_a_band_go_on_to_score(tmp_path, monkeypatch):
@@ -157,3 +161,23 @@ def test_hashing_colour_is_the_thumbnails_within_the_gates_margin(tmp_path):
         row, thumb = hash_file(p), thumb_of(str(p))
         worst = max(worst, float(np.hypot(row["chroma_a"] - thumb.chroma[0], row["chroma_b"] - thumb.chroma[1])))
     assert worst <= COLOUR_MARGIN / 2, worst
+
+
+def test_the_band_test_is_stricter_where_both_decodes_are_sharp():
+    """A pair at a band similarity between MIN and MIN_SHARP goes on to score when either signature came
+    from a decode of at most SHARP_SIDE px, and is turned away when both came from larger decodes."""
+    from curate.dedupe.candidates import Bands, Counts, gate
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 40, (len(midband.ZOOMS), midband.NBAND))
+    b = a + rng.normal(0, 23, a.shape)  # cosine ~0.87
+    raw = [np.clip(np.rint(x), -127, 127).astype(np.int8).tobytes() for x in (a, b)]
+    pair = (np.array([0]), np.array([1]))
+    sim = float(Bands.of(raw).similarity(*pair)[0])
+    assert midband.MIN < sim < midband.MIN_SHARP
+    chroma = np.zeros((2, 2))
+    for sides, goes in (([224, 224], False), ([60, 224], True), ([81, 81], False), ([80, 300], True)):
+        counts = Counts()
+        go, _ = gate(*pair, chroma, Bands.of(raw, sides), counts, use_prefilter=True)
+        assert bool(go[0]) is goes and counts.prefilter == (not goes), sides
+    assert bool(gate(*pair, chroma, Bands.of(raw), Counts(), True)[0][0])  # sides unknown: the lower minimum
