@@ -328,7 +328,7 @@ def hash_files(
         shards = [todo[i : i + SHARD] for i in range(0, len(todo), SHARD)]
         tasks = [(str(root), s, hash_name, hash_size) for s in shards]
         if getattr(ex, "workers", 1) > 1:
-            prefetch("pandas")  # what collects the rows, loaded while the workers hash
+            prefetch("pandas", "pyarrow.parquet")  # what collects and caches the rows, loaded while the workers hash
         for shard, rows in zip(
             shards, ex.map(_hash_shard, tasks, desc="hashing", units=lambda t: len(t[1]), unit="images"),
             strict=True,
