@@ -13,10 +13,11 @@
    --seed (bench/dedupe_sets.py, cached under $TMPDIR/curate-bench-dedupe): 8,000 files grown from
    coins-dev at threshold 12 and 60,000 small discs at thresholds 8 and 12, with the candidate pairs,
    how many are true copies, and the peak RSS of the run (target: >= 1.5x, < 1 GiB, not growing with
-   the candidate pairs). --quick: 150 coin files and 600 discs.
+   the candidate pairs). The loop and the run alternate --repeat times (default 3) and the best of each
+   counts. --quick: 150 coin files and 600 discs.
 
 Usage: python bench/dedupe.py [--quick] [--skip-imagededup] [--hashing-only] [--whole-only | --skip-whole]
-       [--limit SECONDS] [--mem-cap-gib GIB] [--seed N] [--sets coins,discs]
+       [--limit SECONDS] [--mem-cap-gib GIB] [--seed N] [--sets coins,discs] [--repeat N]
 """
 
 from __future__ import annotations
@@ -129,6 +130,7 @@ def main() -> None:
     ap.add_argument("--limit", type=float, default=600, help="seconds a whole dedupe run may take")
     ap.add_argument("--mem-cap-gib", type=float, default=4, help="address-space cap of a whole dedupe run")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3, help="whole runs: loop and run alternate, the best of each counts")
     ap.add_argument("--sets", default="coins,discs", help="whole-run sets: coins, discs or both")
     args = ap.parse_args()
     if not args.whole_only:
@@ -142,7 +144,7 @@ def bench_whole(args) -> list[dict]:
     from dedupe_whole import bench_set
 
     n = QUICK if args.quick else FULL
-    common = {"workers": 2, "limit_s": args.limit, "cap_gib": args.mem_cap_gib}
+    common = {"workers": 2, "limit_s": args.limit, "cap_gib": args.mem_cap_gib, "repeat": args.repeat}
     rows = []
     if "coins" in args.sets:
         rows += bench_set("coins grown from coins-dev", *coins_set(n["coins"], args.seed), [12], **common)

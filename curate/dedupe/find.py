@@ -45,6 +45,8 @@ from curate.dedupe.hashing import (
     hash_files,
     jpeg_small,
     read_image_bytes,
+    wait_for_cache,
+    write_cache_now,
 )
 from curate.dedupe.midband import signature
 from curate.dedupe.verify import THUMB_SIDE, VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
@@ -156,32 +158,35 @@ def find_duplicates(
         raise InputError(f"--threshold {threshold} is out of range", f"use 0 to {nbits - 1} bits")
     root = storage.as_location(root)  # a local Path, or an object-store URL string
     files = hash_files(root, hash_name=hash_name, hash_size=hash_size, workers=workers, engine=engine,
-                       quiet=quiet)
-    unreadable = [(p, str(e)) for p, e in zip(files["path"], files["error"], strict=True) if e is not None]
-    ok = files[files["error"].isna()].reset_index(drop=True)
-    ex = make_executor(engine, workers, quiet)
-    exact = _exact_groups(root, ok, nbits, min(nbits - 1, default_threshold(hash_size, verify=False)), ex)
-    groups, pair_rows = _units(ok, exact)
-    unit_rows, best, order = unit_order(ok, exact, groups, keep)
-    srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
-    gpath = ok["path"].to_numpy()[groups].tolist()
-    counts = Counts()
-    chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
-        np.full((len(groups), 2), np.nan)
-    arr, sims = _verify(root, gpath, srch, ex, verify, min_similarity,
-                        (chroma, Bands.of(ok["band"].to_numpy()[groups], ok["band_side"].to_numpy()[groups]), counts))
-    good = np.ones(len(arr), bool) if not verify else sims >= min_similarity
-    edges: dict[int, list[tuple[int, int, float]]] = {}
-    for (a, b, d), sim in zip(arr[good].tolist(), sims[good].tolist(), strict=True):
-        edges.setdefault(a, []).append((b, d, sim))
-        edges.setdefault(b, []).append((a, d, sim))
-    clusters = build_clusters(unit_rows, best, order, edges, leakage, conflicts)
-    pairs = pd.concat([pd.DataFrame(pair_rows, columns=PAIR_COLUMNS), _near_rows(gpath, arr, sims, good, verify)],
-                      ignore_index=True) if pair_rows else _near_rows(gpath, arr, sims, good, verify)
-    pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
-    params = {"hash": hash_name, "hash_size": hash_size, "threshold": threshold, "verify": verify,
-              "min_similarity": min_similarity, "keep": keep, "leakage": leakage, "conflicts": conflicts}
-    return DedupeResult(clusters, pairs, files, unreadable, params, counts)
+                       quiet=quiet, cache_later=True)  # the cache is written while the workers search
+    try:
+        unreadable = [(p, str(e)) for p, e in zip(files["path"], files["error"], strict=True) if e is not None]
+        ok = files[files["error"].isna()].reset_index(drop=True)
+        ex = make_executor(engine, workers, quiet)
+        exact = _exact_groups(root, ok, nbits, min(nbits - 1, default_threshold(hash_size, verify=False)), ex)
+        groups, pair_rows = _units(ok, exact)
+        unit_rows, best, order = unit_order(ok, exact, groups, keep)
+        srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
+        gpath = ok["path"].to_numpy()[groups].tolist()
+        counts = Counts()
+        chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
+            np.full((len(groups), 2), np.nan)
+        arr, sims = _verify(root, gpath, srch, ex, verify, min_similarity,
+                            (chroma, Bands.of(ok["band"].to_numpy()[groups], ok["band_side"].to_numpy()[groups]), counts))
+        good = np.ones(len(arr), bool) if not verify else sims >= min_similarity
+        edges: dict[int, list[tuple[int, int, float]]] = {}
+        for (a, b, d), sim in zip(arr[good].tolist(), sims[good].tolist(), strict=True):
+            edges.setdefault(a, []).append((b, d, sim))
+            edges.setdefault(b, []).append((a, d, sim))
+        clusters = build_clusters(unit_rows, best, order, edges, leakage, conflicts)
+        pairs = pd.concat([pd.DataFrame(pair_rows, columns=PAIR_COLUMNS), _near_rows(gpath, arr, sims, good, verify)],
+                          ignore_index=True) if pair_rows else _near_rows(gpath, arr, sims, good, verify)
+        pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
+        params = {"hash": hash_name, "hash_size": hash_size, "threshold": threshold, "verify": verify,
+                  "min_similarity": min_similarity, "keep": keep, "leakage": leakage, "conflicts": conflicts}
+        return DedupeResult(clusters, pairs, files, unreadable, params, counts)
+    finally:
+        wait_for_cache()  # on disk when the call returns, whatever happened
 
 
 PAIR_COLUMNS = ["a", "b", "distance", "kind", "verified", "similarity"]
@@ -245,6 +250,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
         with ex.share((srch, both)) as ref:
             for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes)), desc="searching pairs",
                                    unit="parts"):
+                write_cache_now(background=True)  # the hashing pass's cache, while the workers search
                 found.append(pairs)
                 counts.add(c)
     survivors = np.concatenate(found)

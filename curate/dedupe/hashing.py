@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 from pathlib import Path
 
 import cv2
@@ -282,6 +283,7 @@ def cache_path(root: str | Path, hash_name: str, hash_size: int) -> Path:
 
 
 def _read_cache(p: Path) -> dict[str, dict]:
+    wait_for_cache()  # a cache being written (or left to write) is read whole
     if not p.exists():
         return {}
     try:
@@ -302,8 +304,11 @@ def hash_files(
     workers: int | None = None,
     engine: str = "local",
     quiet: bool = False,
+    cache_later: bool = False,
 ) -> pd.DataFrame:
-    """One row per image of scan_tree(root) (or `files`), sorted by path; reruns hash only what changed."""
+    """One row per image of scan_tree(root) (or `files`), sorted by path; reruns hash only what changed.
+    `cache_later`: the cache of the new rows is written by write_cache_now() instead (a caller that has
+    idle time later, e.g. while its workers search), or at the latest by the next read of the cache."""
 
     check_params(hash_name, hash_size)
     root = storage.as_location(root)
@@ -336,8 +341,42 @@ def hash_files(
             results.update(zip(shard, rows, strict=True))
     df = _frame(files, results)
     if todo:
-        _write_cache(cpath, df, stats, cache)
+        _PENDING[cpath] = (df.copy(deep=False), stats, cache)
+        if not cache_later:
+            write_cache_now()
     return df
+
+
+_PENDING: dict = {}  # cache file -> (rows, stats, old cache) not written yet (hash_files' cache_later)
+_WRITING: list[threading.Thread] = []
+
+
+def write_cache_now(background: bool = False) -> None:
+    """Write the caches hash_files left to write (cache_later); `background`: in a thread, which
+    wait_for_cache() (and the next read of a cache) waits for."""
+    todo = [(p, *rest) for p, rest in _PENDING.items()]
+    _PENDING.clear()
+    if not background:
+        for args in todo:
+            _write_cache(*args)
+    elif todo:
+        _WRITING.append(threading.Thread(target=_write_quietly, args=(todo,)))
+        _WRITING[-1].start()
+
+
+def wait_for_cache() -> None:
+    """Every cache hash_files has made is on disk when this returns."""
+    write_cache_now()
+    while _WRITING:
+        _WRITING.pop().join()
+
+
+def _write_quietly(todo: list) -> None:
+    for args in todo:
+        try:
+            _write_cache(*args)
+        except Exception:  # a cache not written only costs the next run time (never a traceback)
+            pass
 
 
 def _frame(files: list[TreeFile], results: dict[str, dict]) -> pd.DataFrame:

@@ -7,6 +7,7 @@ from math import comb
 
 import imagehash
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -276,3 +277,30 @@ def test_access_errors_are_not_cached(tree, monkeypatch):
     again = hash_files(tree, workers=1, quiet=True).set_index("path")
     assert again.loc["train/cat/chelsea.png", "error"] is None
     assert again.loc["val/cat/zero.jpg", "error"] == "empty"  # content errors stay cached and reported
+
+
+def test_find_duplicates_leaves_the_hash_cache_on_disk_even_when_it_fails(tree, monkeypatch):
+    """find_duplicates writes the hashing pass's cache while its workers search (hash_files cache_later);
+    when it returns, or fails after hashing, the cache is complete and a rerun hashes nothing."""
+    from curate.dedupe import find as dd
+
+    dd.find_duplicates(tree, workers=1, quiet=True)
+    cached = pd.read_parquet(cache_path(tree, "phash", 8))
+    assert set(cached["path"]) >= {"train/cat/chelsea.png", "train/cup/coffee.jpg", "val/cat/astronaut.jpg"}
+    cache_path(tree, "phash", 8).unlink()
+    monkeypatch.setattr(dd, "_verify", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("search broke")))
+    with pytest.raises(RuntimeError, match="search broke"):
+        dd.find_duplicates(tree, workers=1, quiet=True)
+    assert cache_path(tree, "phash", 8).exists()
+    calls = []
+    real = hashing.hash_file
+    monkeypatch.setattr(hashing, "hash_file", lambda p, *a: calls.append(p) or real(p, *a))
+    hash_files(tree, workers=1, quiet=True)
+    assert calls == []
+
+
+def test_a_cache_left_to_write_is_written_before_it_is_read(tree):
+    hash_files(tree, workers=1, quiet=True, cache_later=True)
+    assert not cache_path(tree, "phash", 8).exists()  # not yet: the caller has idle time for it later
+    again = hash_files(tree, workers=1, quiet=True)  # reading the cache writes it first
+    assert cache_path(tree, "phash", 8).exists() and len(again) == 5
