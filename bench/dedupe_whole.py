@@ -88,7 +88,7 @@ def run_dedupe(root: Path, threshold: int, workers: int, limit_s: float, cap_gib
             _, status, usage = os.wait4(p.pid, 0)
             ended = f"stopped at the {limit_s:.0f} s limit"
             break
-        time.sleep(0.2)
+        time.sleep(0.01)  # the end of the run is seen within 10 ms (0.2 s added ~0.1 s to every run)
     secs = time.perf_counter() - t0
     log.close()
     try:
