@@ -158,10 +158,12 @@ class Bands:
     row: np.ndarray  # group -> its row of sig, or -1 where the test abstains (or the cache has none)
     inv: np.ndarray  # (rows, len(ZOOMS)) float32: midband.inverse_norms of sig
     side: np.ndarray  # (rows,) shorter side of the decode each signature came from (0: unknown)
+    faint: np.ndarray  # (rows,) bool: a band under midband.FAINT (kept only from a decode over SHARP_SIDE)
 
     @classmethod
-    def of(cls, raw, sides=None) -> Bands:
-        """From hash_files' `band` and `band_side` columns (sides None: unknown, the lower MIN for all)."""
+    def of(cls, raw, sides=None, rms=None) -> Bands:
+        """From hash_files' `band`, `band_side` and `band_rms` columns (None: unknown; the lower minimum,
+        no band faint)."""
         raw = [] if raw is None else list(raw)
         shape = (len(midband.ZOOMS), midband.NBAND)
         have = [g for g, r in enumerate(raw) if isinstance(r, bytes) and len(r) == shape[0] * shape[1]]
@@ -172,7 +174,11 @@ class Bands:
         if sides is not None:
             sides = list(sides)
             side = np.array([0 if pd.isna(sides[g]) else int(sides[g]) for g in have], np.int64)
-        return cls(sig, row, midband.inverse_norms(sig), side)
+        faint = np.zeros(len(have), bool)
+        if rms is not None:
+            rms = list(rms)
+            faint = np.array([not pd.isna(rms[g]) and rms[g] < midband.FAINT for g in have], bool)
+        return cls(sig, row, midband.inverse_norms(sig), side, faint)
 
     def minimum(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Each pair's least similarity for a copy (midband.minimum of the two decodes' sides)."""
@@ -187,6 +193,10 @@ class Bands:
         out = np.full(len(a), np.nan, np.float32)
         ra, rb = self.row[a], self.row[b]
         both = (ra >= 0) & (rb >= 0)
+        if both.any():  # a faint band is evidence only against another sharp decode (else: abstain)
+            ia, ib = ra[both], rb[both]
+            sharp = np.minimum(self.side[ia], self.side[ib]) > midband.SHARP_SIDE
+            both[both] = sharp | ~(self.faint[ia] | self.faint[ib])
         if both.any():
             out[both] = midband.similarity(self.sig, ra[both], rb[both], self.inv)
         return out

@@ -172,7 +172,8 @@ def find_duplicates(
         chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
             np.full((len(groups), 2), np.nan)
         arr, sims = _verify(root, gpath, srch, ex, verify, min_similarity,
-                            (chroma, Bands.of(ok["band"].to_numpy()[groups], ok["band_side"].to_numpy()[groups]), counts))
+                            (chroma, Bands.of(*(ok[c].to_numpy()[groups] for c in ("band", "band_side", "band_rms"))),
+                             counts))
         good = np.ones(len(arr), bool) if not verify else sims >= min_similarity
         edges: dict[int, list[tuple[int, int, float]]] = {}
         for (a, b, d), sim in zip(arr[good].tolist(), sims[good].tolist(), strict=True):
@@ -304,13 +305,14 @@ def _local_order(pairs: np.ndarray) -> np.ndarray:
 
 STREAM_MIN = 128  # gated pairs a scoring task waits for (fewer only at the end)
 SHARD_PAIRS = 256  # most pairs in one scoring task
+TASK_MIN = 16  # fewest pairs in one (a task decodes its own thumbnails; ~0.6 a pair in the scoring order)
 
 
 def _score_stream(batches, path_of, ex, reorder: bool = True, total: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """score() of every pair of `batches` ((k, 3) arrays of group a, group b, distance), made while the
     batches are still being produced: the executor pulls a task whenever a worker is free, and a task is
     cut from what has come by then (once STREAM_MIN pairs are held; in _local_order unless not
-    `reorder`; at most SHARD_PAIRS, fewer where that leaves a worker idle). Each task makes its own
+    `reorder`; two tasks a worker, each of TASK_MIN to SHARD_PAIRS pairs: 128 pairs were one task, one worker). Each task makes its own
     thumbnails from `path_of(group)`: nothing ships back but the scores, and the parent holds no more
     than one batch and the tasks in flight. Where the cuts fall depends on the batches and the worker
     count, never on timing; the scores depend on neither. `total`: the number of pairs, where the caller
@@ -320,7 +322,7 @@ def _score_stream(batches, path_of, ex, reorder: bool = True, total: int | None 
 
     def cut(pairs: np.ndarray):
         pairs = _local_order(pairs) if reorder else pairs
-        size = max(STREAM_MIN, min(SHARD_PAIRS, -(-len(pairs) // (2 * workers))))
+        size = max(1, min(SHARD_PAIRS, max(TASK_MIN, -(-len(pairs) // (2 * workers)))))  # 2 tasks a worker
         for k in range(0, len(pairs), size):
             part = pairs[k : k + size]
             order.append(part)

@@ -5,7 +5,8 @@ mode, hash (hex, as imagehash prints it), error (reason or None), band (curate.d
 same reduced decode, as bytes; None where that test abstains), zhash (the hash of the central
 ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as curate.dedupe.verify.Thumb.chroma: the colour gate),
 centre (curate.dedupe.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on),
-band_side (the shorter side of the decode the band came from: how strict its test is, midband.minimum).
+band_side (the shorter side of the decode the band came from: how strict its test is, midband.minimum) and
+band_rms (the band's strength: a faint band counts only between sharp decodes).
 Each file is decoded once. JPEGs are decoded by OpenCV's libjpeg-turbo at reduced size (DCT scaling) down
 to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail, so
 this moves a photo's hash by a bit or two of 64 (bench/dedupe.py), at a fraction of the cost; on images
@@ -38,6 +39,7 @@ from curate.core.storage import read_image_bytes  # noqa: F401  (re-exported for
 from curate.core.tree import atomic_write_bytes
 from curate.dedupe.centrecode import coefficients
 from curate.dedupe.midband import dct_stack, signature
+from curate.dedupe.midband import rms as midband_rms
 from curate.dedupe.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
 from curate.engine.executor import make_executor
 
@@ -45,12 +47,12 @@ pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork 
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
-           "zhash", "chroma_a", "chroma_b", "centre", "band_side"]
+           "zhash", "chroma_a", "chroma_b", "centre", "band_side", "band_rms"]
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
 # needs its central 80 % at 48 px (curate.dedupe.midband.SIDE / CENTRE)
-CACHE_VERSION = 11  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
+CACHE_VERSION = 12  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
 # 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV; 10: their hash pair in floats;
-# 11: band_side
+# 11: band_side; 12: band_rms
 SHARD = 48  # files per executor task
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
@@ -184,7 +186,8 @@ def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_
         full, crop = hash_gray(gray, hash_name, hash_size), zoom_hash(gray, hash_name, hash_size)
     return {"hash": full, "band": None if band is None else band.tobytes(), "zhash": crop, "chroma_a": ca,
             "chroma_b": cb, "centre": coefficients(gray, stack).tobytes(),
-            "band_side": None if band is None else int(min(gray.shape))}
+            "band_side": None if band is None else int(min(gray.shape)),
+            "band_rms": None if band is None else round(midband_rms(gray, stack), 3)}
 
 
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int, decoded=None) -> dict | None:
@@ -385,12 +388,12 @@ def _frame(files: list[TreeFile], results: dict[str, dict]) -> pd.DataFrame:
     for f in files:
         r = {"path": f.path, "split": f.split, "label": f.label, **results[f.path]}
         if r["error"] is not None:
-            r["hash"] = r["band"] = r["zhash"] = r["chroma_a"] = r["chroma_b"] = r["centre"] = r["band_side"] = None
+            r["hash"] = r["band"] = r["zhash"] = r["chroma_a"] = r["chroma_b"] = r["centre"] = r["band_side"] = r["band_rms"] = None
         rows.append(r)
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("size", "width", "height", "band_side"):
         df[c] = df[c].astype("Int64")
-    for c in ("chroma_a", "chroma_b"):
+    for c in ("chroma_a", "chroma_b", "band_rms"):
         df[c] = df[c].astype("float64")
     df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
     return df

@@ -20,7 +20,8 @@ region holds more pixels than the band has samples, and a copy agrees more (meas
 coins-dev's and the grown coins': lowest 0.876 at up to 80 px, 0.930 above; `minimum`). The test
 abstains (no signature) where the band holds noise rather than structure: images whose central region
 is under SIDE px in the original file (thumbnails, small icons, digit scans: JPEG noise fills that
-octave), and images whose band is weaker than FAINT gray levels RMS (blank pages, smooth gradients,
+octave), and images whose band is weaker than FAINT gray levels RMS (FAINT_SHARP for a decode over
+SHARP_SIDE px, where such a band still holds: measured in docs/dedupe.md) (blank pages, smooth gradients,
 mostly-letterbox crops: a heavy re-encode rewrites a band that weak).
 The same matrix products also give curate.dedupe.centrecode its coefficients (REGIONS after the band's).
 docs/dedupe.md has the measurements behind MIN.
@@ -43,7 +44,9 @@ LOW = 9
 MIN = 0.85  # similarity below which score() never accepts a pair (docs/dedupe.md) ...
 MIN_SHARP = 0.90  # ... and where both bands came from decodes of more than SHARP_SIDE px (shorter side)
 SHARP_SIDE = 80
-FAINT = 3.0  # band RMS (gray levels) below which the test abstains
+FAINT = 3.0  # band RMS (gray levels) below which the test abstains ...
+FAINT_SHARP = 1.5  # ... or, for a decode over SHARP_SIDE px, this; such a faint band counts only against
+# another decode over SHARP_SIDE px (curate.dedupe.candidates.Bands)
 COMBOS = ((0, 0), *((0, z) for z in range(1, len(ZOOMS))), *((z, 0) for z in range(1, len(ZOOMS))))
 # (share of the side, samples) of every region dct_stack transforms: the band's, then the centre code's
 REGIONS = tuple((CENTRE * z, SIDE) for z in ZOOMS) + tuple((CODE_CENTRE * z, 48) for z in (1.0, *CODE_ZOOMS))
@@ -101,12 +104,18 @@ def signature(gray: np.ndarray, size: tuple[int, int] | None = None,
         return None
     c = (dct_stack(gray) if stack is None else stack)[: len(ZOOMS)].reshape(len(ZOOMS), K * K).take(_BAND_AT, axis=1)
     norm = np.sqrt(np.einsum("ij,ij->i", c, c))
-    if norm[0] / SIDE < FAINT:  # the band's RMS amplitude over the region, gray levels
+    if norm[0] / SIDE < (FAINT_SHARP if min(gray.shape) > SHARP_SIDE else FAINT):  # RMS over the region, gray levels
         return None
     peak = np.maximum(c.max(axis=1), -c.min(axis=1))
     c *= (127 / np.maximum(peak, 1e-12))[:, None]
     c[norm <= 1e-6] = 0
     return np.rint(c, out=c).astype(np.int8)
+
+
+def rms(gray: np.ndarray, stack: np.ndarray | None = None) -> float:
+    """The band's RMS amplitude over the central region (gray levels): what `signature` abstains under."""
+    c = (dct_stack(gray) if stack is None else stack)[0].ravel().take(_BAND_AT)
+    return float(np.sqrt(np.dot(c, c))) / SIDE
 
 
 def minimum(side_a: np.ndarray, side_b: np.ndarray) -> np.ndarray:

@@ -558,3 +558,26 @@ def test_scoring_in_streamed_tasks_gives_the_same_result(tmp_path, monkeypatch):
     assert streamed.pairs.equals(whole.pairs)
     assert [c.members for c in rounds.clusters] == [c.members for c in whole.clusters]
     assert rounds.pairs.equals(whole.pairs)
+
+
+def test_a_few_pairs_to_score_still_make_two_tasks_a_worker():
+    """128 pairs on two workers were one task (a minimum of 128 a task), so one worker scored them all."""
+    import curate.dedupe.find as dd
+
+    class Recorder:
+        workers = 2
+
+        def __init__(self):
+            self.tasks = []
+
+        def map(self, fn, tasks, **kw):
+            for t in tasks:
+                self.tasks.append(t)
+                yield [0.0] * len(t[1])
+
+    for n, want in ((128, 4), (10, 1), (40, 3), (5000, 20)):  # 40: tasks of TASK_MIN (16)
+        ex = Recorder()
+        pairs = np.array([(k, k + 1, 3) for k in range(n)], np.int64)
+        got, scores = dd._score_stream(iter([pairs]), str, ex, total=n)
+        assert len(ex.tasks) == want, (n, len(ex.tasks))
+        assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, pairs.tolist())) and len(scores) == n

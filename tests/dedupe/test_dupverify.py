@@ -181,3 +181,24 @@ def test_the_band_test_is_stricter_where_both_decodes_are_sharp():
         go, _ = gate(*pair, chroma, Bands.of(raw, sides), counts, use_prefilter=True)
         assert bool(go[0]) is goes and counts.prefilter == (not goes), sides
     assert bool(gate(*pair, chroma, Bands.of(raw), Counts(), True)[0][0])  # sides unknown: the lower minimum
+
+
+def test_a_faint_band_counts_only_between_sharp_decodes(tmp_path):
+    """An image whose band is faint (under FAINT gray levels RMS) gets a signature only from a decode over
+    SHARP_SIDE px, and its pairs use it only against another such decode; else the test abstains."""
+    from curate.dedupe.candidates import Bands
+
+    flat = np.full((120, 120), 128.0) + 8.0 * np.sin(np.arange(120) / 1.3)[None, :]  # a faint texture
+    gray = np.clip(flat + np.random.default_rng(1).normal(0, 1.2, flat.shape), 0, 255).astype(np.uint8)
+    level = midband.rms(gray)
+    assert midband.FAINT_SHARP <= level < midband.FAINT
+    assert midband.signature(gray) is not None  # 120 px: sharp
+    small = np.ascontiguousarray(gray[::2, ::2])  # 60 px
+    assert midband.signature(small) is None  # the same band, too few pixels: abstains
+    sig = midband.signature(gray).tobytes()
+    a, b = np.array([0, 0]), np.array([1, 2])
+    bands = Bands.of([sig, sig, sig], [120, 120, 70], [level, level, 5.0])
+    sims = bands.similarity(a, b)
+    assert sims[0] > 0.99 and np.isnan(sims[1])  # sharp vs sharp: compared; against a 70-px decode: abstains
+    strong = Bands.of([sig, sig, sig], [120, 120, 70], [5.0, 5.0, 5.0])
+    assert not np.isnan(strong.similarity(a, b)).any()  # bands that are not faint compare at any size
