@@ -44,7 +44,7 @@ def prefetch(*names: str) -> None:
     (pandas, to collect results) while its worker pool is busy, instead of before starting it or after."""
     todo = [n for n in names if n not in sys.modules]
     if todo:
-        threading.Thread(target=_load, args=(todo,), daemon=True).start()
+        threading.Thread(target=_load, args=(todo,)).start()  # not a daemon: never stopped mid-import at exit
 
 
 def _load(names: list[str]) -> None:

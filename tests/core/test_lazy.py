@@ -36,3 +36,23 @@ def test_command_modules_bind_their_api_lazily():
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_prefetch_imports_in_the_background(capfd):
+    import threading
+
+    from curate.core.lazy import prefetch
+
+    name = "xml.dom.minidom"
+    sys.modules.pop(name, None)
+    before = set(threading.enumerate())
+    prefetch(name, "no_such_module_for_curate")  # a failing import stays silent: the real use reports it
+    started = set(threading.enumerate()) - before  # (one that has ended already is not listed: done too)
+    for t in started:
+        t.join(timeout=10)
+    assert name in sys.modules and "no_such_module_for_curate" not in sys.modules  # (nothing else imported it)
+    assert lazy(name).parseString("<a>1</a>").documentElement.tagName == "a"
+    out, err = capfd.readouterr()
+    assert "Traceback" not in err and "Error" not in err
+    prefetch(name)  # already loaded: no thread
+    assert set(threading.enumerate()) <= before | started
