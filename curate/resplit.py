@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from curate.core.errors import InputError
+from curate.core.graph import smallest_member
 from curate.core.layout import SPLIT_ORDER, canonical_split, sort_splits
 from curate.core.manifest import read_info, read_manifest, to_parquet_bytes
 from curate.core.storage import join, journal_copy, resolved, scan
@@ -156,8 +155,7 @@ def _components(paths: list[str], edges: list[tuple[str, str]]) -> dict[str, str
     index = {p: i for i, p in enumerate(paths)}
     rows = [index[a] for a, _ in edges]
     cols = [index[b] for _, b in edges]
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(len(paths), len(paths)))
-    _, labels = connected_components(graph, directed=False)
+    labels = smallest_member(len(paths), np.array(rows, np.int64), np.array(cols, np.int64))
     first: dict[int, str] = {}
     for p, lab in zip(paths, labels.tolist(), strict=True):
         first[lab] = min(first.get(lab, p), p)

@@ -17,6 +17,7 @@ import numpy as np
 
 from curate.core import storage
 from curate.core.errors import UnreadableImage
+from curate.core.graph import smallest_member
 from curate.core.images import decode
 from curate.core.lazy import lazy
 from curate.core.storage import read_image_bytes
@@ -42,18 +43,6 @@ def _digest_shard(paths: list[str]) -> list[str | None]:
     return [_pixel_digest(p) for p in paths]
 
 
-def _smallest_member(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """For each of n items joined by edges (a[k], b[k]): the smallest index of its connected group."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
-    first = np.full(labels.max(initial=-1) + 1, n, np.int64)
-    np.minimum.at(first, labels, np.arange(n))
-    return first[labels]
-
-
 def exact_groups(root, ok: pd.DataFrame, nbits: int, close: int, ex) -> np.ndarray:
     """Exact group (index of one member) of every row: same bytes, then same decoded pixels (checked on
     the candidates of _same_pixel_candidates)."""
@@ -72,7 +61,7 @@ def exact_groups(root, ok: pd.DataFrame, nbits: int, close: int, ex) -> np.ndarr
         pix = [(i, first.setdefault(d, i)) for i, d in zip(cand, digests, strict=True) if d is not None]
         if pix:
             a, b = np.array(pix, np.int64).T
-            unit = _smallest_member(len(ok), np.r_[np.arange(len(ok)), a], np.r_[unit, b])
+            unit = smallest_member(len(ok), np.r_[np.arange(len(ok)), a], np.r_[unit, b])
     return unit
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
+from curate.core.graph import smallest_member
 from curate.core.lazy import lazy
 from curate.dedupe.candidates import STAR_ABOVE, Bands, Counts, Gates, Search, gate, gated_part, parts, search
 from curate.dedupe.cluster import (  # noqa: F401  (re-exported: the dedupe API)
@@ -285,22 +286,18 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
 
 
 def _local_order(pairs: np.ndarray) -> np.ndarray:
-    """`pairs` (k, 3) in an order where neighbouring pairs share images: groups renumbered by reverse
-    Cuthill-McKee on the pair graph (a narrow band), pairs sorted by the new numbers. A scoring shard then
-    decodes ~0.56 thumbnails a pair instead of ~0.99 (grown coins set); scores do not depend on it."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import reverse_cuthill_mckee
-
+    """`pairs` (k, 3) in an order where neighbouring pairs share images: by connected group of the pair
+    graph, then by their ends. A scoring shard then decodes ~0.47 thumbnails a pair instead of ~0.48 in
+    no order on dupsynth (32-pair tasks; 1.51 against 1.71 on the grown coins' 128 pairs, 1.79 against 1.90
+    on 600 small discs): as good as reverse Cuthill-McKee there (within 1 %), without importing scipy.
+    Scores do not depend on it."""
     if len(pairs) < 2:
         return pairs
     used, local = np.unique(pairs[:, :2], return_inverse=True)  # only the groups in a pair
     local = local.reshape(-1, 2)
-    m = len(used)
-    graph = coo_matrix((np.ones(len(pairs), np.int8), (local[:, 0], local[:, 1])), shape=(m, m)).tocsr()
-    pos = np.empty(m, np.int64)
-    pos[reverse_cuthill_mckee(graph + graph.T, symmetric_mode=True)] = np.arange(m)
-    lo, hi = np.minimum(pos[local[:, 0]], pos[local[:, 1]]), np.maximum(pos[local[:, 0]], pos[local[:, 1]])
-    return pairs[np.lexsort((hi, lo))]
+    lo, hi = local.min(axis=1), local.max(axis=1)
+    group = smallest_member(len(used), lo, hi)
+    return pairs[np.lexsort((hi, lo, group[lo]))]
 
 
 STREAM_MIN = 128  # gated pairs a scoring task waits for (fewer only at the end)

@@ -336,9 +336,8 @@ def hash_files(
         shards = [todo[i : i + SHARD] for i in range(0, len(todo), SHARD)]
         tasks = [(str(root), s, hash_name, hash_size) for s in shards]
         if getattr(ex, "workers", 1) > 1:
-            # loaded while the workers hash: what collects and caches the rows, and what the dedupe steps
-            # after a hashing pass use (scipy.sparse: the exact groups, the scoring order)
-            prefetch("pandas", "pyarrow.parquet", "scipy.sparse.csgraph")
+            # loaded while the workers hash: what collects and caches the rows
+            prefetch("pandas", "pyarrow.parquet")
         for shard, rows in zip(
             shards, ex.map(_hash_shard, tasks, desc="hashing", units=lambda t: len(t[1]), unit="images"),
             strict=True,

@@ -171,33 +171,35 @@ class MihIndex:
         hi_q = min(hi_q, nq)
         if n < 2 or hi_q <= lo_q:
             return
+        one = codes[:, 0] if codes.shape[1] == 1 else None  # one word: no per-row sum
+        idt = np.int32 if n < 2**31 else np.int64  # half the memory traffic of every index array
         for c, (lo, hi) in enumerate(self.chunks):
-            order, flips = self.tables[c][0], _flips(hi - lo, radius)
-            # every query's every probe at once (query-major), in slices of at most BATCH candidates
+            order, flips = self.tables[c][0].astype(idt), _flips(hi - lo, radius)
+            # every query's every probe at once (query-major), empty buckets dropped, in slices of at
+            # most BATCH candidates
             s, cn = self._bucket(c, (keys[lo_q:hi_q, c][:, None] ^ flips[None, :]).ravel())
+            hit = cn > 0
+            s, cn = s[hit].astype(idt), cn[hit]
+            q = (lo_q + np.flatnonzero(hit) // len(flips)).astype(idt)
             cum = np.cumsum(cn)
-            if not len(cum) or cum[-1] == 0:
-                continue
             b0 = 0
             while b0 < len(cn):
                 b1 = int(np.searchsorted(cum, (cum[b0 - 1] if b0 else 0) + BATCH, side="right"))
                 b1 = min(len(cn), max(b1, b0 + 1))
                 cc = cn[b0:b1]
                 tot = int(cc.sum())
-                if tot:
-                    ii = lo_q + np.repeat(np.arange(b0, b1, dtype=np.int64) // len(flips), cc)
-                    offs = np.arange(tot, dtype=np.int64) - np.repeat(np.cumsum(cc) - cc, cc)
-                    jj = order[np.repeat(s[b0:b1], cc) + offs]
-                    keep = (ii < jj) | (jj >= nq)  # each pair from its smaller end; a later code is never a query
-                    ii, jj = ii[keep], jj[keep]
-                    d = distances(codes[ii], codes[jj])
-                    ok = d <= self.threshold
+                ii = np.repeat(q[b0:b1], cc)
+                jj = order[np.repeat(s[b0:b1] - (np.cumsum(cc) - cc).astype(idt), cc) + np.arange(tot, dtype=idt)]
+                keep = (ii < jj) | (jj >= nq)  # each pair from its smaller end; a later code is never a query
+                ii, jj = ii[keep], jj[keep]
+                d = np.bitwise_count(one[ii] ^ one[jj]) if one is not None else distances(codes[ii], codes[jj])
+                ok = d <= self.threshold
+                ii, jj, d = ii[ok], jj[ok], d[ok]
+                if c and len(ii):  # drop the pairs an earlier chunk found
+                    ok = ~(np.bitwise_count(keys[ii, :c] ^ keys[jj, :c]) <= radius).any(axis=1)
                     ii, jj, d = ii[ok], jj[ok], d[ok]
-                    if c and len(ii):  # drop the pairs an earlier chunk found
-                        ok = ~(np.bitwise_count(keys[ii, :c] ^ keys[jj, :c]) <= radius).any(axis=1)
-                        ii, jj, d = ii[ok], jj[ok], d[ok]
-                    if len(ii):
-                        yield ii, jj, d
+                if len(ii):
+                    yield ii.astype(np.int64), jj.astype(np.int64), d.astype(np.int64)
                 b0 = b1
 
 

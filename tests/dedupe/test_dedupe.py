@@ -581,3 +581,16 @@ def test_a_few_pairs_to_score_still_make_two_tasks_a_worker():
         got, scores = dd._score_stream(iter([pairs]), str, ex, total=n)
         assert len(ex.tasks) == want, (n, len(ex.tasks))
         assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, pairs.tolist())) and len(scores) == n
+
+
+def test_scoring_order_keeps_each_connected_group_together():
+    """find._local_order: pairs come grouped by connected group of the pair graph (a scoring task then decodes
+    each thumbnail once), as a permutation of the same pairs."""
+    from curate.dedupe.find import _local_order
+
+    pairs = np.array([[50, 3, 1], [1, 2, 2], [3, 9, 3], [40, 41, 4], [2, 60, 5], [9, 8, 6], [41, 70, 7]])
+    got = _local_order(pairs)
+    assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, pairs.tolist()))
+    groups = [frozenset({1, 2, 60}), frozenset({3, 8, 9, 50}), frozenset({40, 41, 70})]
+    seen = [next(g for g in groups if p[0] in g) for p in got.tolist()]
+    assert [g for k, g in enumerate(seen) if k == 0 or seen[k - 1] != g] == groups  # each group once, in a run
