@@ -222,7 +222,8 @@ def _context(module: str):
 
     ctx = mp.get_context("forkserver")
     # "__main__": a console script's imports (typer, rich) are loaded once in the server, not per worker
-    ctx.set_forkserver_preload(["__main__", module])  # a server started earlier keeps its preloads: harmless
+    # curate.engine.warm: set-up that every worker would otherwise pay itself (OpenCV's tables)
+    ctx.set_forkserver_preload(["__main__", module, "curate.engine.warm"])  # a server started earlier keeps its preloads
     user = os.environ.get(BLAS_THREADS)
     one_blas_thread()  # the server (and so every worker) is started with it
     try:

@@ -81,3 +81,34 @@ def test_workers_start_with_one_blas_thread_and_the_caller_keeps_its_setting(mon
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")  # a user's own setting wins
     executor.one_blas_thread()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+
+
+
+WARM_CHECK = """
+import sys
+import cv2, numpy as np
+from curate.engine.executor import make_executor
+
+def state(_):
+    lab = cv2.cvtColor(np.full((256, 256, 3), 200, np.uint8), cv2.COLOR_BGR2LAB)  # large enough to go parallel
+    return "curate.engine.warm" in sys.modules, cv2.getNumThreads(), tuple(lab[0, 0].tolist())
+
+if __name__ == "__main__":
+    print(sorted(set(make_executor("local", workers=2, quiet=True).map(state, range(4)))))
+"""
+
+
+def test_workers_inherit_the_warm_up_and_opencv_still_works_in_them(tmp_path):
+    """curate.engine.warm runs in the fork server (OpenCV's CIELAB tables, once, not per worker). It must not
+    leave OpenCV threads behind there: a worker forked after them deadlocked on its first colour conversion
+    (so the pool runs in a subprocess with a time limit)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "warm_check.py"
+    script.write_text(WARM_CHECK)
+    try:
+        got = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a pool worker hung on an OpenCV colour conversion")
+    assert got.stdout.strip() == "[(True, 1, (206, 128, 128))]", got.stderr
