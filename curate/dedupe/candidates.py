@@ -134,9 +134,9 @@ def search(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, ran
         bucket[m] = len(big)
         big.append(sorted(m.tolist(), key=lambda g: rank[g]))
     coef = np.zeros((len(groups), 1 + len(ZOOMS), NCOEF), np.float16)
-    for k, raw in enumerate(ok["centre"].to_numpy()[groups]):
-        if isinstance(raw, bytes) and len(raw) == coef[0].nbytes:
-            coef[k] = np.frombuffer(raw, np.float16).reshape(coef[0].shape)
+    raws = ok["centre"].to_numpy()[groups].tolist()
+    have = [k for k, raw in enumerate(raws) if isinstance(raw, bytes) and len(raw) == coef[0].nbytes]
+    coef[have] = np.frombuffer(b"".join(raws[k] for k in have), np.float16).reshape(len(have), *coef.shape[1:])
     f = fit(coef[:, 0])
     codes = np.concatenate([f.codes(coef[:, v]) for v in range(1 + len(ZOOMS))])
     radius = max(RADIUS, round(threshold * 64 / nbits) + 2)
@@ -147,6 +147,11 @@ def colour_far(chroma: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairs whose mean colours are surely further apart than score's MAX_CHROMA_SHIFT (NaN: unknown, kept)."""
     dist = np.linalg.norm(chroma[a] - chroma[b], axis=1)
     return dist > MAX_CHROMA_SHIFT + COLOUR_MARGIN
+
+
+def _floats(values) -> np.ndarray:
+    """float64 array of a column's values, NaN where missing (None, NaN or pd.NA)."""
+    return pd.array(list(values), dtype="Float64").to_numpy(np.float64, na_value=np.nan)
 
 
 @dataclass
@@ -172,12 +177,10 @@ class Bands:
         row[have] = np.arange(len(have))
         side = np.zeros(len(have), np.int64)
         if sides is not None:
-            sides = list(sides)
-            side = np.array([0 if pd.isna(sides[g]) else int(sides[g]) for g in have], np.int64)
+            side = np.nan_to_num(_floats(sides)[have], nan=0.0).astype(np.int64)
         faint = np.zeros(len(have), bool)
         if rms is not None:
-            rms = list(rms)
-            faint = np.array([not pd.isna(rms[g]) and rms[g] < midband.FAINT for g in have], bool)
+            faint = _floats(rms)[have] < midband.FAINT  # NaN (unknown) compares False
         return cls(sig, row, midband.inverse_norms(sig), side, faint)
 
     def minimum(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

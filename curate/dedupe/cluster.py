@@ -8,6 +8,7 @@ it.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,11 +120,14 @@ def check_policies(keep: str, leakage: str, conflicts: str = "keep") -> None:
                          f"choose one of: {', '.join(CONFLICT_POLICIES)}")
 
 
+Row = namedtuple("Row", "path split label size width height")  # what unit_order keeps of a file
+
+
 def unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: str):
     """(rows of each unit, its best row, units in keep order): split order first, then the keep policy."""
     unit_rows: dict[int, list] = {}
     unit_by_root = {int(exact[g]): k for k, g in enumerate(groups.tolist())}
-    rows = list(ok[["path", "split", "label", "size", "width", "height"]].itertuples(index=False))
+    rows = [Row(*r) for r in zip(*(ok[c].tolist() for c in Row._fields), strict=True)]  # (itertuples: ~5x slower)
     for i, r in enumerate(exact.tolist()):
         unit_rows.setdefault(unit_by_root[r], []).append(rows[i])
     best = {u: min(rs, key=lambda r: (split_rank(r.split), _keep_key(r, keep))) for u, rs in unit_rows.items()}
