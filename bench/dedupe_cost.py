@@ -85,7 +85,8 @@ def run(name: str, n: int, threshold: int, workers: int) -> None:
     print("  " + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items())
           + f", other {total - sum(spent.values()):.2f} s")
     print(f"  candidates {c.candidates:,}; turned away by colour {c.colour:,}, by the mid-band test "
-          f"{c.prefilter:,}; verified on pixels {c.scored:,}; {len(res.clusters):,} clusters")
+          f"{c.prefilter:,}, by the small-image test {c.small:,}; verified on pixels {c.scored:,}; "
+          f"{len(res.clusters):,} clusters")
 
 
 def main() -> None:

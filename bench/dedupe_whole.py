@@ -170,7 +170,8 @@ def bench_set(name: str, root: Path, truth, thresholds: list[int], workers: int,
         if r.get("search"):
             c = r["search"]
             print(f"    dedupe's search: {c['candidates']:,} candidates; turned away by colour {c['colour']:,}, "
-                  f"by the mid-band test {c['prefilter']:,}; verified on pixels {c['scored']:,}", flush=True)
+                  f"by the mid-band test {c['prefilter']:,}, by the small-image test {c.get('small', 0):,}; "
+                  f"verified on pixels {c['scored']:,}", flush=True)
         rows.append({"set": name, "threshold": t, "files": len(files), "baseline_s": base_s, "candidates": n_cand,
                      "true_candidates": n_true, **r})
     return rows

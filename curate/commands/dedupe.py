@@ -143,9 +143,10 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
     say(f"{len(r.clusters)} clusters ({exact} exact, {len(r.clusters) - exact} near); "
         f"leakage: {res.leakage} clusters span splits; label conflicts: {res.label_conflicts}")
     rejected = int((~r.pairs["verified"]).sum()) if len(r.pairs) else 0
-    turned = r.counts.colour + r.counts.prefilter
+    turned = r.counts.colour + r.counts.prefilter + r.counts.small
     if rejected or turned:
-        say(f"{r.counts.candidates} candidate pairs: {turned} turned away by colour or fine structure, "
+        small = f" ({r.counts.small} of them small images)" if r.counts.small else ""
+        say(f"{r.counts.candidates} candidate pairs: {turned} turned away by colour or fine structure{small}, "
             f"{r.counts.scored} compared on pixels, {rejected} of them kept apart")
     for p, reason in r.unreadable[:10]:
         common.warn(f"unreadable ({reason}), left in place: {p}")

@@ -13,7 +13,13 @@ Gates, in order, each a necessary condition of `score` accepting the pair:
    (score's own first test, with a margin for the smaller decode the hashing pass uses);
 2. prefilter: the mid-band similarity (curate.dedupe.midband) below midband.minimum: another photo of the same
    thing, or the same thing turned by a few degrees, agrees with it in the low frequencies that the
-   search looks at, not in the next octave.
+   search looks at, not in the next octave;
+3. small: two images of at most hashing.TINY_SIDE px (a thumbnail set, icons) whose 8 x 8 colour averages,
+   once their mean colours are aligned, differ by more than TINY_MAX gray levels RMS. At that size an
+   image has too little detail for `score` to tell a colour-shifted, cropped or watermarked copy from
+   another picture of the same layout (on 32-64 px generated discs it accepted 3 % of the look-alike
+   candidates), so there only re-encodes, resizes and a uniform colour shift count as copies. Unlike
+   the first two gates this one narrows what a copy is; docs/dedupe.md has the measurements.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork 
 
 STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see dedupe._verify)
 COLOUR_MARGIN = 3.0  # the hashing pass's mean colour vs the thumbnail's: measured within 1.5 (docs/dedupe.md)
+TINY_MAX = 4.0  # gray levels RMS: re-encodes and resizes of small images measured at <= 2.8 (docs/dedupe.md)
 
 
 @dataclass
@@ -41,6 +48,7 @@ class Counts:
     candidates: int = 0  # pairs within the threshold (full hash, or one's full against the other's centre)
     colour: int = 0  # turned away by the colour gate
     prefilter: int = 0  # turned away by the mid-band test
+    small: int = 0  # turned away by the small-image test (both images at most hashing.TINY_SIDE px)
     scored: int = 0  # verified on pixels
 
     def to_dict(self) -> dict:
@@ -205,10 +213,41 @@ class Bands:
         return out
 
 
+@dataclass
+class Tiny:
+    """The small-image test's 8 x 8 RGB averages of the groups that have one (hash_files' `tiny` column)."""
+
+    thumb: np.ndarray  # (k, 64, 3) float32
+    row: np.ndarray  # (groups,) index into thumb, -1: none (a larger image)
+
+    @classmethod
+    def of(cls, raw) -> Tiny:
+        raw = [] if raw is None else list(raw)
+        have = [g for g, r in enumerate(raw) if isinstance(r, bytes) and len(r) == 192]
+        thumb = np.frombuffer(b"".join(raw[g] for g in have), np.uint8).reshape(len(have), 64, 3).astype(np.float32)
+        row = np.full(len(raw), -1, np.int64)
+        row[have] = np.arange(len(have))
+        return cls(thumb, row)
+
+    def far(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Pairs of two small images whose averages differ by more than TINY_MAX once the mean colour
+        shift is taken out; False where either image is larger."""
+        ra, rb = self.row[a], self.row[b]
+        out = np.zeros(len(a), bool)
+        both = np.flatnonzero((ra >= 0) & (rb >= 0))
+        for k in range(0, len(both), 16384):  # bounded memory: (k, 64, 3) differences at a time
+            at = both[k : k + 16384]
+            d = self.thumb[ra[at]] - self.thumb[rb[at]]
+            d -= d.mean(axis=1, keepdims=True)
+            out[at] = np.einsum("kij,kij->k", d, d) > TINY_MAX**2 * 192
+        return out
+
+
 def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, bands: Bands, counts: Counts,
-         use_prefilter: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(pairs that go on to score, similarity to record for the others: 0 for colour, half the
-    mid-band similarity for the prefilter, so a turned-away pair never reads as a near miss)."""
+         use_prefilter: bool, tiny: Tiny | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(pairs that go on to score, similarity to record for the others: 0 for colour and the small-image
+    test, half the mid-band similarity for the prefilter, so a turned-away pair never reads as a near
+    miss). The small-image test (`tiny`) runs with the prefilter."""
     sims = np.full(len(a), np.nan)
     far = colour_far(chroma, a, b)
     counts.colour += int(far.sum())
@@ -221,6 +260,12 @@ def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, bands: Bands, counts:
         counts.prefilter += int(low.sum())
         sims[at[low]] = pre[low] * 0.5
         go[at[low]] = False
+    if use_prefilter and tiny is not None and go.any():
+        at = np.flatnonzero(go)
+        far = tiny.far(a[at], b[at])
+        counts.small += int(far.sum())
+        sims[at[far]] = 0.0
+        go[at[far]] = False
     return go, sims
 
 
@@ -241,6 +286,7 @@ class Gates:
     bands: Bands
     on: bool  # gate at all (verification on, with a positive minimum similarity)
     prefilter: bool  # the mid-band test too (the minimum similarity is at least VERIFY_MIN)
+    tiny: Tiny | None = None  # the small-image test's averages (with the prefilter)
 
 
 def gated_part(shared, part: tuple[int, int]) -> tuple[np.ndarray, Counts]:
@@ -251,7 +297,8 @@ def gated_part(shared, part: tuple[int, int]) -> tuple[np.ndarray, Counts]:
     out = [np.zeros((0, 3), np.int64)]
     for a, b, d in srch.batches(part):
         counts.candidates += len(a)
-        go = gate(a, b, gates.chroma, gates.bands, counts, gates.prefilter)[0] if gates.on else np.ones(len(a), bool)
+        go = gate(a, b, gates.chroma, gates.bands, counts, gates.prefilter, gates.tiny)[0] if gates.on else \
+            np.ones(len(a), bool)
         if go.any():
             out.append(np.stack([a[go], b[go], d[go]], axis=1))
     return np.concatenate(out), counts

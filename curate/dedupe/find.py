@@ -25,7 +25,18 @@ from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
 from curate.core.graph import smallest_member
 from curate.core.lazy import lazy
-from curate.dedupe.candidates import STAR_ABOVE, Bands, Counts, Gates, Search, gate, gated_part, parts, search
+from curate.dedupe.candidates import (
+    STAR_ABOVE,
+    Bands,
+    Counts,
+    Gates,
+    Search,
+    Tiny,
+    gate,
+    gated_part,
+    parts,
+    search,
+)
 from curate.dedupe.cluster import (  # noqa: F401  (re-exported: the dedupe API)
     CONFLICT_POLICIES,
     KEEP_POLICIES,
@@ -172,9 +183,9 @@ def find_duplicates(
         counts = Counts()
         chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
             np.full((len(groups), 2), np.nan)
-        arr, sims = _verify(root, gpath, srch, ex, verify, min_similarity,
-                            (chroma, Bands.of(*(ok[c].to_numpy()[groups] for c in ("band", "band_side", "band_rms"))),
-                             counts))
+        bands = Bands.of(*(ok[c].to_numpy()[groups] for c in ("band", "band_side", "band_rms")))
+        tiny = Tiny.of(ok["tiny"].to_numpy()[groups]) if "tiny" in ok.columns else None
+        arr, sims = _verify(root, gpath, srch, ex, verify, min_similarity, (chroma, bands, tiny, counts))
         good = np.ones(len(arr), bool) if not verify else sims >= min_similarity
         edges: dict[int, list[tuple[int, int, float]]] = {}
         for (a, b, d), sim in zip(arr[good].tolist(), sims[good].tolist(), strict=True):
@@ -221,17 +232,17 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
             gates) -> tuple[np.ndarray, np.ndarray]:
     """((k, 3) group a, group b, distance; (k,) similarity) of every candidate pair scored on pixels (every
     candidate without verification). The search runs as tasks over query ranges (candidates.parts), each
-    sending its batches through the cheap gates (colour, then the mid-band test, which min_sim below
+    sending its batches through the cheap gates (colour, then the mid-band test and the small-image test, which min_sim below
     VERIFY_MIN skips) and returning only the survivors, with counts of the others; then the survivors
-    are scored. `gates`: (chroma, bands, counts)."""
-    chroma, bands, counts = gates
+    are scored. `gates`: (chroma, bands, tiny, counts)."""
+    chroma, bands, tiny, counts = gates
     use_gates = verify and min_sim > 0
-    both = Gates(chroma, bands, on=use_gates, prefilter=min_sim >= VERIFY_MIN)
+    both = Gates(chroma, bands, on=use_gates, prefilter=min_sim >= VERIFY_MIN, tiny=tiny)
 
     def passing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         if not use_gates:
             return np.ones(len(a), bool)
-        return gate(a, b, chroma, bands, counts, both.prefilter)[0]
+        return gate(a, b, chroma, bands, counts, both.prefilter, tiny)[0]
 
     def path_of(g: int) -> str:
         return storage.join(root, gpath[g])

@@ -6,7 +6,9 @@ same reduced decode, as bytes; None where that test abstains), zhash (the hash o
 ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as curate.dedupe.verify.Thumb.chroma: the colour gate),
 centre (curate.dedupe.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on),
 band_side (the shorter side of the decode the band came from: how strict its test is, midband.minimum) and
-band_rms (the band's strength: a faint band counts only between sharp decodes).
+band_rms (the band's strength: a faint band counts only between sharp decodes) and tiny (for an image of at most
+TINY_SIDE px on its shorter side: its 8 x 8 RGB area average as 192 bytes, the small-image copy test of
+curate.dedupe.candidates; None for larger images).
 Each file is decoded once. JPEGs are decoded by OpenCV's libjpeg-turbo at reduced size (DCT scaling) down
 to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail, so
 this moves a photo's hash by a bit or two of 64 (bench/dedupe.py), at a fraction of the cost; on images
@@ -47,13 +49,14 @@ pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork 
 
 HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
-           "zhash", "chroma_a", "chroma_b", "centre", "band_side", "band_rms"]
+           "zhash", "chroma_a", "chroma_b", "centre", "band_side", "band_rms", "tiny"]
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
 # needs its central 80 % at 48 px (curate.dedupe.midband.SIDE / CENTRE)
-CACHE_VERSION = 12  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
+CACHE_VERSION = 13  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
 # 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV; 10: their hash pair in floats;
-# 11: band_side; 12: band_rms
+# 11: band_side; 12: band_rms; 13: tiny
 SHARD = 48  # files per executor task
+TINY_SIDE = 64  # images this small (shorter side, px) get the `tiny` thumbnail (curate.dedupe.candidates.Tiny)
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
 
@@ -187,7 +190,17 @@ def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_
     return {"hash": full, "band": None if band is None else band.tobytes(), "zhash": crop, "chroma_a": ca,
             "chroma_b": cb, "centre": coefficients(gray, stack).tobytes(),
             "band_side": None if band is None else int(min(gray.shape)),
-            "band_rms": None if band is None else round(midband_rms(gray, stack), 3)}
+            "band_rms": None if band is None else round(midband_rms(gray, stack), 3),
+            "tiny": tiny_of(pixels, bgr) if min(size) <= TINY_SIDE else None}
+
+
+def tiny_of(pixels: np.ndarray, bgr: bool = False) -> bytes:
+    """The 8 x 8 RGB area average of an image (uint8 RGB or gray, or BGR with `bgr`), as 192 bytes."""
+    if pixels.ndim == 2:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+    elif bgr:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return cv2.resize(np.ascontiguousarray(pixels), (8, 8), interpolation=cv2.INTER_AREA).tobytes()
 
 
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int, decoded=None) -> dict | None:
@@ -389,7 +402,8 @@ def _frame(files: list[TreeFile], results: dict[str, dict]) -> pd.DataFrame:
     for f in files:
         r = {"path": f.path, "split": f.split, "label": f.label, **results[f.path]}
         if r["error"] is not None:
-            r["hash"] = r["band"] = r["zhash"] = r["chroma_a"] = r["chroma_b"] = r["centre"] = r["band_side"] = r["band_rms"] = None
+            for k in ("hash", "band", "zhash", "chroma_a", "chroma_b", "centre", "band_side", "band_rms", "tiny"):
+                r[k] = None
         rows.append(r)
     df = pd.DataFrame(rows, columns=COLUMNS)
     for c in ("size", "width", "height", "band_side"):

@@ -202,3 +202,72 @@ def test_a_faint_band_counts_only_between_sharp_decodes(tmp_path):
     assert sims[0] > 0.99 and np.isnan(sims[1])  # sharp vs sharp: compared; against a 70-px decode: abstains
     strong = Bands.of([sig, sig, sig], [120, 120, 70], [5.0, 5.0, 5.0])
     assert not np.isnan(strong.similarity(a, b)).any()  # bands that are not faint compare at any size
+
+
+def _tiny_files(tmp_path: Path) -> dict[str, Path]:
+    """Small real photos (coins-dev shrunk to 40 px), a JPEG re-encode and an 80 % resize of the first, and
+    one larger photo; written as files so the hashing pass sees them as a user's tree would."""
+    photos = coin_photos(97)[:4]
+    out: dict[str, Path] = {}
+    root = tmp_path / "tiny" / "train" / "x"
+    root.mkdir(parents=True)
+    for k, p in enumerate(photos):
+        im = Image.fromarray(p).resize((40, 40), Image.LANCZOS)
+        im.save(root / f"p{k}.png")
+        out[f"p{k}"] = root / f"p{k}.png"
+    first = Image.open(out["p0"])
+    first.save(root / "p0-q75.jpg", quality=75)
+    first.resize((32, 32), Image.BILINEAR).save(root / "p0-small.jpg", quality=90)
+    Image.fromarray(photos[0]).save(root / "big.png")  # 224 px: no small-image thumbnail
+    out.update({"q75": root / "p0-q75.jpg", "small": root / "p0-small.jpg", "big": root / "big.png"})
+    return out
+
+
+def test_small_images_get_an_8x8_thumbnail_and_only_they(tmp_path):
+    from curate.dedupe.hashing import TINY_SIDE, hash_file
+
+    files = _tiny_files(tmp_path)
+    rows = {k: hash_file(p) for k, p in files.items()}
+    assert all(isinstance(rows[k]["tiny"], bytes) and len(rows[k]["tiny"]) == 192 for k in ("p0", "q75", "small"))
+    assert rows["big"]["tiny"] is None and min(rows["big"]["width"], rows["big"]["height"]) > TINY_SIDE
+    gray = np.full((20, 30), 90, np.uint8)  # a gray image: three equal channels
+    from curate.dedupe.hashing import tiny_of
+
+    assert np.frombuffer(tiny_of(gray), np.uint8).tolist() == [90] * 192
+
+
+def test_the_small_image_test_keeps_reencodes_and_resizes_and_turns_other_photos_away(tmp_path):
+    """Between two images of at most TINY_SIDE px: a re-encode and a resize of one photo stay (also with a
+    uniform colour shift), other photos of the same layout go; a pair with a larger image is never judged."""
+    from curate.dedupe.candidates import TINY_MAX, Tiny
+    from curate.dedupe.hashing import hash_file
+
+    files = _tiny_files(tmp_path)
+    names = list(files)
+    raw = [hash_file(files[k])["tiny"] for k in names]
+    shifted = np.clip(np.frombuffer(raw[0], np.uint8).astype(int) + [12, -8, 5] * 64, 0, 255).astype(np.uint8)
+    raw.append(shifted.tobytes())  # the first photo with its colour shifted
+    tiny = Tiny.of(raw)
+    at = {k: i for i, k in enumerate(names)} | {"shifted": len(names)}
+    pairs = [("p0", "q75"), ("p0", "small"), ("q75", "small"), ("p0", "shifted"),  # copies
+             ("p0", "p1"), ("p0", "p2"), ("p0", "p3"), ("p1", "p2"), ("small", "p3"),  # other photos
+             ("p0", "big")]  # a larger image: not judged here
+    far = tiny.far(np.array([at[a] for a, _ in pairs]), np.array([at[b] for _, b in pairs])).tolist()
+    assert far == [False] * 4 + [True] * 5 + [False]
+    assert TINY_MAX < 8
+
+
+def test_small_image_test_runs_with_the_prefilter_and_is_counted(tmp_path):
+    from curate.dedupe.candidates import Bands, Counts, Tiny, gate
+
+    files = _tiny_files(tmp_path)
+    from curate.dedupe.hashing import hash_file
+
+    raw = [hash_file(files[k])["tiny"] for k in ("p0", "p1", "q75")]
+    a, b = np.array([0, 0]), np.array([1, 2])
+    chroma = np.zeros((3, 2))
+    counts = Counts()
+    go, sims = gate(a, b, chroma, Bands.of([None] * 3), counts, True, Tiny.of(raw))
+    assert go.tolist() == [False, True] and counts.small == 1 and sims[0] == 0.0
+    go, _ = gate(a, b, chroma, Bands.of([None] * 3), Counts(), False, Tiny.of(raw))  # min_similarity lowered: no test
+    assert go.tolist() == [True, True]
