@@ -14,12 +14,13 @@ Gates, in order, each a necessary condition of `score` accepting the pair:
 2. prefilter: the mid-band similarity (curate.dedupe.midband) below midband.minimum: another photo of the same
    thing, or the same thing turned by a few degrees, agrees with it in the low frequencies that the
    search looks at, not in the next octave;
-3. small: two images of at most hashing.TINY_SIDE px (a thumbnail set, icons) whose 8 x 8 colour averages,
-   once their mean colours are aligned, differ by more than TINY_MAX gray levels RMS. At that size an
-   image has too little detail for `score` to tell a colour-shifted, cropped or watermarked copy from
-   another picture of the same layout (on 32-64 px generated discs it accepted 3 % of the look-alike
-   candidates), so there only re-encodes, resizes and a uniform colour shift count as copies. Unlike
-   the first two gates this one narrows what a copy is; docs/dedupe.md has the measurements.
+3. small: two images of at most hashing.TINY_SIDE px whose 8 x 8 colour averages disagree
+   (curate.dedupe.small: at that size only re-encodes, resizes and a uniform colour shift count as
+   copies; unlike the first two gates this one narrows what a copy is).
+
+Pairs of two small images are not looked for in the code search (they stay dense under any 64-bit code):
+they come from their averages (curate.dedupe.small.Tiny.pairs), and a small image's full code is matched
+against the larger images' zoom codes on its own (a small centre crop of a large photo).
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ from curate.core.lazy import lazy
 from curate.dedupe import midband
 from curate.dedupe.centrecode import NCOEF, RADIUS, ZOOMS, fit
 from curate.dedupe.search import distances, pack, pair_index
+from curate.dedupe.small import Tiny
 from curate.dedupe.verify import MAX_CHROMA_SHIFT
 
 pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork server starts faster)
 
 STAR_ABOVE = 64  # larger groups of equal hashes are verified as stars (see dedupe._verify)
 COLOUR_MARGIN = 3.0  # the hashing pass's mean colour vs the thumbnail's: measured within 1.5 (docs/dedupe.md)
-TINY_MAX = 4.0  # gray levels RMS: re-encodes and resizes of small images measured at <= 2.8 (docs/dedupe.md)
 
 
 @dataclass
@@ -77,28 +78,66 @@ class Search:
     big: list[list[int]]
     bucket: np.ndarray  # group -> index in big, or -1
     index: object = None  # curate.dedupe.search.pair_index of codes within radius (built here when None)
+    small: Tiny | None = None  # the small images' averages: their pairs with each other come from these
+    zoom_index: object = None  # pair_index of the larger images' zoom codes (for small images' full codes)
 
     def batches(self, part: tuple[int, int] | None = None):
         """The candidate batches; with `part` (lo, hi) only those found from groups lo .. hi - 1 (parts
-        that cover every group find every pair once: see parts())."""
+        that cover every group find every pair once: see parts()), and with SMALL_PART only the pairs of
+        two small images (without `part`: all of them)."""
         n = len(self.hashes)
         if n < 2:
             return
+        if part is None or part == SMALL_PART:
+            yield from self._small_pairs()
+            if part is not None:
+                return
         if self.index is None:
             self.index = pair_index(self.codes, self.radius, 64)
-        for i, j, _ in self.index.batches(n, part):
-            a, b, va, vb = i % n, j % n, i // n, j // n
-            keep = (a != b) & ((va == 0) | (vb == 0))  # a zoom against a zoom is no evidence of a crop
-            a, b, va, vb = a[keep], b[keep], va[keep], vb[keep]
-            flip = a > b
-            lo, hi = np.where(flip, b, a), np.where(flip, a, b)
-            vlo, vhi = np.where(flip, vb, va), np.where(flip, va, vb)
-            keep = self._first_combo(lo, hi, vlo, vhi) & ((self.bucket[lo] < 0) | (self.bucket[lo] != self.bucket[hi]))
-            lo, hi = lo[keep], hi[keep]
-            d = self._hash_distance(lo, hi)
-            ok = d <= self.threshold
-            if ok.any():
-                yield lo[ok], hi[ok], d[ok]
+        small = None if self.small is None else self.small.row >= 0
+        if small is not None and not small.any():
+            small = None
+        skip = None if small is None else np.r_[small, np.zeros(len(self.codes) - n, bool)]
+        for i, j, _ in self.index.batches(n, part, skip):  # no pair of two small images
+            yield from self._found(i, j)
+        if small is None:
+            return
+        lo_q, hi_q = part or (0, n)
+        mine = np.flatnonzero(small[lo_q:hi_q]) + lo_q
+        larger_zooms = np.flatnonzero(~np.tile(small, len(ZOOMS))) + n  # their code rows
+        if len(mine) and len(larger_zooms):  # a small image as the centre crop of a larger one
+            if self.zoom_index is None:
+                self.zoom_index = pair_index(self.codes[larger_zooms], self.radius, 64)
+            for i, j, _ in self.zoom_index.batches(against=self.codes[mine]):
+                yield from self._found(mine[i], larger_zooms[j])
+
+    def _small_pairs(self):
+        if self.small is None or (self.small.row >= 0).sum() < 2:
+            return
+        a, b = self.small.pairs()
+        keep = (self.bucket[a] < 0) | (self.bucket[a] != self.bucket[b])
+        a, b = a[keep], b[keep]
+        d = self._hash_distance(a, b)
+        ok = d <= self.threshold
+        if ok.any():
+            yield a[ok], b[ok], d[ok]
+
+    def _found(self, i: np.ndarray, j: np.ndarray):
+        """The candidate batch of code pairs (i, j) (rows of `codes`): group pairs, each once (its first
+        combo of regions), outside the star buckets, within the hash threshold."""
+        n = len(self.hashes)
+        a, b, va, vb = i % n, j % n, i // n, j // n
+        keep = (a != b) & ((va == 0) | (vb == 0))  # a zoom against a zoom is no evidence of a crop
+        a, b, va, vb = a[keep], b[keep], va[keep], vb[keep]
+        flip = a > b
+        lo, hi = np.where(flip, b, a), np.where(flip, a, b)
+        vlo, vhi = np.where(flip, vb, va), np.where(flip, va, vb)
+        keep = self._first_combo(lo, hi, vlo, vhi) & ((self.bucket[lo] < 0) | (self.bucket[lo] != self.bucket[hi]))
+        lo, hi = lo[keep], hi[keep]
+        d = self._hash_distance(lo, hi)
+        ok = d <= self.threshold
+        if ok.any():
+            yield lo[ok], hi[ok], d[ok]
 
     def _first_combo(self, lo, hi, vlo, vhi) -> np.ndarray:
         """True where (vlo, vhi) is the first of COMBOS within the radius for the pair: each pair once."""
@@ -124,8 +163,10 @@ class Search:
 COMBOS = ((0, 0), (0, 1), (1, 0), (0, 2), (2, 0))  # (region of a, region of b): 0 full, k the k-th zoom
 
 
-def search(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, rank: dict[int, int]) -> Search:
-    """The Search over the representatives `groups` (rows of `ok`); `rank` orders groups for keeping."""
+def search(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, rank: dict[int, int],
+           small: Tiny | None = None) -> Search:
+    """The Search over the representatives `groups` (rows of `ok`); `rank` orders groups for keeping;
+    `small`: the groups' small-image averages (their pairs with each other are found from these)."""
     ghash = ok["hash"].to_numpy()[groups]
     zh = ok["zhash"].to_numpy()[groups]
     has_zoom = np.asarray(pd.notna(zh), bool)
@@ -148,7 +189,8 @@ def search(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, ran
     f = fit(coef[:, 0])
     codes = np.concatenate([f.codes(coef[:, v]) for v in range(1 + len(ZOOMS))])
     radius = max(RADIUS, round(threshold * 64 / nbits) + 2)
-    return Search(hashes, zoom, has_zoom, codes, threshold, nbits, radius, big, bucket, pair_index(codes, radius, 64))
+    return Search(hashes, zoom, has_zoom, codes, threshold, nbits, radius, big, bucket, pair_index(codes, radius, 64),
+                  small)
 
 
 def colour_far(chroma: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -213,36 +255,6 @@ class Bands:
         return out
 
 
-@dataclass
-class Tiny:
-    """The small-image test's 8 x 8 RGB averages of the groups that have one (hash_files' `tiny` column)."""
-
-    thumb: np.ndarray  # (k, 64, 3) float32
-    row: np.ndarray  # (groups,) index into thumb, -1: none (a larger image)
-
-    @classmethod
-    def of(cls, raw) -> Tiny:
-        raw = [] if raw is None else list(raw)
-        have = [g for g, r in enumerate(raw) if isinstance(r, bytes) and len(r) == 192]
-        thumb = np.frombuffer(b"".join(raw[g] for g in have), np.uint8).reshape(len(have), 64, 3).astype(np.float32)
-        row = np.full(len(raw), -1, np.int64)
-        row[have] = np.arange(len(have))
-        return cls(thumb, row)
-
-    def far(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """Pairs of two small images whose averages differ by more than TINY_MAX once the mean colour
-        shift is taken out; False where either image is larger."""
-        ra, rb = self.row[a], self.row[b]
-        out = np.zeros(len(a), bool)
-        both = np.flatnonzero((ra >= 0) & (rb >= 0))
-        for k in range(0, len(both), 16384):  # bounded memory: (k, 64, 3) differences at a time
-            at = both[k : k + 16384]
-            d = self.thumb[ra[at]] - self.thumb[rb[at]]
-            d -= d.mean(axis=1, keepdims=True)
-            out[at] = np.einsum("kij,kij->k", d, d) > TINY_MAX**2 * 192
-        return out
-
-
 def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, bands: Bands, counts: Counts,
          use_prefilter: bool, tiny: Tiny | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(pairs that go on to score, similarity to record for the others: 0 for colour and the small-image
@@ -270,12 +282,14 @@ def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, bands: Bands, counts:
 
 
 PARTS = 16  # tasks the candidate search is cut into (by query group; never by the worker count)
+SMALL_PART = (-1, -1)  # the task that finds the pairs of two small images
 
 
-def parts(n: int) -> list[tuple[int, int]]:
-    """Query ranges (lo, hi) that cover n groups: Search.batches of each, together, find every pair once."""
+def parts(n: int, small: bool = False) -> list[tuple[int, int]]:
+    """Query ranges (lo, hi) that cover n groups: Search.batches of each, together, find every pair once;
+    with `small` (some groups are small images) SMALL_PART first, the longest task."""
     edges = np.linspace(0, n, min(PARTS, max(1, n)) + 1).round().astype(np.int64).tolist()
-    return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True) if hi > lo]
+    return [SMALL_PART] * small + [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True) if hi > lo]
 
 
 @dataclass

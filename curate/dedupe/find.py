@@ -31,7 +31,6 @@ from curate.dedupe.candidates import (
     Counts,
     Gates,
     Search,
-    Tiny,
     gate,
     gated_part,
     parts,
@@ -61,6 +60,7 @@ from curate.dedupe.hashing import (
     write_cache_now,
 )
 from curate.dedupe.midband import signature
+from curate.dedupe.small import Tiny
 from curate.dedupe.verify import THUMB_SIDE, VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
 from curate.engine.executor import make_executor
 
@@ -178,13 +178,13 @@ def find_duplicates(
         exact = _exact_groups(root, ok, nbits, min(nbits - 1, default_threshold(hash_size, verify=False)), ex)
         groups, pair_rows = _units(ok, exact)
         unit_rows, best, order = unit_order(ok, exact, groups, keep)
-        srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)})
+        tiny = Tiny.of(ok["tiny"].to_numpy()[groups]) if "tiny" in ok.columns else None
+        srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)}, tiny)
         gpath = ok["path"].to_numpy()[groups].tolist()
         counts = Counts()
         chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
             np.full((len(groups), 2), np.nan)
         bands = Bands.of(*(ok[c].to_numpy()[groups] for c in ("band", "band_side", "band_rms")))
-        tiny = Tiny.of(ok["tiny"].to_numpy()[groups]) if "tiny" in ok.columns else None
         arr, sims = _verify(root, gpath, srch, ex, verify, min_similarity, (chroma, bands, tiny, counts))
         good = np.ones(len(arr), bool) if not verify else sims >= min_similarity
         edges: dict[int, list[tuple[int, int, float]]] = {}
@@ -261,7 +261,8 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
     found = [np.zeros((0, 3), np.int64)]
     if len(srch.hashes) > 1:  # else no pair: no task, no bar
         with ex.share((srch, both)) as ref:
-            for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes)), desc="searching pairs",
+            small = tiny is not None and int((tiny.row >= 0).sum()) > 1
+            for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes), small), desc="searching pairs",
                                    unit="parts"):
                 write_cache_now(background=True)  # the hashing pass's cache, while the workers search
                 found.append(pairs)

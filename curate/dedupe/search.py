@@ -54,18 +54,22 @@ def brute_pairs(codes: np.ndarray, threshold: int):
 
 
 def _brute_batches(codes: np.ndarray, threshold: int, queries: int | None = None,
-                   part: tuple[int, int] | None = None):
+                   part: tuple[int, int] | None = None, skip: np.ndarray | None = None):
     n = len(codes)
     nq = n if queries is None else queries
     lo, hi = part or (0, nq)
     block = max(1, min(n, 4_000_000 // max(1, n * codes.shape[1])))
     for s in range(lo, min(hi, nq), block):
         e = min(hi, nq, s + block)
-        d = np.bitwise_count(codes[s:e, None, :] ^ codes[None, s:, :]).sum(axis=-1, dtype=np.int64)
+        first = s if skip is None else 0  # a skipped code's pairs come from the other end, earlier or not
+        d = np.bitwise_count(codes[s:e, None, :] ^ codes[None, first:, :]).sum(axis=-1, dtype=np.int64)
         ii, jj = np.nonzero(d <= threshold)
-        keep = jj > ii  # row r is code s + r and column c is code s + c
-        ii, jj = ii[keep], jj[keep]
-        yield ii + s, jj + s, d[ii, jj]
+        dd = d[ii, jj]
+        ii, jj = ii + s, jj + first
+        keep = jj > ii
+        if skip is not None:
+            keep = ~skip[ii] & (keep | ((jj != ii) & skip[jj] & (jj < nq)))
+        yield ii[keep], jj[keep], dd[keep]
 
 
 def _collect(batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -136,11 +140,10 @@ class MihIndex:
     def __init__(self, codes: np.ndarray, threshold: int, m: int, nbits: int | None = None):
         self.codes, self.threshold = codes, threshold
         nbits = nbits or codes.shape[1] * 64
-        bits = _bits(codes)[:, :nbits]
         self.chunks = _chunks(nbits, m)
         self.radius = threshold // m
-        self.keys = np.stack([bits[:, lo:hi].astype(np.int64) @ (1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64))
-                              for lo, hi in self.chunks], axis=1)
+        self.nbits = nbits
+        self.keys = self._keys(codes)
         self.tables = []  # per chunk: (order, bucket counts, bucket starts) or (order, sorted keys) when wide
         for c, (lo, hi) in enumerate(self.chunks):
             key = self.keys[:, c]
@@ -151,6 +154,12 @@ class MihIndex:
             else:
                 self.tables.append((order, key[order]))
 
+    def _keys(self, codes: np.ndarray) -> np.ndarray:
+        """(n, m) int64: each code's value on each chunk."""
+        bits = _bits(codes)[:, : self.nbits]
+        return np.stack([bits[:, lo:hi].astype(np.int64) @ (1 << np.arange(hi - lo - 1, -1, -1, dtype=np.int64))
+                         for lo, hi in self.chunks], axis=1).reshape(len(codes), len(self.chunks))
+
     def _bucket(self, c: int, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start in the chunk's order, count) of each key of `q` in chunk c's table."""
         table = self.tables[c]
@@ -159,28 +168,40 @@ class MihIndex:
         s = np.searchsorted(table[1], q, side="left")
         return s, np.searchsorted(table[1], q, side="right") - s
 
-    def batches(self, queries: int | None = None, part: tuple[int, int] | None = None):
+    def batches(self, queries: int | None = None, part: tuple[int, int] | None = None,
+                skip: np.ndarray | None = None, against: np.ndarray | None = None):
         """Batches (i, j, distance) of the pairs within the threshold, each pair exactly once: from the
         first chunk where the two codes agree within the radius (so memory never holds more than one
         batch). With `queries`, only pairs with i < queries (pairs among the later codes are never looked
-        for); with `part` (lo, hi), only the pairs with lo <= i < hi."""
+        for); with `part` (lo, hi), only the pairs with lo <= i < hi; with `skip` (bool per code), skipped
+        codes are never queries: their pairs with each other are not looked for, their other pairs come
+        from the other end. With `against` ((k, W) codes), instead the pairs (i, j) of those codes (i, rows
+        of `against`, within `part`) with the index's codes (j), every one."""
         codes, keys, radius = self.codes, self.keys, self.radius
+        qcodes, qkeys = (codes, keys) if against is None else (against, self._keys(against))
         n = len(codes)
-        nq = n if queries is None else queries
+        nq = len(qcodes) if queries is None or against is not None else queries
         lo_q, hi_q = part or (0, nq)
         hi_q = min(hi_q, nq)
-        if n < 2 or hi_q <= lo_q:
+        if n < 1 or (against is None and n < 2) or hi_q <= lo_q:
             return
-        one = codes[:, 0] if codes.shape[1] == 1 else None  # one word: no per-row sum
+        qs = np.arange(lo_q, hi_q)
+        if skip is not None:
+            qs = qs[~skip[lo_q:hi_q]]
+        not_query = np.zeros(n, bool) if skip is None else skip.copy()
+        not_query[nq:] = True  # a later code is never a query
+        if against is not None:
+            not_query[:] = True  # every pair comes from its (outside) query
+        one = (codes[:, 0], qcodes[:, 0]) if codes.shape[1] == 1 else None  # one word: no per-row sum
         idt = np.int32 if n < 2**31 else np.int64  # half the memory traffic of every index array
         for c, (lo, hi) in enumerate(self.chunks):
             order, flips = self.tables[c][0].astype(idt), _flips(hi - lo, radius)
             # every query's every probe at once (query-major), empty buckets dropped, in slices of at
             # most BATCH candidates
-            s, cn = self._bucket(c, (keys[lo_q:hi_q, c][:, None] ^ flips[None, :]).ravel())
+            s, cn = self._bucket(c, (qkeys[qs, c][:, None] ^ flips[None, :]).ravel())
             hit = cn > 0
             s, cn = s[hit].astype(idt), cn[hit]
-            q = (lo_q + np.flatnonzero(hit) // len(flips)).astype(idt)
+            q = qs[np.flatnonzero(hit) // len(flips)].astype(idt)
             cum = np.cumsum(cn)
             b0 = 0
             while b0 < len(cn):
@@ -190,13 +211,13 @@ class MihIndex:
                 tot = int(cc.sum())
                 ii = np.repeat(q[b0:b1], cc)
                 jj = order[np.repeat(s[b0:b1] - (np.cumsum(cc) - cc).astype(idt), cc) + np.arange(tot, dtype=idt)]
-                keep = (ii < jj) | (jj >= nq)  # each pair from its smaller end; a later code is never a query
+                keep = (ii < jj) | not_query[jj]  # each pair from its smaller end, or from its one query end
                 ii, jj = ii[keep], jj[keep]
-                d = np.bitwise_count(one[ii] ^ one[jj]) if one is not None else distances(codes[ii], codes[jj])
+                d = np.bitwise_count(one[1][ii] ^ one[0][jj]) if one is not None else distances(qcodes[ii], codes[jj])
                 ok = d <= self.threshold
                 ii, jj, d = ii[ok], jj[ok], d[ok]
                 if c and len(ii):  # drop the pairs an earlier chunk found
-                    ok = ~(np.bitwise_count(keys[ii, :c] ^ keys[jj, :c]) <= radius).any(axis=1)
+                    ok = ~(np.bitwise_count(qkeys[ii, :c] ^ keys[jj, :c]) <= radius).any(axis=1)
                     ii, jj, d = ii[ok], jj[ok], d[ok]
                 if len(ii):
                     yield ii.astype(np.int64), jj.astype(np.int64), d.astype(np.int64)
@@ -224,8 +245,22 @@ class BruteIndex:
     def __init__(self, codes: np.ndarray, threshold: int):
         self.codes, self.threshold = codes, threshold
 
-    def batches(self, queries: int | None = None, part: tuple[int, int] | None = None):
-        return _brute_batches(self.codes, self.threshold, queries, part) if len(self.codes) > 1 else iter(())
+    def batches(self, queries: int | None = None, part: tuple[int, int] | None = None,
+                skip: np.ndarray | None = None, against: np.ndarray | None = None):
+        if against is not None:
+            return _brute_against(self.codes, self.threshold, against, part)
+        return _brute_batches(self.codes, self.threshold, queries, part, skip) if len(self.codes) > 1 else iter(())
+
+
+def _brute_against(codes: np.ndarray, threshold: int, against: np.ndarray, part: tuple[int, int] | None):
+    """Every pair (i, j) of `against` rows (within `part`) and `codes` rows within the threshold."""
+    lo, hi = part or (0, len(against))
+    block = max(1, 4_000_000 // max(1, len(codes) * codes.shape[1]))
+    for s in range(lo, min(hi, len(against)), block):
+        e = min(hi, len(against), s + block)
+        d = np.bitwise_count(against[s:e, None, :] ^ codes[None, :, :]).sum(axis=-1, dtype=np.int64)
+        ii, jj = np.nonzero(d <= threshold)
+        yield ii + s, jj, d[ii, jj]
 
 
 def pair_index(codes: np.ndarray, threshold: int, nbits: int | None = None, method: str = "auto"):

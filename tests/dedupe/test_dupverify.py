@@ -239,8 +239,8 @@ def test_small_images_get_an_8x8_thumbnail_and_only_they(tmp_path):
 def test_the_small_image_test_keeps_reencodes_and_resizes_and_turns_other_photos_away(tmp_path):
     """Between two images of at most TINY_SIDE px: a re-encode and a resize of one photo stay (also with a
     uniform colour shift), other photos of the same layout go; a pair with a larger image is never judged."""
-    from curate.dedupe.candidates import TINY_MAX, Tiny
     from curate.dedupe.hashing import hash_file
+    from curate.dedupe.small import TINY_MAX, Tiny
 
     files = _tiny_files(tmp_path)
     names = list(files)
@@ -258,7 +258,8 @@ def test_the_small_image_test_keeps_reencodes_and_resizes_and_turns_other_photos
 
 
 def test_small_image_test_runs_with_the_prefilter_and_is_counted(tmp_path):
-    from curate.dedupe.candidates import Bands, Counts, Tiny, gate
+    from curate.dedupe.candidates import Bands, Counts, gate
+    from curate.dedupe.small import Tiny
 
     files = _tiny_files(tmp_path)
     from curate.dedupe.hashing import hash_file

@@ -220,6 +220,40 @@ def test_parts_of_one_index_find_every_pair_once(method, monkeypatch):
                (tuple(x) for b in index.batches(q, (400, 1500)) for x in np.stack(b, axis=1).tolist()))
 
 
+@pytest.mark.parametrize("method", ["brute", "mih"])
+def test_skipped_codes_are_never_queries_and_their_other_pairs_are_found_once(method):
+    """pair_index(...).batches(queries, part, skip): pairs between two non-queries (skipped, or at or past
+    `queries`) are not looked for; every other pair comes once, in whichever parts cover its query end."""
+    import curate.dedupe.search as search
+
+    codes, _ = _planted(2000, 8)
+    i, j, d = hamming_pairs(codes, 8)
+    q = 1500
+    skip = np.zeros(len(codes), bool)
+    skip[np.random.default_rng(3).choice(q, 500, replace=False)] = True
+    query = (np.arange(len(codes)) < q) & ~skip
+    want = {(a, b, c) for a, b, c in zip(i.tolist(), j.tolist(), d.tolist(), strict=True) if query[a] or query[b]}
+    index = search.pair_index(codes, 8, method=method)
+    got = [tuple(sorted(r[:2])) + (r[2],) for lo, hi in ((0, 700), (700, 1500))
+           for b in index.batches(q, (lo, hi), skip) for r in np.stack(b, axis=1).tolist()]
+    assert len(got) == len(set(got)) == len(want) and set(got) == want
+    assert any(skip[a] or skip[b] for a, b, _ in got)  # the check covers pairs with a skipped end
+
+
+@pytest.mark.parametrize("method", ["brute", "mih"])
+def test_outside_codes_against_an_index_find_every_pair(method):
+    import curate.dedupe.search as search
+
+    codes, _ = _planted(2000, 8)
+    index = search.pair_index(codes[:1200], 8, method=method)
+    outside = codes[1200:]
+    d = np.bitwise_count(outside[:, None, :] ^ codes[None, :1200, :]).sum(axis=-1)
+    want = {(int(a), int(b), int(d[a, b])) for a, b in zip(*np.nonzero(d <= 8), strict=True)}
+    got = [tuple(r) for lo, hi in ((0, 300), (300, 800)) for b in index.batches(part=(lo, hi), against=outside)
+           for r in np.stack(b, axis=1).tolist()]
+    assert want and len(got) == len(set(got)) == len(want) and set(got) == want
+
+
 def test_auto_choice_scales():
     assert choose(500, 64, 10)[0] == "brute"
     assert choose(1_000_000, 64, 4)[0] == "mih"

@@ -1,0 +1,86 @@
+"""curate.dedupe.small: the small-image test's pair search, and the candidate search around small images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from curate.dedupe.candidates import SMALL_PART, parts, search
+from curate.dedupe.hashing import hash_file
+from curate.dedupe.small import TINY_MAX, VALUES, Tiny
+
+COINS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "coins-dev"
+
+
+def brute_pairs(tiny: Tiny) -> set[tuple[int, int]]:
+    groups = np.flatnonzero(tiny.row >= 0)
+    out = set()
+    for k, a in enumerate(groups.tolist()):
+        b = groups[k + 1 :]
+        if len(b):
+            far = tiny.far(np.full(len(b), a), b)
+            out |= {(a, int(x)) for x in b[~far]}
+    return out
+
+
+def test_pairs_are_exactly_the_pairs_that_pass_the_test():
+    """The k-d tree search on principal components misses nothing within the radius and keeps nothing
+    beyond it: the same pairs as testing every pair, on copies, near misses and strangers."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (60, 64, 3)).astype(np.float32)
+    thumbs = [base]
+    for scale in (1.5, 3.5, 4.5, 8.0):  # around the threshold of 4 gray levels RMS
+        thumbs.append(np.clip(base + rng.normal(0, scale, base.shape) + rng.uniform(-20, 20, (60, 1, 3)), 0, 255))
+    raw = [np.round(t).astype(np.uint8).tobytes() for group in thumbs for t in group]
+    raw[7] = None  # a larger image among them: no average
+    tiny = Tiny.of(raw)
+    a, b = tiny.pairs()
+    got = set(zip(a.tolist(), b.tolist(), strict=True))
+    want = brute_pairs(tiny)
+    assert got == want and len(got) == len(a) and 60 < len(want) < 60 * 10
+    assert list(zip(a.tolist(), b.tolist(), strict=True)) == sorted(got)  # sorted, whatever the tree's order
+    assert TINY_MAX**2 * VALUES > 0
+
+
+def _rows(files: list[Path]) -> pd.DataFrame:
+    rows = [{"path": str(p), **hash_file(p)} for p in files]
+    return pd.DataFrame(rows)
+
+
+def test_small_images_are_not_paired_by_the_code_search_but_their_other_pairs_are_found(tmp_path):
+    """Two small images pair only through their averages; a small centre crop of a larger photo is still a
+    candidate (its full code against the larger image's zoom codes); the parts find each pair once."""
+    photos = sorted(COINS.rglob("*.jpg"))[::25][:12]
+    assert len(photos) == 12, "coins-dev is missing (../shared/data/coins-dev)"
+    files = []
+    for k, p in enumerate(photos):
+        im = Image.open(p).convert("RGB")
+        im.save(tmp_path / f"big{k}.png")
+        files.append(tmp_path / f"big{k}.png")
+        small = im.resize((40, 40), Image.LANCZOS)
+        small.save(tmp_path / f"small{k}.png")
+        small.save(tmp_path / f"small{k}-q80.jpg", quality=80)
+        files += [tmp_path / f"small{k}.png", tmp_path / f"small{k}-q80.jpg"]
+    w, h = im.size
+    im.crop((w * 6 // 100, h * 6 // 100, w * 94 // 100, h * 94 // 100)).resize((48, 48), Image.LANCZOS).save(
+        tmp_path / "crop.png")
+    files.append(tmp_path / "crop.png")
+    ok = _rows(files)
+    groups = np.arange(len(ok))
+    tiny = Tiny.of(ok["tiny"].to_numpy())
+    srch = search(ok, groups, 12, 64, {g: g for g in groups}, tiny)  # the default threshold (code radius 14)
+    name = {k: Path(p).stem for k, p in enumerate(ok["path"])}
+    whole = {(name[a], name[b]) for a, b, _ in (x for bt in srch.batches() for x in zip(*bt, strict=True))}
+    small = {n for n in name.values() if n.startswith(("small", "crop"))}
+    both_small = {p for p in whole if p[0] in small and p[1] in small}
+    assert both_small == {(f"small{k}", f"small{k}-q80") for k in range(12)}  # only the copies
+    # the central 88 % of a larger photo, as a small image: only its full code against the larger
+    # image's zoom code is within the radius (4 bits; full against full: 20)
+    assert ("big11", "crop") in whole or ("crop", "big11") in whole
+    got = [(name[a], name[b]) for part in parts(len(groups), small=True)
+           for bt in srch.batches(part) for a, b, _ in zip(*bt, strict=True)]
+    assert parts(len(groups), small=True)[0] == SMALL_PART
+    assert len(got) == len(set(got)) and set(got) == whole
