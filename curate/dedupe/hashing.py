@@ -3,7 +3,7 @@
 `hash_files(root)` gives one row per image: path, split, label, sha256, size, width, height, format,
 mode, hash (hex, as imagehash prints it), error (reason or None), band (curate.dedupe.midband.signature of the
 same reduced decode, as bytes; None where that test abstains), zhash (the hash of the central
-ZOOM_SHARE), chroma_a and chroma_b (mean CIELAB a*, b*, as curate.dedupe.verify.Thumb.chroma: the colour gate),
+ZOOM_SHARE; None for an image of at most TINY_SIDE px, whose crops are not copies), chroma_a and chroma_b (mean CIELAB a*, b*, as curate.dedupe.verify.Thumb.chroma: the colour gate),
 centre (curate.dedupe.centrecode.coefficients as float16 bytes: what dedupe's search code is fitted on),
 band_side (the shorter side of the decode the band came from: how strict its test is, midband.minimum) and
 band_rms (the band's strength: a faint band counts only between sharp decodes) and tiny (for an image of at most
@@ -52,9 +52,9 @@ COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "forma
            "zhash", "chroma_a", "chroma_b", "centre", "band_side", "band_rms", "tiny"]
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
 # needs its central 80 % at 48 px (curate.dedupe.midband.SIDE / CENTRE)
-CACHE_VERSION = 13  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
+CACHE_VERSION = 14  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
 # 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV; 10: their hash pair in floats;
-# 11: band_side; 12: band_rms; 13: tiny
+# 11: band_side; 12: band_rms; 13: tiny; 14: no zhash for small images
 SHARD = 48  # files per executor task
 TINY_SIDE = 64  # images this small (shorter side, px) get the `tiny` thumbnail (curate.dedupe.candidates.Tiny)
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
@@ -183,15 +183,17 @@ def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_
     stack = dct_stack(gray)
     band = signature(gray, size, stack)
     ca, cb = chroma_of(pixels, bgr)
+    small = min(size) <= TINY_SIDE  # no crop hash: a crop of a small image is not a copy (curate.dedupe.small)
     if hash_name == "phash" and not exact:
         full, crop = phash_pair(gray, hash_size)
     else:
-        full, crop = hash_gray(gray, hash_name, hash_size), zoom_hash(gray, hash_name, hash_size)
-    return {"hash": full, "band": None if band is None else band.tobytes(), "zhash": crop, "chroma_a": ca,
+        full, crop = hash_gray(gray, hash_name, hash_size), None if small else zoom_hash(gray, hash_name, hash_size)
+    return {"hash": full, "band": None if band is None else band.tobytes(), "zhash": None if small else crop,
+            "chroma_a": ca,
             "chroma_b": cb, "centre": coefficients(gray, stack).tobytes(),
             "band_side": None if band is None else int(min(gray.shape)),
             "band_rms": None if band is None else round(midband_rms(gray, stack), 3),
-            "tiny": tiny_of(pixels, bgr) if min(size) <= TINY_SIDE else None}
+            "tiny": tiny_of(pixels, bgr) if small else None}
 
 
 def tiny_of(pixels: np.ndarray, bgr: bool = False) -> bytes:
