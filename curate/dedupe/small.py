@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 TINY_MAX = 4.0  # gray levels RMS: re-encodes and resizes of small images measured at <= 2.8 (docs/dedupe.md)
-SEARCH_DIMS = 16  # principal components the pair search's k-d tree uses (more: fewer pairs to check, slower)
+SEARCH_DIMS = 10  # principal components the pair search's k-d tree uses (60,000 discs: 8-12 the fastest)
 VALUES = 192  # 8 x 8 x RGB
 
 
@@ -29,7 +29,7 @@ VALUES = 192  # 8 x 8 x RGB
 class Tiny:
     """The 8 x 8 RGB averages of the groups that have one (hash_files' `tiny` column)."""
 
-    thumb: np.ndarray  # (k, 64, 3) float32
+    thumb: np.ndarray  # (k, 64, 3) uint8 (a quarter of float32's bytes in the search's shared payload)
     row: np.ndarray  # (groups,) index into thumb, -1: none (a larger image)
     _tree: tuple | None = field(default=None, repr=False)  # (centred values, projection, cKDTree), built on use
 
@@ -40,7 +40,7 @@ class Tiny:
     def of(cls, raw) -> Tiny:
         raw = [] if raw is None else list(raw)
         have = [g for g, r in enumerate(raw) if isinstance(r, bytes) and len(r) == VALUES]
-        thumb = np.frombuffer(b"".join(raw[g] for g in have), np.uint8).reshape(len(have), 64, 3).astype(np.float32)
+        thumb = np.frombuffer(b"".join(raw[g] for g in have), np.uint8).reshape(len(have), 64, 3)
         row = np.full(len(raw), -1, np.int64)
         row[have] = np.arange(len(have))
         return cls(thumb, row)
@@ -53,7 +53,7 @@ class Tiny:
         both = np.flatnonzero((ra >= 0) & (rb >= 0))
         for k in range(0, len(both), 16384):  # bounded memory: (k, 64, 3) differences at a time
             at = both[k : k + 16384]
-            d = self.thumb[ra[at]] - self.thumb[rb[at]]
+            d = self.thumb[ra[at]].astype(np.float32) - self.thumb[rb[at]]
             d -= d.mean(axis=1, keepdims=True)
             out[at] = np.einsum("kij,kij->k", d, d) > TINY_MAX**2 * VALUES
         return out
@@ -80,7 +80,8 @@ class Tiny:
         if self._tree is None:
             from scipy.spatial import cKDTree
 
-            x = self.thumb - self.thumb.mean(axis=1, keepdims=True)  # the mean colour shift taken out
+            x = self.thumb.astype(np.float32)
+            x -= x.mean(axis=1, keepdims=True)  # the mean colour shift taken out
             x = x.reshape(len(x), VALUES)
             centred = x - x.mean(axis=0)
             sample = centred[:: max(1, len(centred) // 20_000)].astype(np.float64)
