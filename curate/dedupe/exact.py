@@ -116,7 +116,6 @@ def _centre_full(ok: pd.DataFrame) -> np.ndarray:
     out = np.zeros((len(ok), NCOEF), np.float32)
     width = (1 + len(ZOOMS)) * NCOEF * 2
     raw = ok["centre"].tolist() if "centre" in ok.columns else [None] * len(ok)
-    for i, r in enumerate(raw):
-        if isinstance(r, bytes) and len(r) == width:
-            out[i] = np.frombuffer(r, np.float16)[:NCOEF]
+    have = [i for i, r in enumerate(raw) if isinstance(r, bytes) and len(r) == width]
+    out[have] = np.frombuffer(b"".join(raw[i] for i in have), np.float16).reshape(len(have), width // 2)[:, :NCOEF]
     return out
