@@ -27,7 +27,9 @@ perceptual hashes differ by at most --threshold bits AND that verification confi
 aligning the two, their fine structure (gradients, block by block) must agree, so another photo of the
 same coin, the other face, or a different object on the same background stays apart. The pairs are
 searched on a code fitted to the set (its central region's main variations), so a set of look-alikes
-on one background does not make every image a candidate of every other.
+on one background does not make every image a candidate of every other. Two images of at most 64 px
+(thumbnails, icons) have too little detail for that: they are copies only when their 8 x 8 colour
+layouts agree (re-encodes, resizes and a uniform colour shift; not crops or watermarks).
 
 Clusters never chain: a cluster is one kept file plus the files verified directly against it. The kept
 file is the best copy in the earliest split (train, then val, then test), then by --keep (largest =
