@@ -43,6 +43,7 @@ from curate.dedupe.centrecode import coefficients
 from curate.dedupe.midband import dct_stack, signature
 from curate.dedupe.midband import rms as midband_rms
 from curate.dedupe.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
+from curate.dedupe.small import TINY_SIDE
 from curate.engine.executor import make_executor
 
 pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork server starts faster)
@@ -56,7 +57,6 @@ CACHE_VERSION = 14  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: b
 # 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV; 10: their hash pair in floats;
 # 11: band_side; 12: band_rms; 13: tiny; 14: no zhash for small images
 SHARD = 48  # files per executor task
-TINY_SIDE = 64  # images this small (shorter side, px) get the `tiny` thumbnail (curate.dedupe.candidates.Tiny)
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
 

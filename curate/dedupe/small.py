@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+TINY_SIDE = 64  # images this small (shorter side, px) are small images: hashing keeps their `tiny` averages
 TINY_MAX = 4.0  # gray levels RMS: re-encodes and resizes of small images measured at <= 2.8 (docs/dedupe.md)
 SEARCH_DIMS = 10  # principal components the pair search's k-d tree uses (60,000 discs: 8-12 the fastest)
 VALUES = 192  # 8 x 8 x RGB
