@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from curate.dedupe.small import TINY_SIDE
-
 THUMB_SIDE = 128  # longer side of the stored grayscale thumbnail (uint8)
 COARSE_SIDE = 64
 SCALES = (1.0, 0.96, 0.925, 0.89, 0.86)  # zooms of the coarse search (each image in turn shrunk)
@@ -39,7 +37,6 @@ FLAT = 1e-3  # standard deviation below which an image or block counts as flat
 GATE = 0.70  # coarse gray correlation below this is no copy (every edit tested scores >= 0.77)
 TINY = 48  # images with fewer pixels of real detail than this (Thumb.detail) need near-identical gray too
 DETAIL_LOSS = 0.15  # share of contrast a 2x downscale-upscale loses on an image with full detail
-SMALL_GRAY_MIN = 0.95  # the same between two small images (JPEG 85 re-encodes of 40-px coin photos: from 0.96)
 TINY_GRAY_MIN = 0.995  # aligned gray correlation a tiny image's copy needs (8-px scans of one digit: up to 0.994)
 VERIFY_MIN = 0.78  # block gradient correlation a copy needs (block_ncc) (docs/dedupe.md: how it was measured)
 MAX_CHROMA_SHIFT = 20.0  # mean CIELAB (a*, b*) distance a copy may have (colour edits measured: < 12)
@@ -270,16 +267,9 @@ def score(a: Thumb, b: Thumb) -> float:
     win = base.at(side)[y : y + t.shape[0], x : x + t.shape[1]]
     v = block_ncc(_grad(win), _grad(t))
     v = c if v is None else max(0.0, v)
-    if min(a.detail(side), b.detail(side)) < TINY:  # too little detail to tell another photo by structure:
-        # the gray match must be all but exact (less so between two small images, whose colour layouts the
-        # small-image test has already compared: there the strict rule turned away most JPEG re-encodes)
-        need = SMALL_GRAY_MIN if _small(a) and _small(b) else TINY_GRAY_MIN
-        v = min(v, _ncc(win, t) - (need - VERIFY_MIN))
+    if min(a.detail(side), b.detail(side)) < TINY:  # too little detail to tell another photo by structure
+        v = min(v, _ncc(win, t) - (TINY_GRAY_MIN - VERIFY_MIN))  # the gray match must be all but exact
     return v
-
-
-def _small(t: Thumb) -> bool:
-    return min(t.size) <= TINY_SIDE
 
 
 def mirrored(a: Thumb, b: Thumb) -> Thumb:
