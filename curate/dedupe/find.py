@@ -60,7 +60,7 @@ from curate.dedupe.hashing import (
     write_cache_now,
 )
 from curate.dedupe.midband import signature
-from curate.dedupe.small import Tiny
+from curate.dedupe.small import Tiny, apart
 from curate.dedupe.verify import THUMB_SIDE, VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
 from curate.engine.executor import make_executor
 
@@ -138,7 +138,10 @@ def _score_shard(task: tuple[list[str], list[tuple[int, int]]]) -> list[float]:
 def mirrored_similarity(a: Thumb, b: Thumb) -> float | None:
     """How alike `a` is to `b` flipped left-right, when that is a verified copy (>= VERIFY_MIN) and closer
     than `b` unflipped (so symmetric images are ordinary duplicates, not mirrored ones); else None."""
-    m = score(a, mirrored(a, b))
+    flipped = mirrored(a, b)
+    if a.tiny is not None and flipped.tiny is not None and bool(apart(a.tiny[None], flipped.tiny[None])[0]):
+        return None  # two small images whose colour layouts disagree (curate.dedupe.small)
+    m = score(a, flipped)
     if m < VERIFY_MIN or m <= score(a, b):
         return None
     return m

@@ -43,7 +43,7 @@ from curate.dedupe.centrecode import coefficients
 from curate.dedupe.midband import dct_stack, signature
 from curate.dedupe.midband import rms as midband_rms
 from curate.dedupe.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
-from curate.dedupe.small import TINY_SIDE
+from curate.dedupe.small import TINY_SIDE, averages
 from curate.engine.executor import make_executor
 
 pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork server starts faster)
@@ -198,11 +198,7 @@ def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_
 
 def tiny_of(pixels: np.ndarray, bgr: bool = False) -> bytes:
     """The 8 x 8 RGB area average of an image (uint8 RGB or gray, or BGR with `bgr`), as 192 bytes."""
-    if pixels.ndim == 2:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
-    elif bgr:
-        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
-    return cv2.resize(np.ascontiguousarray(pixels), (8, 8), interpolation=cv2.INTER_AREA).tobytes()
+    return averages(pixels, bgr).tobytes()
 
 
 def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int, decoded=None) -> dict | None:

@@ -26,6 +26,24 @@ SEARCH_DIMS = 10  # principal components the pair search's k-d tree uses (60,000
 VALUES = 192  # 8 x 8 x RGB
 
 
+def averages(pixels: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """(8, 8, 3) uint8: the 8 x 8 RGB area averages of an image (uint8 RGB, or BGR with `bgr`, or gray)."""
+    import cv2
+
+    if pixels.ndim == 2:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB)
+    elif bgr:
+        pixels = cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+    return cv2.resize(np.ascontiguousarray(pixels), (8, 8), interpolation=cv2.INTER_AREA)
+
+
+def apart(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(k,) bool for (k, 64, 3) (or (k, 8, 8, 3)) averages: more than TINY_MAX apart, mean shift removed."""
+    d = x.reshape(len(x), 64, 3).astype(np.float32) - y.reshape(len(y), 64, 3)
+    d -= d.mean(axis=1, keepdims=True)
+    return np.einsum("kij,kij->k", d, d) > TINY_MAX**2 * VALUES
+
+
 @dataclass
 class Tiny:
     """The 8 x 8 RGB averages of the groups that have one (hash_files' `tiny` column)."""
@@ -54,9 +72,7 @@ class Tiny:
         both = np.flatnonzero((ra >= 0) & (rb >= 0))
         for k in range(0, len(both), 16384):  # bounded memory: (k, 64, 3) differences at a time
             at = both[k : k + 16384]
-            d = self.thumb[ra[at]].astype(np.float32) - self.thumb[rb[at]]
-            d -= d.mean(axis=1, keepdims=True)
-            out[at] = np.einsum("kij,kij->k", d, d) > TINY_MAX**2 * VALUES
+            out[at] = apart(self.thumb[ra[at]], self.thumb[rb[at]])
         return out
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from curate.dedupe.small import TINY_SIDE, averages
+
 THUMB_SIDE = 128  # longer side of the stored grayscale thumbnail (uint8)
 COARSE_SIDE = 64
 SCALES = (1.0, 0.96, 0.925, 0.89, 0.86)  # zooms of the coarse search (each image in turn shrunk)
@@ -45,15 +47,17 @@ MAX_CHROMA_SHIFT = 20.0  # mean CIELAB (a*, b*) distance a copy may have (colour
 @dataclass
 class Thumb:
     """What verification keeps of one image: grayscale thumbnail (longer side <= THUMB_SIDE), the mean
-    colour as CIELAB (a*, b*), and the original size."""
+    colour as CIELAB (a*, b*), the original size, and for a small image (curate.dedupe.small) its 8 x 8
+    RGB averages."""
 
     gray: np.ndarray
     chroma: np.ndarray
     size: tuple[int, int]
+    tiny: np.ndarray | None = None  # (8, 8, 3) uint8, small images only
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __getstate__(self):  # the memo is rebuilt where it is needed, never shipped to workers
-        return {"gray": self.gray, "chroma": self.chroma, "size": self.size, "_memo": {}}
+        return {"gray": self.gray, "chroma": self.chroma, "size": self.size, "tiny": self.tiny, "_memo": {}}
 
     def at(self, side: int) -> np.ndarray:
         """The thumbnail as float32 with its longer side `side`."""
@@ -93,7 +97,7 @@ class Thumb:
 
     @property
     def nbytes(self) -> int:
-        return self.gray.nbytes + self.chroma.nbytes
+        return self.gray.nbytes + self.chroma.nbytes + (0 if self.tiny is None else self.tiny.nbytes)
 
 
 def make_thumb(pixels: np.ndarray, size: tuple[int, int] | None = None, bgr: bool = False) -> Thumb:
@@ -109,9 +113,10 @@ def make_thumb(pixels: np.ndarray, size: tuple[int, int] | None = None, bgr: boo
         chroma = np.array(cv2.mean(lab)[1:3], np.float32) - 128.0  # cv2.mean: ~10x a numpy mean of a view
         gray = cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY if bgr else cv2.COLOR_RGB2GRAY)
     s = min(1.0, THUMB_SIDE / max(h, w))
+    tiny = averages(pixels, bgr) if min(size or (w, h)) <= TINY_SIDE else None
     if s < 1.0:
         gray = cv2.resize(gray, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return Thumb(gray, chroma, size or (w, h))
+    return Thumb(gray, chroma, size or (w, h), tiny)
 
 
 def _fit(gray: np.ndarray, side: int) -> np.ndarray:
@@ -274,7 +279,8 @@ def score(a: Thumb, b: Thumb) -> float:
 
 def mirrored(a: Thumb, b: Thumb) -> Thumb:
     """`b` flipped left-right (for the report's mirrored-copy check)."""
-    return Thumb(np.ascontiguousarray(b.gray[:, ::-1]), b.chroma, b.size)
+    tiny = None if b.tiny is None else np.ascontiguousarray(b.tiny[:, ::-1])
+    return Thumb(np.ascontiguousarray(b.gray[:, ::-1]), b.chroma, b.size, tiny)
 
 
 def score_batch(thumbs: list[Thumb | None], pairs: list[tuple[int, int]]) -> list[float]:

@@ -108,3 +108,23 @@ def test_a_tree_of_small_photos_end_to_end(tmp_path):
     assert sorted(zip(near["a"], near["b"], strict=True)) == sorted(
         (f"train/c{k}/a.png", f"train/c{k}/b.jpg") for k in range(0, 24, 2))
     assert all(len({m.split("/")[1] for m in c.members}) == 1 for c in res.clusters)  # never two coins
+
+
+def test_a_mirrored_small_image_needs_its_colour_layout_mirrored_too():
+    """find.mirrored_similarity (the report's mirrored-copy check) between two small images: a coin photo
+    and its left-right mirror are a mirrored copy; another coin, mirrored or not, is not, even where its
+    gray structure after the flip scores high (the small-image test, on the flipped averages)."""
+    from curate.dedupe.find import mirrored_similarity
+    from curate.dedupe.verify import make_thumb
+
+    photos = sorted(COINS.rglob("*.jpg"))[::40][:8]
+    assert len(photos) == 8, "coins-dev is missing (../shared/data/coins-dev)"
+    small = [np.asarray(Image.open(p).convert("RGB").resize((40, 40), Image.LANCZOS)) for p in photos]
+    thumbs = [make_thumb(x) for x in small]
+    assert all(t.tiny is not None and t.tiny.shape == (8, 8, 3) for t in thumbs)
+    assert make_thumb(np.asarray(Image.open(photos[0]).convert("RGB"))).tiny is None  # 224 px: not small
+    for x, t in zip(small, thumbs, strict=True):
+        flipped = make_thumb(np.ascontiguousarray(x[:, ::-1]))
+        assert mirrored_similarity(t, flipped) is not None
+    others = [make_thumb(np.ascontiguousarray(x[:, ::-1])) for x in small[1:]]
+    assert all(mirrored_similarity(thumbs[0], o) is None for o in others)
