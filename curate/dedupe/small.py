@@ -1,8 +1,8 @@
 """Small images (at most hashing.TINY_SIDE px on the shorter side: thumbnail sets, icons): the small-image
 test and the search for their pairs with each other.
 
-At that size an image has too little detail for `score` to align and judge (it rates a 32-px disc against
-a byte-identical copy at 0.79 and accepts 3 % of such a set's look-alike candidates). What tells a copy
+At that size an image has too little detail for `score` to judge by structure (on 32-64 px generated discs
+it accepted 3 % of the look-alike candidates and rejected most re-encodes). What tells a copy
 from a look-alike there is the colour layout: the 8 x 8 RGB area averages of two copies (re-encodes,
 resizes, a uniform colour shift), once the mean colour shift between them is taken out, agree within
 TINY_MAX gray levels RMS. Two small images go on to `score` only then (the test is a gate of
