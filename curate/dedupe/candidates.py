@@ -83,13 +83,13 @@ class Search:
 
     def batches(self, part: tuple[int, int] | None = None):
         """The candidate batches; with `part` (lo, hi) only those found from groups lo .. hi - 1 (parts
-        that cover every group find every pair once: see parts()), and with SMALL_PART only the pairs of
-        two small images (without `part`: all of them)."""
+        that cover every group find every pair once: see parts()), and with (SMALL_PART, s) only the pairs
+        of two small images that Tiny.pairs' slab s finds (without `part`: all of them)."""
         n = len(self.hashes)
         if n < 2:
             return
-        if part is None or part == SMALL_PART:
-            yield from self._small_pairs()
+        if part is None or part[0] == SMALL_PART:
+            yield from self._small_pairs(None if part is None else part[1])
             if part is not None:
                 return
         if self.index is None:
@@ -111,10 +111,10 @@ class Search:
             for i, j, _ in self.zoom_index.batches(against=self.codes[mine]):
                 yield from self._found(mine[i], larger_zooms[j])
 
-    def _small_pairs(self):
-        if self.small is None or (self.small.row >= 0).sum() < 2:
+    def _small_pairs(self, slab: int | None = None):
+        if self.small is None or self.small.slabs() == 0:
             return
-        a, b = self.small.pairs()
+        a, b = self.small.pairs(slab)
         keep = (self.bucket[a] < 0) | (self.bucket[a] != self.bucket[b])
         a, b = a[keep], b[keep]
         d = self._hash_distance(a, b)
@@ -282,14 +282,15 @@ def gate(a: np.ndarray, b: np.ndarray, chroma: np.ndarray, bands: Bands, counts:
 
 
 PARTS = 16  # tasks the candidate search is cut into (by query group; never by the worker count)
-SMALL_PART = (-1, -1)  # the task that finds the pairs of two small images
+SMALL_PART = -1  # (SMALL_PART, s): the task that finds the pairs of two small images of slab s (Tiny.pairs)
 
 
-def parts(n: int, small: bool = False) -> list[tuple[int, int]]:
+def parts(n: int, small: int = 0) -> list[tuple[int, int]]:
     """Query ranges (lo, hi) that cover n groups: Search.batches of each, together, find every pair once;
-    with `small` (some groups are small images) SMALL_PART first, the longest task."""
+    first `small` tasks (SMALL_PART, s) that find the pairs of two small images (Tiny.slabs())."""
     edges = np.linspace(0, n, min(PARTS, max(1, n)) + 1).round().astype(np.int64).tolist()
-    return [SMALL_PART] * small + [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True) if hi > lo]
+    return [(SMALL_PART, s) for s in range(small)] + [
+        (lo, hi) for lo, hi in zip(edges[:-1], edges[1:], strict=True) if hi > lo]
 
 
 @dataclass

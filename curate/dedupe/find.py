@@ -264,7 +264,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
     found = [np.zeros((0, 3), np.int64)]
     if len(srch.hashes) > 1:  # else no pair: no task, no bar
         with ex.share((srch, both)) as ref:
-            small = tiny is not None and int((tiny.row >= 0).sum()) > 1
+            small = tiny.slabs() if tiny is not None else 0
             for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes), small), desc="searching pairs",
                                    unit="parts"):
                 write_cache_now(background=True)  # the hashing pass's cache, while the workers search

@@ -9,9 +9,12 @@ TINY_MAX gray levels RMS. Two small images go on to `score` only then (the test 
 curate.dedupe.candidates); a cropped or watermarked copy of a small image is not recognised.
 
 Small images also stay dense under any 64-bit code (1.2 M code pairs among 60,000 generated discs), so
-their pairs with each other are found from the averages instead (`Tiny.pairs`, one task of the search):
-a k-d tree over the first SEARCH_DIMS principal components (a projection never lengthens a distance, so
-nothing within the radius is missed), every pair it returns checked on all 192 values. docs/dedupe.md has the measurements.
+their pairs with each other are found from the averages instead (`Tiny.pairs`, tasks of the search). The
+averages, mean colour removed, are projected on their principal axes (a projection never lengthens a
+distance, so nothing within the radius is missed) and cut into slabs of about SLAB images along the
+first axis, one task each: a k-d tree over the first SEARCH_DIMS components finds the pairs inside a
+slab and those across its upper edge (only images within the radius of that edge), every pair is then
+checked on CHECK_DIMS components and finally by the test itself. docs/dedupe.md has the measurements.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ import numpy as np
 
 TINY_SIDE = 64  # images this small (shorter side, px) are small images: hashing keeps their `tiny` averages
 TINY_MAX = 4.0  # gray levels RMS: re-encodes and resizes of small images measured at <= 2.8 (docs/dedupe.md)
-SEARCH_DIMS = 10  # principal components the pair search's k-d tree uses (60,000 discs: 8-12 the fastest)
+SEARCH_DIMS = 8  # principal components the pair search's k-d trees use (60,000 discs: 8 the fastest of 6-12)
+CHECK_DIMS = 32  # components every pair the trees return is checked on, before the test on all values
+SLAB = 5000  # small images per task of the pair search (at most MAX_SLABS tasks)
+MAX_SLABS = 16
+FIT_ROWS = 4096  # images the principal axes are fitted on (evenly spaced)
 VALUES = 192  # 8 x 8 x RGB
 
 
@@ -50,9 +57,9 @@ class Tiny:
 
     thumb: np.ndarray  # (k, 64, 3) uint8 (a quarter of float32's bytes in the search's shared payload)
     row: np.ndarray  # (groups,) index into thumb, -1: none (a larger image)
-    _tree: tuple | None = field(default=None, repr=False)  # (centred values, projection, cKDTree), built on use
+    _tree: tuple | None = field(default=None, repr=False)  # _built(): the projection and its slabs, built on use
 
-    def __getstate__(self):  # the tree is rebuilt where it is used, never shipped to workers
+    def __getstate__(self):  # the projection is rebuilt where it is used, never shipped to workers
         return {**self.__dict__, "_tree": None}
 
     @classmethod
@@ -75,34 +82,61 @@ class Tiny:
             out[at] = apart(self.thumb[ra[at]], self.thumb[rb[at]])
         return out
 
-    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
-        """(a, b) group pairs, a < b, of two small images that pass the test, each once, sorted."""
-        if len(self.thumb) < 2:
+    def slabs(self) -> int:
+        """How many tasks the pair search is cut into (0: fewer than two small images)."""
+        n = len(self.thumb)
+        return 0 if n < 2 else int(min(MAX_SLABS, -(-n // SLAB)))
+
+    def pairs(self, slab: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(a, b) group pairs, a < b, of two small images that pass the test, each once, sorted: those
+        found by the task `slab` (see slabs()), or (None) all of them."""
+        if self.slabs() == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        x, _, tree = self._built()
-        radius = TINY_MAX * np.sqrt(VALUES)
-        found = tree.query_pairs(radius, output_type="ndarray")  # thumb rows; a superset (projected)
-        keep = []
-        for k in range(0, len(found), 65536):  # bounded memory: the differences of 65,536 pairs at a time
-            f = found[k : k + 65536]
-            d = x[f[:, 0]] - x[f[:, 1]]
-            keep.append(f[np.einsum("kj,kj->k", d, d) <= radius**2])
-        rows = np.concatenate(keep) if keep else np.zeros((0, 2), np.int64)
+        rows = np.concatenate([self._slab_pairs(s) for s in ([slab] if slab is not None else range(self.slabs()))])
         group = np.flatnonzero(self.row >= 0)  # thumb row -> group
         a, b = group[rows.min(axis=1)], group[rows.max(axis=1)]
-        order = np.lexsort((b, a))  # the tree's order depends on its build, not the run's: sorted
+        order = np.lexsort((b, a))  # the trees' order depends on their build, not the run's: sorted
         return a[order], b[order]
 
-    def _built(self) -> tuple:
-        if self._tree is None:
-            from scipy.spatial import cKDTree
+    def _slab_pairs(self, s: int) -> np.ndarray:
+        """(k, 2) thumb rows: the pairs inside slab s, and from slab s to a later slab, that pass the test."""
+        from scipy.spatial import cKDTree
 
-            x = self.thumb.astype(np.float32)
-            x -= x.mean(axis=1, keepdims=True)  # the mean colour shift taken out
-            x = x.reshape(len(x), VALUES)
-            centred = x - x.mean(axis=0)
-            sample = centred[:: max(1, len(centred) // 20_000)].astype(np.float64)
+        proj, edges, slab = self._built()
+        radius = TINY_MAX * np.sqrt(VALUES) * (1 + 1e-4)  # the slack covers float32 rounding of the projection
+        mine = np.flatnonzero(slab == s)
+        found = [np.zeros((0, 2), np.int64)]
+        if len(mine) > 1:
+            found.append(mine[cKDTree(proj[mine, :SEARCH_DIMS]).query_pairs(radius, output_type="ndarray")])
+        if s < len(edges):  # across the upper edge: only images within the radius of it can pair
+            edge = edges[s]
+            lower, upper = mine[proj[mine, 0] > edge - radius], np.flatnonzero((slab > s) & (proj[:, 0] <= edge + radius))
+            if len(lower) and len(upper):
+                m = cKDTree(proj[lower, :SEARCH_DIMS]).sparse_distance_matrix(
+                    cKDTree(proj[upper, :SEARCH_DIMS]), radius, output_type="ndarray")
+                found.append(np.stack([lower[m["i"]], upper[m["j"]]], axis=1))
+        found = np.concatenate(found)
+        keep = []
+        for k in range(0, len(found), 65536):  # bounded memory: 65,536 pairs at a time
+            f = found[k : k + 65536]
+            d = proj[f[:, 0]] - proj[f[:, 1]]
+            f = f[np.einsum("kj,kj->k", d, d) <= radius**2]  # a lower bound of the distance
+            keep.append(f[~apart(self.thumb[f[:, 0]], self.thumb[f[:, 1]])])
+        return np.concatenate(keep) if keep else np.zeros((0, 2), np.int64)
+
+    def _built(self) -> tuple:
+        """(projection (k, CHECK_DIMS) float32, slab edges along its first component, slab of each row);
+        deterministic, so every worker that builds it cuts the same slabs."""
+        if self._tree is None:
+            x = self.thumb.reshape(len(self.thumb), VALUES)
+            channel = np.arange(VALUES) % 3
+            centre = np.eye(VALUES) - (channel[:, None] == channel[None, :]) / 64.0  # takes the mean colour out
+            sample = x[:: max(1, len(x) // FIT_ROWS)].astype(np.float64)
+            sample = (sample - sample.mean(axis=0)) @ centre
             _, vecs = np.linalg.eigh(sample.T @ sample)
-            proj = centred @ vecs[:, ::-1][:, :SEARCH_DIMS].astype(np.float32)
-            self._tree = (x, proj, cKDTree(proj))
+            axes = centre @ vecs[:, ::-1][:, :CHECK_DIMS]
+            proj = x.astype(np.float32) @ axes.astype(np.float32)
+            n = self.slabs()
+            edges = np.sort(proj[:, 0])[(np.arange(1, n) * len(proj)) // n] if n > 1 else np.zeros(0, np.float32)
+            self._tree = (proj, edges, np.searchsorted(edges, proj[:, 0], side="left"))
         return self._tree

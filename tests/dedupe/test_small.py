@@ -45,6 +45,25 @@ def test_pairs_are_exactly_the_pairs_that_pass_the_test():
     assert TINY_MAX**2 * VALUES > 0
 
 
+def test_the_slab_tasks_together_find_exactly_the_pairs(monkeypatch):
+    """Cut into many slabs (a few dozen images each, so many pairs cross a slab edge), the tasks of the
+    pair search each find their own pairs and together exactly those of testing every pair, once each."""
+    from curate.dedupe import small
+
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (80, 64, 3)).astype(np.float32)
+    drift = rng.normal(0, 1, (1, 64, 3)) * 6  # one shared direction: many near misses along the first axis
+    thumbs = [base] + [np.clip(base + rng.normal(0, s, base.shape) + t * drift, 0, 255)
+                       for s, t in ((1.0, 0.3), (2.5, -0.4), (3.5, 0.5), (5.0, 0.0))]
+    tiny = Tiny.of([np.round(t).astype(np.uint8).tobytes() for group in thumbs for t in group])
+    monkeypatch.setattr(small, "SLAB", 37)
+    assert tiny.slabs() == 11
+    per_slab = [set(zip(*(x.tolist() for x in tiny.pairs(s)), strict=True)) for s in range(tiny.slabs())]
+    union = set().union(*per_slab)
+    assert sum(map(len, per_slab)) == len(union) == len(brute_pairs(tiny)) and union == brute_pairs(tiny)
+    assert sum(1 for p in per_slab if p) > 5
+
+
 def _rows(files: list[Path]) -> pd.DataFrame:
     rows = [{"path": str(p), **hash_file(p)} for p in files]
     return pd.DataFrame(rows)
@@ -80,9 +99,9 @@ def test_small_images_are_not_paired_by_the_code_search_but_their_other_pairs_ar
     # the central 88 % of a larger photo, as a small image: only its full code against the larger
     # image's zoom code is within the radius (4 bits; full against full: 20)
     assert ("big11", "crop") in whole or ("crop", "big11") in whole
-    got = [(name[a], name[b]) for part in parts(len(groups), small=True)
+    got = [(name[a], name[b]) for part in parts(len(groups), small=tiny.slabs())
            for bt in srch.batches(part) for a, b, _ in zip(*bt, strict=True)]
-    assert parts(len(groups), small=True)[0] == SMALL_PART
+    assert parts(len(groups), small=tiny.slabs())[0] == (SMALL_PART, 0)
     assert len(got) == len(set(got)) and set(got) == whole
 
 
