@@ -42,12 +42,16 @@ RADIUS = 14  # bits (of 64) within which two codes make a search candidate
 def coefficients(gray: np.ndarray, stack: np.ndarray | None = None) -> np.ndarray:
     """(1 + len(ZOOMS), NCOEF) float16: unit-norm low DCT coefficients of the central region of a uint8
     grayscale image and of its zooms (zeros for a flat region), taken from curate.dedupe.midband.dct_stack
-    (Lanczos-3 with fractional boxes; `stack`: that stack when already made). The plain cosine basis:
-    first row and column weigh sqrt(2) more than in the orthonormal one."""
+    (Lanczos-3 with fractional boxes; `stack`: that stack, or midband.code_stack, when already made). The
+    plain cosine basis: first row and column weigh sqrt(2) more than in the orthonormal one. For an
+    (n, h, w) stack of images (and their stacks), (n, 1 + len(ZOOMS), NCOEF)."""
     s = midband.dct_stack(gray) if stack is None else stack
-    c = (s[midband.CODE_AT : midband.CODE_AT + 1 + len(ZOOMS), :8, :8] * _PLAIN).reshape(1 + len(ZOOMS), 64)[:, 1:]
-    norm = np.sqrt(np.einsum("ij,ij->i", c, c, dtype=np.float64))
-    c = c / np.maximum(norm, 1e-12)[:, None]
+    regions = 1 + len(ZOOMS)
+    if s.shape[-3] > regions:  # the whole stack, not midband.code_stack's
+        s = s[..., midband.CODE_AT : midband.CODE_AT + regions, :8, :8]
+    c = (s * _PLAIN).reshape(*s.shape[:-3], regions, 64)[..., 1:]
+    norm = np.sqrt(np.einsum("...ij,...ij->...i", c, c, dtype=np.float64))
+    c = c / np.maximum(norm, 1e-12)[..., None]
     c[norm <= 0.048] = 0.0  # flat: under 0.001 gray level at 48 px
     return c.astype(np.float16)
 

@@ -39,16 +39,23 @@ from curate.core.layout import TreeFile
 from curate.core.lazy import lazy, prefetch
 from curate.core.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
 from curate.core.tree import atomic_write_bytes
-from curate.dedupe.centrecode import coefficients
-from curate.dedupe.midband import dct_stack, signature
-from curate.dedupe.midband import rms as midband_rms
-from curate.dedupe.phash import ZOOM_SHARE, crop_box, phash_hex, phash_pair  # noqa: F401  (ZOOM_SHARE: re-exported)
-from curate.dedupe.small import TINY_SIDE, averages
+from curate.dedupe.features import (  # noqa: F401  (chroma_of .. zoom_hash: re-exported)
+    BATCH_PIXELS,
+    HASHES,
+    Decode,
+    chroma_of,
+    features,
+    hash_gray,
+    hash_image,
+    tiny_of,
+    zoom_hash,
+)
+from curate.dedupe.phash import ZOOM_SHARE, phash_hex  # noqa: F401  (re-exported)
+from curate.dedupe.small import TINY_SIDE  # noqa: F401  (re-exported)
 from curate.engine.executor import make_executor
 
 pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork server starts faster)
 
-HASHES = ("phash", "dhash", "ahash", "whash")
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
            "zhash", "chroma_a", "chroma_b", "centre", "band_side", "band_rms", "tiny"]
 HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
@@ -67,21 +74,6 @@ def check_params(hash_name: str, hash_size: int) -> None:
         raise InputError(f"--hash-size {hash_size} is out of range", "use 4 to 32 (8 gives 64 bits)")
     if hash_name == "whash" and hash_size & (hash_size - 1):
         raise InputError("whash needs a power-of-two --hash-size", "use 4, 8, 16 or 32")
-
-
-def hash_image(im, hash_name: str = "phash", hash_size: int = 8) -> str:
-    """The perceptual hash (hex string) of a grayscale PIL image."""
-    import imagehash
-
-    if hash_name == "phash":
-        return phash_hex(np.asarray(im.convert("L")), hash_size)
-    elif hash_name == "dhash":
-        h = imagehash.dhash(im, hash_size=hash_size)
-    elif hash_name == "ahash":
-        h = imagehash.average_hash(im, hash_size=hash_size)
-    else:  # fixed wavelet scale so the hash never depends on the decode size
-        h = imagehash.whash(im, hash_size=hash_size, image_scale=hash_size * 8)
-    return str(h)
 
 
 def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
@@ -141,23 +133,9 @@ _GRAY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMRE
          8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
 
 
-def chroma_of(pixels: np.ndarray, bgr: bool = False) -> tuple[float, float]:
-    """Mean CIELAB (a*, b*) of an RGB (or grayscale: 0, 0) uint8 array, as curate.dedupe.verify.make_thumb has it,
-    from an area-averaged copy of about 24 px (within 0.61 of the full-size mean on 1,854 coins-dev and
-    dupsynth files; the colour gate allows for 3). `bgr`: OpenCV's channel order."""
-    if pixels.ndim == 2:
-        return 0.0, 0.0
-    h, w = pixels.shape[:2]
-    f = max(1, min(h, w) // 24)
-    if f > 1:
-        pixels = cv2.resize(pixels, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-    lab = cv2.mean(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2LAB if bgr else cv2.COLOR_RGB2LAB))
-    return lab[1] - 128.0, lab[2] - 128.0
-
-
-def _png_fast(data: bytes, hash_name: str, hash_size: int) -> dict | None:
-    """hash_file's row for a plain PNG (images.png_plain) decoded by OpenCV: Pillow's pixels and gray, so
-    the hash is imagehash's bit for bit; None: decode()'s general path."""
+def _png_fast(data: bytes) -> tuple[dict, Decode] | None:
+    """hash_file's (row, decode) for a plain PNG (images.png_plain) decoded by OpenCV: Pillow's pixels and
+    gray, so the hash is imagehash's bit for bit; None: decode()'s general path."""
 
     plain = png_plain(data)
     if plain is None or plain[0] * plain[1] > DEFAULT_MAX_PIXELS:
@@ -171,64 +149,21 @@ def _png_fast(data: bytes, hash_name: str, hash_size: int) -> dict | None:
     if pixels is None or pixels.shape[:2] != (h, w) or (pixels.ndim == 3) != (channels == 3):
         return None
     gray = pixels if channels == 1 else pil_gray(pixels[..., ::-1])
-    return {"width": w, "height": h, "format": "PNG", "mode": "L" if channels == 1 else "RGB",
-            **_features(gray, pixels, (w, h), hash_name, hash_size, bgr=True)}
+    return ({"width": w, "height": h, "format": "PNG", "mode": "L" if channels == 1 else "RGB"},
+            Decode(gray, pixels, (w, h), bgr=True))
 
 
-def _features(gray: np.ndarray, pixels: np.ndarray, size: tuple[int, int], hash_name: str, hash_size: int,
-              bgr: bool = False, exact: bool = True) -> dict:
-    """hash_file's hash, band, zhash, colour and centre of one decode (`gray`, and `pixels` for colour);
-    not `exact`: a reduced JPEG decode, whose phash pair comes from curate.dedupe.phash.phash_pair."""
-
-    stack = dct_stack(gray)
-    band = signature(gray, size, stack)
-    ca, cb = chroma_of(pixels, bgr)
-    small = min(size) <= TINY_SIDE  # no crop hash: a crop of a small image is not a copy (curate.dedupe.small)
-    if hash_name == "phash" and not exact:
-        full, crop = phash_pair(gray, hash_size)
-    else:
-        full, crop = hash_gray(gray, hash_name, hash_size), None if small else zoom_hash(gray, hash_name, hash_size)
-    return {"hash": full, "band": None if band is None else band.tobytes(), "zhash": None if small else crop,
-            "chroma_a": ca,
-            "chroma_b": cb, "centre": coefficients(gray, stack).tobytes(),
-            "band_side": None if band is None else int(min(gray.shape)),
-            "band_rms": None if band is None else round(midband_rms(gray, stack), 3),
-            "tiny": tiny_of(pixels, bgr) if small else None}
-
-
-def tiny_of(pixels: np.ndarray, bgr: bool = False) -> bytes:
-    """The 8 x 8 RGB area average of an image (uint8 RGB or gray, or BGR with `bgr`), as 192 bytes."""
-    return averages(pixels, bgr).tobytes()
-
-
-def _jpeg_fast(data: bytes, side: int, hash_name: str, hash_size: int, decoded=None) -> dict | None:
-    """hash_file's row for a plain JPEG from one reduced decode; None: decode()'s general path."""
+def _jpeg_fast(data: bytes, side: int, decoded=None) -> tuple[dict, Decode] | None:
+    """hash_file's (row, decode) for a plain JPEG from one reduced decode; None: decode()'s general path."""
     got = jpeg_small(data, side, decoded)
     if got is None:
         return None
     pixels, fmt, mode, (w, h) = got
     try:
         gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
-        return {"width": w, "height": h, "format": fmt, "mode": mode,
-                **_features(gray, pixels, (w, h), hash_name, hash_size, bgr=True, exact=False)}
-    except Exception:  # decode() names the problem
+    except cv2.error:  # decode() names the problem
         return None
-
-
-def zoom_hash(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
-    """The hash of the central ZOOM_SHARE of a grayscale image: a copy cropped by a few percent per side
-    hashes close to it, where its full hash may have drifted past the threshold (dedupe compares both)."""
-    (y0, y1), (x0, x1) = crop_box(gray.shape[0]), crop_box(gray.shape[1])
-    return hash_gray(gray[y0:y1, x0:x1], hash_name, hash_size)
-
-
-def hash_gray(gray: np.ndarray, hash_name: str = "phash", hash_size: int = 8) -> str:
-    """hash_image of a uint8 grayscale array."""
-    from PIL import Image
-
-    if hash_name == "phash":
-        return phash_hex(gray, hash_size)
-    return hash_image(Image.fromarray(np.ascontiguousarray(gray)), hash_name, hash_size)
+    return {"width": w, "height": h, "format": fmt, "mode": mode}, Decode(gray, pixels, (w, h), bgr=True, exact=False)
 
 
 def gray_small(data: bytes, side: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -243,53 +178,101 @@ def gray_small(data: bytes, side: int) -> tuple[np.ndarray, tuple[int, int]]:
 
 def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) -> dict:
     """One row of hash_files (without path/split/label); an unreadable file gets its reason in `error`."""
+    return _hash_paths([path], hash_name, hash_size)[0]
+
+
+def _read(path: str) -> tuple[bytes | None, dict | None]:
+    """(the file's bytes, None) or (None, its error row)."""
     row: dict = {k: None for k in COLUMNS[3:]}
     try:
         try:
-            data = storage.read_image_bytes(path)
+            return storage.read_image_bytes(path), None
         except PermissionError as e:
             raise UnreadableImage("unreadable", str(e)) from e
     except UnreadableImage as e:
         row["error"] = e.reason
     except Exception:  # an odd failure is still one bad file, never a stopped run
         row["error"] = "corrupt"
-    else:
-        return hash_bytes(data, hash_name, hash_size)
     try:
         row["size"] = os.path.getsize(path)
     except OSError:
         pass
-    return row
+    return None, row
 
 
 def hash_bytes(data: bytes, hash_name: str = "phash", hash_size: int = 8, decoded=None) -> dict:
     """hash_file's row from a file's bytes. `decoded`: see jpeg_small (the report measures and hashes a
     file from one read, and from one decode where both want the same reduced JPEG decode)."""
+    row, dec = _decoded(data, hash_name, hash_size, decoded)
+    return _finish([(row, dec)], hash_name, hash_size)[0]
+
+
+def _decoded(data: bytes, hash_name: str, hash_size: int, decoded=None) -> tuple[dict, Decode | None]:
+    """(the row so far, the decode its features come from; None: the row is complete, an error)."""
     row: dict = {k: None for k in COLUMNS[3:]}
     row["size"] = len(data)
     row["sha256"] = hashlib.sha256(data).hexdigest()
     try:
         side = max(HASH_DECODE_SIDE, 6 * hash_size)
-        fast = _jpeg_fast(data, side, hash_name, hash_size, decoded) or _png_fast(data, hash_name, hash_size)
-        if fast is not None:
-            row.update(fast)
-        else:
+        fast = _jpeg_fast(data, side, decoded) or _png_fast(data)
+        if fast is None:
             from PIL import Image
 
             d = decode_small(data, side)
-            row.update(width=d.width, height=d.height, format=d.format, mode=d.mode)
             gray = np.asarray(Image.fromarray(d.pixels).convert("L"))  # Pillow's gray: imagehash's exactly
-            row.update(_features(gray, d.pixels, (d.width, d.height), hash_name, hash_size))
+            fast = ({"width": d.width, "height": d.height, "format": d.format, "mode": d.mode},
+                    Decode(gray, d.pixels, (d.width, d.height)))
+        row.update(fast[0])
+        return row, fast[1]
     except UnreadableImage as e:
         row["error"] = e.reason
     except Exception:  # an odd decoder failure is still one bad file, never a stopped run
         row["error"] = "corrupt"
-    return row
+    return row, None
+
+
+def _finish(rows: list[tuple[dict, Decode | None]], hash_name: str, hash_size: int) -> list[dict]:
+    """The rows, each with the features of its decode (curate.dedupe.features, all at once)."""
+    todo = [k for k, (_, dec) in enumerate(rows) if dec is not None]
+    try:
+        got = features([rows[k][1] for k in todo], hash_name, hash_size)
+    except Exception:  # one image broke the batch: each alone, an odd failure is one bad file
+        got = []
+        for k in todo:
+            try:
+                got += features([rows[k][1]], hash_name, hash_size)
+            except Exception:
+                rows[k][0]["error"] = "corrupt"
+                got.append({})
+    for k, feats in zip(todo, got, strict=True):
+        rows[k][0].update(feats)
+    return [row for row, _ in rows]
+
+
+def _hash_paths(paths: list[str], hash_name: str, hash_size: int) -> list[dict]:
+    """hash_file of each path: small decodes wait to have their features computed together (bounded
+    memory: a larger decode gets its own at once)."""
+    out: list = []
+    waiting: list[int] = []
+    for path in paths:
+        data, row = _read(path)
+        if data is None:
+            out.append(row)
+            continue
+        row, dec = _decoded(data, hash_name, hash_size)
+        if dec is not None and dec.gray.size <= BATCH_PIXELS:
+            waiting.append(len(out))
+            out.append((row, dec))
+        else:
+            out.append(_finish([(row, dec)], hash_name, hash_size)[0])
+    for k, row in zip(waiting, _finish([out[k] for k in waiting], hash_name, hash_size), strict=True):
+        out[k] = row
+    return out
 
 
 def _hash_shard(task: tuple[str, list[str], str, int]) -> list[dict]:
     root, paths, hash_name, hash_size = task
-    return [hash_file(p, hash_name, hash_size) for p in storage.join_each(root, paths)]
+    return _hash_paths(storage.join_each(root, paths), hash_name, hash_size)
 
 
 def cache_path(root: str | Path, hash_name: str, hash_size: int) -> Path:

@@ -88,11 +88,35 @@ def _rows(n: int) -> np.ndarray:
 
 def dct_stack(gray: np.ndarray) -> np.ndarray:
     """(len(REGIONS), K, K) float32: the orthonormal 2-D DCT (lowest K x K) of each region of a grayscale
-    image: the band's regions, then (from CODE_AT) the centre code's, which takes its 8 x 8 from them."""
+    image: the band's regions, then (from CODE_AT) the centre code's, which takes its 8 x 8 from them.
+    For an (n, h, w) stack of images, (n, len(REGIONS), K, K): the same products, image by image."""
+    return _transform(gray, _rows, len(REGIONS), K)
+
+
+def _transform(gray: np.ndarray, rows, regions: int, k: int) -> np.ndarray:
     x = np.asarray(gray, np.float32)
-    h, w = x.shape
-    a = (_rows(h) @ x).reshape(len(REGIONS), K, w)
-    return a @ _rows(w).reshape(len(REGIONS), K, w).transpose(0, 2, 1)
+    h, w = x.shape[-2:]
+    a = (rows(h) @ x).reshape(*x.shape[:-2], regions, k, w)
+    return a @ rows(w).reshape(regions, k, w).transpose(0, 2, 1)
+
+
+@lru_cache(maxsize=256)
+def _code_rows(n: int) -> np.ndarray:
+    """(len(REGIONS) - CODE_AT) * 8 rows of _rows(n): the centre code's regions, their 8 lowest DCT rows."""
+    rows = _rows(n).reshape(len(REGIONS), K, n)[CODE_AT:, :8]
+    return np.ascontiguousarray(rows.reshape(-1, n))
+
+
+def code_stack(gray: np.ndarray) -> np.ndarray:
+    """(len(REGIONS) - CODE_AT, 8, 8) float32: dct_stack's centre-code regions, lowest 8 x 8 only (what
+    curate.dedupe.centrecode.coefficients reads), for an image whose band test abstains anyway; for an
+    (n, h, w) stack, one per image."""
+    return _transform(gray, _code_rows, len(REGIONS) - CODE_AT, 8)
+
+
+def abstains(size: tuple[int, int]) -> bool:
+    """Whether `signature` abstains for an image of `size` whatever its pixels (its centre is too small)."""
+    return min(size) * CENTRE < SIDE
 
 
 def signature(gray: np.ndarray, size: tuple[int, int] | None = None,
@@ -100,7 +124,7 @@ def signature(gray: np.ndarray, size: tuple[int, int] | None = None,
     """(len(ZOOMS), NBAND) int8 band coefficients (x 127 / largest) of a uint8 grayscale image (possibly a
     reduced decode of an original of `size` (width, height); `stack`: its dct_stack when already made);
     None where the test abstains."""
-    if min(size or gray.shape) * CENTRE < SIDE:
+    if abstains(size or gray.shape):
         return None
     c = (dct_stack(gray) if stack is None else stack)[: len(ZOOMS)].reshape(len(ZOOMS), K * K).take(_BAND_AT, axis=1)
     norm = np.sqrt(np.einsum("ij,ij->i", c, c))

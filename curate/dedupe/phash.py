@@ -65,8 +65,14 @@ def phash_hex(gray: np.ndarray, hash_size: int = 8) -> str:
     emulated in Pillow's own fixed-point steps; the DCT's lowest hash_size x hash_size, above their median)
     as matrix products: a fraction of the cost of a PIL image, a resize and two scipy DCTs per hash. Where
     imagehash's bits come from floating-point noise (the zero coefficients of a flat image) these are 0."""
+    return phash_many(np.asarray(gray)[None], hash_size)[0]
+
+
+def phash_many(gray: np.ndarray, hash_size: int = 8) -> list[str]:
+    """phash_hex of each image of an (n, h, w) uint8 stack, with one matrix product per step for all of
+    them (each image's products are those of phash_hex: the same hashes)."""
     side = hash_size * 4
-    h, w = gray.shape
+    n, h, w = gray.shape
     x = np.asarray(gray, np.float64)  # integer sums stay exact in float64 (< 2**53)
     vertical_first = h > side and h - side > 2 * (w - side) and _vertical_first_rule()
     if vertical_first:
@@ -76,12 +82,12 @@ def phash_hex(gray: np.ndarray, hash_size: int = 8) -> str:
     if h != side and not vertical_first:
         x = _pillow_pass(_pillow_lanczos(h, side) @ x)
     d = _dct_rows(side, hash_size)
-    low = d @ x @ d.T
-    low[np.abs(low) < 1e-9 * np.abs(low).max()] = 0.0  # exact zeros (a flat image): never rounding noise
-    flat = np.sort(low, axis=None)  # np.median, without its overhead
-    mid = len(flat) // 2
-    med = flat[mid] if len(flat) % 2 else (flat[mid - 1] + flat[mid]) / 2
-    return bits_hex(low > med)
+    low = (d @ x @ d.T).reshape(n, -1)
+    low[np.abs(low) < 1e-9 * np.abs(low).max(axis=1, keepdims=True)] = 0.0  # exact zeros (a flat image)
+    flat = np.sort(low, axis=1)  # np.median, without its overhead
+    mid = low.shape[1] // 2
+    med = flat[:, mid] if low.shape[1] % 2 else (flat[:, mid - 1] + flat[:, mid]) / 2
+    return [bits_hex(b) for b in low > med[:, None]]
 
 
 def bits_hex(bits: np.ndarray) -> str:
