@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from curate.core.images import pil_gray
 from curate.dedupe.centrecode import coefficients
 from curate.dedupe.midband import abstains, code_stack, dct_stack, signature
 from curate.dedupe.midband import rms as midband_rms
@@ -30,7 +31,8 @@ BATCH_PIXELS = 128 * 128  # decodes up to this size wait for their shard's batch
 class Decode:
     """One file's decode, as the features need it."""
 
-    gray: np.ndarray  # (h, w) uint8: Pillow's gray of `pixels` (or OpenCV's for a reduced JPEG decode)
+    gray: np.ndarray | None  # (h, w) uint8: Pillow's gray of `pixels` (OpenCV's for a reduced JPEG decode);
+    # None: Pillow's gray of the colour `pixels`, made by features() for all decodes of one shape at once
     pixels: np.ndarray  # uint8 RGB (BGR with `bgr`) or gray
     size: tuple[int, int]  # the original (width, height): a reduced decode is smaller
     bgr: bool = False
@@ -42,9 +44,13 @@ def features(decodes: list[Decode], hash_name: str = "phash", hash_size: int = 8
     out: list[dict] = [{} for _ in decodes]
     groups: dict[tuple, list[int]] = defaultdict(list)
     for k, d in enumerate(decodes):
-        groups[(d.gray.shape, abstains(d.size), min(d.size) <= TINY_SIDE, d.exact)].append(k)
-    for (_, no_band, small, exact), ks in groups.items():
-        gray = np.stack([decodes[k].gray for k in ks])
+        key = (d.pixels.shape, d.gray is None, d.bgr, abstains(d.size), min(d.size) <= TINY_SIDE, d.exact)
+        groups[key].append(k)
+    for (_, no_gray, bgr, no_band, small, exact), ks in groups.items():
+        pixels = np.stack([decodes[k].pixels for k in ks])
+        gray = pil_gray(pixels[..., ::-1] if bgr else pixels) if no_gray else np.stack([decodes[k].gray for k in ks])
+        chroma = chroma_many(pixels, bgr)
+        tiny = averages_many(pixels, bgr) if small else None
         stack = code_stack(gray) if no_band else dct_stack(gray)  # no band: the centre code's regions only
         centre = coefficients(gray, stack)
         if hash_name == "phash" and not exact:
@@ -54,13 +60,12 @@ def features(decodes: list[Decode], hash_name: str = "phash", hash_size: int = 8
             crop = [None] * len(ks) if small else zoom_many(gray, hash_name, hash_size)
         for i, k in enumerate(ks):
             d = decodes[k]
-            band = None if no_band else signature(d.gray, d.size, stack[i])
-            ca, cb = chroma_of(d.pixels, d.bgr)
+            band = None if no_band else signature(gray[i], d.size, stack[i])
             out[k] = {"hash": full[i], "band": None if band is None else band.tobytes(),
-                      "zhash": None if small else crop[i], "chroma_a": ca, "chroma_b": cb,
-                      "centre": centre[i].tobytes(), "band_side": None if band is None else int(min(d.gray.shape)),
-                      "band_rms": None if band is None else round(midband_rms(d.gray, stack[i]), 3),
-                      "tiny": tiny_of(d.pixels, d.bgr) if small else None}
+                      "zhash": None if small else crop[i], "chroma_a": chroma[i][0], "chroma_b": chroma[i][1],
+                      "centre": centre[i].tobytes(), "band_side": None if band is None else int(min(gray[i].shape)),
+                      "band_rms": None if band is None else round(midband_rms(gray[i], stack[i]), 3),
+                      "tiny": None if tiny is None else tiny[i].tobytes()}
     return out
 
 
@@ -119,6 +124,36 @@ def chroma_of(pixels: np.ndarray, bgr: bool = False) -> tuple[float, float]:
         pixels = cv2.resize(pixels, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
     lab = cv2.mean(cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_BGR2LAB if bgr else cv2.COLOR_RGB2LAB))
     return lab[1] - 128.0, lab[2] - 128.0
+
+
+def chroma_many(pixels: np.ndarray, bgr: bool = False) -> list[tuple[float, float]]:
+    """chroma_of of each image of an (n, h, w[, 3]) uint8 stack: where the ~24 px copy is a whole-block
+    average, one resize and one conversion for all of them (the same blocks, the same values)."""
+    n, h, w = pixels.shape[:3]
+    f = max(1, min(h, w) // 24)
+    if pixels.ndim == 3:
+        return [(0.0, 0.0)] * n
+    if h % f or w % f:
+        return [chroma_of(p, bgr) for p in pixels]
+    tall = pixels.reshape(n * h, w, 3)
+    if f > 1:
+        tall = cv2.resize(tall, (w // f, n * h // f), interpolation=cv2.INTER_AREA)
+    lab = cv2.cvtColor(tall, cv2.COLOR_BGR2LAB if bgr else cv2.COLOR_RGB2LAB)
+    means = [cv2.mean(one) for one in lab.reshape(n, -1, *lab.shape[1:])]
+    return [(m[1] - 128.0, m[2] - 128.0) for m in means]
+
+
+def averages_many(pixels: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """(n, 8, 8, 3) uint8: curate.dedupe.small.averages of each image of an (n, h, w[, 3]) uint8 stack, in
+    one resize where each image's 8 x 8 blocks are whole (sides that are multiples of 8)."""
+    n, h, w = pixels.shape[:3]
+    if h % 8 or w % 8:
+        return np.stack([averages(p, bgr) for p in pixels])
+    tall = cv2.resize(np.ascontiguousarray(pixels.reshape(n * h, w, *pixels.shape[3:])), (8, n * 8),
+                      interpolation=cv2.INTER_AREA)
+    if tall.ndim == 2:
+        return np.repeat(tall.reshape(n, 8, 8, 1), 3, axis=3)
+    return tall.reshape(n, 8, 8, 3)[..., ::-1] if bgr else tall.reshape(n, 8, 8, 3)
 
 
 def tiny_of(pixels: np.ndarray, bgr: bool = False) -> bytes:

@@ -34,7 +34,7 @@ import numpy as np
 
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
-from curate.core.images import DEFAULT_MAX_PIXELS, c_quiet, decode, jpeg_frame, pil_gray, png_plain
+from curate.core.images import DEFAULT_MAX_PIXELS, c_quiet, decode, jpeg_frame, png_plain
 from curate.core.layout import TreeFile
 from curate.core.lazy import lazy, prefetch
 from curate.core.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
@@ -148,9 +148,8 @@ def _png_fast(data: bytes) -> tuple[dict, Decode] | None:
         return None
     if pixels is None or pixels.shape[:2] != (h, w) or (pixels.ndim == 3) != (channels == 3):
         return None
-    gray = pixels if channels == 1 else pil_gray(pixels[..., ::-1])
     return ({"width": w, "height": h, "format": "PNG", "mode": "L" if channels == 1 else "RGB"},
-            Decode(gray, pixels, (w, h), bgr=True))
+            Decode(pixels if channels == 1 else None, pixels, (w, h), bgr=True))  # None: Pillow's gray, made later
 
 
 def _jpeg_fast(data: bytes, side: int, decoded=None) -> tuple[dict, Decode] | None:
@@ -260,7 +259,7 @@ def _hash_paths(paths: list[str], hash_name: str, hash_size: int) -> list[dict]:
             out.append(row)
             continue
         row, dec = _decoded(data, hash_name, hash_size)
-        if dec is not None and dec.gray.size <= BATCH_PIXELS:
+        if dec is not None and dec.pixels.shape[0] * dec.pixels.shape[1] <= BATCH_PIXELS:
             waiting.append(len(out))
             out.append((row, dec))
         else:

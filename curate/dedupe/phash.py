@@ -87,7 +87,10 @@ def phash_many(gray: np.ndarray, hash_size: int = 8) -> list[str]:
     flat = np.sort(low, axis=1)  # np.median, without its overhead
     mid = low.shape[1] // 2
     med = flat[:, mid] if low.shape[1] % 2 else (flat[:, mid - 1] + flat[:, mid]) / 2
-    return [bits_hex(b) for b in low > med[:, None]]
+    bits = low > med[:, None]
+    if bits.shape[1] % 8:
+        return [bits_hex(b) for b in bits]
+    return [row.tobytes().hex() for row in np.packbits(bits, axis=1)]  # whole bytes: bits_hex's digits
 
 
 def bits_hex(bits: np.ndarray) -> str:

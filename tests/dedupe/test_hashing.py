@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from math import comb
 
 import imagehash
@@ -338,3 +339,25 @@ def test_a_cache_left_to_write_is_written_before_it_is_read(tree):
     assert not cache_path(tree, "phash", 8).exists()  # not yet: the caller has idle time for it later
     again = hash_files(tree, workers=1, quiet=True)  # reading the cache writes it first
     assert cache_path(tree, "phash", 8).exists() and len(again) == 5
+
+
+def test_a_shard_hashes_each_file_as_it_would_alone(tmp_path):
+    """The hashing pass computes a shard's small decodes together (curate.dedupe.features: one matrix product
+    per shape, one resize for the colour and the 8 x 8 averages); every row must be exactly the row of
+    that file hashed alone: real photos and coins-dev files shrunk to sides that are and are not
+    multiples of 8 and 24, colour and gray, PNG and JPEG, several of each shape."""
+    coins = sorted((Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "coins-dev").rglob("*.jpg"))
+    assert len(coins) > 100, "coins-dev is missing (../shared/data/coins-dev)"
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in coins[::60][:6]] + [load_photo("chelsea")]
+    paths = []
+    for k, a in enumerate(photos):
+        for size in ((32, 32), (48, 48), (40, 56), (50, 37), (64, 64), (100, 72)):
+            im = Image.fromarray(a).resize(size, Image.LANCZOS)
+            for kind, ext in (("rgb", ".png"), ("gray", ".png"), ("rgb", ".jpg")):
+                p = tmp_path / f"{k}-{size[0]}x{size[1]}-{kind}{ext}"
+                (im.convert("L") if kind == "gray" else im).save(p)
+                paths.append(str(p))
+    together = hashing._hash_paths(paths, "phash", 8)
+    alone = [hashing.hash_file(p) for p in paths]
+    assert together == alone
+    assert sum(r["tiny"] is not None for r in alone) == len(photos) * 5 * 3  # the small images have averages
