@@ -63,7 +63,8 @@ HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this lo
 CACHE_VERSION = 14  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
 # 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV; 10: their hash pair in floats;
 # 11: band_side; 12: band_rms; 13: tiny; 14: no zhash for small images
-SHARD = 48  # files per executor task
+SHARD = (16, 128)  # files per executor task: at least 8 tasks a worker, within these bounds (a larger
+# shard shares more of its features' matrix products: curate.dedupe.features)
 NOT_CACHED = ("permission-denied", "io-error", "missing")  # about access, not content: may pass unseen by mtime
 
 
@@ -326,7 +327,8 @@ def hash_files(
             todo.append(f.path)
     if todo:
         ex = make_executor(engine, workers, quiet)
-        shards = [todo[i : i + SHARD] for i in range(0, len(todo), SHARD)]
+        size = max(SHARD[0], min(SHARD[1], len(todo) // (8 * max(1, getattr(ex, "workers", 1)))))
+        shards = [todo[i : i + size] for i in range(0, len(todo), size)]
         tasks = [(str(root), s, hash_name, hash_size) for s in shards]
         if getattr(ex, "workers", 1) > 1:
             # loaded while the workers hash: what collects and caches the rows
