@@ -80,6 +80,7 @@ class Search:
     index: object = None  # curate.dedupe.search.pair_index of codes within radius (built here when None)
     small: Tiny | None = None  # the small images' averages: their pairs with each other come from these
     zoom_index: object = None  # pair_index of the larger images' zoom codes (for small images' full codes)
+    small_pairs: tuple | None = None  # (a, b): those pairs, when found already (find.py: while it groups)
 
     def batches(self, part: tuple[int, int] | None = None):
         """The candidate batches; with `part` (lo, hi) only those found from groups lo .. hi - 1 (parts
@@ -112,9 +113,14 @@ class Search:
                 yield from self._found(mine[i], larger_zooms[j])
 
     def _small_pairs(self, slab: int | None = None):
-        if self.small is None or self.small.slabs() == 0:
+        if self.small_pairs is not None:
+            if slab not in (None, 0):
+                return
+            a, b = self.small_pairs
+        elif self.small is None or self.small.slabs() == 0:
             return
-        a, b = self.small.pairs(slab)
+        else:
+            a, b = self.small.pairs(slab)
         keep = (self.bucket[a] < 0) | (self.bucket[a] != self.bucket[b])
         a, b = a[keep], b[keep]
         d = self._hash_distance(a, b)
@@ -164,9 +170,10 @@ COMBOS = ((0, 0), (0, 1), (1, 0), (0, 2), (2, 0))  # (region of a, region of b):
 
 
 def search(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, rank: dict[int, int],
-           small: Tiny | None = None) -> Search:
+           small: Tiny | None = None, small_pairs: tuple | None = None) -> Search:
     """The Search over the representatives `groups` (rows of `ok`); `rank` orders groups for keeping;
-    `small`: the groups' small-image averages (their pairs with each other are found from these)."""
+    `small`: the groups' small-image averages (their pairs with each other are found from these, or are
+    `small_pairs` when found already: curate.dedupe.small.start_search)."""
     ghash = ok["hash"].to_numpy()[groups]
     zh = ok["zhash"].to_numpy()[groups]
     has_zoom = np.asarray(pd.notna(zh), bool)
@@ -190,7 +197,7 @@ def search(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, ran
     codes = np.concatenate([f.codes(coef[:, v]) for v in range(1 + len(ZOOMS))])
     radius = max(RADIUS, round(threshold * 64 / nbits) + 2)
     return Search(hashes, zoom, has_zoom, codes, threshold, nbits, radius, big, bucket, pair_index(codes, radius, 64),
-                  small)
+                  small, small_pairs=small_pairs)
 
 
 def colour_far(chroma: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -60,7 +60,7 @@ from curate.dedupe.hashing import (
     write_cache_now,
 )
 from curate.dedupe.midband import signature
-from curate.dedupe.small import Tiny, apart
+from curate.dedupe.small import Tiny, apart, start_search
 from curate.dedupe.verify import THUMB_SIDE, VERIFY_MIN, Thumb, make_thumb, mirrored, score, score_batch
 from curate.engine.executor import make_executor
 
@@ -179,10 +179,14 @@ def find_duplicates(
         ok = files[files["error"].isna()].reset_index(drop=True)
         ex = make_executor(engine, workers, quiet)
         exact = _exact_groups(root, ok, nbits, min(nbits - 1, default_threshold(hash_size, verify=False)), ex)
+        small_pairs = start_search(ex, ok["tiny"].to_numpy()) if "tiny" in ok.columns else None  # meanwhile:
         groups, pair_rows = _units(ok, exact)
         unit_rows, best, order = unit_order(ok, exact, groups, keep)
         tiny = Tiny.of(ok["tiny"].to_numpy()[groups]) if "tiny" in ok.columns else None
-        srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)}, tiny)
+        group_of_root = np.full(len(ok), -1, np.int64)
+        group_of_root[exact[groups]] = np.arange(len(groups))
+        found = None if small_pairs is None else small_pairs(group_of_root[exact], tiny)
+        srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)}, tiny, found)
         gpath = ok["path"].to_numpy()[groups].tolist()
         counts = Counts()
         chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
@@ -264,7 +268,7 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
     found = [np.zeros((0, 3), np.int64)]
     if len(srch.hashes) > 1:  # else no pair: no task, no bar
         with ex.share((srch, both)) as ref:
-            small = tiny.slabs() if tiny is not None else 0
+            small = tiny.slabs() if srch.small_pairs is None and tiny is not None else int(srch.small_pairs is not None)
             for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes), small), desc="searching pairs",
                                    unit="parts"):
                 write_cache_now(background=True)  # the hashing pass's cache, while the workers search

@@ -19,7 +19,11 @@ checked on CHECK_DIMS components and finally by the test itself. docs/dedupe.md 
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -57,6 +61,7 @@ class Tiny:
 
     thumb: np.ndarray  # (k, 64, 3) uint8 (a quarter of float32's bytes in the search's shared payload)
     row: np.ndarray  # (groups,) index into thumb, -1: none (a larger image)
+    slab: int = SLAB  # images per slab, fixed where the Tiny is made (its workers cut the same slabs)
     _tree: tuple | None = field(default=None, repr=False)  # _built(): the projection and its slabs, built on use
 
     def __getstate__(self):  # the projection is rebuilt where it is used, never shipped to workers
@@ -69,7 +74,7 @@ class Tiny:
         thumb = np.frombuffer(b"".join(raw[g] for g in have), np.uint8).reshape(len(have), 64, 3)
         row = np.full(len(raw), -1, np.int64)
         row[have] = np.arange(len(have))
-        return cls(thumb, row)
+        return cls(thumb, row, SLAB)
 
     def far(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Pairs of two small images whose averages differ by more than TINY_MAX once the mean colour
@@ -85,20 +90,20 @@ class Tiny:
     def slabs(self) -> int:
         """How many tasks the pair search is cut into (0: fewer than two small images)."""
         n = len(self.thumb)
-        return 0 if n < 2 else int(min(MAX_SLABS, -(-n // SLAB)))
+        return 0 if n < 2 else int(min(MAX_SLABS, -(-n // self.slab)))
 
     def pairs(self, slab: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(a, b) group pairs, a < b, of two small images that pass the test, each once, sorted: those
         found by the task `slab` (see slabs()), or (None) all of them."""
         if self.slabs() == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        rows = np.concatenate([self._slab_pairs(s) for s in ([slab] if slab is not None else range(self.slabs()))])
+        rows = np.concatenate([self.slab_rows(s) for s in ([slab] if slab is not None else range(self.slabs()))])
         group = np.flatnonzero(self.row >= 0)  # thumb row -> group
         a, b = group[rows.min(axis=1)], group[rows.max(axis=1)]
         order = np.lexsort((b, a))  # the trees' order depends on their build, not the run's: sorted
         return a[order], b[order]
 
-    def _slab_pairs(self, s: int) -> np.ndarray:
+    def slab_rows(self, s: int) -> np.ndarray:
         """(k, 2) thumb rows: the pairs inside slab s, and from slab s to a later slab, that pass the test."""
         from scipy.spatial import cKDTree
 
@@ -142,3 +147,51 @@ class Tiny:
             edges = np.sort(proj[:, 0])[(np.arange(1, n) * len(proj)) // n] if n > 1 else np.zeros(0, np.float32)
             self._tree = (proj, edges, np.searchsorted(edges, proj[:, 0], side="left"))
         return self._tree
+
+
+def slab_task(shared, slab: int) -> np.ndarray:
+    """A task: Tiny.slab_rows(slab) of a shared Tiny (a curate.engine.shared payload)."""
+    return shared.get().slab_rows(slab)
+
+
+def start_search(ex, raw) -> Callable[[np.ndarray, Tiny], tuple[np.ndarray, np.ndarray]]:
+    """Start Tiny.pairs over every file's averages `raw` (hash_files' `tiny`) in the executor's workers
+    now: on a local pool of several workers from a thread, so that it runs while this process groups the
+    files (without a progress bar beside the caller's). Returns collect(group, tiny): the (a, b) group
+    pairs, a < b, sorted, of two small groups that pass the test (`group`: each file's group index;
+    `tiny`: the groups' own averages, which decide: members of a group may differ slightly)."""
+    files = Tiny.of(raw)
+    n = files.slabs()
+    found: dict = {}
+
+    def run() -> None:
+        try:
+            quiet = copy.copy(ex)
+            quiet.quiet = True
+            with quiet.share(files) as ref:
+                found["rows"] = list(quiet.map(partial(slab_task, ref), range(n), desc="pairing small images"))
+        except BaseException as e:  # raised by collect(), in the caller's thread
+            found["error"] = e
+
+    thread = threading.Thread(target=run, daemon=True) if n and ex.name == "local" and ex.workers > 1 else None
+    if thread is not None:
+        thread.start()
+
+    def collect(group: np.ndarray, tiny: Tiny) -> tuple[np.ndarray, np.ndarray]:
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        if thread is None:
+            run()
+        else:
+            thread.join()
+        if "error" in found:
+            raise found["error"]
+        rows = np.concatenate([np.zeros((0, 2), np.int64), *found["rows"]])
+        at = np.flatnonzero(files.row >= 0)  # thumb row -> file
+        a, b = group[at[rows[:, 0]]], group[at[rows[:, 1]]]
+        key = np.unique(np.minimum(a, b) * len(tiny.row) + np.maximum(a, b))  # each group pair once, sorted
+        lo, hi = key // len(tiny.row), key % len(tiny.row)
+        keep = (lo != hi) & ~tiny.far(lo, hi)
+        return lo[keep], hi[keep]
+
+    return collect

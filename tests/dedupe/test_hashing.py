@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from math import comb
+from pathlib import Path
 
 import imagehash
 import numpy as np

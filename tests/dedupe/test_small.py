@@ -55,8 +55,8 @@ def test_the_slab_tasks_together_find_exactly_the_pairs(monkeypatch):
     drift = rng.normal(0, 1, (1, 64, 3)) * 6  # one shared direction: many near misses along the first axis
     thumbs = [base] + [np.clip(base + rng.normal(0, s, base.shape) + t * drift, 0, 255)
                        for s, t in ((1.0, 0.3), (2.5, -0.4), (3.5, 0.5), (5.0, 0.0))]
-    tiny = Tiny.of([np.round(t).astype(np.uint8).tobytes() for group in thumbs for t in group])
     monkeypatch.setattr(small, "SLAB", 37)
+    tiny = Tiny.of([np.round(t).astype(np.uint8).tobytes() for group in thumbs for t in group])
     assert tiny.slabs() == 11
     per_slab = [set(zip(*(x.tolist() for x in tiny.pairs(s)), strict=True)) for s in range(tiny.slabs())]
     union = set().union(*per_slab)
@@ -147,3 +147,28 @@ def test_a_mirrored_small_image_needs_its_colour_layout_mirrored_too():
         assert mirrored_similarity(t, flipped) is not None
     others = [make_thumb(np.ascontiguousarray(x[:, ::-1])) for x in small[1:]]
     assert all(mirrored_similarity(thumbs[0], o) is None for o in others)
+
+
+def test_small_pairs_found_while_grouping_are_the_same_with_two_workers(tmp_path, monkeypatch):
+    """With a pool, the small-image pair search runs in the workers while the parent finds the exact
+    groups (curate.dedupe.small.start_search, from a thread); the result is that of one process: on
+    40-px coin photos with re-encodes and byte copies, cut into several slabs."""
+    from curate.dedupe import small
+    from curate.dedupe.find import find_duplicates
+
+    photos = sorted(COINS.rglob("*.jpg"))[::10][:48]
+    assert len(photos) == 48, "coins-dev is missing (../shared/data/coins-dev)"
+    root = tmp_path / "small" / "train"
+    for k, p in enumerate(photos):
+        (root / f"c{k % 6}").mkdir(parents=True, exist_ok=True)
+        im = Image.open(p).convert("RGB").resize((40, 40), Image.LANCZOS)
+        im.save(root / f"c{k % 6}" / f"{k}.png")
+        if k % 3 == 0:
+            im.save(root / f"c{k % 6}" / f"{k}-q90.jpg", quality=90)
+            (root / f"c{(k + 1) % 6}" / f"{k}-copy.png").parent.mkdir(exist_ok=True)
+            im.save(root / f"c{(k + 1) % 6}" / f"{k}-copy.png")
+    monkeypatch.setattr(small, "SLAB", 16)
+    one = find_duplicates(tmp_path / "small", workers=1, quiet=True)
+    two = find_duplicates(tmp_path / "small", workers=2, quiet=True)
+    assert one.pairs.equals(two.pairs) and [c.members for c in one.clusters] == [c.members for c in two.clusters]
+    assert one.counts == two.counts and one.counts.candidates >= 16  # the copies and re-encodes were candidates
