@@ -270,9 +270,11 @@ def _hash_paths(paths: list[str], hash_name: str, hash_size: int) -> list[dict]:
     return out
 
 
-def _hash_shard(task: tuple[str, list[str], str, int]) -> list[dict]:
-    root, paths, hash_name, hash_size = task
-    return _hash_paths(storage.join_each(root, paths), hash_name, hash_size)
+def _hash_shard(task: tuple[str, list[str], str, int, bool]) -> tuple[list[dict], dict | None]:
+    """A task: the rows of `paths`, and with `versions` their storage.file_versions, taken before the reads."""
+    root, paths, hash_name, hash_size, versions = task
+    stats = storage.file_versions(root, paths) if versions else None
+    return _hash_paths(storage.join_each(root, paths), hash_name, hash_size), stats
 
 
 def cache_path(root: str | Path, hash_name: str, hash_size: int) -> Path:
@@ -314,12 +316,14 @@ def hash_files(
     files = sorted(files, key=lambda f: f.path)
     cpath = cache_path(root, hash_name, hash_size)
     cache = _read_cache(cpath)
-    stats = storage.file_versions(root, [f.path for f in files])
+    # no cache to check against: each file's version is taken by the worker that reads it, not here first
+    late = not cache and not storage.is_url(root)
+    stats = {} if late else storage.file_versions(root, [f.path for f in files])
     results: dict[str, dict] = {}
     todo: list[str] = []
     isna = pd.isna if cache else None  # once (pd is a lazy module), and only for a cache that was read
     for f in files:
-        size, mtime = stats[f.path]
+        size, mtime = stats.get(f.path, (-1, -1))
         hit = cache.get(f.path)
         if hit is not None and size >= 0 and hit["_size"] == size and hit["_mtime"] == mtime:
             results[f.path] = {k: (None if isna(hit[k]) else hit[k]) for k in COLUMNS[3:]}
@@ -329,15 +333,16 @@ def hash_files(
         ex = make_executor(engine, workers, quiet)
         size = max(SHARD[0], min(SHARD[1], len(todo) // (8 * max(1, getattr(ex, "workers", 1)))))
         shards = [todo[i : i + size] for i in range(0, len(todo), size)]
-        tasks = [(str(root), s, hash_name, hash_size) for s in shards]
+        tasks = [(str(root), s, hash_name, hash_size, late) for s in shards]
         if getattr(ex, "workers", 1) > 1:
             # loaded while the workers hash: what collects and caches the rows
             prefetch("pandas", "pyarrow.parquet")
-        for shard, rows in zip(
+        for shard, (rows, versions) in zip(
             shards, ex.map(_hash_shard, tasks, desc="hashing", units=lambda t: len(t[1]), unit="images"),
             strict=True,
         ):
             results.update(zip(shard, rows, strict=True))
+            stats.update(versions or {})
     df = _frame(files, results)
     if todo:
         _PENDING[cpath] = (df.copy(deep=False), stats, cache)
