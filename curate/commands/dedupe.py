@@ -131,7 +131,10 @@ def _run(root, sheet, json_path, to_stdout, say, **opts) -> None:
     names = _sheet_names(root, sheet)
     if engine.local:
         # the pool's fork server imports what every worker runs while this process imports the rest
-        make_executor(engine, workers, True).prestart("curate.dedupe.find")
+        # (and the small-image pair search's k-d tree where the tree's first images are small)
+        from curate.dedupe.small import looks_small
+
+        make_executor(engine, workers, True).prestart("curate.dedupe.find", *["scipy.spatial"] * looks_small(root))
     res = apply.dedupe(root, json_path=json_path, quiet=common.state().quiet, **opts)
     verb = "would remove" if dry_run else "removed"
     for s in res.splits:

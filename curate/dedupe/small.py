@@ -195,3 +195,31 @@ def start_search(ex, raw) -> Callable[[np.ndarray, Tiny], tuple[np.ndarray, np.n
         return lo[keep], hi[keep]
 
     return collect
+
+
+def looks_small(root, sample: int = 8) -> bool:
+    """Whether most of the first `sample` PNG or JPEG files of a local tree (in walking order) are small
+    images, from their headers: a hint for what the pool's workers will import (the pair search's k-d
+    tree: scipy.spatial, ~0.2 s a worker), never a decision about the data."""
+    import os
+
+    from curate.core.images import jpeg_frame
+    from curate.core.layout import is_image_name
+
+    sides = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(n for n in names if is_image_name(n))[:sample]:
+            try:
+                with open(os.path.join(folder, name), "rb") as f:
+                    head = f.read(65536)
+            except OSError:
+                continue
+            frame = jpeg_frame(head)
+            if frame is None and head[:8] == b"\x89PNG\r\n\x1a\n":
+                frame = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
+            if frame is not None:
+                sides.append(min(frame[:2]))
+        if len(sides) >= sample:
+            break
+    return bool(sides) and 2 * sum(side <= TINY_SIDE for side in sides) > len(sides)

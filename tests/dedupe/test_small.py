@@ -172,3 +172,21 @@ def test_small_pairs_found_while_grouping_are_the_same_with_two_workers(tmp_path
     two = find_duplicates(tmp_path / "small", workers=2, quiet=True)
     assert one.pairs.equals(two.pairs) and [c.members for c in one.clusters] == [c.members for c in two.clusters]
     assert one.counts == two.counts and one.counts.candidates >= 16  # the copies and re-encodes were candidates
+
+
+def test_looks_small_reads_the_first_headers(tmp_path):
+    """The hint that preloads the k-d tree's module in the pool: a tree of 40-px PNGs and JPEGs looks
+    small, coins-dev (224 px JPEGs) does not, an empty or unreadable tree does not."""
+    from curate.dedupe.small import looks_small
+
+    photos = sorted(COINS.rglob("*.jpg"))[:6]
+    assert len(photos) == 6, "coins-dev is missing (../shared/data/coins-dev)"
+    for k, p in enumerate(photos):
+        (tmp_path / "small" / "train" / "a").mkdir(parents=True, exist_ok=True)
+        im = Image.open(p).convert("RGB").resize((40, 40))
+        im.save(tmp_path / "small" / "train" / "a" / f"{k}.{'png' if k % 2 else 'jpg'}")
+    (tmp_path / "small" / "train" / "a" / "broken.png").write_bytes(b"not an image")
+    assert looks_small(tmp_path / "small")
+    assert not looks_small(COINS)
+    (tmp_path / "empty").mkdir()
+    assert not looks_small(tmp_path / "empty")
