@@ -383,16 +383,20 @@ def _write_quietly(todo: list) -> None:
             pass
 
 
+_FEATURES = ("hash", "band", "zhash", "chroma_a", "chroma_b", "centre", "band_side", "band_rms", "tiny")
+
+
 def _frame(files: list[TreeFile], results: dict[str, dict]) -> pd.DataFrame:
     """hash_files' table of `files` (sorted by path) from their hash_file rows."""
-    rows = []
-    for f in files:
-        r = {"path": f.path, "split": f.split, "label": f.label, **results[f.path]}
-        if r["error"] is not None:
-            for k in ("hash", "band", "zhash", "chroma_a", "chroma_b", "centre", "band_side", "band_rms", "tiny"):
-                r[k] = None
-        rows.append(r)
-    df = pd.DataFrame(rows, columns=COLUMNS)
+    rows = [results[f.path] for f in files]
+    columns = {"path": [f.path for f in files], "split": [f.split for f in files], "label": [f.label for f in files]}
+    bad = [r["error"] is not None for r in rows]
+    for c in COLUMNS[3:]:  # column by column: a third faster than a frame of 60,000 dicts
+        values = [r[c] for r in rows]
+        if c in _FEATURES and any(bad):  # an unreadable file has no features, whatever its row holds
+            values = [None if b else v for v, b in zip(values, bad, strict=True)]
+        columns[c] = values
+    df = pd.DataFrame(columns, columns=COLUMNS)
     for c in ("size", "width", "height", "band_side"):
         df[c] = df[c].astype("Int64")
     for c in ("chroma_a", "chroma_b", "band_rms"):
