@@ -107,7 +107,7 @@ class Tiny:
         """(k, 2) thumb rows: the pairs inside slab s, and from slab s to a later slab, that pass the test."""
         from scipy.spatial import cKDTree
 
-        proj, edges, slab = self._built()
+        proj, edges, slab, _ = self._built()
         radius = TINY_MAX * np.sqrt(VALUES) * (1 + 1e-4)  # the slack covers float32 rounding of the projection
         mine = np.flatnonzero(slab == s)
         found = [np.zeros((0, 2), np.int64)]
@@ -122,15 +122,18 @@ class Tiny:
                 found.append(np.stack([lower[m["i"]], upper[m["j"]]], axis=1))
         found = np.concatenate(found)
         keep = []
+        head = self._tree[3]
         for k in range(0, len(found), 65536):  # bounded memory: 65,536 pairs at a time
             f = found[k : k + 65536]
-            d = proj[f[:, 0]] - proj[f[:, 1]]
-            f = f[np.einsum("kj,kj->k", d, d) <= radius**2]  # a lower bound of the distance
+            for p in (head, proj):  # lower bounds of the distance: half the components, then all (most pairs go
+                d = p[f[:, 0]] - p[f[:, 1]]  # at the first, for half the memory traffic)
+                f = f[np.einsum("kj,kj->k", d, d) <= radius**2]
             keep.append(f[~apart(self.thumb[f[:, 0]], self.thumb[f[:, 1]])])
         return np.concatenate(keep) if keep else np.zeros((0, 2), np.int64)
 
     def _built(self) -> tuple:
-        """(projection (k, CHECK_DIMS) float32, slab edges along its first component, slab of each row);
+        """(projection (k, CHECK_DIMS) float32, slab edges along its first component, slab of each row, the
+        projection's first half as its own array);
         deterministic, so every worker that builds it cuts the same slabs."""
         if self._tree is None:
             x = self.thumb.reshape(len(self.thumb), VALUES)
@@ -145,7 +148,8 @@ class Tiny:
                 proj[k : k + 8192] = x[k : k + 8192].astype(np.float32) @ axes
             n = self.slabs()
             edges = np.sort(proj[:, 0])[(np.arange(1, n) * len(proj)) // n] if n > 1 else np.zeros(0, np.float32)
-            self._tree = (proj, edges, np.searchsorted(edges, proj[:, 0], side="left"))
+            self._tree = (proj, edges, np.searchsorted(edges, proj[:, 0], side="left"),
+                          np.ascontiguousarray(proj[:, : CHECK_DIMS // 2]))
         return self._tree
 
 
