@@ -185,8 +185,9 @@ def find_duplicates(
         tiny = Tiny.of(ok["tiny"].to_numpy()[groups]) if "tiny" in ok.columns else None
         group_of_root = np.full(len(ok), -1, np.int64)
         group_of_root[exact[groups]] = np.arange(len(groups))
-        found = None if small_pairs is None else small_pairs(group_of_root[exact], tiny)
-        srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)}, tiny, found)
+        srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)}, tiny)
+        if small_pairs is not None:  # made while the workers paired the small images; now wait for them
+            srch.small_pairs = small_pairs(group_of_root[exact], tiny)
         gpath = ok["path"].to_numpy()[groups].tolist()
         counts = Counts()
         chroma = ok[["chroma_a", "chroma_b"]].to_numpy(np.float64)[groups] if "chroma_a" in ok.columns else \
