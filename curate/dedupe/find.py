@@ -55,6 +55,7 @@ from curate.dedupe.hashing import (
     gray_small,
     hash_files,
     jpeg_small,
+    png_pixels,
     read_image_bytes,
     wait_for_cache,
     write_cache_now,
@@ -107,6 +108,9 @@ def thumb_of(path: str) -> Thumb | None:
         got = jpeg_small(data, 2 * THUMB_SIDE)  # a plain JPEG: OpenCV's reduced decode, no Pillow
         if got is not None:
             return make_thumb(got[0], got[3], bgr=True)
+        pixels = png_pixels(data)  # a plain PNG: OpenCV's decode, Pillow's pixels
+        if pixels is not None:
+            return make_thumb(pixels, bgr=True)
         d = decode_small(data, 2 * THUMB_SIDE)
     except (UnreadableImage, OSError):
         return None
