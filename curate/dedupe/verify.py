@@ -175,17 +175,17 @@ def _side(a: Thumb, b: Thumb, full: int) -> int:
     return max(16, min(full, max(a.size), max(b.size)))
 
 
-def coarse(a: Thumb, b: Thumb) -> tuple[float, int, float, tuple[float, float]]:
+def coarse(a: Thumb, b: Thumb, scales: tuple[float, ...] = SCALES) -> tuple[float, int, float, tuple[float, float]]:
     """Best gray alignment at COARSE_SIDE: (score, direction, zoom, centre). Direction 0 slides b's zoomed
     centre over a (1: a's over b); centre is where the template's centre lies in the base, as a fraction
-    of the base's width and height."""
+    of the base's width and height. `scales`: the zooms tried (SCALES: crops of up to 14 %)."""
     import cv2
 
     side = _side(a, b, COARSE_SIDE)
     best = (-2.0, 0, 1.0, (0.5, 0.5))
     for d, (tb, to) in enumerate(((a, b), (b, a))):
         base = tb.at(side)
-        for s in SCALES:
+        for s in scales:
             t = to.centre(side, s)
             if t.shape[0] > base.shape[0] or t.shape[1] > base.shape[1]:
                 continue
@@ -260,7 +260,8 @@ def score(a: Thumb, b: Thumb) -> float:
     0 for a pair that fails the colour gate; half the gray score for one below GATE."""
     if float(np.linalg.norm(a.chroma - b.chroma)) > MAX_CHROMA_SHIFT:
         return 0.0  # alike in gray, not in colour: a red and a blue patch, a gold and a silver coin
-    c, d, s, centre = coarse(a, b)
+    # two small images: a crop of one is no copy of it (curate.dedupe.small), so only the whole frame aligns
+    c, d, s, centre = coarse(a, b, (1.0,) if a.tiny is not None and b.tiny is not None else SCALES)
     if c < GATE:
         return max(0.0, c * 0.5)  # far below any copy; scaled so it never reads as a near miss
     side = _side(a, b, THUMB_SIDE)

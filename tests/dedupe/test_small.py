@@ -190,3 +190,26 @@ def test_looks_small_reads_the_first_headers(tmp_path):
     assert not looks_small(COINS)
     (tmp_path / "empty").mkdir()
     assert not looks_small(tmp_path / "empty")
+
+
+def test_two_small_images_align_only_whole_frame(monkeypatch):
+    """score() between two small images tries only the whole frame in its coarse search (a crop of a small
+    image is no copy of it): two matches there instead of ten; a larger pair still tries every zoom. The
+    copy still verifies."""
+    import cv2
+
+    from curate.dedupe import verify
+
+    photo = np.asarray(Image.open(sorted(COINS.rglob("*.jpg"))[0]).convert("RGB"))
+    small = cv2.resize(photo, (48, 48), interpolation=cv2.INTER_AREA)
+    calls = []
+    real = cv2.matchTemplate
+    monkeypatch.setattr(cv2, "matchTemplate", lambda *a: calls.append(a[1].shape) or real(*a))
+    a, b = verify.make_thumb(small), verify.make_thumb(small.copy())
+    assert verify.coarse(a, b, (1.0,))[0] > 0.99 and len(calls) == 2
+    calls.clear()
+    assert verify.score(a, b) >= verify.VERIFY_MIN
+    small_calls = len(calls)
+    calls.clear()
+    verify.score(verify.make_thumb(photo), verify.make_thumb(photo.copy()))
+    assert small_calls <= 2 + len(verify.FINE) < len(calls)
