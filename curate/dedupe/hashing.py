@@ -9,7 +9,7 @@ band_side (the shorter side of the decode the band came from: how strict its tes
 band_rms (the band's strength: a faint band counts only between sharp decodes) and tiny (for an image of at most
 TINY_SIDE px on its shorter side: its 8 x 8 RGB area average as 192 bytes, the small-image copy test of
 curate.dedupe.candidates; None for larger images).
-Each file is decoded once. JPEGs are decoded by OpenCV's libjpeg-turbo at reduced size (DCT scaling) down
+Each file is decoded once (curate.dedupe.decoding). JPEGs are decoded by OpenCV's libjpeg-turbo at reduced size (DCT scaling) down
 to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (or smaller) thumbnail, so
 this moves a photo's hash by a bit or two of 64 (bench/dedupe.py), at a fraction of the cost; on images
 whose DCT coefficients crowd the median (a centred coin on white) up to 8 (coins-dev, JPEG vs a PNG of its
@@ -29,16 +29,23 @@ import os
 import threading
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from curate.core import storage
 from curate.core.errors import InputError, UnreadableImage
-from curate.core.images import DEFAULT_MAX_PIXELS, c_quiet, decode, jpeg_frame, png_plain
 from curate.core.layout import TreeFile
 from curate.core.lazy import lazy, prefetch
 from curate.core.storage import read_image_bytes  # noqa: F401  (re-exported for dedupe and report)
 from curate.core.tree import atomic_write_bytes
+from curate.dedupe.decoding import (  # noqa: F401  (HASH_DECODE_SIDE .. png_pixels: re-exported)
+    HASH_DECODE_SIDE,
+    decode_small,
+    gray_small,
+    jpeg_fast,
+    jpeg_small,
+    png_fast,
+    png_pixels,
+)
 from curate.dedupe.features import (  # noqa: F401  (chroma_of .. zoom_hash: re-exported)
     BATCH_PIXELS,
     HASHES,
@@ -58,8 +65,6 @@ pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork 
 
 COLUMNS = ["path", "split", "label", "sha256", "size", "width", "height", "format", "mode", "hash", "error", "band",
            "zhash", "chroma_a", "chroma_b", "centre", "band_side", "band_rms", "tiny"]
-HASH_DECODE_SIDE = 60  # reduced JPEG decoding keeps both sides at least this long: the mid-band test
-# needs its central 80 % at 48 px (curate.dedupe.midband.SIDE / CENTRE)
 CACHE_VERSION = 14  # 2: prefilter descriptor; 3: zhash; 4: chroma, centre; 5: band; 6: centre from its DCT; 7: 60 px;
 # 8: the band from the central 60 %, colour from ~24 px; 9: JPEGs decoded by OpenCV; 10: their hash pair in floats;
 # 11: band_side; 12: band_rms; 13: tiny; 14: no zhash for small images
@@ -75,114 +80,6 @@ def check_params(hash_name: str, hash_size: int) -> None:
         raise InputError(f"--hash-size {hash_size} is out of range", "use 4 to 32 (8 gives 64 bits)")
     if hash_name == "whash" and hash_size & (hash_size - 1):
         raise InputError("whash needs a power-of-two --hash-size", "use 4, 8, 16 or 32")
-
-
-def decode_small(data: bytes, side: int = HASH_DECODE_SIDE):
-    """decode() with reduced-size JPEG decoding down to `side` pixels on the shorter side."""
-    from PIL import Image
-
-    if data[:2] != b"\xff\xd8":  # not a JPEG: no reduced decoding, no need to read the header twice
-        return decode(data)
-    try:
-        with Image.open(io.BytesIO(data)) as im:  # header only: picks the reduced decode size
-            small = min(im.size)
-    except Exception:  # decode() below names the problem
-        small = side
-    return decode(data, min_scale=min(1.0, side / max(1, small)))
-
-
-def jpeg_small(data: bytes, side: int, decoded: tuple[np.ndarray, int] | None = None):
-    """Plain, complete JPEGs: (pixels decoded at reduced size by OpenCV's libjpeg-turbo (DCT scaling by 2, 4
-    or 8), both sides >= `side` where the file allows, upright: BGR, or gray for a grayscale file; format,
-    mode, original upright (width, height)). None when the file needs decode()'s general path (other
-    formats, CMYK, damage, huge). The size comes from the frame header (images.jpeg_frame); OpenCV applies
-    the EXIF orientation, and the decoded shape says whether it swapped the sides. `decoded`: (RGB pixels,
-    factor) of images.decode's OpenCV decode of this colour JPEG, used where it is the same decode."""
-
-    if b"\xff\xd9" not in data[-1024:]:  # not a complete JPEG: decode() says why
-        return None
-    frame = jpeg_frame(data)
-    if frame is None or frame[2] not in (1, 3) or frame[0] * frame[1] > DEFAULT_MAX_PIXELS:
-        return None
-    w, h, components, exif = frame
-    factor = 1
-    while factor < 8 and -(-min(w, h) // (factor * 2)) >= side:
-        factor *= 2
-    try:
-        if decoded is not None and decoded[1] == factor and components == 3:  # the same imdecode call
-            pixels = cv2.cvtColor(decoded[0], cv2.COLOR_RGB2BGR)
-        else:
-            with c_quiet():
-                pixels = cv2.imdecode(np.frombuffer(data, np.uint8), (_GRAY if components == 1 else _COLOR)[factor])
-    except cv2.error:
-        return None
-    if pixels is None:
-        return None
-    stored, turned = (-(-h // factor), -(-w // factor)), (-(-w // factor), -(-h // factor))
-    if pixels.shape[:2] == stored and (stored != turned or not exif or w == h):
-        size = (w, h)
-    elif pixels.shape[:2] == turned and stored != turned:
-        size = (h, w)
-    else:  # turned or not, the shape cannot tell (near-square, EXIF): decode() reads the orientation
-        return None
-    return pixels, "JPEG", "L" if components == 1 else "RGB", size
-
-
-_COLOR = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-          8: cv2.IMREAD_REDUCED_COLOR_8}
-_GRAY = {1: cv2.IMREAD_GRAYSCALE, 2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
-         8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
-
-
-def png_pixels(data: bytes) -> np.ndarray | None:
-    """A plain PNG (images.png_plain) decoded by OpenCV: Pillow's pixels (BGR, or 2-D gray), about twice as
-    fast; None: decode()'s general path."""
-    plain = png_plain(data)
-    if plain is None or plain[0] * plain[1] > DEFAULT_MAX_PIXELS:
-        return None
-    w, h, channels = plain
-    try:
-        with c_quiet():
-            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        return None
-    if pixels is None or pixels.shape[:2] != (h, w) or (pixels.ndim == 3) != (channels == 3):
-        return None
-    return pixels
-
-
-def _png_fast(data: bytes) -> tuple[dict, Decode] | None:
-    """hash_file's (row, decode) for a plain PNG (png_pixels): Pillow's pixels and gray, so the hash is
-    imagehash's bit for bit; None: decode()'s general path."""
-    pixels = png_pixels(data)
-    if pixels is None:
-        return None
-    (h, w), gray = pixels.shape[:2], pixels.ndim == 2
-    return ({"width": w, "height": h, "format": "PNG", "mode": "L" if gray else "RGB"},
-            Decode(pixels if gray else None, pixels, (w, h), bgr=True))  # None: Pillow's gray, made later
-
-
-def _jpeg_fast(data: bytes, side: int, decoded=None) -> tuple[dict, Decode] | None:
-    """hash_file's (row, decode) for a plain JPEG from one reduced decode; None: decode()'s general path."""
-    got = jpeg_small(data, side, decoded)
-    if got is None:
-        return None
-    pixels, fmt, mode, (w, h) = got
-    try:
-        gray = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
-    except cv2.error:  # decode() names the problem
-        return None
-    return {"width": w, "height": h, "format": fmt, "mode": mode}, Decode(gray, pixels, (w, h), bgr=True, exact=False)
-
-
-def gray_small(data: bytes, side: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """(grayscale uint8 array, original (width, height)) of an image file's bytes, decoded at reduced size
-    (both sides >= `side` where the file allows). Raises UnreadableImage like decode()."""
-    got = jpeg_small(data, side)
-    if got is not None:
-        return (got[0] if got[0].ndim == 2 else cv2.cvtColor(got[0], cv2.COLOR_BGR2GRAY)), got[3]
-    d = decode_small(data, side)
-    return cv2.cvtColor(np.ascontiguousarray(d.pixels), cv2.COLOR_RGB2GRAY), (d.width, d.height)
 
 
 def hash_file(path: str | Path, hash_name: str = "phash", hash_size: int = 8) -> dict:
@@ -223,7 +120,7 @@ def _decoded(data: bytes, hash_name: str, hash_size: int, decoded=None) -> tuple
     row["sha256"] = hashlib.sha256(data).hexdigest()
     try:
         side = max(HASH_DECODE_SIDE, 6 * hash_size)
-        fast = _jpeg_fast(data, side, decoded) or _png_fast(data)
+        fast = jpeg_fast(data, side, decoded) or png_fast(data)
         if fast is None:
             from PIL import Image
 

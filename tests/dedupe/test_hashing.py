@@ -107,7 +107,7 @@ def test_png_fast_path_is_the_general_path_bit_for_bit(tmp_path, monkeypatch, ca
     bad.write_bytes(bytes(data))
     rows[bad] = hashing.hash_file(bad)
     assert capfd.readouterr().err == ""
-    monkeypatch.setattr(hashing, "_png_fast", lambda *a: None)
+    monkeypatch.setattr(hashing, "png_fast", lambda *a: None)
     for p, row in rows.items():
         assert row == hashing.hash_file(p), p.name
     assert rows[tmp_path / "camera.png"]["mode"] == "L"
