@@ -207,23 +207,40 @@ def looks_small(root, sample: int = 8) -> bool:
     tree: scipy.spatial, ~0.2 s a worker), never a decision about the data."""
     import os
 
-    from curate.core.images import jpeg_frame
     from curate.core.layout import is_image_name
 
-    sides = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(n for n in names if is_image_name(n))[:sample]:
-            try:
-                with open(os.path.join(folder, name), "rb") as f:
-                    head = f.read(65536)
-            except OSError:
-                continue
-            frame = jpeg_frame(head)
-            if frame is None and head[:8] == b"\x89PNG\r\n\x1a\n":
-                frame = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
-            if frame is not None:
-                sides.append(min(frame[:2]))
-        if len(sides) >= sample:
-            break
+    sides: list[int] = []
+    todo = [str(root)]
+    while todo and len(sides) < sample:  # depth first, in listing order, stopping at the sample: a folder of
+        try:  # a million files is not listed whole for a hint
+            with os.scandir(todo.pop()) as entries:
+                for e in entries:
+                    if e.name.startswith("."):
+                        continue
+                    if e.is_dir(follow_symlinks=False):
+                        todo.append(e.path)
+                    elif is_image_name(e.name) and len(sides) < sample:
+                        side = _header_side(e.path)
+                        if side is not None:
+                            sides.append(side)
+                    if len(sides) >= sample:
+                        break
+        except OSError:
+            continue
     return bool(sides) and 2 * sum(side <= TINY_SIDE for side in sides) > len(sides)
+
+
+def _header_side(path: str) -> int | None:
+    """The shorter side of a PNG or JPEG from its header; None for anything else or an unreadable file."""
+    from curate.core.images import jpeg_frame
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return None
+    frame = jpeg_frame(head)
+    if frame is None and head[:8] == b"\x89PNG\r\n\x1a\n":
+        frame = (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big"))
+    return None if frame is None else min(frame[:2])
+
