@@ -72,6 +72,7 @@ class Search:
     zoom: np.ndarray  # (groups, W) centre hashes (zeros where missing)
     has_zoom: np.ndarray  # bool per group
     codes: np.ndarray  # (groups * (1 + len(ZOOMS)), 1) centre codes: every group's full region, then each zoom
+    # (none where every group is a small image: there is no code search)
     threshold: int
     nbits: int
     radius: int
@@ -93,6 +94,8 @@ class Search:
             yield from self._small_pairs(None if part is None else part[1])
             if part is not None:
                 return
+        if not len(self.codes):  # every image small: their pairs are all found above
+            return
         if self.index is None:
             self.index = pair_index(self.codes, self.radius, 64)
         small = None if self.small is None else self.small.row >= 0
@@ -189,13 +192,16 @@ def search(ok: pd.DataFrame, groups: np.ndarray, threshold: int, nbits: int, ran
         m = np.flatnonzero(inv == u)
         bucket[m] = len(big)
         big.append(sorted(m.tolist(), key=lambda g: rank[g]))
+    radius = max(RADIUS, round(threshold * 64 / nbits) + 2)
+    if small is not None and len(groups) and (small.row >= 0).all():  # no larger image: no code search
+        return Search(hashes, zoom, has_zoom, np.zeros((0, 1), np.uint64), threshold, nbits, radius, big, bucket,
+                      None, small, small_pairs=small_pairs)
     coef = np.zeros((len(groups), 1 + len(ZOOMS), NCOEF), np.float16)
     raws = ok["centre"].to_numpy()[groups].tolist()
     have = [k for k, raw in enumerate(raws) if isinstance(raw, bytes) and len(raw) == coef[0].nbytes]
     coef[have] = np.frombuffer(b"".join(raws[k] for k in have), np.float16).reshape(len(have), *coef.shape[1:])
     f = fit(coef[:, 0])
     codes = np.concatenate([f.codes(coef[:, v]) for v in range(1 + len(ZOOMS))])
-    radius = max(RADIUS, round(threshold * 64 / nbits) + 2)
     return Search(hashes, zoom, has_zoom, codes, threshold, nbits, radius, big, bucket, pair_index(codes, radius, 64),
                   small, small_pairs=small_pairs)
 

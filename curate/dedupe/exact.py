@@ -28,6 +28,7 @@ pd = lazy("pandas")  # parent-side only: pool workers never load it (their fork 
 
 SAME_CENTRE = 0.995  # centre cosine above which same-size images may hold equal pixels (a JPEG and a PNG
 # of its decoded pixels, two decode paths: >= 0.9959 on coins-dev and the sample photos)
+LOCAL_PIXELS = 4_000_000  # candidates' decoded pixels up to which they are compared in this process
 
 
 def _pixel_digest(path: str) -> str | None:
@@ -55,8 +56,10 @@ def exact_groups(root, ok: pd.DataFrame, nbits: int, close: int, ex) -> np.ndarr
     if cand:
         shards = [cand[k : k + 16] for k in range(0, len(cand), 16)]
         tasks = [[storage.join(root, paths[i]) for i in s] for s in shards]
-        digests = [d for ds in ex.map(_digest_shard, tasks, desc="comparing pixels", units=len, unit="images")
-                   for d in ds]
+        area = (ok["width"].to_numpy()[cand].astype(np.float64) * ok["height"].to_numpy()[cand]).sum()
+        # a few small decodes (~0.05 s) cost less here than behind the tasks the pool is running
+        digests = [d for ds in (map(_digest_shard, tasks) if area <= LOCAL_PIXELS else ex.map(
+            _digest_shard, tasks, desc="comparing pixels", units=len, unit="images")) for d in ds]
         first: dict[str, int] = {}
         pix = [(i, first.setdefault(d, i)) for i, d in zip(cand, digests, strict=True) if d is not None]
         if pix:

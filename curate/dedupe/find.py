@@ -182,8 +182,8 @@ def find_duplicates(
         unreadable = [(p, str(e)) for p, e in zip(files["path"], files["error"], strict=True) if e is not None]
         ok = files[files["error"].isna()].reset_index(drop=True)
         ex = make_executor(engine, workers, quiet)
-        exact = _exact_groups(root, ok, nbits, min(nbits - 1, default_threshold(hash_size, verify=False)), ex)
         small_pairs = start_search(ex, ok["tiny"].to_numpy()) if "tiny" in ok.columns else None  # meanwhile:
+        exact = _exact_groups(root, ok, nbits, min(nbits - 1, default_threshold(hash_size, verify=False)), ex)
         groups, pair_rows = _units(ok, exact)
         unit_rows, best, order = unit_order(ok, exact, groups, keep)
         tiny = Tiny.of(ok["tiny"].to_numpy()[groups]) if "tiny" in ok.columns else None
@@ -274,7 +274,8 @@ def _verify(root, gpath: list[str], srch: Search, ex, verify: bool, min_sim: flo
     if len(srch.hashes) > 1:  # else no pair: no task, no bar
         with ex.share((srch, both)) as ref:
             small = tiny.slabs() if srch.small_pairs is None and tiny is not None else int(srch.small_pairs is not None)
-            for pairs, c in ex.map(partial(gated_part, ref), parts(len(srch.hashes), small), desc="searching pairs",
+            coded = len(srch.hashes) if len(srch.codes) else 0  # no code search: only the small images' tasks
+            for pairs, c in ex.map(partial(gated_part, ref), parts(coded, small), desc="searching pairs",
                                    unit="parts"):
                 write_cache_now(background=True)  # the hashing pass's cache, while the workers search
                 found.append(pairs)

@@ -20,6 +20,7 @@ from curate.dedupe.hashing import hash_files
 from curate.dedupe.search import hamming_pairs, pack
 from curate.dedupe.verify import make_thumb as thumbnail
 from curate.dedupe.verify import score as similarity
+from curate.engine.executor import LocalExecutor
 from curate.sources.samples import load_photo
 from curate.testing import dupsynth
 
@@ -399,6 +400,37 @@ def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
     Image.fromarray(a).rotate(3, Image.BILINEAR).save(root / "train/r/c.jpg", quality=90)
     Image.fromarray(np.roll(a, 4, axis=1)).save(root / "train/r/d.jpg", quality=90)
     assert _decoded_and_exact(root, monkeypatch) == (["a.jpg", "b.png"], {("train/r/a.jpg", "train/r/b.png")})
+
+
+def test_few_pixel_candidates_are_compared_here_and_many_in_the_pool_with_the_same_groups(tmp_path, monkeypatch):
+    # a few small decodes run in this process (not queued behind the pool's other tasks); above
+    # LOCAL_PIXELS they are pool tasks: the same exact groups either way
+    import curate.dedupe.exact as dx
+
+    root = tmp_path / "px"
+    (root / "train/r").mkdir(parents=True)
+    a = small("rocket", 256)
+    Image.fromarray(a).save(root / "train/r/a.jpg", quality=90)
+    Image.fromarray(np.asarray(Image.open(root / "train/r/a.jpg").convert("RGB"))).save(root / "train/r/b.png")
+    Image.fromarray(np.roll(a, 4, axis=1)).save(root / "train/r/d.jpg", quality=90)
+    maps = []
+    real_map = LocalExecutor.map
+
+    def spy(self, fn, *args, **kwargs):
+        maps.append(getattr(fn, "__name__", ""))
+        return real_map(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(LocalExecutor, "map", spy)
+
+    def exact_pairs() -> set:
+        res = find_duplicates(root, threshold=8, verify=False, workers=2, quiet=True)
+        return {(p.a, p.b) for p in res.pairs.itertuples() if p.kind == "exact"}
+
+    here = exact_pairs()
+    assert "_digest_shard" not in maps
+    monkeypatch.setattr(dx, "LOCAL_PIXELS", 0)
+    maps.clear()
+    assert exact_pairs() == here == {("train/r/a.jpg", "train/r/b.png")} and "_digest_shard" in maps
 
 
 def test_same_format_pixel_copies_are_found_by_key_and_only_they_are_decoded(tmp_path, monkeypatch):

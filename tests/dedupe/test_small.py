@@ -105,6 +105,29 @@ def test_small_images_are_not_paired_by_the_code_search_but_their_other_pairs_ar
     assert len(got) == len(set(got)) and set(got) == whole
 
 
+def test_with_every_image_small_there_is_no_code_search(tmp_path):
+    """A tree of small images only: no centre codes are fitted or indexed, the search is the small images'
+    own tasks, and its pairs are the copies (the same as where larger images make a code search run)."""
+    photos = sorted(COINS.rglob("*.jpg"))[::25][:12]
+    assert len(photos) == 12, "coins-dev is missing (../shared/data/coins-dev)"
+    files = []
+    for k, p in enumerate(photos):
+        small = Image.open(p).convert("RGB").resize((40, 40), Image.LANCZOS)
+        small.save(tmp_path / f"small{k}.png")
+        small.save(tmp_path / f"small{k}-q80.jpg", quality=80)
+        files += [tmp_path / f"small{k}.png", tmp_path / f"small{k}-q80.jpg"]
+    ok = _rows(files)
+    groups = np.arange(len(ok))
+    tiny = Tiny.of(ok["tiny"].to_numpy())
+    srch = search(ok, groups, 12, 64, {g: g for g in groups}, tiny)
+    assert len(srch.codes) == 0 and srch.index is None
+    name = {k: Path(p).stem for k, p in enumerate(ok["path"])}
+    pairs = [(name[a], name[b]) for bt in srch.batches() for a, b, _ in zip(*bt, strict=True)]
+    assert sorted(pairs) == sorted((f"small{k}", f"small{k}-q80") for k in range(12))
+    assert parts(0, small=tiny.slabs()) == [(SMALL_PART, s) for s in range(tiny.slabs())]
+    assert [x for part in parts(len(groups)) for x in srch.batches(part)] == []  # no query part finds more
+
+
 def test_a_tree_of_small_photos_end_to_end(tmp_path):
     """find_duplicates on 40-px real photos (coins-dev shrunk, 24 coins) with JPEG re-encodes of half of
     them: the candidates are exactly the 12 copy pairs (the small-image search proposes nothing else, and
