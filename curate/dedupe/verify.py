@@ -199,13 +199,15 @@ def coarse(a: Thumb, b: Thumb, scales: tuple[float, ...] = SCALES) -> tuple[floa
     return best
 
 
-def _fine(gbase: np.ndarray, gother: np.ndarray, zoom: float, centre: tuple[float, float]):
-    """Best (correlation, zoom, top-left) of `gother`'s zoomed centre within REACH of the coarse position."""
+def _fine(gbase: np.ndarray, gother: np.ndarray, zoom: float, centre: tuple[float, float],
+          steps: tuple[float, ...] = FINE):
+    """Best (correlation, zoom, top-left) of `gother`'s zoomed centre within REACH of the coarse position,
+    trying the zoom steps `steps` around `zoom`."""
     import cv2
 
     h, w = gbase.shape
     best = (-2.0, zoom, (0, 0))
-    for f in FINE:
+    for f in steps:
         t = _centre(gother, zoom * (1 + f))
         th, tw = t.shape
         if th > h or tw > w or _std(t) < FLAT:
@@ -261,12 +263,13 @@ def score(a: Thumb, b: Thumb) -> float:
     if float(np.linalg.norm(a.chroma - b.chroma)) > MAX_CHROMA_SHIFT:
         return 0.0  # alike in gray, not in colour: a red and a blue patch, a gold and a silver coin
     # two small images: a crop of one is no copy of it (curate.dedupe.small), so only the whole frame aligns
-    c, d, s, centre = coarse(a, b, (1.0,) if a.tiny is not None and b.tiny is not None else SCALES)
+    whole = a.tiny is not None and b.tiny is not None
+    c, d, s, centre = coarse(a, b, (1.0,) if whole else SCALES)
     if c < GATE:
         return max(0.0, c * 0.5)  # far below any copy; scaled so it never reads as a near miss
     side = _side(a, b, THUMB_SIDE)
     base, other = (a, b) if d == 0 else (b, a)
-    m, z, (x, y) = _fine(base.grad(side), other.grad(side), s, centre)
+    m, z, (x, y) = _fine(base.grad(side), other.grad(side), s, centre, (0.0,) if whole else FINE)
     if m == -2.0:  # flat or too small to slide: the gray match decides
         return c
     t = _centre(other.at(side), z)
