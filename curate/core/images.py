@@ -252,11 +252,18 @@ def png_plain(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-def pil_gray(pixels: np.ndarray) -> np.ndarray:
-    """Pillow's convert("L") of an RGB (or BGR, `pixels[..., ::-1]` given as such) uint8 array, exactly:
-    (R 19595 + G 38470 + B 7471 + 2**15) >> 16."""
-    r, g, b = (pixels[..., k].astype(np.uint32) for k in range(3))
-    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+_GRAY = np.array([19595, 38470, 7471], np.float32)
+_GRAY_BGR = np.ascontiguousarray(_GRAY[::-1])  # (a reversed view would take numpy's slow matmul path)
+
+
+def pil_gray(pixels: np.ndarray, bgr: bool = False) -> np.ndarray:
+    """Pillow's convert("L") of an RGB (or with `bgr` BGR) uint8 array of any leading shape, exactly:
+    (R 19595 + G 38470 + B 7471 + 2**15) >> 16. In float32, where every partial sum is an integer below
+    2**24 and so exact (checked on all 2**24 colours); half the time of uint32 arithmetic."""
+    x = np.ascontiguousarray(pixels).astype(np.float32) @ (_GRAY_BGR if bgr else _GRAY)
+    x += 32768.0
+    x *= np.float32(1 / 65536)
+    return x.astype(np.uint8)
 
 
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,

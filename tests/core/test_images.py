@@ -191,3 +191,17 @@ def test_png_plain_only_for_what_opencv_decodes_as_pillow(photo):
     for name, data in other.items():
         assert png_plain(data) is None, name
     assert png_plain(plain["RGB"][: len(plain["RGB"]) // 2]) is None  # cut short: decode() names it
+
+
+def test_pil_gray_is_pillows_gray_for_every_colour_and_a_photo(photo):
+    """pil_gray (float32 arithmetic) equals Pillow's convert("L") on all 2**24 colours, RGB and BGR, and on a
+    batch of real photo crops (any leading shape)."""
+    from curate.core.images import pil_gray
+
+    levels = np.arange(256, dtype=np.uint8)
+    every = np.stack(np.meshgrid(levels, levels, levels, indexing="ij"), axis=-1).reshape(4096, 4096, 3)
+    want = np.asarray(Image.fromarray(every).convert("L"))
+    assert np.array_equal(pil_gray(every), want)
+    assert np.array_equal(pil_gray(np.ascontiguousarray(every[..., ::-1]), bgr=True), want)
+    crops = np.stack([photo[k * 20 : k * 20 + 64, :64] for k in range(5)])
+    assert np.array_equal(pil_gray(crops), np.stack([np.asarray(Image.fromarray(c).convert("L")) for c in crops]))
