@@ -120,43 +120,83 @@ def check_policies(keep: str, leakage: str, conflicts: str = "keep") -> None:
                          f"choose one of: {', '.join(CONFLICT_POLICIES)}")
 
 
-Row = namedtuple("Row", "path split label size width height")  # what unit_order keeps of a file
+Row = namedtuple("Row", "path split label size width height")  # what a unit's rows hold of a file
 
 
-def unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: str):
-    """(rows of each unit, its best row, units in keep order): split order first, then the keep policy."""
-    unit_by_root = {int(exact[g]): k for k, g in enumerate(groups.tolist())}
-    rows = [Row(*r) for r in zip(*(ok[c].tolist() for c in Row._fields), strict=True)]  # (itertuples: ~5x slower)
-    key = [(split_rank(r.split), _keep_key(r, keep)) for r in rows]  # once a file
-    members: dict[int, list[int]] = {}
-    for i, r in enumerate(exact.tolist()):
-        members.setdefault(unit_by_root[r], []).append(i)
-    best_at = {u: min(m, key=key.__getitem__) for u, m in members.items()}
-    order = sorted(best_at, key=lambda u: key[best_at[u]])
-    unit_rows = {u: [rows[i] for i in m] for u, m in members.items()}
-    return unit_rows, {u: rows[i] for u, i in best_at.items()}, order
+@dataclass
+class Units:
+    """The exact groups (units) of a run in keep order, and each one's rows on demand: a run of 60,000
+    files makes the rows of only the units that end up in a cluster."""
+
+    order: list[int]  # units in keep order (split order first, then the keep policy)
+    best_row: np.ndarray  # unit -> its best file (a row of the table)
+    start: np.ndarray  # unit -> where its rows begin in `rows_in_unit` (ends at the next unit's start)
+    rows_in_unit: np.ndarray  # table rows grouped by unit, in table order within a unit
+    columns: tuple  # the table's Row columns, as lists
+
+    def rows(self, u: int) -> list:
+        return [self._row(i) for i in self.rows_in_unit[self.start[u] : self.start[u + 1]].tolist()]
+
+    def size(self, u: int) -> int:
+        return int(self.start[u + 1] - self.start[u])
+
+    def best(self, u: int):
+        return self._row(int(self.best_row[u]))
+
+    def _row(self, i: int):
+        return Row(*(c[i] for c in self.columns))
 
 
-def build_clusters(unit_rows: dict, best: dict, order: list[int], edges: dict, leakage: str,
-                   conflicts: str) -> list[Cluster]:
-    """Star clusters over exact groups (units), centres in keep order."""
+def unit_order(ok: pd.DataFrame, exact: np.ndarray, groups: np.ndarray, keep: str) -> Units:
+    """The units (exact groups; `groups` are their representative rows, `exact` each row's group root) in
+    keep order: split order first, then the keep policy (_keep_key), ties by path; each unit's best file
+    is the first of its rows in that order."""
+    n = len(ok)
+    columns = tuple(ok[c].tolist() for c in Row._fields)
+    paths = columns[0]
+    by_path = np.arange(n)
+    if any(a >= b for a, b in zip(paths[:-1], paths[1:], strict=True)):  # hash_files' rows come sorted by path
+        by_path[np.array(sorted(range(n), key=paths.__getitem__), np.int64)] = np.arange(n)
+    names, inv = np.unique(np.asarray(columns[1], dtype=object), return_inverse=True)
+    srank = np.array([split_rank(x) for x in names], np.int64)[inv]
+    px = ok["width"].to_numpy(np.int64) * ok["height"].to_numpy(np.int64)
+    sz = ok["size"].to_numpy(np.int64)
+    tie = (by_path,) if keep == "first" else (by_path, -sz, -px) if keep == "largest" else (by_path, -px, -sz)
+    in_order = np.lexsort((*tie, srank))  # the rows in keep order
+    pos = np.empty(n, np.int64)
+    pos[in_order] = np.arange(n)
+    unit_of_root = np.full(n, -1, np.int64)
+    unit_of_root[exact[groups]] = np.arange(len(groups))
+    unit = unit_of_root[exact]
+    best_pos = np.full(len(groups), n, np.int64)
+    np.minimum.at(best_pos, unit, pos)  # each unit's first row in keep order
+    rows_in_unit = np.argsort(unit, kind="stable")
+    start = np.searchsorted(unit[rows_in_unit], np.arange(len(groups) + 1))
+    return Units(np.argsort(best_pos).tolist(), in_order[best_pos], start, rows_in_unit, columns)
+
+
+def build_clusters(units: Units, edges: dict, leakage: str, conflicts: str) -> list[Cluster]:
+    """Star clusters over exact groups (units), centres in keep order. A unit without edges is a cluster
+    of its own copies (exact) when it has more than one file."""
     clusters: list[Cluster] = []
-    for centre, taken in stars(order, edges).items():
-        units = [centre] + [u for u, _, _ in taken]
-        members = sorted(r.path for u in units for r in unit_rows[u])
+    linked = [u for u in units.order if u in edges]
+    alone = [(u, []) for u in units.order if u not in edges and units.size(u) > 1]
+    for centre, taken in [*stars(linked, edges).items(), *alone]:
+        rows_of = {u: units.rows(u) for u in [centre] + [u for u, _, _ in taken]}
+        members = sorted(r.path for rows in rows_of.values() for r in rows)
         if len(members) < 2:
             continue
-        k = best[centre].path
-        links = {r.path: {"distance": 0, "similarity": 1.0} for r in unit_rows[centre] if r.path != k}
+        k = units.best(centre).path
+        links = {r.path: {"distance": 0, "similarity": 1.0} for r in rows_of[centre] if r.path != k}
         for u, d, sim in taken:
-            links.update({r.path: {"distance": int(d), "similarity": round(float(sim), 4)} for r in unit_rows[u]})
-        sub = [r for u in units for r in unit_rows[u]]  # the members' rows
+            links.update({r.path: {"distance": int(d), "similarity": round(float(sim), 4)} for r in rows_of[u]})
+        sub = [r for rows in rows_of.values() for r in rows]  # the members' rows
         splits = sort_splits({r.split for r in sub})
         labels = sorted({r.label for r in sub})
-        c = Cluster(id=len(clusters), kind="exact" if len(units) == 1 else "near", members=members, keep=k,
+        c = Cluster(id=len(clusters), kind="exact" if len(rows_of) == 1 else "near", members=members, keep=k,
                     splits=splits, labels=labels, cross_split=len(splits) > 1, label_conflict=len(labels) > 1,
                     max_distance=max((v["distance"] for v in links.values()), default=0), links=links)
-        unit_of = {r.path: u for u in units for r in unit_rows[u]}
+        unit_of = {r.path: u for u, rows in rows_of.items() for r in rows}
         _apply_policy(c, sub, unit_of, leakage, conflicts)
         clusters.append(c)
     clusters.sort(key=lambda c: c.members)

@@ -185,11 +185,11 @@ def find_duplicates(
         small_pairs = start_search(ex, ok["tiny"].to_numpy()) if "tiny" in ok.columns else None  # meanwhile:
         exact = _exact_groups(root, ok, nbits, min(nbits - 1, default_threshold(hash_size, verify=False)), ex)
         groups, pair_rows = _units(ok, exact)
-        unit_rows, best, order = unit_order(ok, exact, groups, keep)
+        units = unit_order(ok, exact, groups, keep)
         tiny = Tiny.of(ok["tiny"].to_numpy()[groups]) if "tiny" in ok.columns else None
         group_of_root = np.full(len(ok), -1, np.int64)
         group_of_root[exact[groups]] = np.arange(len(groups))
-        srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(order)}, tiny)
+        srch = search(ok, groups, threshold, nbits, {u: k for k, u in enumerate(units.order)}, tiny)
         if small_pairs is not None:  # made while the workers paired the small images; now wait for them
             srch.small_pairs = small_pairs(group_of_root[exact], tiny)
         gpath = ok["path"].to_numpy()[groups].tolist()
@@ -203,7 +203,7 @@ def find_duplicates(
         for (a, b, d), sim in zip(arr[good].tolist(), sims[good].tolist(), strict=True):
             edges.setdefault(a, []).append((b, d, sim))
             edges.setdefault(b, []).append((a, d, sim))
-        clusters = build_clusters(unit_rows, best, order, edges, leakage, conflicts)
+        clusters = build_clusters(units, edges, leakage, conflicts)
         pairs = pd.concat([pd.DataFrame(pair_rows, columns=PAIR_COLUMNS), _near_rows(gpath, arr, sims, good, verify)],
                           ignore_index=True) if pair_rows else _near_rows(gpath, arr, sims, good, verify)
         pairs = pairs.sort_values(["a", "b"], kind="stable").reset_index(drop=True)
