@@ -233,7 +233,7 @@ _QUIET = threading.Lock()
 
 def png_plain(data: bytes) -> tuple[int, int, int] | None:
     """(width, height, channels) of a plain PNG: 8-bit gray or RGB, not interlaced, no transparency and
-    no EXIF before its pixels, which OpenCV decodes to exactly Pillow's pixels; None for anything else
+    no EXIF before its pixels, which OpenCV and libspng decode to exactly Pillow's pixels; None for anything else
     (palette, alpha, 16-bit, tRNS, eXIf, a damaged header: decode() then reads it with Pillow)."""
     if data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR" or b"IEND" not in data[-12:]:
         return None  # not a PNG, or cut short (decode() says so)

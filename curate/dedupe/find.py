@@ -108,9 +108,9 @@ def thumb_of(path: str) -> Thumb | None:
         got = jpeg_small(data, 2 * THUMB_SIDE)  # a plain JPEG: OpenCV's reduced decode, no Pillow
         if got is not None:
             return make_thumb(got[0], got[3], bgr=True)
-        pixels = png_pixels(data)  # a plain PNG: OpenCV's decode, Pillow's pixels
+        pixels = png_pixels(data)  # a plain PNG: libspng's decode, Pillow's pixels (RGB)
         if pixels is not None:
-            return make_thumb(pixels, bgr=True)
+            return make_thumb(pixels)
         d = decode_small(data, 2 * THUMB_SIDE)
     except (UnreadableImage, OSError):
         return None

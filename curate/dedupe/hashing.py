@@ -14,7 +14,7 @@ to max(HASH_DECODE_SIDE, 6 x hash_size) pixels: the hash only looks at a 32x32 (
 this moves a photo's hash by a bit or two of 64 (bench/dedupe.py), at a fraction of the cost; on images
 whose DCT coefficients crowd the median (a centred coin on white) up to 8 (coins-dev, JPEG vs a PNG of its
 pixels), which dedupe's exact-pixel check allows for; a reduced decode's hash pair is computed in
-floating point (curate.dedupe.phash.phash_pair). Plain 8-bit PNGs are decoded by OpenCV with Pillow's gray,
+floating point (curate.dedupe.phash.phash_pair). Plain 8-bit PNGs are decoded by libspng (pyspng) with Pillow's gray,
 other files by decode(): there the perceptual hash is imagehash's, bit for bit (phash.phash_hex).
 Results are cached in state_dir(root)/cache keyed by (path, size, mtime, hash params). `root` may be an
 object-store URL (s3://…): files are read through curate.core.storage and the cache lives in the local user

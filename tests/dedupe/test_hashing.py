@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from math import comb
 from pathlib import Path
@@ -94,8 +95,8 @@ def test_fast_phash_pair_is_the_unrounded_phash():
 
 
 def test_png_fast_path_is_the_general_path_bit_for_bit(tmp_path, monkeypatch, capfd):
-    # plain 8-bit PNGs are decoded by OpenCV with Pillow's gray: every column equals decode()'s path;
-    # a damaged one prints nothing from the C decoder and keeps the general path's answer
+    # plain 8-bit PNGs are decoded by libspng (pyspng) with Pillow's gray: every column equals decode()'s
+    # path; a damaged one prints nothing from the C decoder and keeps the general path's answer
     rows = {}
     for name, mode in (("chelsea", "RGB"), ("camera", "L"), ("coffee", "RGB")):
         p = tmp_path / f"{name}.png"
@@ -111,6 +112,41 @@ def test_png_fast_path_is_the_general_path_bit_for_bit(tmp_path, monkeypatch, ca
     for p, row in rows.items():
         assert row == hashing.hash_file(p), p.name
     assert rows[tmp_path / "camera.png"]["mode"] == "L"
+
+
+def test_png_pixels_are_pillows_pixels_and_damage_goes_to_the_general_path():
+    """png_pixels (libspng) gives Pillow's pixels for plain PNGs, RGB and gray, with gamma and sRGB chunks
+    (stored samples, no transform), from 40 px to photo size; a damaged or cut stream gives None (decode(),
+    the general path, then decides: a cut file is unreadable)."""
+    import struct
+    import zlib
+
+    from curate.core.errors import UnreadableImage
+    from curate.core.images import decode
+    from curate.dedupe.decoding import png_pixels
+
+    def png(im: Image.Image) -> bytes:
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        return buf.getvalue()
+
+    def with_chunk(data: bytes, kind: bytes, payload: bytes) -> bytes:  # right after IHDR
+        chunk = struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        return data[:33] + chunk + data[33:]
+
+    photo = Image.fromarray(load_photo("chelsea"))
+    cases = [png(photo), png(photo.convert("L")), png(photo.resize((40, 27))),
+             with_chunk(png(photo), b"gAMA", struct.pack(">I", 22727)), with_chunk(png(photo), b"sRGB", b"\x00")]
+    for data in cases:
+        want = np.asarray(Image.open(io.BytesIO(data)))
+        assert np.array_equal(png_pixels(data), want)
+    damaged = bytearray(cases[0])
+    damaged[200:260] = bytes(60)
+    assert png_pixels(bytes(damaged)) is None  # a bad CRC: Pillow's path decides (the hashing pass's general path)
+    cut = cases[0][: len(cases[0]) // 2]
+    assert png_pixels(cut) is None
+    with pytest.raises(UnreadableImage):
+        decode(cut)
 
 
 def test_phash_of_flat_images_is_defined():
