@@ -9,6 +9,7 @@ The Ray engine (curate.engine.ray_engine, imported only when asked for) has the 
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import sys
@@ -190,6 +191,15 @@ class LocalExecutor(Executor):
 
 
 _POOLS: dict[int, ProcessPoolExecutor] = {}  # worker count -> the pool every map of this process uses
+
+
+@atexit.register
+def _drop_pools() -> None:
+    """Let the kept pools go while the interpreter is whole: one collected during its teardown has its
+    manager's callback fail ("Exception ignored in ... weakref_cb") on stderr."""
+    for pool in _POOLS.values():
+        pool.shutdown(wait=False)
+    _POOLS.clear()
 
 
 def _pool(workers: int, module: str) -> ProcessPoolExecutor:
