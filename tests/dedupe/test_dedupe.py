@@ -389,16 +389,22 @@ def _decoded_and_exact(root: Path, monkeypatch) -> tuple[list[str], set[tuple[st
     return sorted(Path(p).name for p in seen), {(p.a, p.b) for p in res.pairs.itertuples() if p.kind == "exact"}
 
 
-def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
-    # same size, hashes within 8 bits: a PNG of a JPEG's pixels is decoded in full and grouped; the same
-    # photo turned by 3 degrees or moved by 4 px (look-alikes, 8 and 6 bits away) is not decoded at all
+def _png_of_a_jpeg(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A tree with a.jpg, b.png (a.jpg's decoded pixels) and d.jpg (a.jpg's photo moved by 4 px)."""
     root = tmp_path / "px"
     (root / "train/r").mkdir(parents=True)
     a = small("rocket", 256)
     Image.fromarray(a).save(root / "train/r/a.jpg", quality=90)
     Image.fromarray(np.asarray(Image.open(root / "train/r/a.jpg").convert("RGB"))).save(root / "train/r/b.png")
-    Image.fromarray(a).rotate(3, Image.BILINEAR).save(root / "train/r/c.jpg", quality=90)
     Image.fromarray(np.roll(a, 4, axis=1)).save(root / "train/r/d.jpg", quality=90)
+    return root, a
+
+
+def test_pixel_check_decodes_copies_not_lookalikes(tmp_path, monkeypatch):
+    # same size, hashes within 8 bits: a PNG of a JPEG's pixels is decoded in full and grouped; the same
+    # photo turned by 3 degrees or moved by 4 px (look-alikes, 8 and 6 bits away) is not decoded at all
+    root, a = _png_of_a_jpeg(tmp_path)
+    Image.fromarray(a).rotate(3, Image.BILINEAR).save(root / "train/r/c.jpg", quality=90)
     assert _decoded_and_exact(root, monkeypatch) == (["a.jpg", "b.png"], {("train/r/a.jpg", "train/r/b.png")})
 
 
@@ -407,12 +413,7 @@ def test_few_pixel_candidates_are_compared_here_and_many_in_the_pool_with_the_sa
     # LOCAL_PIXELS they are pool tasks: the same exact groups either way
     import curate.dedupe.exact as dx
 
-    root = tmp_path / "px"
-    (root / "train/r").mkdir(parents=True)
-    a = small("rocket", 256)
-    Image.fromarray(a).save(root / "train/r/a.jpg", quality=90)
-    Image.fromarray(np.asarray(Image.open(root / "train/r/a.jpg").convert("RGB"))).save(root / "train/r/b.png")
-    Image.fromarray(np.roll(a, 4, axis=1)).save(root / "train/r/d.jpg", quality=90)
+    root, _ = _png_of_a_jpeg(tmp_path)
     maps = []
     real_map = LocalExecutor.map
 
